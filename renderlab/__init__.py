@@ -1,0 +1,1 @@
+"""renderlab: a self-hosted render lab and the render pipeline that runs on it."""

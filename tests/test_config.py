@@ -1,0 +1,109 @@
+"""The lab config model over valid/ and invalid/ fixture files, and the check-config command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from renderlab.config import ConfigError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "config"
+VALID = sorted((FIXTURES / "valid").glob("*.yaml"))
+INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
+
+
+def expected_messages(path: Path) -> list[str]:
+    lines = path.read_text().splitlines()
+    return [line.removeprefix("# expect: ") for line in lines if line.startswith("# expect: ")]
+
+
+def test_fixture_sets_are_big_enough():
+    assert len(VALID) >= 2
+    assert len(INVALID) >= 12
+    for path in INVALID:
+        assert expected_messages(path), f"{path.name} declares no '# expect:' line"
+
+
+def test_example_is_valid_and_complete():
+    config = load(ROOT / "Pulumi.example.yaml")
+    assert sorted(h.role for h in config.hosts.values()) == sorted(
+        ["k3s_server", "k3s_agent", "storage", "perforce", "airflow"]
+    )
+    assert config.address("storage") == "10.20.0.13"
+    assert config.proxmox_api_token is not None
+    assert config.versions.blender == "5.0.1"
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_valid(path: Path):
+    config = load(path)
+    assert set(config.hosts) == set(config.network.hosts)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid(path: Path):
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    text = str(info.value)
+    for message in expected_messages(path):
+        assert message in text
+    # Every problem is listed with its key path (or the file-level reason) on its own line.
+    assert len(info.value.problems) >= len(expected_messages(path))
+
+
+def test_many_problems_are_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        load(FIXTURES / "invalid" / "many-problems-at-once.yaml")
+    assert len(info.value.problems) == 4
+
+
+def test_missing_file_is_one_clear_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_plain_secret_value_is_never_echoed():
+    with pytest.raises(ConfigError) as info:
+        load(FIXTURES / "invalid" / "plain-proxmox-token.yaml")
+    assert "0b0e2c47" not in str(info.value)
+
+
+def _check(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "renderlab.check_config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_command_accepts_example():
+    result = _check(ROOT / "Pulumi.example.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_check_command_rejects_invalid(path: Path):
+    result = _check(path)
+    assert result.returncode == 1
+    for message in expected_messages(path):
+        assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_make_check_config_wiring():
+    """`make check-config CONFIG=...` is the user's command: exit status and messages pass through."""
+    bad = FIXTURES / "invalid" / "address-outside-cidr.yaml"
+    ok = subprocess.run(["make", "-s", "check-config"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    ko = subprocess.run(
+        ["make", "-s", "check-config", f"CONFIG={bad}"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert ko.returncode != 0
+    assert "network.hosts.storage 10.0.1.5 is outside 10.20.0.0/24" in ko.stderr

@@ -1,0 +1,20 @@
+from pathlib import PurePosixPath
+
+import pytest
+
+from renderlab.share import ShareLayout
+
+
+def test_layout_paths():
+    share = ShareLayout(PurePosixPath("/mnt/share"))
+    assert share.assets("ode-to-joy") == PurePosixPath("/mnt/share/assets/ode-to-joy")
+    assert share.manifest("ode-to-joy", 42).name == "manifest-42.json"
+    assert share.frames("r1", "loop") == PurePosixPath("/mnt/share/runs/r1/frames/loop")
+    assert share.video("r1").parent == share.run("r1")
+
+
+@pytest.mark.parametrize("bad", ["..", "a/b", "", "x" * 200, "../etc", "with space"])
+def test_unsafe_segments_are_refused(bad):
+    share = ShareLayout(PurePosixPath("/s"))
+    with pytest.raises(ValueError, match="not a safe path segment"):
+        share.run(bad)
