@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 CONFIG ?= Pulumi.example.yaml
-APT_LISTS := requirements/apt.txt
+APT_LISTS := $(sort $(wildcard requirements/apt*.txt))
 LOCK := requirements/lock.txt
 STAMP := $(VENV)/.lock-$(shell sha256sum $(LOCK) requirements/bootstrap.txt | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
@@ -42,11 +42,8 @@ lock: ## re-resolve requirements/lock.txt from pyproject.toml (hash-pinned)
 check-config: venv ## validate a stack file: make check-config CONFIG=Pulumi.<stack>.yaml
 	$(PY) -m renderlab.check_config $(CONFIG)
 
-lint: venv ## every linter
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/yamllint -s .
-	$(PY) -m renderlab.check_config Pulumi.example.yaml >/dev/null
+lint: venv ## every linter (ruff, yamllint, hadolint, ansible-lint, kubernetes-validate)
+	scripts/lint.sh
 
 unit: venv ## the fast tests (no Blender renders, no Airflow runs, no local lab)
 	$(VENV)/bin/pytest -m "not slow and not lab" $(PYTEST_ARGS)
