@@ -74,12 +74,12 @@ def classify(exc: Exception, doing: str) -> FetchError:
     """Map a P4Exception to the fetch failure it means (auth, unreachable, disk, or source)."""
     msg = _message(exc)
     low = msg.lower()
-    if any(s in low for s in _COMM):
-        return UnreachableError(f"Perforce server unreachable while {doing}: {msg}")
     if any(s in low for s in _AUTH):
         return AuthError(
             f"Perforce refused the credentials while {doing}: {msg} (not retried; fix the user, password/ticket or fingerprint)"
         )
+    if any(s in low for s in _COMM):
+        return UnreachableError(f"Perforce server unreachable while {doing}: {msg}")
     if any(s in low for s in _DISK):
         return DestinationError(f"the share is full while {doing}: {msg}; free space on it, then re-run")
     if any(s in low for s in _PERM):
