@@ -62,8 +62,8 @@ def client_name(root: Path) -> str:
 def _message(exc: Exception) -> str:
     errors = getattr(exc, "errors", None) or []
     value = getattr(exc, "value", None)
-    lines = [str(m).strip() for m in errors if str(m).strip()]
-    if isinstance(value, str):
+    lines = [ln.strip() for m in errors for ln in str(m).splitlines() if ln.strip()]
+    if isinstance(value, str) and value.startswith("[P4.connect()]"):
         # connect() failures keep the detail ("connect: host:1666: Connection refused") only in .value.
         detail = [ln.strip() for ln in value.splitlines()[1:] if ln.strip()]
         lines += [d for d in detail if d not in lines]
@@ -86,7 +86,12 @@ def classify(exc: Exception, doing: str) -> FetchError:
         return DestinationError(
             f"cannot write the workspace while {doing}: {msg}; fix the share's permissions"
         )
-    if "must refer to client" in low or "no such file" in low or "not in client view" in low:
+    if (
+        "error in client specification" in low
+        or "must refer to client" in low
+        or "no such file" in low
+        or "not in client view" in low
+    ):
         return SourceError(f"{msg} -- check the depot path and changelist in --source")
     return FetchError(f"Perforce error while {doing}: {msg}")
 
@@ -205,8 +210,8 @@ def _sync_once(
     try:
         s.trust(creds)
         s.login(creds)
+        change = s.resolve_change()  # before the client spec, so a bad depot path reads as one
         s.ensure_client()
-        change = s.resolve_change()
         rows = s.depot_files(change)
         pending = [r for r in rows if r.get("haveRev") != r.get("headRev")]
         ws.ensure_space(sum(int(r.get("fileSize", 0)) for r in pending))

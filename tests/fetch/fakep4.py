@@ -155,6 +155,7 @@ class P4:
         server.commands.append(line)
         if server.drop_after_commands is not None:
             if server.drop_after_commands <= 0:
+                server.drop_after_commands = None  # one break per setting
                 self._server = None
                 self._raise_now(line, ["TCP receive failed.\nread: socket: Connection reset by peer"])
             server.drop_after_commands -= 1
@@ -381,10 +382,14 @@ class P4:
             sel = self._select(server, spec)
             if sel is None:
                 return []
-            _path, change, picked = sel
+            path, change, picked = sel
             if not picked:
                 self.warnings.append(f"{spec} - no such file(s).")
                 continue
+            # Files on the have-list that do not exist at this change are removed, like any deletion.
+            prefix = path.removesuffix("...")
+            gone = [p for p in have if p.startswith(prefix) and p not in dict(picked)]
+            picked += [(p, Rev(0, change, "delete", None)) for p in gone]
             before = len(out)
             for p, rev in picked:
                 local = self._local(server, p)
@@ -401,7 +406,7 @@ class P4:
                             {
                                 "depotFile": p,
                                 "clientFile": str(local),
-                                "rev": str(rev.rev),
+                                "rev": str(rev.rev) if rev.rev else "none",
                                 "action": "deleted",
                                 "change": str(rev.change),
                             }
