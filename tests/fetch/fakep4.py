@@ -200,10 +200,8 @@ class P4:
                     f"{server.fingerprint}\nTo allow connection use the 'p4 trust' command."
                 ]
             return True
-        if self._logged_in or self.user not in server.users:
-            ok = self._logged_in
-        else:
-            ok = self.password == _ticket(server, self.user)
+        # Security level 0: a user without a password needs none; one with a password needs a ticket.
+        ok = self._logged_in or self.user not in server.users or self.password == _ticket(server, self.user)
         if not ok:
             self.errors = ["Perforce password (P4PASSWD) invalid or unset."]
             return True
@@ -229,8 +227,7 @@ class P4:
             self.errors = ["Perforce password (P4PASSWD) invalid or unset."]
             return []
         if self.user not in server.users:
-            self.errors = ["Password invalid."]  # p4d does not reveal whether the user exists
-            return []
+            return ["'login' not necessary, no password set for this user."]
         if self.input != server.users[self.user]:
             self.errors = ["Password invalid."]
             return []
