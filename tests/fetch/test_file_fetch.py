@@ -183,17 +183,24 @@ def test_full_share_is_a_clear_error(tmp_path: Path):
         assert res.returncode == 6, res.stderr
         assert "MB free but this fetch needs" in res.stderr
         assert not list((share / "assets/song").glob("**/*.wav"))
-        # Completely full: even the first small write fails with ENOSPC, reported as such.
-        fd = os.open(share / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(fd, b"\0" * 65536):
-                pass
-        except OSError as e:
-            assert e.errno == errno.ENOSPC
-        finally:
-            os.close(fd)
+        # Space taken by another writer mid-fetch: the next copy hits a real ENOSPC.
+        small = tmp_path / "small"
+        write_tree(small, {"a.wav": b"a" * 300_000, "b.wav": b"b" * 300_000})
+
+        def fill_share(_rel: str) -> None:
+            fd = os.open(share / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                while os.write(fd, b"\0" * 65536):
+                    pass
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+
         with pytest.raises(DestinationError, match="share is full"):
-            fetch(src, share / "assets" / "other")
+            fetch(small, share / "assets" / "other", after_each_file=fill_share)
+        assert not list((share / "assets/other").rglob("*.tmp"))
+        assert not manifests(share / "assets/other")
 
 
 def test_read_only_share_is_a_clear_error(tmp_path: Path):
@@ -211,3 +218,15 @@ def test_content_version_is_order_independent():
 
     a, b = SourceFile("a", 1, "00"), SourceFile("b", 2, "11")
     assert content_version([a, b]) == content_version([b, a]) != content_version([a])
+
+
+def test_unchanged_refetch_writes_nothing(tmp_path: Path, dest: Path):
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    fetch(src, dest)
+    meta = dest / ".renderlab"
+    before = {p.name: p.stat().st_mtime_ns for p in meta.iterdir()}
+    files_before = {p: p.stat().st_ino for p in dest.rglob("*.wav")}
+    assert fetch(src, dest).files_transferred == 0
+    assert {p.name: p.stat().st_mtime_ns for p in meta.iterdir()} == before
+    assert {p: p.stat().st_ino for p in dest.rglob("*.wav")} == files_before
