@@ -56,3 +56,11 @@ demo: setup ## run the render pipeline on this machine (local backend, bundled d
 
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- fetch ---
+.PHONY: fetch-test fetch-bench
+fetch-test: venv ## asset fetch tests: file:// for real, the P4-shaped fake, a real p4d when on PATH
+	$(VENV)/bin/pytest tests/fetch $(PYTEST_ARGS)
+
+fetch-bench: venv ## benchmark: unchanged re-fetch vs first fetch of a 500-file / 200 MB project
+	$(PY) benchmarks/fetch_bench.py
