@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any
 
 from .credentials import Credentials
 from .errors import AuthError, DestinationError, FetchError, SourceError, UnreachableError, VerificationError
-from .progress import Reporter
+from .progress import Reporter, p4_progress
 from .result import FetchResult
 from .source import P4Source
 from .workspace import Workspace
@@ -203,6 +204,7 @@ def _sync_once(
     p4.client = client_name(ws.root)
     p4.exception_level = RAISE_ERROR
     s = _Session(p4, src, ws, reporter, exc_type)
+    p4.progress = p4_progress(sys.modules[type(p4).__module__], reporter)
     try:
         p4.connect()
     except exc_type as e:
@@ -281,8 +283,6 @@ def _sync_once(
 
 def _exception_type(p4: Any) -> type:
     """The P4Exception class that belongs to this P4 object's module (the real one or a fake's)."""
-    import sys
-
     return sys.modules[type(p4).__module__].P4Exception
 
 

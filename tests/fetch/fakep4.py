@@ -4,6 +4,7 @@ Why: no Perforce server can run on the CI machines. What is faithful to p4python
 - `P4Exception` and `Spec` ARE p4python's own classes (imported from P4), raised the way the C adapter
   raises them: `value` is "[P4#run] Errors during command execution( "p4 cmd args" )" followed by the
   messages, `.errors` / `.warnings` are lists of message strings.
+- `p4.progress` (a P4.Progress) gets init/setDescription/setTotal/update/done during a sync.
 - `exception_level` 2 raises on errors and warnings, 1 on errors only, 0 never; `p4.errors` and
   `p4.warnings` hold the last command's messages; `run_<cmd>`, `fetch_<spec>`, `save_<spec>`, and
   `run_login` (which feeds `p4.password` as input) dispatch like P4.__getattr__.
@@ -28,9 +29,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from P4 import P4Exception, Spec
+from P4 import P4Exception, Progress, Spec
 
-__all__ = ["SERVERS", "P4", "P4Exception", "FakeServer"]
+__all__ = ["SERVERS", "P4", "P4Exception", "Progress", "FakeServer"]
 
 
 @dataclass
@@ -388,6 +389,11 @@ class P4:
             gone = [p for p in have if p.startswith(prefix) and p not in dict(picked)]
             picked += [(p, Rev(0, change, "delete", None)) for p in gone]
             before = len(out)
+            moving = [p for p, rev in picked if force or have.get(p) != (rev.rev or None)]
+            if self.progress is not None and moving:  # like p4python: init, units, total, updates, done
+                self.progress.init(2)
+                self.progress.setDescription("sync", Progress.UNIT_FILES)
+                self.progress.setTotal(len(moving))
             for p, rev in picked:
                 local = self._local(server, p)
                 had = have.get(p)
@@ -431,6 +437,8 @@ class P4:
                 tmp.chmod(0o644 if "allwrite" in options else 0o444)
                 os.replace(tmp, local)
                 have[p] = rev.rev
+                if self.progress is not None:
+                    self.progress.update(len(out) - before + 1)
                 out.append(
                     {
                         "depotFile": p,
@@ -441,6 +449,8 @@ class P4:
                         "change": str(rev.change),
                     }
                 )
+            if self.progress is not None and moving:
+                self.progress.done(1 if self.errors else 0)
             if len(out) == before and not self.errors:
                 self.warnings.append(f"{spec} - file(s) up-to-date.")
         if out:

@@ -78,3 +78,17 @@ def test_exception_levels_and_up_to_date_warning(tmp_path):
         ]
     finally:
         fakep4.SERVERS.pop(server.port)
+
+
+def test_progress_handler_is_accepted_by_p4python():
+    from images.fetch.progress import Reporter, p4_progress
+
+    handler = p4_progress(P4, Reporter(quiet=True))
+    real = P4.P4()
+    real.progress = handler  # the C adapter rejects anything that is not a P4.Progress
+    assert real.progress is handler
+    handler.init(2)
+    handler.setDescription("sync", P4.Progress.UNIT_FILES)
+    handler.setTotal(4)
+    handler.update(4)
+    handler.done(0)

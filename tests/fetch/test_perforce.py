@@ -271,3 +271,14 @@ def test_cli_without_credentials(dest: Path):
     )
     assert res.returncode == 4
     assert "no Perforce user" in res.stderr
+
+
+def test_sync_progress_reaches_stderr(fake, dest: Path, capsys):
+    fake.submit(C1)
+    src = P4Source(port=fake.port, depot_path=PROJECT, change=None)
+    fetch_depot(
+        src, dest, Credentials(fake.user, fake.password), Reporter(interval_s=0), p4_factory=fake.p4_factory
+    )
+    err = capsys.readouterr().err
+    assert "fetch: sync: 3/3 files (100%)" in err
+    assert fake.password not in err
