@@ -100,10 +100,25 @@ def fetch_folder(
     *,
     verify_full: bool = False,
     after_each_file: Callable[[str], None] | None = None,
+    lock_timeout_s: float = 3600.0,
 ) -> FetchResult:
     """Bring `dest` to the content of `src`; publish the manifest only after every file is verified."""
     t0 = time.monotonic()
     ws = Workspace.open(dest, ALGORITHM, kind="file")
+    with ws.locked(lock_timeout_s, reporter.log):
+        return _fetch_locked(src, ws, reporter, t0, verify_full=verify_full, after_each_file=after_each_file)
+
+
+def _fetch_locked(
+    src: FileSource,
+    ws: Workspace,
+    reporter: Reporter,
+    t0: float,
+    *,
+    verify_full: bool,
+    after_each_file: Callable[[str], None] | None,
+) -> FetchResult:
+    dest = ws.root
     ws.clean_temp_files()
     files = scan_source(src, ws, reporter)
     version = content_version(files)

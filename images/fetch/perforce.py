@@ -11,6 +11,7 @@ p4python is driven with exception_level RAISE_ERROR: errors raise P4Exception, w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -277,8 +278,9 @@ def _sync_once(
         )
     finally:
         reporter.finish()
-        if p4.connected():
-            p4.disconnect()
+        with contextlib.suppress(exc_type):
+            if p4.connected():
+                p4.disconnect()
 
 
 def _exception_type(p4: Any) -> type:
@@ -303,24 +305,38 @@ def fetch_depot(
     backoff_s: float = 1.0,
     p4_factory: Callable[[], Any] = _real_p4,
     sleep: Callable[[float], None] = time.sleep,
+    lock_timeout_s: float = 3600.0,
 ) -> FetchResult:
     """Fetch with bounded retries on an unreachable server (1, 2, 4, ... s, capped at 30 s); no retry otherwise."""
     ws = Workspace.open(dest, ALGORITHM, kind="p4")
-    with tempfile.TemporaryDirectory(prefix="rlfetch-p4-") as private:
-        # Tickets and the trust file live in a private temp folder, never on the share or in $HOME.
-        os.environ["P4TRUST"] = os.path.join(private, "trust")
-        os.environ["P4TICKETS"] = os.path.join(private, "tickets")
-        os.environ.pop("P4CONFIG", None)
-        for attempt in range(1, retries + 2):
-            try:
-                return _sync_once(src, ws, creds, reporter, verify_full=verify_full, p4_factory=p4_factory)
-            except UnreachableError as e:
-                if attempt > retries:
-                    raise UnreachableError(
-                        f"{e} -- gave up after {attempt} attempts; check that p4d runs and that {src.port} is "
-                        "reachable from here"
-                    ) from None
-                delay = min(backoff_s * 2 ** (attempt - 1), 30.0)
-                reporter.log(f"attempt {attempt} failed ({e}); retrying in {delay:.0f} s")
-                sleep(delay)
+    saved_env = {k: os.environ.get(k) for k in ("P4TRUST", "P4TICKETS", "P4CONFIG")}
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="rlfetch-p4-") as private,
+            ws.locked(lock_timeout_s, reporter.log),
+        ):
+            # Tickets and the trust file live in a private temp folder, never on the share or in $HOME.
+            os.environ["P4TRUST"] = os.path.join(private, "trust")
+            os.environ["P4TICKETS"] = os.path.join(private, "tickets")
+            os.environ.pop("P4CONFIG", None)
+            for attempt in range(1, retries + 2):
+                try:
+                    return _sync_once(
+                        src, ws, creds, reporter, verify_full=verify_full, p4_factory=p4_factory
+                    )
+                except UnreachableError as e:
+                    if attempt > retries:
+                        raise UnreachableError(
+                            f"{e} -- gave up after {attempt} attempts; check that p4d runs and that {src.port} "
+                            "is reachable from here"
+                        ) from None
+                    delay = min(backoff_s * 2 ** (attempt - 1), 30.0)
+                    reporter.log(f"attempt {attempt} failed ({e}); retrying in {delay:.0f} s")
+                    sleep(delay)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     raise AssertionError("unreachable")

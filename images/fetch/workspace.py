@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -142,6 +143,35 @@ class Workspace:
             raise destination_error(e, ws.meta, "write in") from e
         ws._load()
         return ws
+
+    @contextlib.contextmanager
+    def locked(self, timeout_s: float, log: Callable[[str], None]) -> Iterator[None]:
+        """One fetch per project at a time: a second one waits (up to `timeout_s`), then finds it done."""
+        path = self.meta / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise destination_error(e, path, "create") from e
+        try:
+            deadline = time.monotonic() + timeout_s
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DestinationError(
+                            f"another fetch into {self.root} still holds {path} after {timeout_s:.0f} s; "
+                            "wait for it to finish (or end it), then re-run"
+                        ) from None
+                    if not waited:
+                        log(f"another fetch into {self.root} is running; waiting for it")
+                        waited = True
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _load(self) -> None:
         path = self.meta / STATE

@@ -230,3 +230,22 @@ def test_unchanged_refetch_writes_nothing(tmp_path: Path, dest: Path):
     assert fetch(src, dest).files_transferred == 0
     assert {p.name: p.stat().st_mtime_ns for p in meta.iterdir()} == before
     assert {p: p.stat().st_ino for p in dest.rglob("*.wav")} == files_before
+
+
+def test_concurrent_fetches_of_one_project_take_turns(tmp_path: Path, dest: Path):
+    import fcntl
+    import threading
+
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    fetch(src, dest)
+    fd = os.open(dest / ".renderlab" / "lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another fetch is running
+    try:
+        with pytest.raises(DestinationError, match="still holds"):
+            fetch(src, dest, lock_timeout_s=0.3)
+        threading.Timer(0.5, fcntl.flock, (fd, fcntl.LOCK_UN)).start()  # ... and finishes a moment later
+        r = fetch(src, dest, lock_timeout_s=30)
+    finally:
+        os.close(fd)
+    assert r.files_transferred == 0
