@@ -249,3 +249,37 @@ def test_concurrent_fetches_of_one_project_take_turns(tmp_path: Path, dest: Path
     finally:
         os.close(fd)
     assert r.files_transferred == 0
+
+
+def test_sigterm_exits_130_and_keeps_the_manifest(tmp_path: Path, dest: Path):
+    import fcntl
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    old = fetch(src, dest).changelist
+    write_tree(src, {"audio/track0.wav": b"changed"})
+    fd = os.open(dest / ".renderlab" / "lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # park the CLI on the lock so the signal lands mid-fetch, every time
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "images.fetch", "--source", f"file://{src}", "--dest", str(dest)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert "waiting for it" in proc.stderr.readline()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 130
+    assert "interrupted by signal SIGTERM" in err and out == ""
+    assert [m.name for m in manifests(dest)] == [f"manifest-{old}.json"]
+    assert fetch(src, dest).files_transferred == 1
