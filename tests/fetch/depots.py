@@ -54,6 +54,7 @@ class RealDepot:
     def _admin(self):
         p4 = self.P4.P4()
         p4.port, p4.user, p4.client = self.port, USER, "seed"
+        p4.ticket_file = str(self.seed_root.parent / "seed-tickets")  # keep $HOME out of it
         p4.connect()
         if getattr(self, "_has_password", False):
             p4.password = PASSWORD
@@ -78,7 +79,8 @@ class RealDepot:
             if exists:
                 p4.run_edit(str(local))
             local.parent.mkdir(parents=True, exist_ok=True)
-            local.chmod(0o644) if exists else None
+            if exists:
+                local.chmod(0o644)
             local.write_bytes(content)
             if not exists:
                 p4.run_add("-t", "binary", str(local))
