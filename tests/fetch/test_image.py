@@ -84,3 +84,33 @@ def test_image_file_set_runs_a_fetch_and_imports_nothing_else(tmp_path: Path):
     assert json.loads(res.stdout.splitlines()[-1])["files_transferred"] == 2
     imported = set(ast.literal_eval(res.stderr.strip().splitlines()[-1]))
     assert imported - {"__main__", "images", "renderlab", "_distutils_hack"} <= IMAGE_PACKAGES
+
+
+def test_image_file_set_reaches_p4python(tmp_path: Path):
+    import socket
+
+    app = image_layout(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "images.fetch",
+            "--retries",
+            "0",
+            "--quiet",
+            "--dest",
+            str(tmp_path / "share/assets/demo"),
+            "--source",
+            f"p4://127.0.0.1:{port}//depot/songs/demo/...@latest",
+        ],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin", "P4USER": "fetcher", "P4PASSWD": "pw"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 5, res.stderr
+    assert "Connect to server failed; check $P4PORT." in res.stderr
