@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DestinationError, FetchError, SourceError, VerificationError
+from .errors import DestinationError, FetchError, SourceError, UsageError, VerificationError
 from .progress import Reporter
 from .result import FetchResult
 from .source import FileSource
@@ -104,6 +104,9 @@ def fetch_folder(
 ) -> FetchResult:
     """Bring `dest` to the content of `src`; publish the manifest only after every file is verified."""
     t0 = time.monotonic()
+    a, b = src.root.absolute(), dest.absolute()
+    if a == b or a in b.parents or b in a.parents:
+        raise UsageError(f"--source {a} and --dest {b} overlap; fetch into a folder outside the source")
     ws = Workspace.open(dest, ALGORITHM, kind="file")
     with ws.locked(lock_timeout_s, reporter.log):
         return _fetch_locked(src, ws, reporter, t0, verify_full=verify_full, after_each_file=after_each_file)

@@ -283,3 +283,10 @@ def test_sigterm_exits_130_and_keeps_the_manifest(tmp_path: Path, dest: Path):
     assert "interrupted by signal SIGTERM" in err and out == ""
     assert [m.name for m in manifests(dest)] == [f"manifest-{old}.json"]
     assert fetch(src, dest).files_transferred == 1
+
+
+def test_overlapping_source_and_dest_are_refused(share: Path):
+    (share / "assets/song").mkdir(parents=True)
+    res = run_cli("--source", f"file://{share}", "--dest", str(share / "assets/song"))
+    assert res.returncode == 2
+    assert "overlap" in res.stderr
