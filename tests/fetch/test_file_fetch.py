@@ -290,3 +290,12 @@ def test_overlapping_source_and_dest_are_refused(share: Path):
     res = run_cli("--source", f"file://{share}", "--dest", str(share / "assets/song"))
     assert res.returncode == 2
     assert "overlap" in res.stderr
+
+
+def test_progress_lines_on_stderr(tmp_path: Path, dest: Path, capsys):
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    fetch_folder(FileSource(src, None), dest, Reporter(interval_s=0))
+    err = capsys.readouterr().err
+    assert "fetch: hashing source:" in err and "fetch: transferring:" in err and "fetch: verifying:" in err
+    assert "6 of 6 files to transfer" in err
