@@ -1,0 +1,78 @@
+"""The template provider against fakepve: build from the cloud image, adopt, re-run, delete."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.proxmox.client import ProxmoxError
+from infra.proxmox.template import CloudInitTemplateProvider
+from tests.infra.conftest import FAST, TOKEN_ID
+
+pytestmark = pytest.mark.usefixtures("token_env")
+IMAGE = "https://images.example/bookworm/20250210-2019/debian-12-genericcloud-amd64-20250210-2019.qcow2"
+
+
+def props(pve, cafile, **over):
+    data = {
+        "endpoint": pve.url,
+        "token_id": TOKEN_ID,
+        "verify_tls": True,
+        "ca_file": cafile,
+        "node": "pve1",
+        "vmid": 9100,
+        "name": "debian-12-cloudinit",
+        "adopt": False,
+        "storage": "local-lvm",
+        "image_storage": "local",
+        "bridge": "vmbr0",
+        "image_url": IMAGE,
+        "image_sha512": "a" * 128,
+    }
+    data.update(over)
+    return data
+
+
+@pytest.fixture
+def store(fakepve):
+    fakepve.storages["local"]["content"] = "iso,vztmpl,backup,import"
+    return fakepve
+
+
+def test_build_then_rerun_then_delete(pve, store, fakepve_cafile):
+    p = CloudInitTemplateProvider(timing=FAST)
+    made = p.create(props(pve, fakepve_cafile))
+    assert made.outs["built"] is True
+    tpl = pve.vm(9100)
+    assert tpl.template and tpl.config["agent"] == "enabled=1" and "media=cdrom" in tpl.config["ide2"]
+    assert "import-from=local:import/debian-12-genericcloud" in tpl.config["scsi0"]
+    downloads = [b for m, path, b in pve.requests if path.endswith("/storage/local/download-url")]
+    assert len(downloads) == 1 and b"checksum-algorithm=sha512" in downloads[0]
+    # A second create (e.g. after the state was lost) adopts what is there and downloads nothing.
+    again = p.create(props(pve, fakepve_cafile))
+    assert again.outs["built"] is False
+    assert len([1 for _, path, _ in pve.requests if path.endswith("/download-url")]) == 1
+    assert p.diff("9100", made.outs, props(pve, fakepve_cafile)).changes is False
+    assert p.diff(
+        "9100", made.outs, props(pve, fakepve_cafile, image_url=IMAGE.replace("2019.q", "2020.q"))
+    ).replaces == ["image_url"]
+    p.delete("9100", made.outs)
+    assert pve.vm(9100) is None
+
+
+def test_adopt_uses_existing_and_never_deletes_it(pve, fakepve_cafile):
+    p = CloudInitTemplateProvider(timing=FAST)
+    made = p.create(props(pve, fakepve_cafile, vmid=9000, adopt=True, image_url=None))
+    assert made.outs["built"] is False
+    p.delete("9000", made.outs)
+    assert pve.vm(9000) is not None
+
+
+def test_adopt_without_template_is_a_clear_error(pve, fakepve_cafile):
+    with pytest.raises(ProxmoxError, match="no template at VMID 9200"):
+        CloudInitTemplateProvider(timing=FAST).create(props(pve, fakepve_cafile, vmid=9200, adopt=True))
+
+
+def test_vmid_taken_by_a_plain_vm_is_refused(pve, fakepve_cafile):
+    pve.add_vm(9100, "not-a-template", node="pve1")
+    with pytest.raises(ProxmoxError, match="is a VM, not a template"):
+        CloudInitTemplateProvider(timing=FAST).create(props(pve, fakepve_cafile))
