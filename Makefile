@@ -56,3 +56,28 @@ demo: setup ## run the render pipeline on this machine (local backend, bundled d
 
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- infra ---
+STACK ?= lab
+.PHONY: cluster-manifests infra-test lab-preview lab-up lab-destroy
+
+cluster-manifests: venv ## render k8s/ from the example stack (the objects Pulumi's cluster layer applies)
+	$(PY) -m infra.manifests Pulumi.example.yaml k8s/
+
+infra-test: venv ## the infra tests: fakepve over HTTPS, Pulumi mocks, the dynamic provider over gRPC
+	$(VENV)/bin/pytest tests/infra $(PYTEST_ARGS)
+
+define pulumi_stack
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
+	$(PY) -m renderlab.check_config Pulumi.$(STACK).yaml
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" pulumi $(1) --stack $(STACK)
+endef
+
+lab-preview: venv ## pulumi preview of STACK (default lab; needs the Pulumi CLI)
+	$(call pulumi_stack,preview --diff)
+
+lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster layer once kubeconfig is set
+	$(call pulumi_stack,up)
+
+lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
+	$(call pulumi_stack,destroy)

@@ -19,7 +19,7 @@ def test_k8s_folder_is_up_to_date():
     files = manifests.render(load(ROOT / "Pulumi.example.yaml"), "Pulumi.example.yaml")
     on_disk = {p.name: p.read_text() for p in (ROOT / "k8s").glob("*.yaml")}
     stale = sorted(n for n in set(files) | set(on_disk) if files.get(n) != on_disk.get(n))
-    assert not stale, f"k8s/ is out of date ({stale}); run `make k8s-manifests`"
+    assert not stale, f"k8s/ is out of date ({stale}); run `make cluster-manifests`"
 
 
 def test_every_manifest_is_valid_strict():

@@ -48,6 +48,9 @@ class Mocks(pulumi.runtime.Mocks):
 
 def run(config: dict, secrets: dict):
     mocks = Mocks()
+    # A fresh loop per run: the SDK schedules registrations on the current one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project="renderlab", stack="test", preview=False)
     values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in config.items()}
     values.update(secrets)
@@ -55,7 +58,7 @@ def run(config: dict, secrets: dict):
     from infra.program import main
 
     outputs = main()
-    resolved = asyncio.get_event_loop().run_until_complete(_resolve(outputs))
+    resolved = loop.run_until_complete(_resolve(outputs))
     return mocks, outputs, resolved
 
 
