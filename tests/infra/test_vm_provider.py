@@ -189,3 +189,44 @@ def test_wrong_token_is_a_clear_error(pve, fakepve_cafile, monkeypatch):
     client = Pve(parse_spec(spec(pve, fakepve_cafile)).connection, "wrong", FAST)
     with pytest.raises(Exception, match="401"):
         client.get("version")
+
+
+def test_address_change_is_applied_by_a_reboot_and_reported(pve, fakepve_cafile):
+    p = provider()
+    created = p.create(spec(pve, fakepve_cafile))
+    new = spec(pve, fakepve_cafile, address="10.20.0.21/24", dns=["10.20.0.1", "10.20.0.2"])
+    assert p.diff("211", created.outs, new).replaces == []
+    updated = p.update("211", created.outs, new)
+    assert updated.outs["ipv4"] == "10.20.0.21"
+    vm = pve.vm(211)
+    assert (
+        vm.config["ipconfig0"] == "ip=10.20.0.21/24,gw=10.20.0.1"
+        and vm.config["nameserver"] == "10.20.0.1 10.20.0.2"
+    )
+    assert not vm.pending
+
+
+def test_stopped_vm_is_started_by_update(pve, fakepve_cafile):
+    p = provider()
+    created = p.create(spec(pve, fakepve_cafile))
+    pve.vm(211).status = pve.vm(211).qmpstatus = "stopped"
+    updated = p.update("211", created.outs, spec(pve, fakepve_cafile, memory_mib=8192))
+    assert pve.vm(211).status == "running" and str(pve.vm(211).config["memory"]) == "8192"
+    assert updated.outs["memory_mib"] == 8192
+
+
+def test_connection_change_is_an_update_not_a_replace(pve, fakepve_cafile):
+    old = spec(pve, fakepve_cafile)
+    d = provider().diff("211", old, {**old, "token_id": "other@pve!pulumi"})
+    assert d.changes is True and d.replaces == []
+
+
+def test_refresh_reads_drift_and_gone(pve, fakepve_cafile):
+    p = provider()
+    created = p.create(spec(pve, fakepve_cafile))
+    pve.vm(211).config["cores"] = "6"  # changed by hand in the PVE UI
+    read = p.read("211", created.outs)
+    assert read.outs["cores"] == 6
+    assert p.diff("211", read.outs, spec(pve, fakepve_cafile)).changes is True
+    p.delete("211", created.outs)
+    assert p.read("211", created.outs).id is None
