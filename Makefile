@@ -59,13 +59,16 @@ clean: ## remove the venv and caches (never touches your stack files)
 
 # --- infra ---
 STACK ?= lab
-.PHONY: cluster-manifests infra-test lab-preview lab-up lab-destroy
+.PHONY: cluster-manifests infra-test infra-bench lab-preview lab-up lab-destroy
 
 cluster-manifests: venv ## render k8s/ from the example stack (the objects Pulumi's cluster layer applies)
 	$(PY) -m infra.manifests Pulumi.example.yaml k8s/
 
 infra-test: venv ## the infra tests: fakepve over HTTPS, Pulumi mocks, the dynamic provider over gRPC
 	$(VENV)/bin/pytest tests/infra $(PYTEST_ARGS)
+
+infra-bench: venv ## benchmark: creating the five VMs sequentially vs in parallel (fakepve with latency)
+	$(PY) benchmarks/infra_lab_create.py
 
 define pulumi_stack
 	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
