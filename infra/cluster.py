@@ -66,13 +66,17 @@ class ClusterLayer(pulumi.ComponentResource):
         )
         self.objects: dict[str, pulumi.CustomResource] = {}
         groups = manifests.all_objects(config, secret_values)
-        namespaces = []
+        namespaces: list[pulumi.Resource] = []
         for file, objs in groups.items():
+            # Within a file, objects go in order: the ServiceAccount before its token Secret (the provider
+            # waits for the token to be filled in), the PV before its claim, the claim before the registry.
+            earlier: list[pulumi.Resource] = []
             for obj in objs:
-                deps = namespaces if file != "namespace.yaml" else []
+                deps = [*(namespaces if file != "namespace.yaml" else []), *earlier]
                 if obj["kind"] in ("StorageClass", "PersistentVolume"):
-                    deps = [*deps, self.csi_smb]
+                    deps.append(self.csi_smb)
                 res = self._apply(obj, child, deps)
+                earlier.append(res)
                 if obj["kind"] == "Namespace":
                     namespaces.append(res)
         token = self.objects[resource_name(_find(groups, "Secret", manifests.LAUNCHER_TOKEN))]

@@ -242,19 +242,29 @@ class ProxmoxVmProvider(ResourceProvider):
                 f"template VMID {spec.template_vmid} on {node} is missing or not a template; run "
                 "`pulumi up` so the template resource is built, or set proxmox.template.adopt: false"
             )
-        with pve.clone_slot(node):
-            pve.task(
-                "POST",
-                f"nodes/{node}/qemu/{spec.template_vmid}/clone",
-                f"clone template {spec.template_vmid} to VM {vmid}",
-                newid=vmid,
-                name=spec.name,
-                full=1,
-                storage=spec.storage,
-            )
+        cloned = False
         try:
+            with pve.clone_slot(node):
+                pve.task(
+                    "POST",
+                    f"nodes/{node}/qemu/{spec.template_vmid}/clone",
+                    f"clone template {spec.template_vmid} to VM {vmid}",
+                    newid=vmid,
+                    name=spec.name,
+                    full=1,
+                    storage=spec.storage,
+                )
+            cloned = True
             outs = self._configure_and_start(pve, spec)
         except BaseException as err:
+            # The VMID was free when we checked; after a failed clone, only a VM with our name is ours (another
+            # client may have taken the VMID in between).
+            try:
+                left = pve.vm_config(node, vmid)
+            except Exception:
+                raise err from None  # cannot tell what is left; the original error matters most
+            if left is None or (not cloned and left.get("name") != spec.name):
+                raise
             log.error("create of VM %s failed (%s); removing the half-made VM", vmid, err)
             try:
                 self._destroy(pve, node, vmid)

@@ -230,3 +230,20 @@ def test_refresh_reads_drift_and_gone(pve, fakepve_cafile):
     assert p.diff("211", read.outs, spec(pve, fakepve_cafile)).changes is True
     p.delete("211", created.outs)
     assert p.read("211", created.outs).id is None
+
+
+def test_vmid_taken_during_create_is_never_destroyed(pve, fakepve_cafile, monkeypatch):
+    """Another client takes the VMID between our check and the clone: PVE refuses the clone, and the
+    cleanup must leave that VM alone."""
+    pve.add_vm(211, "someone-else", node="pve1")
+    real = Pve.vm_config
+    calls = []
+
+    def racing(self, node, vmid):
+        calls.append(vmid)
+        return None if len(calls) == 1 else real(self, node, vmid)
+
+    monkeypatch.setattr(Pve, "vm_config", racing)
+    with pytest.raises(Exception, match="already exists"):
+        provider().create(spec(pve, fakepve_cafile))
+    assert pve.vm(211) is not None and pve.vm(211).name == "someone-else"
