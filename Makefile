@@ -59,7 +59,8 @@ clean: ## remove the venv and caches (never touches your stack files)
 
 # --- infra ---
 STACK ?= lab
-.PHONY: cluster-manifests infra-test infra-bench lab-preview lab-up lab-destroy
+INVENTORY ?= ansible/inventory/generated-$(STACK).json
+.PHONY: cluster-manifests infra-test infra-bench lab-preview lab-up lab-destroy lab-inventory
 
 cluster-manifests: venv ## render k8s/ from the example stack (the objects Pulumi's cluster layer applies)
 	$(PY) -m infra.manifests Pulumi.example.yaml k8s/
@@ -84,3 +85,7 @@ lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster lay
 
 lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
 	$(call pulumi_stack,destroy)
+
+lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.json, git-ignored)
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
+	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
+from fakepve import schema as pve_schema
 
 from infra.proxmox.client import Timing
 
@@ -109,3 +111,22 @@ def pve(fakepve) -> Iterator:
 @pytest.fixture
 def token_env(monkeypatch):
     monkeypatch.setenv("PROXMOX_API_TOKEN", TOKEN_SECRET)
+
+
+def assert_schema_clean(pve):
+    """Every request body the provider sent is accepted by PVE's API schema (parameters and types).
+    Query-string parameters (GET, DELETE) are checked by the fake itself, which answers 400 otherwise."""
+    api = pve_schema.load()
+    checked = 0
+    for method, path, body in pve.requests:
+        rel = path.split("/api2/json", 1)[1]
+        match = api.match("/".join(urllib.parse.unquote(s) for s in rel.split("/")))
+        assert match is not None, f"{method} {path} is not in the PVE API"
+        info = match.methods.get(method)
+        assert info is not None, f"{method} is not a method of {match.template}"
+        values = dict(urllib.parse.parse_qsl(body.decode())) if body else {}
+        values.update(match.params)
+        _, errors = pve_schema.validate(info.get("parameters"), values)
+        assert not errors, f"{method} {path} {values}: {errors}"
+        checked += 1
+    assert checked > 5

@@ -9,7 +9,7 @@ import pytest
 from proxmoxer.core import ResourceException
 
 from infra.proxmox.client import Connection, ProxmoxError, Pve, Timeout, usable_ipv4
-from tests.infra.conftest import FAST, TOKEN_ID, TOKEN_SECRET
+from tests.infra.conftest import FAST, TOKEN_ID, TOKEN_SECRET, assert_schema_clean
 
 
 @pytest.fixture
@@ -132,3 +132,11 @@ def test_missing_token_is_a_clear_error(pve):
 )
 def test_usable_ipv4(addr, ok):
     assert usable_ipv4(addr) is ok
+
+
+def test_schema_check_catches_a_bad_parameter(pve, client):
+    """The schema helper the provider tests use does fail on a parameter PVE would refuse."""
+    with pytest.raises(ResourceException, match="400"):
+        client.call("PUT", "nodes/pve1/qemu/9000/config", cores="many")
+    with pytest.raises(AssertionError, match="cores"):
+        assert_schema_clean(pve)

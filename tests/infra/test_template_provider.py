@@ -6,7 +6,7 @@ import pytest
 
 from infra.proxmox.client import ProxmoxError
 from infra.proxmox.template import CloudInitTemplateProvider
-from tests.infra.conftest import FAST, TOKEN_ID
+from tests.infra.conftest import FAST, TOKEN_ID, assert_schema_clean
 
 pytestmark = pytest.mark.usefixtures("token_env")
 IMAGE = "https://images.example/bookworm/20250210-2019/debian-12-genericcloud-amd64-20250210-2019.qcow2"
@@ -57,6 +57,7 @@ def test_build_then_rerun_then_delete(pve, store, fakepve_cafile):
     ).replaces == ["image_url"]
     p.delete("9100", made.outs)
     assert pve.vm(9100) is None
+    assert_schema_clean(pve)
 
 
 def test_adopt_uses_existing_and_never_deletes_it(pve, fakepve_cafile):
