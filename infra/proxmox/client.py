@@ -101,6 +101,8 @@ class Timing:
 
 
 def is_transient(err: Exception) -> bool:
+    if isinstance(err, requests.exceptions.SSLError):
+        return False  # a certificate problem does not fix itself; say so at once
     if isinstance(err, requests.ConnectionError | requests.Timeout):
         return True
     if isinstance(err, ResourceException):

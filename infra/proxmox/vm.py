@@ -377,7 +377,8 @@ class ProxmoxVmProvider(ResourceProvider):
             return ReadResult(None, {})  # gone: Pulumi drops it from the state
         outs = dict(props)
         outs["cores"] = int(config.get("cores", spec.cores))
-        outs["memory_mib"] = int(str(config.get("memory", spec.memory_mib)))
+        # PVE 8.1+ may write memory as a property string ("current=4096").
+        outs["memory_mib"] = int(str(config.get("memory", spec.memory_mib)).split("=")[-1])
         outs["name"] = config.get("name", spec.name)
         return ReadResult(id_, outs)
 

@@ -140,3 +140,24 @@ def test_schema_check_catches_a_bad_parameter(pve, client):
         client.call("PUT", "nodes/pve1/qemu/9000/config", cores="many")
     with pytest.raises(AssertionError, match="cores"):
         assert_schema_clean(pve)
+
+
+def test_certificate_errors_fail_at_once(pve):
+    slept = []
+    untrusted = Pve(Connection(pve.url, TOKEN_ID), TOKEN_SECRET, FAST, sleep=slept.append)
+    with pytest.raises(ProxmoxError, match="SSLError"):
+        untrusted.get("version")
+    assert slept == []
+
+
+def test_connection_refused_is_retried(fakepve_cafile):
+    slept = []
+    gone = Pve(
+        Connection("https://127.0.0.1:9", TOKEN_ID, True, fakepve_cafile),
+        TOKEN_SECRET,
+        FAST,
+        sleep=slept.append,
+    )
+    with pytest.raises(ProxmoxError, match="ConnectionError"):
+        gone.get("version")
+    assert len(slept) == FAST.attempts - 1

@@ -156,6 +156,7 @@ def test_tls_is_verified(pve):
     p = provider()
     with pytest.raises(ProxmoxError, match="SSLError|certificate"):
         p.create(spec(pve, None))
+    assert pve.requests == []  # refused at the handshake, and not retried
 
 
 def test_token_never_in_outputs(pve, fakepve_cafile):
