@@ -59,7 +59,7 @@ clean: ## remove the venv and caches (never touches your stack files)
 
 # --- infra ---
 STACK ?= lab
-INVENTORY ?= ansible/inventory/generated-$(STACK).json
+INVENTORY ?= ansible/inventory/generated-$(STACK).yml
 .PHONY: cluster-manifests infra-test infra-bench lab-preview lab-up lab-destroy lab-inventory
 
 cluster-manifests: venv ## render k8s/ from the example stack (the objects Pulumi's cluster layer applies)
@@ -86,6 +86,6 @@ lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster lay
 lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
 	$(call pulumi_stack,destroy)
 
-lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.json, git-ignored)
+lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.yml, git-ignored; JSON is YAML)
 	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
 	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)

@@ -11,13 +11,16 @@ from infra.resources import CloudInitTemplate, ProxmoxVm
 from renderlab.config import LabConfig
 from renderlab.inventory import inventory
 
-# Generated service secrets: name -> (length, what it is for). Ansible reads them from the stack outputs.
+# Generated service secrets: name -> (length, what it is for). They leave the stack only as the secret output
+# `host_secrets` (exactly these keys), which the hosts layer turns into a 0600 vars file for Ansible.
 SERVICE_SECRETS = {
-    "smb_password": (32, "the SMB user of the render share"),
-    "p4_super_password": (32, "the Perforce super user"),
-    "p4_service_password": (32, "the read-only Perforce user the fetch Job syncs with"),
-    "airflow_admin_password": (32, "the Airflow admin user"),
-    "k3s_token": (48, "the k3s cluster join token"),
+    "renderlab_share_password": (40, "SMB password of the share user"),
+    "renderlab_k3s_token": (48, "k3s cluster join token"),
+    "renderlab_p4_super_password": (40, "Perforce super user password"),
+    "renderlab_p4_service_password": (40, "Perforce read-only service user password (the fetch Job)"),
+    "renderlab_airflow_admin_password": (40, "Airflow admin user password"),
+    "renderlab_airflow_db_password": (40, "Airflow's PostgreSQL password"),
+    "renderlab_airflow_secret_key": (48, "Airflow API/JWT secret key"),
 }
 
 
@@ -87,11 +90,15 @@ class Lab(pulumi.ComponentResource):
         self.secrets: dict[str, pulumi.Output[str]] = {}
         for key, (length, _why) in SERVICE_SECRETS.items():
             pw = random.RandomPassword(
-                key.replace("_", "-"), length=length, special=False, opts=pulumi.ResourceOptions(parent=self)
+                key.removeprefix("renderlab_").replace("_", "-"),
+                length=length,
+                special=False,  # letters and digits: safe in every config file format
+                opts=pulumi.ResourceOptions(parent=self),
             )
             self.secrets[key] = pulumi.Output.secret(pw.result)
         # The Ansible inventory: its shape comes from the config; it is ready once every VM answered.
         inv = inventory(config)
         self.inventory = pulumi.Output.all(*(vm.ipv4 for vm in self.vms.values())).apply(lambda _: inv)
         self.addresses = {host: vm.ipv4 for host, vm in self.vms.items()}
+        self.host_secrets = pulumi.Output.secret(pulumi.Output.all(**self.secrets))
         self.register_outputs({"inventory": self.inventory, "addresses": self.addresses})

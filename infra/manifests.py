@@ -37,7 +37,7 @@ REGISTRY_PORT = 5000
 PART_OF = {"app.kubernetes.io/part-of": "renderlab"}
 
 # Secret values the cluster layer needs, by name; Pulumi passes Outputs, the YAML renders empty strings.
-SECRET_INPUTS = ("smb_password", "p4_service_password")
+SECRET_INPUTS = ("renderlab_share_password", "renderlab_p4_service_password")
 
 
 def _meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def secrets(config: LabConfig, values: dict[str, Any]) -> list[dict]:
             "kind": "Secret",
             "metadata": _meta(SMB_SECRET, ns),
             "type": "Opaque",
-            "stringData": {"username": config.share.user, "password": values["smb_password"]},
+            "stringData": {"username": config.share.user, "password": values["renderlab_share_password"]},
         },
         {
             "apiVersion": "v1",
@@ -165,7 +165,7 @@ def secrets(config: LabConfig, values: dict[str, Any]) -> list[dict]:
             "stringData": {
                 "P4PORT": p4_port(config),
                 "P4USER": config.perforce.service_user,
-                "P4PASSWD": values["p4_service_password"],
+                "P4PASSWD": values["renderlab_p4_service_password"],
             },
         },
     ]

@@ -21,8 +21,8 @@ def main() -> dict[str, Any]:
         "addresses": lab.addresses,
         "ssh_user": config.ssh.admin_user,
     }
-    for key, value in lab.secrets.items():
-        outputs[key] = value  # secret Outputs: `pulumi stack output --show-secrets NAME`
+    # One secret map for the hosts layer: `python -m renderlab.host_secrets from-pulumi -o FILE`.
+    outputs["host_secrets"] = lab.host_secrets
     if "kubeconfig" in secrets:
         cluster = ClusterLayer(
             "cluster",

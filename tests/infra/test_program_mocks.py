@@ -112,16 +112,23 @@ def test_five_vms_from_config(stack_config):
 
 def test_service_secrets_are_generated_and_secret(stack_config):
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
-    assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 5
-    for key in (
-        "smb_password",
-        "p4_super_password",
-        "p4_service_password",
-        "airflow_admin_password",
-        "k3s_token",
-    ):
-        value, secret = resolved[key]
-        assert value.startswith("generated-") and secret is True, key
+    assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 7
+    host_secrets, secret = resolved["host_secrets"]
+    assert secret is True
+    # Exactly the keys the hosts layer reads (renderlab/host_secrets.py on the hosts branch).
+    assert sorted(host_secrets) == sorted(
+        [
+            "renderlab_share_password",
+            "renderlab_k3s_token",
+            "renderlab_p4_super_password",
+            "renderlab_p4_service_password",
+            "renderlab_airflow_admin_password",
+            "renderlab_airflow_db_password",
+            "renderlab_airflow_secret_key",
+        ]
+    )
+    assert all(v.startswith("generated-") for v in host_secrets.values())
+    assert not [k for k in resolved if "password" in k or k.endswith("token") and k != "launcher_token"]
     token, secret = resolved["launcher_token"]
     assert token == "sa-token" and secret is True
 
@@ -152,7 +159,7 @@ def test_cluster_layer_resources(stack_config):
     assert pvcs["persistentvolumeclaim-render-share"]["spec"]["volumeName"] == "renderlab-share"
     secrets = {n: i for n, i in kinds["kubernetes:core/v1:Secret"]}
     smb, smb_secret = unsecret(secrets["secret-render-smb-credentials"]["stringData"])
-    assert smb == {"username": "render", "password": "generated-smb-password"} and smb_secret
+    assert smb == {"username": "render", "password": "generated-share-password"} and smb_secret
     p4, p4_secret = unsecret(secrets["secret-render-perforce"]["stringData"])
     assert p4["P4PORT"] == "ssl:10.20.0.14:1666" and p4["P4PASSWD"] == "generated-p4-service-password"
     assert p4_secret
