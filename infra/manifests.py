@@ -27,9 +27,9 @@ CSI_SMB_CHART = "csi-driver-smb"
 CSI_SMB_REPO = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-smb/master/charts"
 STORAGE_CLASS = "renderlab-smb"
 SHARE_PV = "renderlab-share"
-SHARE_PVC = "share"
+SHARE_PVC = "render-share"  # the pipeline mounts it by this name
 SMB_SECRET = "smb-credentials"
-P4_SECRET = "perforce"
+P4_SECRET = "renderlab-p4"  # the fetch Job reads keys user, password, fingerprint
 LAUNCHER = "airflow-launcher"
 LAUNCHER_TOKEN = "airflow-launcher-token"
 REGISTRY_NS = "renderlab-registry"
@@ -163,9 +163,10 @@ def secrets(config: LabConfig, values: dict[str, Any]) -> list[dict]:
             "metadata": _meta(P4_SECRET, ns),
             "type": "Opaque",
             "stringData": {
-                "P4PORT": p4_port(config),
-                "P4USER": config.perforce.service_user,
-                "P4PASSWD": values["renderlab_p4_service_password"],
+                "port": p4_port(config),
+                "user": config.perforce.service_user,
+                "password": values["renderlab_p4_service_password"],
+                "fingerprint": config.perforce.trust_fingerprint or "",
             },
         },
     ]

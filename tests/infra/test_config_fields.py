@@ -52,3 +52,19 @@ def test_plain_kubeconfig_is_refused_with_the_fix():
 
 def test_encrypted_kubeconfig_is_accepted():
     assert parse(with_config(kubeconfig={"secure": "v1:abcdefgh"})).kubeconfig is not None
+
+
+def test_trust_fingerprint_reaches_the_p4_secret():
+    from infra import manifests
+
+    fpr = ":".join(["AB"] * 20)
+    perforce = {**EXAMPLE["config"]["renderlab:perforce"], "trust_fingerprint": fpr}
+    config = parse(with_config(perforce=perforce))
+    (_, p4) = manifests.secrets(config, dict.fromkeys(manifests.SECRET_INPUTS, "x"))
+    assert p4["metadata"]["name"] == "renderlab-p4" and p4["stringData"]["fingerprint"] == fpr
+
+
+def test_malformed_fingerprint_is_refused():
+    perforce = {**EXAMPLE["config"]["renderlab:perforce"], "trust_fingerprint": "not-a-fingerprint"}
+    with pytest.raises(ConfigError, match="perforce.trust_fingerprint"):
+        parse(with_config(perforce=perforce))

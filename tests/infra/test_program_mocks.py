@@ -156,12 +156,17 @@ def test_cluster_layer_resources(stack_config):
     assert pv[1]["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pv[1]["spec"]["csi"]["volumeAttributes"]["source"] == "//10.20.0.13/render"
     pvcs = {n: i for n, i in kinds["kubernetes:core/v1:PersistentVolumeClaim"]}
-    assert pvcs["persistentvolumeclaim-render-share"]["spec"]["volumeName"] == "renderlab-share"
+    assert pvcs["persistentvolumeclaim-render-render-share"]["spec"]["volumeName"] == "renderlab-share"
     secrets = {n: i for n, i in kinds["kubernetes:core/v1:Secret"]}
     smb, smb_secret = unsecret(secrets["secret-render-smb-credentials"]["stringData"])
     assert smb == {"username": "render", "password": "generated-share-password"} and smb_secret
-    p4, p4_secret = unsecret(secrets["secret-render-perforce"]["stringData"])
-    assert p4["P4PORT"] == "ssl:10.20.0.14:1666" and p4["P4PASSWD"] == "generated-p4-service-password"
+    p4, p4_secret = unsecret(secrets["secret-render-renderlab-p4"]["stringData"])
+    assert p4 == {
+        "port": "ssl:10.20.0.14:1666",
+        "user": "renderlab",
+        "password": "generated-p4-service-password",
+        "fingerprint": "",
+    }
     assert p4_secret
     (role,) = kinds["kubernetes:rbac.authorization.k8s.io/v1:Role"]
     assert {r for rule in role[1]["rules"] for r in rule["resources"]} == {"jobs", "pods", "pods/log"}
