@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 
@@ -103,8 +104,11 @@ def test_five_vms_from_config(stack_config):
         assert vm["address"] == f"{STACK['renderlab:network']['hosts'][name]}/24"
         assert vm["template_vmid"] == 9000 and vm["bridge"] == "vmbr0" and vm["node"] == "pve"
         assert vm["ssh_keys"] == STACK["renderlab:ssh"]["public_keys"]
-        # No credential in any VM input (the token is read by the provider at run time).
+        # No credential in any VM input (the token is read by the provider at run time), nor in the
+        # serialized provider, which names its class (imported by the provider process) instead of code.
         assert "tok-uuid-0000" not in json.dumps({k: v for k, v in vm.items() if k != "__provider"})
+        provider = base64.b64decode(unsecret(vm["__provider"])[0])
+        assert b"infra.proxmox.vm" in provider and b"tok-uuid-0000" not in provider and len(provider) < 400
     (tpl,) = [i for _, i in mocks.of("pulumi-python:dynamic/renderlab:CloudInitTemplate")]
     assert tpl["vmid"] == 9000 and tpl["image_url"].endswith(".qcow2") and tpl["adopt"] is False
     assert resolved["addresses"]["storage"] == "10.20.0.13"
