@@ -35,26 +35,31 @@ def plain(message) -> dict:
 
 
 @pytest.fixture
-def dynamic_server():
+def dynamic_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PROXMOX_API_TOKEN"}
     env.update(PYTHONPATH=str(ROOT), PULUMI_PROJECT="renderlab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pulumi.dynamic"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    errors = tmp_path / "provider.stderr"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pulumi.dynamic"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
-        port = int(proc.stdout.readline().strip())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        line = proc.stdout.readline().strip()
+        if not line.isdigit():
+            pytest.fail(f"python -m pulumi.dynamic did not start: {line!r} {errors.read_text()[-2000:]}")
+        channel = grpc.insecure_channel(f"127.0.0.1:{line}")
         grpc.channel_ready_future(channel).result(timeout=30)
         yield provider_pb2_grpc.ResourceProviderStub(channel)
         channel.close()
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()
 
 
 def test_create_diff_delete_over_grpc(dynamic_server, pve, fakepve_cafile):
