@@ -16,11 +16,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ResourceProvider
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ResourceProvider,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.proxmox.client import Connection, ProxmoxError, Pve, Timing
-from infra.proxmox.vm import TokenSource, _problems
+from infra.proxmox.vm import TokenSource, _problems, check_failures
 
 log = logging.getLogger("renderlab.proxmox.template")
 
@@ -89,6 +96,16 @@ class CloudInitTemplateProvider(ResourceProvider):
 
     def _client(self, spec: TemplateSpec) -> Pve:
         return Pve(spec.connection, self.tokens.secret(), self.timing)
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        data = {k: v for k, v in news.items() if k in TemplateSpec.model_fields}
+        try:
+            spec = TemplateSpec.model_validate(data)
+        except ValidationError as err:
+            return CheckResult(news, check_failures(err))
+        if not spec.adopt and not spec.image_url:
+            return CheckResult(news, [CheckFailure("image_url", "required unless adopt is true")])
+        return CheckResult(news, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = parse_template(olds), parse_template(news)

@@ -141,6 +141,14 @@ def _problems(err: ValidationError) -> str:
     )
 
 
+def check_failures(err: ValidationError) -> list[CheckFailure]:
+    """Pydantic's errors as Pulumi check failures: the input's name and what is wrong with it."""
+    return [
+        CheckFailure(".".join(str(p) for p in e["loc"]) or "inputs", e["msg"].removeprefix("Value error, "))
+        for e in err.errors(include_url=False)
+    ]
+
+
 def _disk_key(config: dict[str, Any]) -> str:
     """The boot disk of a cloned VM (the template's imported disk)."""
     boot = str(config.get("boot", ""))
@@ -197,13 +205,7 @@ class ProxmoxVmProvider(ResourceProvider):
         try:
             VmSpec.model_validate(data)
         except ValidationError as err:
-            failures = [
-                CheckFailure(
-                    ".".join(str(p) for p in e["loc"]) or "inputs", e["msg"].removeprefix("Value error, ")
-                )
-                for e in err.errors(include_url=False)
-            ]
-            return CheckResult(news, failures)
+            return CheckResult(news, check_failures(err))
         return CheckResult(news, [])
 
     # ----------------------------------------------------------------- diff

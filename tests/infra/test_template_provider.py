@@ -77,3 +77,11 @@ def test_vmid_taken_by_a_plain_vm_is_refused(pve, fakepve_cafile):
     pve.add_vm(9100, "not-a-template", node="pve1")
     with pytest.raises(ProxmoxError, match="is a VM, not a template"):
         CloudInitTemplateProvider(timing=FAST).create(props(pve, fakepve_cafile))
+
+
+def test_check_reports_bad_inputs(pve, fakepve_cafile):
+    p = CloudInitTemplateProvider(timing=FAST)
+    assert p.check({}, props(pve, fakepve_cafile)).failures == []
+    assert [f.property for f in p.check({}, props(pve, fakepve_cafile, vmid=5)).failures] == ["vmid"]
+    missing = p.check({}, props(pve, fakepve_cafile, image_url=None)).failures
+    assert [(f.property, f.reason) for f in missing] == [("image_url", "required unless adopt is true")]
