@@ -362,7 +362,7 @@ def csi_smb_release(config: LabConfig) -> dict[str, Any]:
         "version": config.versions.csi_driver_smb,
         "repository": CSI_SMB_REPO,
         "namespace": "kube-system",
-        # k3s keeps the kubelet in its own data dir.
+        # k3s runs its kubelet with the standard root dir; said explicitly, as the node plugin mounts there.
         "values": {"linux": {"kubelet": "/var/lib/kubelet"}},
     }
 
