@@ -85,3 +85,38 @@ def test_check_reports_bad_inputs(pve, fakepve_cafile):
     assert [f.property for f in p.check({}, props(pve, fakepve_cafile, vmid=5)).failures] == ["vmid"]
     missing = p.check({}, props(pve, fakepve_cafile, image_url=None)).failures
     assert [(f.property, f.reason) for f in missing] == [("image_url", "required unless adopt is true")]
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A loopback HTTP server standing in for the image's publisher (SHA512SUMS beside the image)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "bookworm" / "20250210-2019"
+    folder.mkdir(parents=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_port}/bookworm/20250210-2019"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_published_digest_is_read_from_sha512sums(mirror):
+    from infra.proxmox.template import published_sha512
+
+    folder, base = mirror
+    digest = "c" * 128
+    (folder / "SHA512SUMS").write_text(f"{'d' * 128}  other.qcow2\n{digest}  debian-12.qcow2\n")
+    assert published_sha512(f"{base}/debian-12.qcow2") == digest
+    with pytest.raises(
+        ProxmoxError, match="lists no SHA-512 for missing.qcow2; set proxmox.template.image_sha512"
+    ):
+        published_sha512(f"{base}/missing.qcow2")
+    with pytest.raises(ProxmoxError, match="cannot read .*/nowhere/SHA512SUMS"):
+        published_sha512(f"{base}/nowhere/x.qcow2")
