@@ -64,3 +64,36 @@ fetch-test: venv ## asset fetch tests: file:// for real, the P4-shaped fake, a r
 
 fetch-bench: venv ## benchmark: unchanged re-fetch vs first fetch of a 500-file / 200 MB project
 	$(PY) benchmarks/fetch_bench.py
+
+# --- infra ---
+STACK ?= lab
+INVENTORY ?= ansible/inventory/generated-$(STACK).yml
+.PHONY: cluster-manifests infra-test infra-bench lab-preview lab-up lab-destroy lab-inventory
+
+cluster-manifests: venv ## render k8s/ from the example stack (the objects Pulumi's cluster layer applies)
+	$(PY) -m infra.manifests Pulumi.example.yaml k8s/
+
+infra-test: venv ## the infra tests: fakepve over HTTPS, Pulumi mocks, the dynamic provider over gRPC
+	$(VENV)/bin/pytest tests/infra $(PYTEST_ARGS)
+
+infra-bench: venv ## benchmark: creating the five VMs sequentially vs in parallel (fakepve with latency)
+	$(PY) benchmarks/infra_lab_create.py
+
+define pulumi_stack
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
+	$(PY) -m renderlab.check_config Pulumi.$(STACK).yaml
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" pulumi $(1) --stack $(STACK)
+endef
+
+lab-preview: venv ## pulumi preview of STACK (default lab; needs the Pulumi CLI)
+	$(call pulumi_stack,preview --diff)
+
+lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster layer once kubeconfig is set
+	$(call pulumi_stack,up)
+
+lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
+	$(call pulumi_stack,destroy)
+
+lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.yml, git-ignored; JSON is YAML)
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
+	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)

@@ -35,6 +35,7 @@ PRESETS = ("demo", "hd", "4k")
 SECRET_KEYS = {
     "proxmox_api_token": "required: the Proxmox API token secret (the UUID part of the token)",
     "notify_webhook_url": "optional: webhook URL for run notifications (often carries a token)",
+    "kubeconfig": "optional: the k3s kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
 }
 REQUIRED_SECRETS = ("proxmox_api_token",)
 # A plain value under a key named like this is almost certainly a leaked secret.
@@ -137,6 +138,9 @@ class Versions(_Model):
     airflow: str
     blender: str
     p4d: str
+    # The cluster layer (infra/cluster.py): the SMB CSI driver's Helm chart and the lab registry's image.
+    csi_driver_smb: str = "v1.17.0"
+    registry: str = "2.8.3"
 
     @field_validator("debian")
     @classmethod
@@ -152,6 +156,11 @@ class Versions(_Model):
     @classmethod
     def _semver(cls, v: str) -> str:
         return _pinned(v, r"\d+\.\d+\.\d+", "3.1.0")
+
+    @field_validator("csi_driver_smb", "registry")
+    @classmethod
+    def _chart(cls, v: str) -> str:
+        return _pinned(v, r"v?\d+\.\d+\.\d+", "v1.17.0")
 
     @field_validator("p4d")
     @classmethod
@@ -173,6 +182,11 @@ class Perforce(_Model):
     projects_path: Annotated[str, StringConstraints(pattern=r"^//[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")]
     service_user: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")] = "renderlab"
     data_root: AbsPath = "/opt/perforce/servers/renderlab"
+    # The p4d SSL certificate's fingerprint (`p4 -p ssl:<host>:<port> trust -l` once p4d runs); the cluster
+    # layer hands it to the fetch Job, which refuses an ssl: port it cannot verify. Not a secret.
+    trust_fingerprint: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{2}(:[0-9A-F]{2}){19,31}$")] | None
+    ) = None
 
 
 class Registry(_Model):
@@ -219,6 +233,7 @@ class LabConfig(_Model):
     # Secrets: names only (their values stay encrypted in the stack file).
     proxmox_api_token: SecureValue | None = None
     notify_webhook_url: SecureValue | None = None
+    kubeconfig: SecureValue | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> LabConfig:

@@ -1,0 +1,445 @@
+"""The cluster layer's Kubernetes objects, built from the lab config: one source for two consumers.
+
+`infra/cluster.py` applies them with pulumi-kubernetes (secret values are Pulumi secrets there); the plain
+YAML in `k8s/` is these same objects rendered for the example stack with empty secret values (the shape of
+the Secrets, never their content):
+
+    python -m infra.manifests Pulumi.example.yaml k8s/      # or: make cluster-manifests
+
+A test fails when `k8s/` is out of date with this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from renderlab.config import ConfigError, LabConfig, load
+
+SMB_DRIVER = "smb.csi.k8s.io"
+CSI_SMB_CHART = "csi-driver-smb"
+CSI_SMB_REPO = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-smb/master/charts"
+STORAGE_CLASS = "renderlab-smb"
+SHARE_PV = "renderlab-share"
+SHARE_PVC = "render-share"  # the pipeline mounts it by this name
+SMB_SECRET = "smb-credentials"
+P4_SECRET = "renderlab-p4"  # the fetch Job reads keys user, password, fingerprint
+LAUNCHER = "airflow-launcher"
+LAUNCHER_TOKEN = "airflow-launcher-token"
+REGISTRY_NS = "renderlab-registry"
+REGISTRY_PORT = 5000
+PART_OF = {"app.kubernetes.io/part-of": "renderlab"}
+
+# Secret values the cluster layer needs, by name; Pulumi passes Outputs, the YAML renders empty strings.
+SECRET_INPUTS = ("renderlab_share_password", "renderlab_p4_service_password")
+
+
+def _meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta["labels"] = {**PART_OF, **labels}
+    return meta
+
+
+def _mount_options(config: LabConfig) -> list[str]:
+    uid = config.share.uid
+    # Files on the share belong to the render uid, as the pods run as it (see images/).
+    return [
+        "dir_mode=0775",
+        "file_mode=0664",
+        f"uid={uid}",
+        f"gid={uid}",
+        "vers=3.1.1",
+        "mfsymlinks",
+        "noperm",
+    ]
+
+
+def _one(config: LabConfig, role: str) -> str:
+    (name,) = config.hosts_by_role(role)
+    return name
+
+
+def share_source(config: LabConfig) -> str:
+    return f"//{config.address(_one(config, 'storage'))}/{config.share.name}"
+
+
+def p4_port(config: LabConfig) -> str:
+    p4 = config.perforce
+    return f"{'ssl:' if p4.ssl else ''}{config.address(_one(config, 'perforce'))}:{p4.port}"
+
+
+def registry_endpoint(config: LabConfig) -> str:
+    """Where the nodes push and pull the lab's images: the registry's NodePort on the k3s server."""
+    return f"{config.address(_one(config, 'k3s_server'))}:{config.pipeline.registry.node_port}"
+
+
+def _k3s_nodes(config: LabConfig) -> list:
+    return [h for h in config.hosts.values() if h.role in ("k3s_server", "k3s_agent")]
+
+
+def namespace(config: LabConfig) -> list[dict]:
+    ns = config.pipeline.namespace
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(REGISTRY_NS)},
+    ]
+
+
+def storage(config: LabConfig) -> list[dict]:
+    ns = config.pipeline.namespace
+    size = f"{config.hosts[_one(config, 'storage')].disk_gib}Gi"
+    secret_ref = {
+        "csi.storage.k8s.io/provisioner-secret-name": SMB_SECRET,
+        "csi.storage.k8s.io/provisioner-secret-namespace": ns,
+        "csi.storage.k8s.io/node-stage-secret-name": SMB_SECRET,
+        "csi.storage.k8s.io/node-stage-secret-namespace": ns,
+    }
+    return [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": _meta(STORAGE_CLASS),
+            "provisioner": SMB_DRIVER,
+            "parameters": {"source": share_source(config), **secret_ref},
+            "reclaimPolicy": "Retain",
+            "volumeBindingMode": "Immediate",
+            "mountOptions": _mount_options(config),
+        },
+        {
+            # The whole share, statically: the fetch and render Jobs see one tree (renderlab/share.py).
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": _meta(SHARE_PV),
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": STORAGE_CLASS,
+                "mountOptions": _mount_options(config),
+                "claimRef": {"namespace": ns, "name": SHARE_PVC},
+                "csi": {
+                    "driver": SMB_DRIVER,
+                    "volumeHandle": f"{share_source(config).lstrip('/')}#renderlab-share",
+                    "volumeAttributes": {"source": share_source(config)},
+                    "nodeStageSecretRef": {"name": SMB_SECRET, "namespace": ns},
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(SHARE_PVC, ns),
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": STORAGE_CLASS,
+                "volumeName": SHARE_PV,
+                "resources": {"requests": {"storage": size}},
+            },
+        },
+    ]
+
+
+def secrets(config: LabConfig, values: dict[str, Any]) -> list[dict]:
+    ns = config.pipeline.namespace
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(SMB_SECRET, ns),
+            "type": "Opaque",
+            "stringData": {"username": config.share.user, "password": values["renderlab_share_password"]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(P4_SECRET, ns),
+            "type": "Opaque",
+            "stringData": {
+                "port": p4_port(config),
+                "user": config.perforce.service_user,
+                "password": values["renderlab_p4_service_password"],
+                "fingerprint": config.perforce.trust_fingerprint or "",
+            },
+        },
+    ]
+
+
+def launcher_rbac(config: LabConfig) -> list[dict]:
+    """What Airflow's launcher may do: Jobs, their Pods and the Pods' logs, in the render namespace only."""
+    ns = config.pipeline.namespace
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(LAUNCHER, ns)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(LAUNCHER, ns),
+            "rules": [
+                {
+                    "apiGroups": ["batch"],
+                    "resources": ["jobs"],
+                    "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+                },
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(LAUNCHER, ns),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LAUNCHER},
+            "subjects": [{"kind": "ServiceAccount", "name": LAUNCHER, "namespace": ns}],
+        },
+        {
+            # A long-lived token for the Airflow host's Kubernetes connection (k8s fills in data.token).
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                **_meta(LAUNCHER_TOKEN, ns),
+                "annotations": {"kubernetes.io/service-account.name": LAUNCHER},
+            },
+            "type": "kubernetes.io/service-account-token",
+        },
+    ]
+
+
+def limits(config: LabConfig) -> list[dict]:
+    """Quota = what the k3s nodes have; render Jobs without resources get sane defaults."""
+    ns = config.pipeline.namespace
+    nodes = _k3s_nodes(config)
+    cores = sum(h.cores for h in nodes)
+    mem = sum(h.memory_mib for h in nodes)
+    biggest = max(nodes, key=lambda h: (h.cores, h.memory_mib))
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": _meta("render-quota", ns),
+            "spec": {
+                "hard": {
+                    "requests.cpu": str(cores),
+                    "requests.memory": f"{mem}Mi",
+                    "limits.cpu": str(cores * 2),
+                    "limits.memory": f"{mem}Mi",
+                    "pods": "100",
+                    "count/jobs.batch": "200",
+                    "persistentvolumeclaims": "5",
+                }
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": _meta("render-limits", ns),
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        "defaultRequest": {"cpu": "250m", "memory": "256Mi"},
+                        "default": {"cpu": "1", "memory": "1Gi"},
+                        "max": {"cpu": str(biggest.cores), "memory": f"{biggest.memory_mib}Mi"},
+                    }
+                ]
+            },
+        },
+    ]
+
+
+def network_policy(config: LabConfig) -> list[dict]:
+    """Render pods reach DNS, the SMB share and Perforce; nothing else, and nothing reaches them."""
+    ns = config.pipeline.namespace
+    storage_ip = config.address(_one(config, "storage"))
+    p4_ip = config.address(_one(config, "perforce"))
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta("render-egress", ns),
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [],
+                "egress": [
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                                },
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                            }
+                        ],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    },
+                    {
+                        "to": [{"ipBlock": {"cidr": f"{storage_ip}/32"}}],
+                        "ports": [{"protocol": "TCP", "port": 445}],
+                    },
+                    {
+                        "to": [{"ipBlock": {"cidr": f"{p4_ip}/32"}}],
+                        "ports": [{"protocol": "TCP", "port": config.perforce.port}],
+                    },
+                ],
+            },
+        }
+    ]
+
+
+def registry(config: LabConfig) -> list[dict]:
+    """The lab's image registry: pinned image, data on a volume, a NodePort every node pulls from."""
+    reg = config.pipeline.registry
+    labels = {"app.kubernetes.io/name": "registry"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta("registry-data", REGISTRY_NS),
+            # k3s ships the local-path provisioner as its default StorageClass.
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": f"{reg.size_gib}Gi"}},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("registry", REGISTRY_NS, **labels),
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": {**PART_OF, **labels}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "registry",
+                                "image": f"registry:{config.versions.registry}",
+                                "ports": [{"containerPort": REGISTRY_PORT, "name": "http"}],
+                                "env": [{"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"}],
+                                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
+                                "readinessProbe": {"httpGet": {"path": "/v2/", "port": "http"}},
+                                "resources": {
+                                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                                    "limits": {"cpu": "1", "memory": "512Mi"},
+                                },
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": "registry-data"}}
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("registry", REGISTRY_NS, **labels),
+            "spec": {
+                "type": "NodePort",
+                "selector": labels,
+                "ports": [
+                    {"name": "http", "port": REGISTRY_PORT, "targetPort": "http", "nodePort": reg.node_port}
+                ],
+            },
+        },
+    ]
+
+
+def csi_smb_release(config: LabConfig) -> dict[str, Any]:
+    """The SMB CSI driver's Helm release (pinned chart version from versions.csi_driver_smb)."""
+    return {
+        "chart": CSI_SMB_CHART,
+        "version": config.versions.csi_driver_smb,
+        "repository": CSI_SMB_REPO,
+        "namespace": "kube-system",
+        # k3s runs its kubelet with the standard root dir; said explicitly, as the node plugin mounts there.
+        "values": {"linux": {"kubelet": "/var/lib/kubelet"}},
+    }
+
+
+# File name in k8s/ -> builder. Order is apply order (namespaces first).
+GROUPS = {
+    "namespace.yaml": namespace,
+    "storage.yaml": storage,
+    "secrets.yaml": None,  # needs secret values
+    "launcher-rbac.yaml": launcher_rbac,
+    "quota.yaml": limits,
+    "networkpolicy.yaml": network_policy,
+    "registry.yaml": registry,
+}
+
+
+def all_objects(config: LabConfig, values: dict[str, Any]) -> dict[str, list[dict]]:
+    return {
+        file: (secrets(config, values) if build is None else build(config)) for file, build in GROUPS.items()
+    }
+
+
+HEADER = (
+    "# Generated by `make cluster-manifests` (python -m infra.manifests) from {source}; do not edit.\n"
+    "# Pulumi applies the same objects (infra/cluster.py); secret values are empty here by design.\n"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block lists indented under their key, as yamllint's default config wants."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _dump(objs: list[dict]) -> str:
+    return yaml.dump_all(objs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, explicit_start=True)
+
+
+def render(config: LabConfig, source: str) -> dict[str, str]:
+    """File name -> YAML text of k8s/ for this config (Secrets with empty values)."""
+    files = {}
+    for name, objs in all_objects(config, dict.fromkeys(SECRET_INPUTS, "")).items():
+        files[name] = HEADER.format(source=source) + _dump(objs)
+    kustom = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": list(GROUPS),
+    }
+    files["kustomization.yaml"] = HEADER.format(source=source) + _dump([kustom])
+    return files
+
+
+def write(files: dict[str, str], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, out / name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.manifests", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="stack file, e.g. Pulumi.example.yaml")
+    parser.add_argument("out", help="folder to write the YAML to, e.g. k8s/")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    files = render(config, Path(args.config).name)
+    write(files, Path(args.out))
+    print(f"wrote {len(files)} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The Pulumi program: config -> Lab (template + five VMs + generated secrets) -> cluster layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from infra import manifests, stack
+from infra.cluster import ClusterLayer
+from infra.lab import Lab
+
+
+def main() -> dict[str, Any]:
+    """Build the stack and export its outputs; returns them too (the mock tests read them)."""
+    config, secrets = stack.read()
+    lab = Lab("lab", config)
+    outputs: dict[str, Any] = {
+        # Read by ansible/: `pulumi stack output inventory --json > inventory.json` (JSON is YAML).
+        "inventory": lab.inventory,
+        "addresses": lab.addresses,
+        "ssh_user": config.ssh.admin_user,
+    }
+    # One secret map for the hosts layer: `python -m renderlab.host_secrets from-pulumi -o FILE`.
+    outputs["host_secrets"] = lab.host_secrets
+    if "kubeconfig" in secrets:
+        cluster = ClusterLayer(
+            "cluster",
+            config,
+            kubeconfig=secrets["kubeconfig"],
+            secret_values={k: lab.secrets[k] for k in manifests.SECRET_INPUTS},
+            opts=pulumi.ResourceOptions(depends_on=list(lab.vms.values())),
+        )
+        outputs["launcher_token"] = cluster.launcher_token
+        outputs["registry"] = cluster.registry
+        outputs["share_pvc"] = manifests.SHARE_PVC
+    else:
+        pulumi.log.info(
+            "cluster layer skipped: no renderlab:kubeconfig yet. After Ansible built k3s run "
+            "`pulumi config set --secret renderlab:kubeconfig < <kubeconfig>` and `pulumi up` again"
+        )
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

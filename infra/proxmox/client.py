@@ -1,0 +1,334 @@
+"""The one place that talks to the Proxmox VE API: connect, retry, wait.
+
+Everything that can be slow or flaky on a real PVE lives here, so the providers read as plain steps:
+
+* transient errors are retried with exponential backoff: HTTP 5xx other than 500 (proxy and "no route"
+  answers), 500s whose message says "try again" (config lock "got timeout", "got no worker upid", lost
+  quorum), and connection errors;
+* tasks are waited on by UPID and their exit status checked ("OK", and "WARNINGS: n" accepted); a failed
+  task raises TaskFailed with PVE's own message and the end of the task log;
+* a VM's config lock (clone, create, backup, ...) is waited out before the next change;
+* the guest agent is polled until it reports an address ("not running" answers mean "not ready yet";
+  loopback and link-local addresses are ignored);
+* clones on one node are serialized (a lock per endpoint and node, across threads and processes).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import ipaddress
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from proxmoxer import ProxmoxAPI
+from proxmoxer.core import ResourceException
+
+log = logging.getLogger("renderlab.proxmox")
+
+# The environment variable that may hold the API token secret (the UUID part); the stack's Pulumi secret
+# renderlab:proxmox_api_token is used otherwise.
+TOKEN_ENV = "PROXMOX_API_TOKEN"
+
+# 500s that PVE answers while something else holds a lock or a worker could not start: worth a retry.
+_TRANSIENT_500 = re.compile(
+    r"got timeout|got no worker upid|no quorum|temporarily unavailable|try again|"
+    r"connection (reset|refused|timed out)|unable to fork worker",
+    re.IGNORECASE,
+)
+_NOT_FOUND = re.compile(r"does not exist|no such VM", re.IGNORECASE)
+_AGENT_NOT_READY = re.compile(
+    r"guest agent is not running|got timeout|VM \d+ is not running|not running", re.IGNORECASE
+)
+
+
+class ProxmoxError(Exception):
+    """A Proxmox call that failed for good; the message says which call and what PVE answered."""
+
+
+class TaskFailed(ProxmoxError):
+    """A PVE task that ended with an exit status other than OK / WARNINGS."""
+
+    def __init__(self, message: str, exitstatus: str, upid: str):
+        super().__init__(message)
+        self.exitstatus = exitstatus
+        self.upid = upid
+
+
+class Timeout(ProxmoxError):
+    """Waited longer than allowed for a task, a lock or the guest agent."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach PVE: no secret in here (it is safe to keep in Pulumi state)."""
+
+    endpoint: str  # https://host:port
+    token_id: str  # user@realm!tokenname
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+    @property
+    def verify(self) -> bool | str:
+        if not self.verify_tls:
+            return False
+        return self.ca_file or True
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Waits and backoff, in seconds. Tests shrink them; a real lab keeps the defaults."""
+
+    attempts: int = 8  # tries of one call on transient errors
+    backoff: float = 1.0  # first retry delay, doubled each time
+    backoff_max: float = 20.0
+    poll: float = 1.0  # between task / lock / agent polls
+    task_timeout: float = 900.0
+    lock_timeout: float = 300.0
+    agent_timeout: float = 600.0
+    http_timeout: float = 30.0
+
+
+def is_transient(err: Exception) -> bool:
+    if isinstance(err, requests.exceptions.SSLError):
+        return False  # a certificate problem does not fix itself; say so at once
+    if isinstance(err, requests.ConnectionError | requests.Timeout):
+        return True
+    if isinstance(err, ResourceException):
+        if err.status_code >= 500 and err.status_code != 500:
+            return True
+        return err.status_code == 500 and bool(_TRANSIENT_500.search(describe(err)))
+    return False
+
+
+def is_not_found(err: Exception) -> bool:
+    return isinstance(err, ResourceException) and bool(_NOT_FOUND.search(describe(err)))
+
+
+def describe(err: Exception) -> str:
+    """PVE's message of a failed call, with its per-field errors."""
+    if isinstance(err, ResourceException):
+        text = f"HTTP {err.status_code}: {str(err.content).strip()}"
+        if isinstance(err.errors, dict) and err.errors:
+            fields = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(err.errors.items()))
+            text += f" ({fields})"
+        return text
+    return f"{type(err).__name__}: {err}"
+
+
+def upid_node(upid: str) -> str:
+    parts = upid.split(":")
+    if len(parts) < 3 or parts[0] != "UPID":
+        raise ProxmoxError(f"not a PVE task id: {upid!r}")
+    return parts[1]
+
+
+def usable_ipv4(addr: str) -> bool:
+    """An address the lab can reach the guest on: not loopback, link-local, unspecified or IPv6."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.version == 4 and not (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
+
+
+_node_locks: dict[str, threading.Lock] = {}
+_node_locks_guard = threading.Lock()
+
+
+class Pve:
+    """A proxmoxer client with the retry and wait rules above. Build one per provider call."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        token_secret: str,
+        timing: Timing | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not token_secret:
+            raise ProxmoxError(
+                f"no Proxmox API token secret: set it with `pulumi config set --secret "
+                f"renderlab:proxmox_api_token <uuid>` or export {TOKEN_ENV}"
+            )
+        url = urlsplit(conn.endpoint)
+        if url.scheme != "https" or not url.hostname:
+            raise ProxmoxError(f"proxmox endpoint {conn.endpoint!r} is not https://host[:port]")
+        user, _, token_name = conn.token_id.partition("!")
+        if not user or not token_name:
+            raise ProxmoxError(f"proxmox token_id {conn.token_id!r} is not user@realm!tokenname")
+        self.conn = conn
+        self.timing = timing or Timing()
+        self._sleep = sleep
+        self.api = ProxmoxAPI(
+            url.hostname,
+            port=url.port or 8006,
+            user=user,
+            token_name=token_name,
+            token_value=token_secret,
+            verify_ssl=conn.verify,
+            timeout=self.timing.http_timeout,
+            backend="https",
+        )
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, method: str, path: str, **params: Any) -> Any:
+        """One API call, retried on transient errors with exponential backoff (and jitter)."""
+        resource = self.api(path.strip("/"))
+        delay = self.timing.backoff
+        for attempt in range(1, self.timing.attempts + 1):
+            try:
+                return getattr(resource, method.lower())(**params)
+            except (ResourceException, requests.RequestException) as err:
+                if not is_transient(err) or attempt == self.timing.attempts:
+                    if isinstance(err, ResourceException):
+                        raise
+                    raise ProxmoxError(f"{method} {path}: {describe(err)}") from err
+                log.warning("%s %s: %s; retry %d in %.1fs", method, path, describe(err), attempt, delay)
+                self._sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.timing.backoff_max)
+        raise AssertionError("unreachable")
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.call("GET", path, **params)
+
+    def task(self, method: str, path: str, what: str, **params: Any) -> str:
+        """Start a task and wait for it; retries the whole task when it failed on a transient lock error."""
+        delay = self.timing.backoff
+        for attempt in range(1, self.timing.attempts + 1):
+            upid = self.call(method, path, **params)
+            try:
+                return self.wait_task(upid, what)
+            except TaskFailed as err:
+                if not _TRANSIENT_500.search(err.exitstatus) or attempt == self.timing.attempts:
+                    raise
+                log.warning("%s: %s; retry %d in %.1fs", what, err.exitstatus, attempt, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, self.timing.backoff_max)
+        raise AssertionError("unreachable")
+
+    def wait_task(self, upid: str, what: str, timeout: float | None = None) -> str:
+        """Wait until the task stops; return its exit status or raise TaskFailed / Timeout."""
+        if not isinstance(upid, str) or not upid.startswith("UPID:"):
+            raise ProxmoxError(f"{what}: PVE returned no task id (got {upid!r})")
+        node = upid_node(upid)
+        deadline = time.monotonic() + (timeout or self.timing.task_timeout)
+        while True:
+            status = self.get(f"nodes/{node}/tasks/{upid}/status")
+            if status.get("status") == "stopped":
+                exitstatus = str(status.get("exitstatus", ""))
+                if exitstatus == "OK" or exitstatus.startswith("WARNINGS"):
+                    return exitstatus
+                tail = self._log_tail(node, upid)
+                raise TaskFailed(f"{what} failed: {exitstatus}{tail}", exitstatus, upid)
+            if time.monotonic() > deadline:
+                raise Timeout(
+                    f"{what}: task {upid} still running after {timeout or self.timing.task_timeout}s"
+                )
+            self._sleep(self.timing.poll)
+
+    def _log_tail(self, node: str, upid: str, lines: int = 5) -> str:
+        try:
+            entries = self.get(f"nodes/{node}/tasks/{upid}/log", start=0, limit=500)
+        except (ResourceException, ProxmoxError):
+            return ""
+        text = [str(e.get("t", "")) for e in entries or [] if e.get("t")]
+        return ("\n  task log: " + " | ".join(text[-lines:])) if text else ""
+
+    # ------------------------------------------------------------------- VMs
+
+    def vm_config(self, node: str, vmid: int) -> dict | None:
+        """The VM's config, or None when it does not exist."""
+        try:
+            return self.get(f"nodes/{node}/qemu/{vmid}/config")
+        except ResourceException as err:
+            if is_not_found(err):
+                return None
+            raise
+
+    def vm_status(self, node: str, vmid: int) -> dict | None:
+        try:
+            return self.get(f"nodes/{node}/qemu/{vmid}/status/current")
+        except ResourceException as err:
+            if is_not_found(err):
+                return None
+            raise
+
+    def wait_unlocked(self, node: str, vmid: int, timeout: float | None = None) -> None:
+        """Wait until no config lock (clone, create, backup, ...) is held on the VM."""
+        deadline = time.monotonic() + (timeout or self.timing.lock_timeout)
+        while True:
+            config = self.vm_config(node, vmid)
+            if config is None or not config.get("lock"):
+                return
+            if time.monotonic() > deadline:
+                raise Timeout(
+                    f"VM {vmid} on {node} is still locked ({config['lock']}) after "
+                    f"{timeout or self.timing.lock_timeout}s; if no task runs, clear it with `qm unlock {vmid}`"
+                )
+            self._sleep(self.timing.poll)
+
+    def agent_addresses(self, node: str, vmid: int) -> list[str] | None:
+        """The guest's usable IPv4 addresses, or None while the agent does not answer yet."""
+        try:
+            answer = self.api(f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces").get()
+        except ResourceException as err:
+            if err.status_code == 500 and _AGENT_NOT_READY.search(describe(err)):
+                return None
+            if is_transient(err):
+                return None
+            raise
+        except requests.RequestException:
+            return None
+        found = []
+        for iface in (answer or {}).get("result") or []:
+            if iface.get("name") == "lo":
+                continue
+            for addr in iface.get("ip-addresses") or []:
+                ip = str(addr.get("ip-address", ""))
+                if usable_ipv4(ip):
+                    found.append(ip)
+        return found
+
+    def wait_agent_address(self, node: str, vmid: int, expect: str | None = None) -> str:
+        """Poll the guest agent until it reports an address (`expect` if given)."""
+        deadline = time.monotonic() + self.timing.agent_timeout
+        seen: list[str] | None = None
+        while True:
+            seen = self.agent_addresses(node, vmid)
+            if seen and (expect is None or expect in seen):
+                return expect or seen[0]
+            if time.monotonic() > deadline:
+                state = "the guest agent never answered" if seen is None else f"the agent reports {seen}"
+                raise Timeout(
+                    f"VM {vmid} on {node}: waited {self.timing.agent_timeout}s for address "
+                    f"{expect or 'any IPv4'}; {state}. Check that the template has qemu-guest-agent "
+                    "and cloud-init, and that the address is free on the bridge"
+                )
+            self._sleep(self.timing.poll)
+
+    @contextmanager
+    def clone_slot(self, node: str) -> Iterator[None]:
+        """Hold the node's clone slot: one clone per node at a time, across threads and processes."""
+        key = hashlib.sha256(f"{self.conn.endpoint}|{node}".encode()).hexdigest()[:16]
+        with _node_locks_guard:
+            lock = _node_locks.setdefault(key, threading.Lock())
+        path = os.path.join(tempfile.gettempdir(), f"renderlab-pve-clone-{key}.lock")
+        with lock, open(path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

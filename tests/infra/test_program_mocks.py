@@ -1,0 +1,200 @@
+"""The Pulumi program under pulumi.runtime.set_mocks, with the example stack's config."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import wait_for_rpcs
+
+from renderlab.config import ConfigError
+
+SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]
+SECRET_VALUES = {
+    "renderlab:proxmox_api_token": "tok-uuid-0000",
+    "renderlab:kubeconfig": "apiVersion: v1\nkind: Config\n",
+}
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.resources: list[tuple[str, str, dict]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append((args.typ, args.name, dict(args.inputs)))
+        outs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outs["result"] = f"generated-{args.name}"
+        if args.typ.endswith("ProxmoxVm"):
+            outs["ipv4"] = args.inputs["address"].split("/")[0]
+        if args.typ == "kubernetes:core/v1:Secret" and args.name.endswith("airflow-launcher-token"):
+            outs["data"] = {"token": "c2EtdG9rZW4="}  # base64 of "sa-token"
+        return f"{args.name}-id", outs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+    def of(self, typ: str) -> list[tuple[str, dict]]:
+        return [(n, i) for t, n, i in self.resources if t == typ]
+
+
+def run(config: dict, secrets: dict):
+    mocks = Mocks()
+    # A fresh loop per run: the SDK schedules registrations on the current one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pulumi.runtime.set_mocks(mocks, project="renderlab", stack="test", preview=False)
+    values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in config.items()}
+    values.update(secrets)
+    pulumi.runtime.set_all_config(values, secret_keys=list(secrets))
+    from infra.program import main
+
+    outputs = main()
+    resolved = loop.run_until_complete(_resolve(outputs))
+    return mocks, outputs, resolved
+
+
+async def _resolve(outputs):
+    out = {}
+    for key, value in outputs.items():
+        if isinstance(value, pulumi.Output):
+            out[key] = (await value.future(), await value.is_secret())
+        elif isinstance(value, dict):
+            out[key] = {k: await v.future() for k, v in value.items()}
+        else:
+            out[key] = value
+    # Every resource registration reaches the mocks before the test looks at them.
+    await wait_for_rpcs()
+    return out
+
+
+def unsecret(value):
+    """(value, True) for a value the SDK sent as a secret (Pulumi's secret signature), else (value, False)."""
+    if isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_SIG_VALUE:
+        return value["value"], True
+    return value, False
+
+
+@pytest.fixture
+def stack_config():
+    return {k: v for k, v in STACK.items() if not isinstance(v, dict) or "secure" not in v}
+
+
+def test_five_vms_from_config(stack_config):
+    mocks, _, resolved = run(stack_config, SECRET_VALUES)
+    vms = {name: inputs for name, inputs in mocks.of("pulumi-python:dynamic/renderlab:ProxmoxVm")}
+    assert sorted(vms) == ["airflow", "k3s-agent", "k3s-server", "perforce", "storage"]
+    for name, host in STACK["renderlab:hosts"].items():
+        vm = vms[name]
+        assert (vm["vmid"], vm["cores"], vm["memory_mib"], vm["disk_gib"]) == (
+            host["vmid"],
+            host["cores"],
+            host["memory_mib"],
+            host["disk_gib"],
+        )
+        assert vm["address"] == f"{STACK['renderlab:network']['hosts'][name]}/24"
+        assert vm["template_vmid"] == 9000 and vm["bridge"] == "vmbr0" and vm["node"] == "pve"
+        assert vm["ssh_keys"] == STACK["renderlab:ssh"]["public_keys"]
+        # No credential in any VM input (the token is read by the provider at run time), nor in the
+        # serialized provider, which names its class (imported by the provider process) instead of code.
+        assert "tok-uuid-0000" not in json.dumps({k: v for k, v in vm.items() if k != "__provider"})
+        provider = base64.b64decode(unsecret(vm["__provider"])[0])
+        assert b"infra.proxmox.vm" in provider and b"tok-uuid-0000" not in provider and len(provider) < 400
+    (tpl,) = [i for _, i in mocks.of("pulumi-python:dynamic/renderlab:CloudInitTemplate")]
+    assert tpl["vmid"] == 9000 and tpl["image_url"].endswith(".qcow2") and tpl["adopt"] is False
+    assert resolved["addresses"]["storage"] == "10.20.0.13"
+
+
+def test_service_secrets_are_generated_and_secret(stack_config):
+    mocks, _, resolved = run(stack_config, SECRET_VALUES)
+    assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 7
+    host_secrets, secret = resolved["host_secrets"]
+    assert secret is True
+    # Exactly the keys the hosts layer reads (renderlab/host_secrets.py on the hosts branch).
+    assert sorted(host_secrets) == sorted(
+        [
+            "renderlab_share_password",
+            "renderlab_k3s_token",
+            "renderlab_p4_super_password",
+            "renderlab_p4_service_password",
+            "renderlab_airflow_admin_password",
+            "renderlab_airflow_db_password",
+            "renderlab_airflow_secret_key",
+        ]
+    )
+    assert all(v.startswith("generated-") for v in host_secrets.values())
+    assert not [k for k in resolved if "password" in k or k.endswith("token") and k != "launcher_token"]
+    token, secret = resolved["launcher_token"]
+    assert token == "sa-token" and secret is True
+
+
+def test_inventory_output_has_the_ansible_shape(stack_config):
+    _, _, resolved = run(stack_config, SECRET_VALUES)
+    inv, secret = resolved["inventory"]
+    assert secret is False
+    groups = inv["all"]["children"]
+    assert set(groups) == {"k3s_server", "k3s_agent", "storage", "perforce", "airflow"}
+    assert groups["perforce"]["hosts"]["perforce"]["ansible_host"] == "10.20.0.14"
+    assert inv["all"]["vars"]["ansible_user"] == resolved["ssh_user"] == "renderlab"
+    assert "generated-" not in json.dumps(inv)
+
+
+def test_cluster_layer_resources(stack_config):
+    mocks, _, resolved = run(stack_config, SECRET_VALUES)
+    kinds = {}
+    for typ, name, inputs in mocks.resources:
+        if typ.startswith("kubernetes:"):
+            kinds.setdefault(typ, []).append((name, inputs))
+    (release,) = kinds["kubernetes:helm.sh/v3:Release"]
+    assert release[1]["chart"] == "csi-driver-smb" and release[1]["version"] == "v1.17.0"
+    (pv,) = kinds["kubernetes:core/v1:PersistentVolume"]
+    assert pv[1]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pv[1]["spec"]["csi"]["volumeAttributes"]["source"] == "//10.20.0.13/render"
+    pvcs = {n: i for n, i in kinds["kubernetes:core/v1:PersistentVolumeClaim"]}
+    assert pvcs["persistentvolumeclaim-render-render-share"]["spec"]["volumeName"] == "renderlab-share"
+    secrets = {n: i for n, i in kinds["kubernetes:core/v1:Secret"]}
+    smb, smb_secret = unsecret(secrets["secret-render-smb-credentials"]["stringData"])
+    assert smb == {"username": "render", "password": "generated-share-password"} and smb_secret
+    p4, p4_secret = unsecret(secrets["secret-render-renderlab-p4"]["stringData"])
+    assert p4 == {
+        "port": "ssl:10.20.0.14:1666",
+        "user": "renderlab",
+        "password": "generated-p4-service-password",
+        "fingerprint": "",
+    }
+    assert p4_secret
+    (role,) = kinds["kubernetes:rbac.authorization.k8s.io/v1:Role"]
+    assert {r for rule in role[1]["rules"] for r in rule["resources"]} == {"jobs", "pods", "pods/log"}
+    assert role[1]["metadata"]["namespace"] == "render"
+    (policy,) = kinds["kubernetes:networking.k8s.io/v1:NetworkPolicy"]
+    cidrs = [
+        p["ipBlock"]["cidr"] for rule in policy[1]["spec"]["egress"] for p in rule["to"] if "ipBlock" in p
+    ]
+    assert cidrs == ["10.20.0.13/32", "10.20.0.14/32"]
+    (deploy,) = kinds["kubernetes:apps/v1:Deployment"]
+    assert deploy[1]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:2.8.3"
+    (svc,) = kinds["kubernetes:core/v1:Service"]
+    assert svc[1]["spec"]["ports"][0]["nodePort"] == 30500
+    assert resolved["registry"] == "10.20.0.11:30500"
+
+
+def test_no_kubeconfig_no_cluster_layer(stack_config):
+    mocks, _, resolved = run(stack_config, {"renderlab:proxmox_api_token": "tok"})
+    assert not [t for t, _, _ in mocks.resources if t.startswith("kubernetes:")]
+    assert "launcher_token" not in resolved
+
+
+def test_bad_config_fails_before_any_resource(stack_config):
+    stack_config["renderlab:hosts"] = {**stack_config["renderlab:hosts"]}
+    stack_config["renderlab:hosts"]["storage"] = {**stack_config["renderlab:hosts"]["storage"], "cores": 0}
+    with pytest.raises(ConfigError, match=r"hosts.storage.cores"):
+        run(stack_config, SECRET_VALUES)
