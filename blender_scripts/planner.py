@@ -118,6 +118,8 @@ class Plan:
             for b, sb in items[i + 1 :]:
                 if b.t_launch + sb > a.t_exit + sa:
                     break
+                if abs(a.launch[0] - b.launch[0]) >= best:  # x is constant per marble: a lower bound
+                    continue
                 d = pair_distance(a, b, self.step, sb - sa)
                 if loop:  # the loop only shows [0, period): clip by re-testing inside that window
                     d = (

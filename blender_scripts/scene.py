@@ -90,17 +90,22 @@ def _element_color(el: Element, layout: Layout) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb(hue % 1.0, 0.55, 0.8)
 
 
+INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}  # the enum's values, for foreach_set
+FREE = 0
+
+
 def _set_keys(fc: bpy.types.FCurve, frames, values, interpolation: str, *, left=None, right=None) -> None:
+    """Keys with explicit interpolation and FREE handles (never recomputed by Blender)."""
+    n = len(frames)
+    co = np.column_stack([np.asarray(frames, float), np.asarray(values, float)])
     kp = fc.keyframe_points
-    kp.add(len(frames))
-    for i, (f, v) in enumerate(zip(frames, values, strict=True)):
-        k = kp[i]
-        k.interpolation = interpolation
-        k.handle_left_type = "FREE"
-        k.handle_right_type = "FREE"
-        k.co = (f, v)
-        k.handle_left = left[i] if left else (f - 0.3, v)
-        k.handle_right = right[i] if right else (f + 0.3, v)
+    kp.add(n)
+    kp.foreach_set("interpolation", [INTERPOLATION[interpolation]] * n)
+    kp.foreach_set("handle_left_type", [FREE] * n)
+    kp.foreach_set("handle_right_type", [FREE] * n)
+    kp.foreach_set("co", co.ravel())
+    kp.foreach_set("handle_left", (np.asarray(left, float) if left else co - [0.3, 0.0]).ravel())
+    kp.foreach_set("handle_right", (np.asarray(right, float) if right else co + [0.3, 0.0]).ravel())
 
 
 class SceneBuilder:
@@ -173,9 +178,10 @@ class SceneBuilder:
             f = np.arange(1, frame_end + 1, dtype=float)
             t = (f - 1) / self.fps - offset
             env = np.zeros_like(t)
+            span = int(FLASH_DECAY_S * math.log(1e4 * max(peak, 1e-3)) * self.fps) + 2  # until < 1e-4
             for th, vel in hits:
-                after = t >= th
-                env[after] += peak * vel * np.exp(-(t[after] - th) / FLASH_DECAY_S)
+                i = int(np.searchsorted(t, th))
+                env[i : i + span] += peak * vel * np.exp(-(t[i : i + span] - th) / FLASH_DECAY_S)
             env[env < 1e-3] = 0.0
             keep = np.ones_like(env, dtype=bool)
             keep[1:-1] = (env[1:-1] != env[:-2]) | (env[1:-1] != env[2:])  # drop the middle of flat runs
