@@ -21,9 +21,9 @@ from mathutils import Vector
 
 from blender_scripts.arrangement import Arrangement
 from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
-from blender_scripts.planner import FLOOR_Z, LAUNCH_Y, LAUNCH_Z, Marble, Plan
+from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
 
-FLASH_DECAY_S = 0.12
+FLASH_DECAY_S = 0.15
 EMISSION = "Emission Strength"
 
 
@@ -86,8 +86,8 @@ def _element_color(el: Element, layout: Layout) -> tuple[float, float, float]:
     if el.is_pad:
         return (0.55, 0.45, 0.2) if drum_sound(el.pitch) in CYMBALS else (0.7, 0.1, 0.12)
     hue = {"marimba": 0.05, "vibraphone": 0.55, "glockenspiel": 0.75}[el.instrument]
-    hue += 0.25 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
-    return colorsys.hsv_to_rgb(hue % 1.0, 0.55, 0.8)
+    hue += 0.35 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
+    return colorsys.hsv_to_rgb(hue % 1.0, 0.75, 0.8)
 
 
 INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}  # the enum's values, for foreach_set
@@ -245,12 +245,14 @@ class SceneBuilder:
         lay, r = self.layout, self.plan.radius
         width = lay.x_max - lay.x_min
         lanes = sorted({(el.x + off) for el in lay.elements.values() for off in el.lanes})
-        tube = _cylinder_mesh("launcher", r * 1.6, 0.12, 0.0, 16)
-        tube.materials.append(_material("launcher", (0.15, 0.15, 0.17), 0.8, 0.3))
+        # tubes whose mouth is the launch point, aimed along the typical launch velocity
+        tube = _cylinder_mesh("launcher", r * 1.4, 0.35, -r * 1.2, 16)
+        tube.materials.append(_material("launcher", (0.6, 0.62, 0.66), 1.0, 0.25))
+        aim = math.atan2(1.0 / FLIGHT_TIMES[0], (-LAUNCH_Z / FLIGHT_TIMES[0] + 0.5 * G * FLIGHT_TIMES[0]))
         for i, x in enumerate(lanes):
             obj = bpy.data.objects.new(f"launcher_{i:03d}", tube)
-            obj.location = (x, LAUNCH_Y - 0.03, LAUNCH_Z - 0.03)
-            obj.rotation_euler = (math.radians(-50), 0.0, 0.0)
+            obj.location = (x, LAUNCH_Y, LAUNCH_Z)
+            obj.rotation_euler = (-aim, 0.0, 0.0)
             coll.objects.link(obj)
         tray = bpy.data.objects.new("collector", _box_mesh("collector", width + 0.3, 1.6, 0.03, FLOOR_Z))
         tray.data.materials.append(_material("collector", (0.08, 0.08, 0.1), 0.0, 0.6))
@@ -271,13 +273,13 @@ class SceneBuilder:
         data = bpy.data.cameras.new("camera")
         data.lens = cam_cfg.lens
         cam = bpy.data.objects.new("camera", data)
-        target = Vector(cam_cfg.look_at or (0.0, -0.1, 0.1))
+        target = Vector(cam_cfg.look_at or (0.0, -0.15, 0.1))
         if cam_cfg.location:
             cam.location = cam_cfg.location
-        else:
+        else:  # wide enough for the row of elements plus launchers and collector
             half_fov = math.atan(data.sensor_width / 2 / data.lens)
-            dist = (width / 2 + 0.5) / math.tan(half_fov) + 0.4
-            cam.location = target + Vector((0.15, 0.85, 0.5)).normalized() * dist
+            dist = max(width / 2 + 0.15, 0.95) / math.tan(half_fov)
+            cam.location = target + Vector((0.0, 0.78, 0.62)).normalized() * dist
         cam.rotation_euler = (target - cam.location).to_track_quat("-Z", "Y").to_euler()
         coll.objects.link(cam)
         scene.camera = cam
@@ -291,7 +293,7 @@ class SceneBuilder:
         obj.rotation_euler = (math.radians(25), math.radians(10), 0.0)
         coll.objects.link(obj)
         sun = bpy.data.lights.new("fill", "SUN")
-        sun.energy = 1.5
+        sun.energy = 0.6
         obj = bpy.data.objects.new("fill", sun)
         obj.rotation_euler = (math.radians(50), 0.0, math.radians(-35))
         coll.objects.link(obj)
