@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--skip-big", action="store_true", help="skip the 1,000 / 5,000-note builds")
     ns = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="blender-bench-"))
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     songs = [
         ("demo ode_waltz", ROOT / "depot/songs/ode_waltz/song.mid", None),
         ("demo frere_groove", ROOT / "depot/songs/frere_groove/song.mid", ROOT / "depot/songs/frere_groove/arrangement.yaml"),
@@ -163,11 +164,12 @@ def main() -> None:
             result, wall, peak = cli("build", "--midi", midi, "--out", tmp / f"big{count}")
             report = json.loads(Path(result["report"]).read_text())
             print(
-                f"{count}-note song ({report['loop_period_s']:.0f} s): scene build {report['build_time_s']:.2f} s "
-                f"(parse+plan+scene+timing check, before saving), whole entrypoint {wall:.2f} s, "
+                f"{count}-note song ({report['loop_period_s']:.0f} s): build {report['build_time_s']:.2f} s "
+                f"(parse, plan, audio, both scenes, timing check, both saves), whole process {wall:.2f} s, "
                 f"peak RSS {peak:.0f} MiB, max err {report['max_timing_error_s'] * 1e3:.5f} ms, "
                 f"min dist/2r {report['min_marble_distance_m'] / (2 * report['marble_radius_m']):.3f}"
             )
+            print("   phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["build_phases_s"].items()))
 
     print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz:")
     for preset in [p for p in ns.presets.split(",") if p]:
