@@ -21,6 +21,17 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file (blender --python): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    try:  # Blender's bundled Python has numpy but not these
+        import mido  # noqa: F401
+        import pydantic  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"build: error: Python module {exc.name!r} is missing from {sys.executable}; install mido, "
+            "pydantic and pyyaml into Blender's Python or put a site-packages that has them on PYTHONPATH",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 from blender_scripts import _cli, audio, layout, planner, song
 from blender_scripts import arrangement as arrangement_mod
