@@ -193,6 +193,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         "lead_in_s": lead_in,
         "frame_of_song_time_0": 1 + lead_in * fps,
         "loop_period_s": plan.period,
+        "loop_period_frames": plan.period * fps,  # the seam is exact when this is a whole number
         "loop_bars": len([t for t in tune.bar_times if 0 < t <= plan.period + 1e-9]),
         "marble_radius_m": plan.radius,
         "elements": sorted(e.name for e in stage.elements.values()),
