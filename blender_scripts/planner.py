@@ -23,7 +23,7 @@ G = 9.81
 LAUNCH_Y = -1.0
 LAUNCH_Z = 0.25
 FLOOR_Z = -0.45  # collector floor
-FLIGHT_TIMES = (0.7, 0.62, 0.78, 0.55, 0.86, 0.5, 0.94)
+FLIGHT_TIMES = (0.5, 0.45, 0.56, 0.4, 0.62, 0.36, 0.68)  # tried in this order; low arcs stay in view
 STEPS_PER_FRAME = 8
 MARGIN = 1.02
 
@@ -101,11 +101,12 @@ class Plan:
         return 1.0 / (self.fps * STEPS_PER_FRAME)
 
     def loop_instances(self) -> list[tuple[Marble, float]]:
-        """(marble, shift) copies in play somewhere in [0, period): the loop scene's marbles."""
+        """(marble, shift) copies in play somewhere in [0, period], the loop scene's marbles. The closed
+        interval keeps the state at t=period (one frame past the loop) equal to the state at t=0."""
         out = []
         for m in self.marbles:
             for shift in (0.0, self.period, -self.period):
-                if m.t_launch + shift < self.period and m.t_exit + shift > 0:
+                if m.t_launch + shift <= self.period and m.t_exit + shift >= 0:
                     out.append((m, shift))
         return out
 

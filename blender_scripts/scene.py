@@ -13,8 +13,10 @@ import colorsys
 import math
 from collections.abc import Iterable
 
+import bpy  # first: bmesh and mathutils only become importable once bpy is loaded
+
+# isort: split
 import bmesh
-import bpy
 import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Vector
@@ -195,7 +197,9 @@ class SceneBuilder:
 
     def _marbles(self, coll, items: list[tuple[Marble, float]], offset: float) -> None:
         mesh = _sphere_mesh(self.plan.radius)
-        mesh.materials.append(_material("marble", self.arr.style.marble_color, 1.0, 0.15))
+        mesh.materials.append(
+            _material("marble", self.arr.style.marble_color, 0.35, 0.2)
+        )  # reads on a dark stage
         for m, shift in items:
             suffix = "" if shift == 0 else ("_next" if shift > 0 else "_prev")
             obj = bpy.data.objects.new(f"marble_{m.note.index:05d}{suffix}", mesh)
@@ -273,13 +277,13 @@ class SceneBuilder:
         data = bpy.data.cameras.new("camera")
         data.lens = cam_cfg.lens
         cam = bpy.data.objects.new("camera", data)
-        target = Vector(cam_cfg.look_at or (0.0, -0.15, 0.1))
+        target = Vector(cam_cfg.look_at or (0.0, -0.3, 0.2))
         if cam_cfg.location:
             cam.location = cam_cfg.location
         else:  # wide enough for the row of elements plus launchers and collector
             half_fov = math.atan(data.sensor_width / 2 / data.lens)
-            dist = max(width / 2 + 0.15, 0.95) / math.tan(half_fov)
-            cam.location = target + Vector((0.0, 0.78, 0.62)).normalized() * dist
+            dist = max(width / 2 + 0.3, 1.25) / math.tan(half_fov)
+            cam.location = target + Vector((0.0, 0.85, 0.42)).normalized() * dist
         cam.rotation_euler = (target - cam.location).to_track_quat("-Z", "Y").to_euler()
         coll.objects.link(cam)
         scene.camera = cam
