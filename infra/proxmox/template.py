@@ -19,15 +19,13 @@ import requests
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
-    ResourceProvider,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from infra.proxmox.client import Connection, ProxmoxError, Pve, Timing
-from infra.proxmox.vm import TokenSource, _problems, check_failures
+from infra.proxmox.client import Connection, ProxmoxError, Pve
+from infra.proxmox.vm import PveProvider, _problems, check_failures
 
 log = logging.getLogger("renderlab.proxmox.template")
 
@@ -83,20 +81,7 @@ def published_sha512(image_url: str, timeout: float = 30) -> str:
     raise ProxmoxError(f"{sums_url} lists no SHA-512 for {name}; set proxmox.template.image_sha512")
 
 
-class CloudInitTemplateProvider(ResourceProvider):
-    serialize_as_secret_always = False
-
-    def __init__(self, timing: Timing | None = None):
-        super().__init__()
-        self.timing = timing
-        self.tokens = TokenSource()
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self.tokens.configure(req)
-
-    def _client(self, spec: TemplateSpec) -> Pve:
-        return Pve(spec.connection, self.tokens.secret(), self.timing)
-
+class CloudInitTemplateProvider(PveProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         data = {k: v for k, v in news.items() if k in TemplateSpec.model_fields}
         try:

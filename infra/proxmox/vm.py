@@ -182,21 +182,26 @@ class TokenSource:
         return os.environ.get(TOKEN_ENV) or self._secret or ""
 
 
-class ProxmoxVmProvider(ResourceProvider):
-    """Dynamic provider for one VM. `timing` exists for tests; the lab uses the defaults."""
+class PveProvider(ResourceProvider):
+    """Shared by the Proxmox providers: the token arrives through Configure (or the environment) and a
+    client is built per call, so no credential is ever part of the provider's state."""
 
     serialize_as_secret_always = False
 
     def __init__(self, timing: Timing | None = None):
         super().__init__()
-        self.timing = timing
+        self.timing = timing  # for tests; the lab uses the defaults
         self.tokens = TokenSource()
 
     def configure(self, req: ConfigureRequest) -> None:
         self.tokens.configure(req)
 
-    def _client(self, spec: VmSpec) -> Pve:
+    def _client(self, spec: Any) -> Pve:
         return Pve(spec.connection, self.tokens.secret(), self.timing)
+
+
+class ProxmoxVmProvider(PveProvider):
+    """Dynamic provider for one VM."""
 
     # ---------------------------------------------------------------- check
 
