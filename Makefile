@@ -56,3 +56,28 @@ demo: setup ## run the render pipeline on this machine (local backend, bundled d
 
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- hosts ---
+LAB_INVENTORY ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/inventory.yml
+LAB_SECRETS ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/secrets.yml
+.PHONY: lab-local lab-local-down lab-site lab-verify lab-test lab-bench
+
+lab-local: venv ## boot the local systemd-nspawn lab (env: RENDERLAB_LAB_BRIDGE, _SUBNET, _PREFIX)
+	$(PY) -m renderlab.locallab up
+
+lab-local-down: venv ## tear the local lab down: hosts, bridge, NAT rules, state
+	$(PY) -m renderlab.locallab down
+
+lab-site: venv ## run ansible/site.yml against the local lab
+	cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i ../$(LAB_INVENTORY) \
+	  -e @../$(LAB_SECRETS) site.yml
+
+lab-verify: venv ## run the testinfra suite against the local lab
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_CONFIG=ansible/ansible.cfg RENDERLAB_HOST_SECRETS=$(LAB_SECRETS) \
+	  $(VENV)/bin/pytest tests/hosts --hosts=ansible://all --ansible-inventory=$(LAB_INVENTORY)
+
+lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear down (tests/lab)
+	$(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
+
+lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
+	$(PY) benchmarks/lab_bench.py

@@ -193,6 +193,7 @@ def up(s: Settings) -> Lab:
             log(f"{m.machine} answers SSH")
     except BaseException:
         log("bringing the lab up failed; tearing down what was created")
+        _save(s, ms)  # the pids of machines booted since the last save
         down(s)
         raise
     log(f"lab up in {time.monotonic() - t0:.0f} s: {len(ms)} hosts; inventory {s.state / 'inventory.yml'}")
@@ -202,7 +203,9 @@ def up(s: Settings) -> Lab:
 def down(s: Settings) -> None:
     st = status(s)
     ms = [Machine(**{**m, "directory": Path(m["directory"])}) for m in st.get("machines", [])]
-    for m in ms:
+    recorded = {m.pid for m in ms if machines.is_ours(m)}
+    strays = [m for m in machines.running_under(s.state / "machines") if m.pid not in recorded]
+    for m in [*ms, *strays]:
         if machines.is_ours(m):
             log(f"stopping {m.machine}")
             machines.stop(m)

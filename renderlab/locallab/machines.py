@@ -104,6 +104,26 @@ def is_ours(m: Machine) -> bool:
     )
 
 
+def running_under(machines_dir: Path) -> list[Machine]:
+    """nspawn processes whose tree lies under machines_dir: ours even if their pid never reached the state."""
+    found = []
+    prefix = f"--directory={machines_dir}/".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile
+        if not args[0].endswith(b"systemd-nspawn"):
+            continue
+        directory = next((a for a in args if a.startswith(prefix)), None)
+        machine = next((a for a in args if a.startswith(b"--machine=")), None)
+        if directory and machine:
+            name = machine.split(b"=", 1)[1].decode()
+            path = Path(directory.split(b"=", 1)[1].decode())
+            found.append(Machine(name, name, "", path, int(cmdline.parent.name)))
+    return found
+
+
 def stop(m: Machine, grace_s: float = 30) -> None:
     """SIGTERM asks nspawn to shut the container down cleanly; SIGKILL after the grace period."""
     if not is_ours(m):
