@@ -235,16 +235,53 @@ def running_lab(s: Settings | None = None) -> Iterator[Lab]:
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
+TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", re.M)
+FATAL = re.compile(r"^fatal: \[([^\]]+)\]", re.M)
+# The roles' own stop when a vendor download (k3s binary, p4d package) cannot be reached and no air-gap
+# artifacts were given: an expected, explained stop on this machine, not a defect.
+VENDOR_STOP = "Stop here with what is missing"
+
+
 @dataclass
 class PlaybookRun:
     rc: int
     seconds: float
     recap: dict[str, dict[str, int]]
     log: Path
+    failures: dict[str, list[str]]  # host -> names of the tasks that failed on it
 
     @property
     def changed(self) -> int:
         return sum(h["changed"] for h in self.recap.values())
+
+    @property
+    def vendor_blocked(self) -> list[str]:
+        """Hosts whose only failure is a role's stop for an unreachable vendor download."""
+        return sorted(h for h, tasks in self.failures.items() if all(t.endswith(VENDOR_STOP) for t in tasks))
+
+    @property
+    def real_failures(self) -> dict[str, list[str]]:
+        blocked = set(self.vendor_blocked)
+        failed = {
+            h: self.failures.get(h, ["(unreachable)"])
+            for h, r in self.recap.items()
+            if r["failed"] or r["unreachable"]
+        }
+        return {h: tasks for h, tasks in failed.items() if h not in blocked}
+
+
+def _failures(text: str) -> dict[str, list[str]]:
+    """Pair each `fatal: [host]` with the task it happened in; errors a task ignores do not count."""
+    failures: dict[str, list[str]] = {}
+    headers = list(TASK.finditer(text))
+    for n, header in enumerate(headers):
+        end = headers[n + 1].start() if n + 1 < len(headers) else len(text)
+        block = text[header.end() : end]
+        for fatal in FATAL.finditer(block):
+            rest = block[fatal.end() :].split("\nfatal: ", 1)[0]
+            if "...ignoring" not in rest:
+                failures.setdefault(fatal.group(1), []).append(header.group(1))
+    return failures
 
 
 def run_site(lab: Lab, log_name: str, extra_args: list[str] | None = None) -> PlaybookRun:
@@ -264,4 +301,4 @@ def run_site(lab: Lab, log_name: str, extra_args: list[str] | None = None) -> Pl
         h: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
         for h, ok, ch, un, fa in RECAP.findall(text)
     }
-    return PlaybookRun(rc, seconds, recap, out)
+    return PlaybookRun(rc, seconds, recap, out, _failures(text))

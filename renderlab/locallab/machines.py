@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -136,11 +137,29 @@ def stop(m: Machine, grace_s: float = 30) -> None:
             return
         time.sleep(0.3)
     if is_ours(m):
+        # Kill the container's init first: it is PID 1 of the container's namespaces, so everything inside goes
+        # with it; killing only nspawn would leave the container running, orphaned, holding its veth.
+        inits = _children(m.pid)
+        for child in inits:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         os.kill(m.pid, signal.SIGKILL)
-        for _ in range(50):
-            if _reap(m.pid):
+        # Wait until nspawn and the container's init have really exited (init last: after all inside it).
+        for _ in range(100):
+            if _reap(m.pid) and all(_state(pid) in ("Z", "X") for pid in inits):
                 return
             time.sleep(0.2)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 def _reap(pid: int) -> bool:
