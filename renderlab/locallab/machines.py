@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,6 +62,13 @@ def prepare(
     sudoers = root / "etc/sudoers.d/90-lab-admin"
     sudoers.write_text(f"{admin} ALL=(ALL) NOPASSWD:ALL\n")
     sudoers.chmod(0o440)
+    # Trust the CAs this machine adds to Debian's bundle (e.g. an egress proxy's), so HTTPS from the hosts
+    # (pip in the airflow role) verifies exactly as it does here.
+    extra_cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    for ca in extra_cas:
+        shutil.copy2(ca, root / "usr/local/share/ca-certificates" / ca.name)
+    if extra_cas:
+        subprocess.run(["chroot", str(root), "update-ca-certificates"], check=True, capture_output=True)
 
 
 def boot(m: Machine, bridge: str, log_dir: Path) -> None:
