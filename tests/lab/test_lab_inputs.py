@@ -121,7 +121,7 @@ def test_playbook_log_tells_vendor_stops_from_real_failures(tmp_path, monkeypatc
     }
     run = locallab.PlaybookRun(2, 1.0, recap, tmp_path / "x.log", locallab._failures(text))
     assert run.failures == {
-        "k": ["k3s_server : Stop here with what is missing"],
+        "k": ["Fail where a vendor download was missing"],
         "s": ["samba : Samba running"],
     }
     assert run.vendor_blocked == ["k"]

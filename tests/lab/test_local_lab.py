@@ -1,8 +1,9 @@
 """Boot the local lab, run the real site.yml twice (the second changes nothing), prove the hosts with the
 testinfra suite, and tear everything down whatever happens.
 
-A role whose vendor download (k3s binary, p4d package) cannot be reached from here stops at its own step
-"Stop here with what is missing"; such a host counts as blocked, not failed, and is printed as such. Set
+A role whose vendor download (k3s binary, p4d package) cannot be reached from here ends its host early, and
+site.yml's last play fails it with what is missing ("Fail where a vendor download was missing"); such a host
+counts as blocked, not failed, and is printed as such. Set
 RENDERLAB_LAB_REQUIRE_ALL=1 (with air-gap artifacts given to the roles) to require every host to finish.
 """
 
