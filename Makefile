@@ -81,3 +81,10 @@ lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear do
 
 lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/lab_bench.py
+
+# --- hostsroles ---
+.PHONY: airflow-host-lock
+
+airflow-host-lock: venv ## re-resolve the Airflow VM's hash-pinned requirements (the repo lock as constraints)
+	$(UV) pip compile requirements/airflow-host.in -c $(LOCK) --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -q -o ansible/roles/airflow/files/requirements.txt
