@@ -83,8 +83,11 @@ lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (ch
 	$(PY) benchmarks/lab_bench.py
 
 # --- hostsroles ---
-.PHONY: airflow-host-lock
+.PHONY: airflow-host-lock airflow-bench
 
 airflow-host-lock: venv ## re-resolve the Airflow VM's hash-pinned requirements (the repo lock as constraints)
 	$(UV) pip compile requirements/airflow-host.in -c $(LOCK) --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -q -o ansible/roles/airflow/files/requirements.txt
+
+airflow-bench: venv ## time the airflow role alone on a fresh local lab: first run, second run (changed=0)
+	$(PY) benchmarks/airflow_role_bench.py

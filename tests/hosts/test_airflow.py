@@ -3,6 +3,7 @@ DAGs loaded without import errors (checked over the network, as a user would).""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.group("airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
 API_PORT = 8080
+DEFINES_DAG = re.compile(r"(@dag\b|\bDAG\()")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,8 @@ def test_deployed_dags_match_the_repo(host):
 
 
 def test_dags_loaded_without_import_errors(api, token):
-    files = sorted(p.name for p in REPO_DAGS.glob("*.py") if p.name != "__init__.py")
+    # The files that define a DAG (helper modules beside them need not), as the role's own check picks them.
+    files = sorted(p.name for p in REPO_DAGS.glob("*.py") if DEFINES_DAG.search(p.read_text()))
     headers = {"Authorization": f"Bearer {token}"}
     # The DAG processor scans every 30 s; give a fresh deploy one scan plus parsing time.
     deadline = time.monotonic() + 90
