@@ -256,8 +256,14 @@ class PlaybookRun:
 
     @property
     def vendor_blocked(self) -> list[str]:
-        """Hosts whose only failure is a role's stop for an unreachable vendor download."""
-        return sorted(h for h, tasks in self.failures.items() if all(t.endswith(VENDOR_STOP) for t in tasks))
+        """Failed hosts whose failure is site.yml's report of a role's unreachable vendor download.
+
+        A failed host runs no further tasks, so its failure is its last `fatal:`; earlier ones were rescued."""
+        return sorted(
+            h
+            for h, r in self.recap.items()
+            if r["failed"] and self.failures.get(h) and self.failures[h][-1].endswith(VENDOR_STOP)
+        )
 
     @property
     def real_failures(self) -> dict[str, list[str]]:
