@@ -107,3 +107,28 @@ def test_dags_loaded_without_import_errors(api, token):
     assert set(files) <= loaded, f"DAG files not loaded: {sorted(set(files) - loaded)}"
     if not files:
         pytest.skip("dags/ holds no DAG file yet: nothing beyond zero import errors to check")
+
+
+HOOK_PROBE = """
+from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+hook = KubernetesHook(conn_id="kubernetes_default")
+client = hook.get_conn()
+print(client.configuration.host, hook.get_namespace(), bool(client.configuration.api_key))
+"""
+
+
+def test_k8s_connection_builds_the_launchers_client(host, lab_vars):
+    with host.sudo():
+        if not host.file("/etc/airflow/connections.env").exists:
+            pytest.skip(
+                "no Kubernetes connection yet: run site.yml --tags k8s_connection after the cluster layer"
+            )
+        with host.sudo("airflow"):
+            out = host.check_output(
+                "set -a; . /etc/airflow/airflow.env; . /etc/airflow/connections.env; set +a; "
+                f"/opt/airflow/venv/bin/python -c '{HOOK_PROBE}' 2>/dev/null"
+            )
+    server, namespace, has_token = out.strip().splitlines()[-1].split()
+    assert server.startswith("https://") and server.endswith(":6443")
+    assert namespace == lab_vars["renderlab_pipeline_namespace"]
+    assert has_token == "True"
