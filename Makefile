@@ -113,3 +113,38 @@ blender-test: blender-pyc ## content tests with real bpy (build, measure the sav
 
 blender-bench: blender-pyc ## content measures: timing error, separation, build time, memory, s/frame
 	$(PY) benchmarks/blender_bench.py $(BENCH_ARGS)
+
+# --- hosts ---
+LAB_INVENTORY ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/inventory.yml
+LAB_SECRETS ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/secrets.yml
+.PHONY: lab-local lab-local-down lab-site lab-verify lab-test lab-bench
+
+lab-local: venv ## boot the local systemd-nspawn lab (env: RENDERLAB_LAB_BRIDGE, _SUBNET, _PREFIX)
+	$(PY) -m renderlab.locallab up
+
+lab-local-down: venv ## tear the local lab down: hosts, bridge, NAT rules, state
+	$(PY) -m renderlab.locallab down
+
+lab-site: venv ## run ansible/site.yml against the local lab
+	cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i ../$(LAB_INVENTORY) \
+	  -e @../$(LAB_SECRETS) site.yml
+
+lab-verify: venv ## run the testinfra suite against the local lab
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_CONFIG=ansible/ansible.cfg RENDERLAB_HOST_SECRETS=$(LAB_SECRETS) \
+	  $(VENV)/bin/pytest tests/hosts --hosts=ansible://all --ansible-inventory=$(LAB_INVENTORY)
+
+lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear down (tests/lab)
+	$(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
+
+lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
+	$(PY) benchmarks/lab_bench.py
+
+# --- hostsroles ---
+.PHONY: airflow-host-lock airflow-bench
+
+airflow-host-lock: venv ## re-resolve the Airflow VM's hash-pinned requirements (the repo lock as constraints)
+	$(UV) pip compile requirements/airflow-host.in -c $(LOCK) --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -q -o ansible/roles/airflow/files/requirements.txt
+
+airflow-bench: venv ## time the airflow role alone on a fresh local lab: first run, second run (changed=0)
+	$(PY) benchmarks/airflow_role_bench.py

@@ -1,0 +1,74 @@
+"""The perforce role: p4d at the pinned version under systemd, SSL only, security level >= 3, the depot with
+its typemap, and a service user that can read the projects but not write. Where the p4d package could not be
+downloaded and no air-gap packages were given, the role stopped before installing anything; these checks then
+skip and say so."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+
+pytestmark = pytest.mark.group("perforce")
+
+P4D = "/opt/perforce/sbin/p4d"
+P4 = "/opt/perforce/bin/p4"
+
+
+@pytest.fixture(scope="module")
+def p4d_installed(host, lab_vars) -> None:
+    if not host.file(P4D).exists:
+        pytest.skip(
+            f"p4d is not installed on {lab_vars['inventory_hostname']}: its package could not be downloaded and "
+            "no air-gap packages were given (ansible-playbook -e renderlab_p4d_packages_dir=DIR; see README)"
+        )
+
+
+@pytest.fixture(scope="module")
+def p4(host, lab_vars):
+    scheme = "ssl:" if lab_vars["renderlab_perforce_ssl"] else ""
+    env = (
+        f"P4PORT={scheme}127.0.0.1:{lab_vars['renderlab_perforce_port']} P4USER=super "
+        "P4TICKETS=/root/.p4tickets P4TRUST=/root/.p4trust P4CONFIG="
+    )
+
+    def run(args: str) -> str:
+        with host.sudo():
+            return host.check_output(f"env {env} {P4} {args}")
+
+    return run
+
+
+def test_unit_and_pinned_version(host, lab_vars, p4d_installed):
+    assert host.service("p4d").is_running and host.service("p4d").is_enabled
+    assert f"/{lab_vars['renderlab_p4d_version']}" in host.check_output(f"{P4D} -V")
+
+
+def test_security_level_at_least_3(p4, p4d_installed):
+    out = p4("configure show security")
+    level = int(out.split("security=")[1].split()[0])
+    assert level >= 3
+
+
+def test_ssl_only_over_the_network(lab_vars, p4d_installed):
+    if not lab_vars["renderlab_perforce_ssl"]:
+        pytest.skip("perforce.ssl is false in the lab config")
+    address, port = lab_vars["ansible_host"], lab_vars["renderlab_perforce_port"]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # p4d's certificate is self-generated; clients pin it with `p4 trust`
+    with socket.create_connection((address, port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
+        assert tls.getpeercert(binary_form=True), "p4d presented no certificate"
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_depot_typemap_and_protections(p4, lab_vars, p4d_installed):
+    depots = p4("-ztag -F %name% depots").split()
+    assert lab_vars["renderlab_perforce_depot"] in depots
+    assert "binary+Fl //....blend" in p4("typemap -o")
+    protections = p4("protect -o")
+    assert "write user * * //..." not in protections, "the default open-to-all protections are still there"
+    svc, path = lab_vars["renderlab_perforce_service_user"], lab_vars["renderlab_perforce_projects_path"]
+    assert p4(f"protects -u {svc} -m {path}/...").strip() == "read"
+    assert p4(f"protects -u {svc} -m //{lab_vars['renderlab_perforce_depot']}/other/...").strip() == "none"

@@ -1,0 +1,109 @@
+"""Static checks of the perforce, k3s and airflow roles that need no lab: the Airflow VM's requirements stay
+pinned to the lab config and the repo lock, every task that touches a secret hides it, and each role declares
+its secrets as required, hidden arguments."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from renderlab.config import load
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = ROOT / "ansible" / "roles"
+HOST_REQUIREMENTS = ROLES / "airflow" / "files" / "requirements.txt"
+MY_ROLES = ("perforce", "k3s_server", "k3s_agent", "airflow")
+# Variables that hold a secret, or a value derived from one.
+SECRET_VARS = {
+    "airflow": ("airflow_admin_password", "airflow_db_password", "airflow_secret_key", "airflow_api_secret_key",
+                "airflow_jwt_secret", "airflow_fernet_key", "airflow_k8s_token", "airflow_token"),
+    "k3s_server": ("k3s_server_token", "k3s_server_kubeconfig"),
+    "k3s_agent": ("k3s_agent_token",),
+    "perforce": ("perforce_super_password", "perforce_service_password"),
+}  # fmt: skip
+SECRET_ARGS = {
+    "airflow": {"airflow_admin_password", "airflow_db_password", "airflow_secret_key"},
+    "k3s_server": {"k3s_server_token"},
+    "k3s_agent": {"k3s_agent_token"},
+    "perforce": {"perforce_super_password", "perforce_service_password"},
+}
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)", re.M)
+
+
+def pins(path: Path) -> dict[str, str]:
+    return {name.lower().replace("_", "-"): version for name, version in PIN.findall(path.read_text())}
+
+
+def test_host_requirements_pin_the_lab_configs_airflow():
+    version = load(ROOT / "Pulumi.example.yaml").versions.airflow
+    assert pins(HOST_REQUIREMENTS)["apache-airflow"] == version
+
+
+def test_host_requirements_agree_with_the_repo_lock_and_are_all_hashed():
+    host, lock = pins(HOST_REQUIREMENTS), pins(ROOT / "requirements" / "lock.txt")
+    differ = {n: (v, lock[n]) for n, v in host.items() if n in lock and lock[n] != v}
+    assert differ == {}, f"run `make airflow-host-lock`: {differ}"
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", HOST_REQUIREMENTS.read_text().split("\n", 2)[2])
+    unhashed = [b.split()[0] for b in blocks if b.strip() and "--hash=sha256:" not in b]
+    assert unhashed == []
+    assert len(host) > 100  # the whole closure, so pip can run with --no-deps
+
+
+def _tasks(node, found: list[dict]) -> list[dict]:
+    if isinstance(node, list):
+        for item in node:
+            _tasks(item, found)
+    elif isinstance(node, dict):
+        if "name" in node and any("." in k for k in node) or "block" in node:
+            found.append(node)
+        for key in ("block", "rescue", "always"):
+            _tasks(node.get(key), found)
+    return found
+
+
+def _leaks(task: dict, names: tuple[str, ...]) -> list[str]:
+    """Secret names a task uses in its module args, vars, environment or stdin (not in when/until/name)."""
+    text = yaml.safe_dump(
+        {k: v for k, v in task.items() if k not in ("name", "when", "until", "block", "rescue", "always")}
+    )
+    return [n for n in names if re.search(rf"\b{n}\b", text)]
+
+
+@pytest.mark.parametrize("role", MY_ROLES)
+def test_every_task_touching_a_secret_has_no_log(role):
+    unsafe = []
+    for path in sorted((ROLES / role).glob("*/*.yml")):
+        if path.parent.name not in ("tasks", "handlers"):
+            continue
+        for task in _tasks(yaml.safe_load(path.read_text()), []):
+            used = _leaks(task, SECRET_VARS[role])
+            # A register of a secret-bearing result is fine only if the task itself hides its output.
+            if used and task.get("no_log") is not True:
+                unsafe.append(f"{path.relative_to(ROOT)}: {task['name']} uses {used}")
+    assert unsafe == []
+
+
+@pytest.mark.parametrize("role", MY_ROLES)
+def test_secrets_are_required_hidden_arguments_without_defaults(role):
+    specs = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = specs["main"]["options"]
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()) or {}
+    for name in SECRET_ARGS[role]:
+        assert options[name].get("required") is True, name
+        assert options[name].get("no_log") is True, name
+        assert name not in defaults, f"{name} has a default in defaults/main.yml"
+    # Role-prefixed variables only.
+    prefix = f"{role}_"
+    assert all(k.startswith(prefix) for k in defaults), [k for k in defaults if not k.startswith(prefix)]
+
+
+def test_site_plays_run_in_the_documented_order():
+    plays = yaml.safe_load((ROOT / "ansible" / "site.yml").read_text())
+    order = [r["role"] for p in plays for r in p.get("roles", [])]
+    assert order[-4:] == ["perforce", "k3s_server", "k3s_agent", "airflow"]
+    by_name = {p["name"]: p for p in plays}
+    k8s = next(p for n, p in by_name.items() if "Kubernetes connection" in n)
+    assert "never" in k8s["tags"], "the k8s connection play must not run before the cluster layer exists"
