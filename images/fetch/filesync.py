@@ -1,0 +1,171 @@
+"""`file://` sources: mirror a plain folder with Perforce's semantics (have-list, deletions, verification).
+
+The "changelist" of a folder is its content version: the first 48 bits of the SHA-256 over the sorted
+lines `path NUL size NUL sha256` of its files, as a decimal integer. The same content always gives the
+same number, any change to a path, size or byte gives another one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DestinationError, FetchError, SourceError, VerificationError
+from .progress import Reporter
+from .result import FetchResult
+from .source import FileSource
+from .workspace import CHUNK, Workspace, destination_error, hash_file, relpaths_under, stat_key, temp_name
+
+ALGORITHM = "sha256"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    rel: str
+    size: int
+    digest: str
+
+
+def content_version(files: list[SourceFile]) -> int:
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.rel):
+        h.update(f"{f.rel}\0{f.size}\0{f.digest}\n".encode())
+    return int(h.hexdigest()[:12], 16) or 1
+
+
+def scan_source(src: FileSource, ws: Workspace, reporter: Reporter) -> list[SourceFile]:
+    """List the source folder's files with their SHA-256, re-hashing only files whose stat key changed."""
+    if not src.root.is_dir():
+        raise SourceError(f"source folder {src.root} does not exist or is not a folder; check --source")
+    listed = sorted(relpaths_under(src.root))
+    if not listed:
+        raise SourceError(f"source folder {src.root} holds no files; nothing to fetch")
+    cache = ws.source_cache
+    stale = [(rel, st) for rel, st in listed if cache.get(rel, [None])[:-1] != stat_key(st)]
+    reporter.start("hashing source", sum(st.st_size for _, st in stale))
+    for rel, st in stale:
+        try:
+            digest = hash_file(src.root / rel, ALGORITHM, reporter.advance)
+        except OSError as e:
+            raise SourceError(f"cannot read source file {src.root / rel}: {e.strerror or e}") from e
+        cache[rel] = [*stat_key(st), digest]
+    reporter.finish()
+    present = {rel for rel, _ in listed}
+    for rel in list(cache):
+        if rel not in present:
+            del cache[rel]
+    return [SourceFile(rel, st.st_size, cache[rel][-1]) for rel, st in listed]
+
+
+def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> None:
+    """Copy through a temp name beside the target, hashing on the way; rename only if the digest matches."""
+    target = ws.path(f.rel)
+    tmp = temp_name(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        h = hashlib.new(ALGORITHM)
+        with open(src / f.rel, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                h.update(chunk)
+                fout.write(chunk)
+                reporter.advance(len(chunk))
+        if h.hexdigest() != f.digest:
+            raise SourceError(
+                f"source file {src / f.rel} changed while it was being fetched; re-run the fetch "
+                "once the folder is no longer being written"
+            )
+        os.replace(tmp, target)
+    except FetchError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if e.filename and str(e.filename).startswith(str(src)):
+            raise SourceError(f"cannot read source file {e.filename}: {e.strerror or e}") from e
+        raise destination_error(e, target, "write") from e
+    ws.record(f.rel, f.digest)
+
+
+def fetch_folder(
+    src: FileSource,
+    dest: Path,
+    reporter: Reporter,
+    *,
+    verify_full: bool = False,
+    after_each_file: Callable[[str], None] | None = None,
+) -> FetchResult:
+    """Bring `dest` to the content of `src`; publish the manifest only after every file is verified."""
+    t0 = time.monotonic()
+    ws = Workspace.open(dest, ALGORITHM, kind="file")
+    ws.clean_temp_files()
+    files = scan_source(src, ws, reporter)
+    version = content_version(files)
+    if src.change is not None and src.change != version:
+        raise SourceError(
+            f"source folder {src.root} is at content version {version}, not {src.change}; "
+            f"it has changed since, fetch @latest or @{version}"
+        )
+
+    reporter.start("checking destination", sum(f.size for f in files) if verify_full else 0)
+    todo = [f for f in files if not ws.check(f.rel, f.digest, f.size, verify_full, reporter.advance)]
+    reporter.finish()
+
+    wanted = {f.rel for f in files}
+    removed = sum(ws.remove(rel) for rel in sorted(set(ws.have) - wanted))
+
+    transferred: list[SourceFile] = []
+
+    def transfer(batch: list[SourceFile], phase: str) -> None:
+        ws.ensure_space(sum(f.size for f in batch))
+        reporter.start(phase, sum(f.size for f in batch))
+        for f in batch:
+            copy_file(src.root, ws, f, reporter)
+            transferred.append(f)
+            ws.save(force=False)
+            if after_each_file:
+                after_each_file(f.rel)
+        reporter.finish()
+
+    try:
+        if todo:
+            reporter.log(
+                f"{len(todo)} of {len(files)} files to transfer ({sum(f.size for f in todo) / 1e6:.1f} MB)"
+            )
+            transfer(todo, "transferring")
+        # Verify: re-read what was just written; the rest was checked above and is vouched for by its stat key.
+        written = {f.rel for f in transferred}
+        reporter.start("verifying", sum(f.size for f in transferred))
+        damaged = [
+            f for f in files if not ws.check(f.rel, f.digest, f.size, f.rel in written, reporter.advance)
+        ]
+        reporter.finish()
+        if damaged:
+            reporter.log(f"{len(damaged)} file(s) failed verification; transferring them again")
+            transfer(damaged, "repairing")
+            still = [f.rel for f in damaged if not ws.check(f.rel, f.digest, f.size, True)]
+            if still:
+                raise VerificationError(
+                    f"{len(still)} file(s) under {dest} still differ from the source after a re-transfer "
+                    f"(first: {still[0]}); check the share's health, then re-run"
+                )
+    finally:
+        reporter.finish()
+        with contextlib.suppress(DestinationError):
+            ws.save()
+
+    ws.publish(version, f"file://{src.root}", ((f.rel, f.size, f.digest) for f in files))
+    return FetchResult(
+        changelist=version,
+        files_total=len(files),
+        files_transferred=len(transferred),
+        bytes_transferred=sum(f.size for f in transferred),
+        files_removed=removed,
+        seconds=time.monotonic() - t0,
+    )

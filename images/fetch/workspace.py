@@ -1,0 +1,290 @@
+"""The destination side: the asset folder on the share, its have-list, atomic writes and the manifest.
+
+Layout under DEST (renderlab.share.ShareLayout.assets(project)):
+    DEST/<files>                           the synced project files
+    DEST/.renderlab/state.json             have-list: what this tool put there, with digests and stat keys
+    DEST/.renderlab/manifest-<change>.json verified file list, published last (ShareLayout.manifest)
+
+A file whose (size, mtime_ns, ctime_ns, inode) still match its have-list entry is known to hold the digest
+recorded when it was written and verified (git's index uses the same key); anything else is re-hashed.
+`verify="full"` re-hashes every file regardless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from renderlab.share import ShareLayout
+
+from .errors import DestinationError, FetchError
+
+META = ".renderlab"
+STATE = "state.json"
+CHUNK = 1 << 20
+_TMP = re.compile(r"^\..+\.rlfetch-\d+\.tmp$")
+_MANIFEST = re.compile(r"^manifest-(\d+)\.json$")
+
+OnBytes = Callable[[int], None]
+
+
+def hash_file(path: Path, algorithm: str, on_bytes: OnBytes | None = None) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            if on_bytes:
+                on_bytes(len(chunk))
+    return h.hexdigest()
+
+
+def stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.rlfetch-{os.getpid()}.tmp")
+
+
+def destination_error(exc: OSError, path: Path, doing: str) -> DestinationError:
+    """Turn an OSError on the share into one message that names the path and the fix."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "the share is full; free space on it or enlarge it, then re-run (work done so far is kept)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "the fetch user cannot write there; mount the share read-write or fix its owner/permissions"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        hint = "a file stands where a folder is needed; remove it or pick another --dest"
+    else:
+        hint = "check the share mount"
+    return DestinationError(f"cannot {doing} {path}: {exc.strerror or exc} ({hint})")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temp name beside `path`, fsync, then rename over it."""
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise destination_error(e, path, "write") from e
+
+
+@dataclass
+class Entry:
+    """One file the fetch wrote and verified: its digest and the stat key it had then."""
+
+    size: int
+    digest: str
+    stat: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Workspace:
+    """The destination folder and its have-list."""
+
+    root: Path
+    algorithm: str
+    kind: str  # "file" or "p4": a have-list of one kind is never reused for the other
+    have: dict[str, Entry] = field(default_factory=dict)
+    source_cache: dict[str, list] = field(default_factory=dict)
+    _saved_at: float = 0.0
+
+    @property
+    def meta(self) -> Path:
+        return self.root / META
+
+    @property
+    def project(self) -> str:
+        return self.root.name
+
+    def manifest_path(self, change: int) -> Path:
+        layout = ShareLayout(PurePosixPath(self.root.parent.parent))
+        return Path(layout.manifest(self.project, change))
+
+    @classmethod
+    def open(cls, root: Path, algorithm: str, kind: str) -> Workspace:
+        """Create DEST/.renderlab if needed, prove it is writable, load the have-list."""
+        root = root.absolute()
+        if root.parent.name != "assets":
+            raise DestinationError(
+                f"--dest {root} is not a project asset folder; use <share>/assets/<project> "
+                "(renderlab.share.ShareLayout.assets)"
+            )
+        try:
+            ShareLayout(PurePosixPath(root.parent.parent)).assets(root.name)
+        except ValueError as e:
+            raise DestinationError(f"--dest {root}: {e}") from e
+        ws = cls(root=root, algorithm=algorithm, kind=kind)
+        try:
+            ws.meta.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise destination_error(e, ws.meta, "create") from e
+        write_atomic(ws.meta / ".write-probe", b"ok\n")
+        (ws.meta / ".write-probe").unlink()
+        ws._load()
+        return ws
+
+    def _load(self) -> None:
+        path = self.meta / STATE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            # A damaged have-list only costs re-hashing: every file is then checked against its digest.
+            return
+        if raw.get("kind") != self.kind or raw.get("algorithm") != self.algorithm:
+            return
+        self.have = {p: Entry(**e) for p, e in raw.get("files", {}).items()}
+        self.source_cache = raw.get("source_cache", {})
+
+    def save(self, force: bool = True) -> None:
+        """Persist the have-list (atomically); without `force`, at most every 2 s during a transfer."""
+        now = time.monotonic()
+        if not force and now - self._saved_at < 2.0:
+            return
+        doc = {
+            "kind": self.kind,
+            "algorithm": self.algorithm,
+            "files": {p: e.__dict__ for p, e in sorted(self.have.items())},
+            "source_cache": self.source_cache,
+        }
+        write_atomic(self.meta / STATE, json.dumps(doc, separators=(",", ":")).encode())
+        self._saved_at = now
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def record(self, rel: str, digest: str) -> None:
+        st = self.path(rel).stat()
+        self.have[rel] = Entry(size=st.st_size, digest=digest, stat=stat_key(st))
+
+    def quick_check(self, rel: str, digest: str, size: int) -> bool | None:
+        """True: verified by its stat key; False: missing or wrong size; None: must be re-hashed."""
+        try:
+            st = self.path(rel).stat()
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise destination_error(e, self.path(rel), "read") from e
+        if st.st_size != size:
+            return False
+        e = self.have.get(rel)
+        if e and e.digest == digest and e.stat == stat_key(st):
+            return True
+        return None
+
+    def check(self, rel: str, digest: str, size: int, full: bool, on_bytes: OnBytes | None = None) -> bool:
+        """Does DEST/rel hold `digest`? Re-hashes when the stat key cannot vouch for it (or `full`)."""
+        quick = self.quick_check(rel, digest, size)
+        if quick is False:
+            return False
+        if quick is True and not full:
+            return True
+        try:
+            ok = hash_file(self.path(rel), self.algorithm, on_bytes) == digest
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise destination_error(e, self.path(rel), "read") from e
+        if ok:
+            self.record(rel, digest)
+        else:
+            self.have.pop(rel, None)
+        return ok
+
+    def remove(self, rel: str) -> bool:
+        """Delete a file this tool put there (and folders it leaves empty); True if a file was removed."""
+        path = self.path(rel)
+        self.have.pop(rel, None)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise destination_error(e, path, "remove") from e
+        parent = path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+        return True
+
+    def clean_temp_files(self) -> int:
+        """Remove temp files a killed run left behind (they never carry a final name)."""
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if _TMP.fullmatch(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+        return removed
+
+    def ensure_space(self, needed: int) -> None:
+        free = shutil.disk_usage(self.root).free
+        if needed > free:
+            raise DestinationError(
+                f"the share at {self.root} has {free / 1e6:.1f} MB free but this fetch needs "
+                f"{needed / 1e6:.1f} MB more; free space on it or enlarge it, then re-run"
+            )
+
+    def published(self) -> list[int]:
+        out = []
+        with contextlib.suppress(FileNotFoundError):
+            for p in self.meta.iterdir():
+                if m := _MANIFEST.fullmatch(p.name):
+                    out.append(int(m.group(1)))
+        return sorted(out)
+
+    def publish(self, change: int, source: str, files: Iterable[tuple[str, int, str]]) -> Path:
+        """Write manifest-<change>.json atomically, then retire the manifests of other changes."""
+        listed = [{"path": p, "size": s, "digest": d} for p, s, d in sorted(files)]
+        doc = {
+            "changelist": change,
+            "source": source,
+            "algorithm": self.algorithm,
+            "files_total": len(listed),
+            "bytes_total": sum(f["size"] for f in listed),
+            "files": listed,
+        }
+        target = self.manifest_path(change)
+        write_atomic(target, (json.dumps(doc, indent=1) + "\n").encode())
+        for old in self.published():
+            if old != change:
+                with contextlib.suppress(FileNotFoundError):
+                    self.manifest_path(old).unlink()
+        return target
+
+
+def relpaths_under(root: Path) -> Iterable[tuple[str, os.stat_result]]:
+    """Every regular file under `root` (not following links), skipping the .renderlab folder."""
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as e:
+            raise FetchError(f"cannot list {d}: {e.strerror or e}") from e
+        for ent in entries:
+            if ent.is_dir(follow_symlinks=False):
+                if not (d == root and ent.name == META):
+                    stack.append(Path(ent.path))
+            elif ent.is_file(follow_symlinks=False) and not _TMP.fullmatch(ent.name):
+                yield Path(ent.path).relative_to(root).as_posix(), ent.stat(follow_symlinks=False)
