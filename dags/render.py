@@ -21,7 +21,11 @@ from renderlab import pipeline as rt
     max_active_runs=2,
     tags=["renderlab"],
     doc_md=__doc__,
-    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=5)},
+    default_args={
+        "retries": 1,
+        "retry_delay": pendulum.duration(seconds=5),
+        "on_failure_callback": rt.on_task_failure,
+    },
     on_success_callback=rt.on_run_success,
     on_failure_callback=rt.on_run_failure,
     params={
@@ -84,7 +88,7 @@ def render():
     def assemble(plan: dict, built: dict, rendered: list[dict] | None) -> dict:
         return rt.assemble(plan, built, rendered, get_current_context())
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed", retries=0)  # a verdict: retrying cannot change it
     def validate(plan: dict, built: dict, assembled: dict) -> dict:
         return rt.validate(plan, built, assembled, get_current_context())
 

@@ -69,11 +69,11 @@ def assemble(
     args = list(seq)
     if audio is not None:
         args += ["-ss", f"{audio_offset:.6f}", "-i", str(audio)]
-    args += ["-frames:v", str(count), "-c:v", "libx264", "-preset", "veryfast", "-crf", "20"]
+    args += ["-t", f"{duration:.6f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20"]
     args += ["-pix_fmt", "yuv420p", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-threads", "2"]
     if audio is not None:
         # Pad or cut the audio to exactly the video's length.
-        args += ["-c:a", "aac", "-b:a", "192k", "-af", "apad", "-t", f"{duration:.6f}"]
+        args += ["-c:a", "aac", "-b:a", "192k", "-af", "apad"]
     args += ["-movflags", "+faststart", "-f", "mp4"]
     with atomic.target(out) as tmp:
         _ffmpeg([*args, str(tmp)])

@@ -111,11 +111,12 @@ def plan(context: dict) -> dict:
 
 
 def fetch_source(depot: str, song: str, changelist: Any) -> str:
+    """The fetch image's --source: ``file:///abs/<song>[@N]`` or ``p4://[ssl:]H:P//path/<song>/...@N|latest``."""
     base = depot.rstrip("/")
     if base.startswith("file://"):
-        return f"{base}/{song}"
-    change = "" if changelist == "latest" else f"@{int(changelist)}"
-    return f"{base}/{song}/...{change}"
+        return f"{base}/{song}" + ("" if changelist == "latest" else f"@{int(changelist)}")
+    change = "latest" if changelist == "latest" else int(changelist)
+    return f"{base}/{song}/...@{change}"
 
 
 def fetch(plan: dict, context: dict | None = None) -> dict:
@@ -128,6 +129,8 @@ def fetch(plan: dict, context: dict | None = None) -> dict:
             SecretRef(env="P4USER", secret=s.p4_secret, key="user"),
             SecretRef(env="P4PASSWD", secret=s.p4_secret, key="password"),
         ]
+        if "://ssl:" in s.depot:
+            secrets.append(SecretRef(env="P4TRUST_FINGERPRINT", secret=s.p4_secret, key="fingerprint"))
     source = fetch_source(s.depot, plan["song"], plan["changelist"])
     res = _run_job(
         plan,
@@ -373,6 +376,43 @@ def _failed_task(context: dict) -> tuple[str | None, str | None]:
     return task_id, (str(exc) if exc else context.get("reason"))
 
 
+def _task_key(ti: Any) -> str:
+    index = getattr(ti, "map_index", -1)
+    return f"{ti.task_id}" + (f"[{index}]" if index is not None and index >= 0 else "")
+
+
+def on_task_failure(context: dict) -> None:
+    """Task failure callback (after its last retry): keep the error text for the run's notification."""
+    from renderlab import atomic
+    from renderlab import settings as settings_mod
+
+    ti = context.get("ti")
+    exc = context.get("exception")
+    try:
+        s = settings_mod.load()
+        run_id = run_folder_id(context["run_id"])
+        folder = _record_dir(s.share_root, run_id)
+        if folder is not None and ti is not None:
+            atomic.write_json(
+                folder / "errors" / f"{_task_key(ti)}.json",
+                {"task": _task_key(ti), "error": f"{type(exc).__name__}: {exc}" if exc else "failed"},
+            )
+    except Exception as e:  # a callback must never mask the task's own failure
+        log.warning("could not record the task's error: %s", e)
+
+
+def _recorded_errors(folder: Path | None) -> list[dict]:
+    if folder is None:
+        return []
+    out = []
+    for path in sorted((folder / "errors").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            out.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
 def on_run_failure(context: dict) -> None:
     """DAG failure callback: notify with the failed task and its error, and record it in the run folder."""
     from renderlab import settings as settings_mod
@@ -388,6 +428,10 @@ def on_run_failure(context: dict) -> None:
         return
     run_id = run_folder_id(airflow_run_id)
     task_id, error = _failed_task(context)
+    folder = _record_dir(s.share_root, run_id)
+    errors = _recorded_errors(folder)
+    if errors:
+        task_id, error = errors[0]["task"], errors[0]["error"]
     summary = {
         "state": "failed",
         "run_id": run_id,
@@ -397,8 +441,9 @@ def on_run_failure(context: dict) -> None:
         "run_folder": str(Path(s.share_root) / _layout().run(run_id)),
         "failed_task": task_id,
         "error": (error or "unknown error")[-2000:],
+        "errors": errors[1:],
     }
-    notify(params.get("notify") or s.notify, summary, _record_dir(s.share_root, run_id))
+    notify(params.get("notify") or s.notify, summary, folder)
 
 
 def on_run_success(context: dict) -> None:

@@ -31,7 +31,7 @@ class Settings(BaseModel):
     backend: Literal["kubernetes", "local"] = "kubernetes"
     # The share as this Airflow worker sees it (the local folder, or the worker's mount of the SMB share).
     share_root: str = "/mnt/render"
-    # Where song projects come from: file:///abs/depot/songs or p4://host:port//depot/songs
+    # Where song projects come from: file:///abs/depot/songs or p4://[ssl:]host:port//depot/songs
     depot: str = "p4://perforce:1666//depot/songs"
     namespace: str = "render"
     share_pvc: str = "render-share"
@@ -42,6 +42,8 @@ class Settings(BaseModel):
     p4_secret: str = "renderlab-p4"
     kube_conn_id: str = KUBE_CONN_ID
     local_slots: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
+    # Local backend: extra import paths put before the repository's for the Jobs' `python -m ...`.
+    python_path: list[str] = []
     notify: Literal["none", "webhook", "slack"] = "none"
     preset: Literal["demo", "hd", "4k"] = "demo"
     fps: int = Field(default=60, ge=1, le=240)
@@ -66,11 +68,11 @@ def from_lab_config(path: str | Path) -> dict[str, Any]:
     cfg = labconfig.load(path)
     p = cfg.pipeline
     p4_host = next(iter(cfg.hosts_by_role("perforce")))
-    scheme = "p4s" if cfg.perforce.ssl else "p4"
+    ssl = "ssl:" if cfg.perforce.ssl else ""
     return {
         "backend": p.backend,
         "namespace": p.namespace,
-        "depot": f"{scheme}://{cfg.address(p4_host)}:{cfg.perforce.port}{cfg.perforce.projects_path}",
+        "depot": f"p4://{ssl}{cfg.address(p4_host)}:{cfg.perforce.port}{cfg.perforce.projects_path}",
         "run_as_uid": cfg.share.uid,
         "registry": f"127.0.0.1:{p.registry.node_port}",
         "notify": p.notify,

@@ -65,7 +65,8 @@ class LocalBackend:
         env = dict(os.environ)
         env.update(spec.env)
         repo = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+        paths = [*self.settings.python_path, repo, env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         env["PYTHONUNBUFFERED"] = "1"
         missing = []
         for ref in spec.secrets:
