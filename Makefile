@@ -56,3 +56,15 @@ demo: setup ## run the render pipeline on this machine (local backend, bundled d
 
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- pipeline ---
+.PHONY: images pipeline-test pipeline-bench
+
+images: venv ## build the fetch and Blender images (content tags) and push them to the lab registry
+	$(PY) -m renderlab.images build --push --config $(CONFIG)
+
+pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
+	$(VENV)/bin/pytest tests/pipeline $(PYTEST_ARGS)
+
+pipeline-bench: venv ## local DAG end to end vs bare Blender on the same frames (prints the ratio)
+	$(PY) benchmarks/pipeline_bench.py
