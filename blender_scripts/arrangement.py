@@ -1,0 +1,97 @@
+"""The optional per-song arrangement (YAML): instruments per track, marble size, bounce, camera, style."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from blender_scripts.errors import ContentError
+from blender_scripts.song import Song
+
+MALLETS = ("marimba", "vibraphone", "glockenspiel")
+INSTRUMENTS = (*MALLETS, "drums")
+
+Vec3 = tuple[float, float, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Camera(_Strict):
+    location: Vec3 | None = Field(None, description="camera position in metres; default frames every element")
+    look_at: Vec3 | None = None
+    lens: float = Field(30.0, gt=5, lt=300, description="focal length in mm")
+
+
+class Style(_Strict):
+    background: Vec3 = (0.02, 0.025, 0.035)
+    marble_color: Vec3 = (0.85, 0.87, 0.9)
+    flash_strength: float = Field(6.0, ge=0, le=100)
+
+
+class Arrangement(_Strict):
+    tracks: dict[str, str] = Field(
+        default_factory=dict,
+        description="track name or index -> instrument; channel 10 plays drums, others marimba by default",
+    )
+    marble_radius: float = Field(0.02, ge=0.005, le=0.05)
+    restitution: float = Field(0.6, ge=0.3, le=0.95)
+    camera: Camera = Camera()
+    style: Style = Style()
+
+    @field_validator("tracks", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("tracks")
+    @classmethod
+    def _known_instruments(cls, value: dict[str, str]) -> dict[str, str]:
+        for track, instrument in value.items():
+            if instrument not in INSTRUMENTS:
+                raise ValueError(
+                    f"track {track!r} asks for unknown instrument {instrument!r}; pick one of {', '.join(INSTRUMENTS)}"
+                )
+        return value
+
+    def instrument_for(self, song: Song, track: int, percussion: bool) -> str:
+        name = song.track_names[track]
+        for key in (name, str(track)):
+            if key in self.tracks:
+                return self.tracks[key]
+        return "drums" if percussion else "marimba"
+
+    def check_tracks(self, song: Song, source: str) -> None:
+        known = set(song.track_names) | {str(i) for i in range(len(song.track_names))}
+        missing = sorted(set(self.tracks) - known)
+        if missing:
+            raise ContentError(
+                f"{source}: tracks {missing} are not in {song.name}.mid; its tracks are "
+                + ", ".join(f"{i}={n!r}" for i, n in enumerate(song.track_names))
+            )
+
+
+def load(path: str | Path | None) -> Arrangement:
+    if path is None:
+        return Arrangement()
+    path = Path(path)
+    if not path.is_file():
+        raise ContentError(f"arrangement {path} does not exist; pass --arrangement PATH or leave it out")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ContentError(f"arrangement {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContentError(f"arrangement {path} must be a mapping of settings, not {type(data).__name__}")
+    try:
+        return Arrangement.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ContentError(f"arrangement {path} is invalid: {problems}") from exc

@@ -1,0 +1,189 @@
+"""Build the marble-music scene for one song.
+
+    python -m blender_scripts.build --midi SONG.mid [--arrangement A.yaml] --out DIR [--fps 60]
+    blender -b --python blender_scripts/build.py -- --midi SONG.mid --out DIR
+
+Writes DIR/<song>.blend, DIR/<song>_loop.blend, DIR/<song>.wav (plus <song>_loop.wav) and
+DIR/report.json, then prints one JSON line naming them. Everything is written in a sibling temp folder
+and moved in at the end, so a failure leaves nothing in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file (blender --python): make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from blender_scripts import _cli, audio, layout, planner, song
+from blender_scripts import arrangement as arrangement_mod
+from blender_scripts.errors import ContentError
+
+LEAD_PAD_S = 0.25
+AUDIO_TAIL_S = 1.5
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="blender_scripts.build", description="MIDI -> marble-music .blend files")
+    p.add_argument("--midi", required=True, type=Path, help="standard MIDI file (type 0 or 1)")
+    p.add_argument("--arrangement", type=Path, help="optional arrangement YAML")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--fps", type=int, default=60, help="frames per second (default 60)")
+    return p
+
+
+class _ArgError(ContentError):
+    pass
+
+
+def _parse(args: list[str]) -> argparse.Namespace:
+    parser = _parser()
+    parser.error = lambda msg: (_ for _ in ()).throw(
+        _ArgError(f"{msg} (usage: {parser.format_usage().strip()})")
+    )
+    ns = parser.parse_args(args)
+    if not 1 <= ns.fps <= 240:
+        raise ContentError(f"--fps {ns.fps} is out of range; use 1..240")
+    return ns
+
+
+def build(args: list[str]) -> dict:
+    ns = _parse(args)
+    started = time.perf_counter()
+    tune = song.load(ns.midi)
+    arr = arrangement_mod.load(ns.arrangement)
+    arr.check_tracks(tune, str(ns.arrangement))
+    fps = ns.fps
+    period = song.loop_length(tune)
+    stage = layout.build(tune, arr)
+    _cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, {len(stage.elements)} elements, planning")
+    plan = planner.plan(tune, arr, stage, fps, period)
+    lead_in = math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + LEAD_PAD_S) * fps) / fps
+    end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
+    frame_end = math.ceil((lead_in + end) * fps) + 1
+    loop_end = round(period * fps)
+
+    out = ns.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        result = _write(
+            tmp,
+            out,
+            tune=tune,
+            arr=arr,
+            stage=stage,
+            plan=plan,
+            fps=fps,
+            lead_in=lead_in,
+            frame_end=frame_end,
+            loop_end=loop_end,
+            started=started,
+        )
+        out.mkdir(exist_ok=True)
+        for name in sorted(os.listdir(tmp), key=lambda n: n == "report.json"):  # the report lands last
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started) -> dict:
+    import bpy
+    import numpy as np
+
+    from blender_scripts import measure, scene
+
+    name = tune.name
+    _cli.progress("build: synthesizing audio")
+    full = audio.synthesize(plan, max(frame_end / fps - lead_in, plan.period + 4.0))
+    pad = int(round(lead_in * audio.RATE))
+    main = np.concatenate([np.zeros((pad, 2)), full[: frame_end * audio.RATE // fps - pad]])
+    loop = audio.fold(full, plan.period)
+    peak = max(float(abs(main).max()), float(abs(loop).max()))
+    audio.write_wav(tmp / f"{name}.wav", main, peak)
+    audio.write_wav(tmp / f"{name}_loop.wav", loop, peak)
+
+    builder = scene.SceneBuilder(plan, stage, arr, name, fps)
+    _cli.progress(f"build: main scene, {len(plan.marbles)} marbles, frames 1-{frame_end}")
+    sc = builder.build("main", lead_in, frame_end, str(tmp / f"{name}.wav"), f"{name}.wav")
+    windows = {}
+    for m in plan.marbles:
+        f = builder.frame(m.t_impact, lead_in)
+        windows[f"marble_{m.note.index:05d}"] = (f - 2.0, f + 2.0)
+    measured = {r["note_index"]: r for r in measure.impacts(sc, windows)}
+    build_s = time.perf_counter() - started
+    _save(bpy, tmp / f"{name}.blend")
+
+    _cli.progress(f"build: loop scene, {plan.period:.3f} s, frames 1-{loop_end}")
+    builder.build("loop", 0.0, loop_end, str(tmp / f"{name}_loop.wav"), f"{name}_loop.wav")
+    _save(bpy, tmp / f"{name}_loop.blend")
+
+    notes = []
+    for m in plan.marbles:
+        got = measured[m.note.index]
+        notes.append(
+            {
+                "index": m.note.index,
+                "track": m.note.track,
+                "track_name": m.note.track_name,
+                "channel": m.note.channel + 1,
+                "pitch": m.note.pitch,
+                "velocity": m.note.velocity,
+                "time": m.note.time,
+                "element": m.element.name,
+                "lane": m.lane,
+                "launch_time": m.t_launch,
+                "impact_time": got["impact_time"],
+                "error": got["error"],
+                "exit_time": m.t_exit,
+            }
+        )
+    files = {k: str(out / v) for k, v in
+             (("blend", f"{name}.blend"), ("loop_blend", f"{name}_loop.blend"), ("wav", f"{name}.wav"),
+              ("loop_wav", f"{name}_loop.wav"), ("report", "report.json"))}  # fmt: skip
+    result = {
+        **files,
+        "notes": len(notes),
+        "frames": [1, frame_end],
+        "loop_frames": [1, loop_end],
+        "fps": fps,
+        "duration_s": frame_end / fps,
+    }
+    report = {
+        "song": name,
+        "fps": fps,
+        "lead_in_s": lead_in,
+        "frame_of_song_time_0": 1 + lead_in * fps,
+        "loop_period_s": plan.period,
+        "loop_bars": len([t for t in tune.bar_times if 0 < t <= plan.period + 1e-9]),
+        "marble_radius_m": plan.radius,
+        "elements": sorted(e.name for e in stage.elements.values()),
+        "max_timing_error_s": max(n["error"] for n in notes),
+        "min_marble_distance_m": plan.min_distance(),
+        "loop_min_marble_distance_m": plan.min_distance(loop=True),
+        "separation_samples_per_frame": planner.STEPS_PER_FRAME,
+        "build_time_s": build_s,
+        "notes": notes,
+        "outputs": result,
+    }
+    tmp_report = tmp / "report.json"
+    tmp_report.write_text(json.dumps(report, indent=1, sort_keys=True))
+    return result
+
+
+def _save(bpy, path: Path) -> None:
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), check_existing=False, relative_remap=False, compress=True)
+
+
+if __name__ == "__main__":
+    _cli.run("build", build)

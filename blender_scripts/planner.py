@@ -1,0 +1,189 @@
+"""Ballistic marble plan: every note becomes a marble that touches its element exactly at the note time.
+
+Each marble flies an analytic parabola from its lane's launcher (flight time T picked by the planner),
+touches the strike surface at the note time, bounces with restitution about the surface normal (+z)
+and falls into the collector. The planner tries lanes and flight times in a fixed order (deterministic)
+until the new marble keeps >= 2 radii (+2 % margin) from every marble already placed, sampled at 8 steps
+per frame, also across the loop seam (copies shifted by +-loop length). Notes it cannot place are named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from blender_scripts.arrangement import Arrangement
+from blender_scripts.errors import ContentError
+from blender_scripts.layout import Element, Layout
+from blender_scripts.song import Note, Song
+
+G = 9.81
+LAUNCH_Y = -1.0
+LAUNCH_Z = 0.25
+FLOOR_Z = -0.45  # collector floor
+FLIGHT_TIMES = (0.7, 0.62, 0.78, 0.55, 0.86, 0.5, 0.94)
+STEPS_PER_FRAME = 8
+MARGIN = 1.02
+
+
+@dataclass(frozen=True)
+class Marble:
+    note: Note
+    element: Element
+    lane: int
+    launch: np.ndarray  # launch point
+    impact: np.ndarray  # marble centre at contact
+    v0: np.ndarray  # launch velocity
+    v_in: np.ndarray  # velocity just before contact
+    v_out: np.ndarray  # velocity just after the bounce
+    t_launch: float
+    t_impact: float
+    t_exit: float  # reaches the collector floor and is hidden
+
+    def positions(self, t: np.ndarray) -> np.ndarray:
+        """Centre positions at song times t (clamped to the marble's life)."""
+        t = np.clip(np.asarray(t, dtype=float), self.t_launch, self.t_exit)
+        before = t < self.t_impact
+        s = np.where(before, t - self.t_launch, t - self.t_impact)
+        p = np.where(before[:, None], self.launch, self.impact)
+        v = np.where(before[:, None], self.v0, self.v_out)
+        out = p + v * s[:, None]
+        out[:, 2] -= 0.5 * G * s * s
+        return out
+
+
+def _marble(note: Note, el: Element, lane: int, T: float, *, r: float, e: float) -> Marble | None:
+    x = el.x + el.lanes[lane]
+    launch = np.array([x, LAUNCH_Y, LAUNCH_Z])
+    impact = np.array([x, 0.0, el.top_z + r])
+    v0 = (impact - launch) / T
+    v0[2] += 0.5 * G * T
+    v_in = v0 + np.array([0.0, 0.0, -G * T])
+    v_out = np.array([v_in[0], v_in[1], -e * v_in[2]])
+    # after the bounce it must be past the far edge before it sinks back to the surface again
+    back = 2 * v_out[2] / G
+    if impact[1] + v_out[1] * back < el.y_far + r:
+        return None
+    drop = impact[2] - FLOOR_Z - r
+    s_exit = (v_out[2] + math.sqrt(v_out[2] ** 2 + 2 * G * drop)) / G
+    return Marble(
+        note, el, lane, launch, impact, v0, v_in, v_out, note.time - T, note.time, note.time + s_exit
+    )
+
+
+def _grid(t0: float, t1: float, step: float) -> np.ndarray:
+    return np.arange(math.ceil(t0 / step - 1e-9), math.floor(t1 / step + 1e-9) + 1) * step
+
+
+def pair_distance(a: Marble, b: Marble, step: float, shift: float = 0.0) -> float:
+    """Min centre distance between a and b (b moved by `shift` seconds) where both are in play."""
+    t0 = max(a.t_launch, b.t_launch + shift)
+    t1 = min(a.t_exit, b.t_exit + shift)
+    if t0 > t1:
+        return math.inf
+    t = _grid(t0, t1, step)
+    t = np.concatenate([t, [t0, t1]])
+    d = a.positions(t) - b.positions(t - shift)
+    return float(np.sqrt(np.min(np.einsum("ij,ij->i", d, d))))
+
+
+@dataclass(frozen=True)
+class Plan:
+    marbles: tuple[Marble, ...]
+    radius: float
+    fps: int
+    period: float  # loop length (s)
+
+    @property
+    def step(self) -> float:
+        return 1.0 / (self.fps * STEPS_PER_FRAME)
+
+    def loop_instances(self) -> list[tuple[Marble, float]]:
+        """(marble, shift) copies in play somewhere in [0, period): the loop scene's marbles."""
+        out = []
+        for m in self.marbles:
+            for shift in (0.0, self.period, -self.period):
+                if m.t_launch + shift < self.period and m.t_exit + shift > 0:
+                    out.append((m, shift))
+        return out
+
+    def min_distance(self, loop: bool = False) -> float:
+        """Min distance over every pair of marbles in play at once (sampled at 8 steps per frame)."""
+        items = self.loop_instances() if loop else [(m, 0.0) for m in self.marbles]
+        items.sort(key=lambda ms: ms[0].t_launch + ms[1])
+        best = math.inf
+        for i, (a, sa) in enumerate(items):
+            for b, sb in items[i + 1 :]:
+                if b.t_launch + sb > a.t_exit + sa:
+                    break
+                d = pair_distance(a, b, self.step, sb - sa)
+                if loop:  # the loop only shows [0, period): clip by re-testing inside that window
+                    d = (
+                        _loop_window_distance(a, sa, b, sb, step=self.step, period=self.period)
+                        if d < best
+                        else d
+                    )
+                best = min(best, d)
+        return best
+
+
+def _loop_window_distance(a: Marble, sa: float, b: Marble, sb: float, *, step: float, period: float) -> float:
+    t0 = max(a.t_launch + sa, b.t_launch + sb, 0.0)
+    t1 = min(a.t_exit + sa, b.t_exit + sb, period)
+    if t0 > t1:
+        return math.inf
+    t = np.concatenate([_grid(t0, t1, step), [t0, t1]])
+    d = a.positions(t - sa) - b.positions(t - sb)
+    return float(np.sqrt(np.min(np.einsum("ij,ij->i", d, d))))
+
+
+def _clear(m: Marble, lane: list[Marble], step: float, period: float, need: float) -> bool:
+    """m keeps `need` from the lane's earlier marbles, also from their copies one loop later."""
+    for o in reversed(lane):  # impact times only grow along a lane
+        if o.t_impact < m.t_launch - 3.0:
+            break
+        if pair_distance(m, o, step) < need:
+            return False
+    for o in lane:  # the loop seam: early marbles come round again one period later
+        if o.t_impact - 1.0 + period > m.t_exit:
+            break
+        if pair_distance(m, o, step, period) < need:
+            return False
+    return not (period < 4.0 and any(pair_distance(m, o, step, -period) < need for o in lane))
+
+
+def plan(song: Song, arrangement: Arrangement, layout: Layout, fps: int, period: float) -> Plan:
+    r = arrangement.marble_radius
+    e = arrangement.restitution
+    step = 1.0 / (fps * STEPS_PER_FRAME)
+    need = 2 * r * MARGIN
+    lanes: dict[tuple[str, int, int], list[Marble]] = {}
+    placed: list[Marble] = []
+    failed: list[str] = []
+    for note in song.notes:
+        el = layout.elements[(arrangement.instrument_for(song, note.track, note.is_percussion), note.pitch)]
+        chosen = None
+        for T in FLIGHT_TIMES:
+            for lane in range(len(el.lanes)):
+                m = _marble(note, el, lane, T, r=r, e=e)
+                if m is not None and _clear(
+                    m, lanes.get((el.instrument, el.pitch, lane), []), step, period, need
+                ):
+                    chosen = m
+                    break
+            if chosen:
+                break
+        if chosen is None:
+            failed.append(f"track {note.track} ({note.track_name}) pitch {note.pitch} at {note.time:.3f}s")
+            continue
+        lanes.setdefault((el.instrument, el.pitch, chosen.lane), []).append(chosen)
+        placed.append(chosen)
+    if failed:
+        shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
+        raise ContentError(
+            f"{len(failed)} note(s) of {song.name} cannot be placed without marbles colliding: {shown}. "
+            "Thin out repeated notes on one pitch (or use a smaller marble_radius in the arrangement)"
+        )
+    return Plan(tuple(placed), r, fps, period)

@@ -1,0 +1,153 @@
+"""Read a standard MIDI file (type 0 or 1) into timed notes, a tempo map and bar lines, with mido."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+
+from blender_scripts.errors import ContentError
+
+PERCUSSION_CHANNEL = 9  # MIDI channel 10, zero-based
+
+
+@dataclass(frozen=True)
+class Note:
+    index: int
+    track: int
+    track_name: str
+    channel: int
+    pitch: int
+    velocity: int
+    time: float  # seconds from the start of the song
+    duration: float
+
+    @property
+    def is_percussion(self) -> bool:
+        return self.channel == PERCUSSION_CHANNEL
+
+
+@dataclass(frozen=True)
+class Song:
+    name: str
+    notes: tuple[Note, ...]
+    track_names: tuple[str, ...]
+    end_time: float  # last note-off (seconds)
+    bar_times: tuple[float, ...]  # bar lines from the tempo map and time signatures, first is 0.0
+    tempo_changes: int
+
+
+class _TempoMap:
+    """Ticks -> seconds over every set_tempo event in the file (type 1 keeps them in any track)."""
+
+    def __init__(self, ticks_per_beat: int, changes: list[tuple[int, int]]):
+        self.tpb = ticks_per_beat
+        self.ticks = [0]
+        self.tempos = [500000]
+        self.seconds = [0.0]
+        for tick, tempo in sorted(changes):
+            if tick == self.ticks[-1]:
+                self.tempos[-1] = tempo
+                continue
+            self.seconds.append(self.at(tick))
+            self.ticks.append(tick)
+            self.tempos.append(tempo)
+
+    def at(self, tick: int) -> float:
+        i = bisect.bisect_right(self.ticks, tick) - 1
+        return self.seconds[i] + (tick - self.ticks[i]) * self.tempos[i] / (1e6 * self.tpb)
+
+
+def _open(path: Path) -> mido.MidiFile:
+    if not path.is_file():
+        raise ContentError(f"MIDI file {path} does not exist; pass --midi PATH to a .mid file")
+    if path.stat().st_size == 0:
+        raise ContentError(f"MIDI file {path} is empty (0 bytes); export the song again")
+    try:
+        midi = mido.MidiFile(str(path), clip=True)
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise ContentError(
+            f"MIDI file {path} is not a valid standard MIDI file ({exc}); export it again"
+        ) from exc
+    if midi.type == 2:
+        raise ContentError(f"MIDI file {path} is type 2 (independent patterns); save it as type 0 or 1")
+    if midi.ticks_per_beat <= 0:
+        raise ContentError(f"MIDI file {path} uses SMPTE time division, which is not supported; use PPQ")
+    return midi
+
+
+def load(path: str | Path) -> Song:
+    path = Path(path)
+    midi = _open(path)
+    tempo_events: list[tuple[int, int]] = []
+    signatures: list[tuple[int, int, int]] = []
+    raw: list[tuple[int, int, int, int, int, int]] = []  # start, end, track, channel, pitch, velocity
+    names: list[str] = []
+    for ti, track in enumerate(midi.tracks):
+        names.append(track.name or f"track{ti}")
+        tick = 0
+        open_notes: dict[tuple[int, int], deque[tuple[int, int]]] = defaultdict(deque)
+        for msg in track:
+            tick += msg.time
+            if msg.type == "set_tempo":
+                tempo_events.append((tick, msg.tempo))
+            elif msg.type == "time_signature":
+                signatures.append((tick, msg.numerator, msg.denominator))
+            elif msg.type == "note_on" and msg.velocity > 0:
+                open_notes[(msg.channel, msg.note)].append((tick, msg.velocity))
+            elif msg.type in ("note_off", "note_on"):
+                pending = open_notes.get((msg.channel, msg.note))
+                if pending:  # first on, first off: overlapping repeats of one pitch pair up in order
+                    start, vel = pending.popleft()
+                    raw.append((start, tick, ti, msg.channel, msg.note, vel))
+        for (channel, pitch), pending in open_notes.items():  # never closed: ends with its track
+            raw.extend((start, tick, ti, channel, pitch, vel) for start, vel in pending)
+    if not raw:
+        raise ContentError(f"MIDI file {path} has no notes; a song needs at least one note_on")
+    tempo = _TempoMap(midi.ticks_per_beat, tempo_events)
+    raw.sort(key=lambda r: (r[0], r[2], r[3], r[4], r[1]))
+    notes = []
+    for i, (start, end, ti, channel, pitch, vel) in enumerate(raw):
+        t0 = tempo.at(start)
+        notes.append(Note(i, ti, names[ti], channel, pitch, vel, t0, max(tempo.at(end) - t0, 0.0)))
+    end_tick = max(r[1] for r in raw)
+    end_time = max(tempo.at(end_tick), max(n.time for n in notes) + 1e-3)
+    return Song(
+        name=path.stem,
+        notes=tuple(notes),
+        track_names=tuple(names),
+        end_time=end_time,
+        bar_times=tuple(_bar_times(midi.ticks_per_beat, signatures, end_tick, tempo)),
+        tempo_changes=len({t for _, t in tempo_events}),
+    )
+
+
+def _bar_times(
+    tpb: int, signatures: list[tuple[int, int, int]], end_tick: int, tempo: _TempoMap
+) -> list[float]:
+    """Bar lines in seconds up to and including the first one at or after the song's end."""
+    sigs = sorted({tick: (num, den) for tick, num, den in sorted(signatures)}.items()) or [(0, (4, 4))]
+    if sigs[0][0] != 0:
+        sigs.insert(0, (0, (4, 4)))
+    bars = []
+    tick = 0
+    si = 0
+    while True:
+        while si + 1 < len(sigs) and sigs[si + 1][0] <= tick:
+            si += 1
+        bars.append(tempo.at(tick))
+        if tick >= end_tick and len(bars) > 1:
+            return bars
+        num, den = sigs[si][1]
+        tick += max(1, round(tpb * num * 4 / den))
+
+
+def loop_length(song: Song) -> float:
+    """The song rounded up to a whole bar."""
+    for t in song.bar_times[1:]:
+        if t >= song.end_time - 1e-9:
+            return t
+    return song.bar_times[-1]
