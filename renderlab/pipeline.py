@@ -277,8 +277,9 @@ def assemble(plan: dict, built: dict, rendered: list[dict] | None, context: dict
         sheet = video / f"{plan['song']}_{variant}_contact.png"
         cmd = [PYTHON, "-m", "renderlab.assemble", "--frames", plan["paths"]["frames"][variant]]
         cmd += ["--first", str(first), "--last", str(last), "--fps", str(fps)]
-        if built.get("wav"):
-            cmd += ["--audio", built["wav"], "--audio-offset", f"{offset:.6f}"]
+        wav = built.get("wav") if variant == "main" else built.get("loop_wav") or built.get("wav")
+        if wav:
+            cmd += ["--audio", wav, "--audio-offset", f"{offset:.6f}"]
         cmd += ["--out", str(mp4), "--contact-sheet", str(sheet)]
         res = _run_job(
             plan,
@@ -305,7 +306,9 @@ def validate(plan: dict, built: dict, assembled: dict | None, context: dict | No
         }
         for name, v in ((assembled or {}).get("variants") or {}).items()
     }
-    spec = {"variants": variants, "timing_report": built.get("report")}
+    fps = _fps(plan, built)
+    threshold = plan["settings"].get("timing_threshold_ms") or 1000 / fps
+    spec = {"variants": variants, "timing_report": built.get("report"), "timing_threshold_ms": threshold}
     out = str(PurePosixPath(plan["paths"]["report"]) / "validation.json")
     res = _run_job(
         plan,

@@ -49,7 +49,8 @@ class Settings(BaseModel):
     fps: int = Field(default=60, ge=1, le=240)
     samples: int = Field(default=32, ge=1, le=65536)
     frames_per_chunk: int = Field(default=48, ge=1)
-    timing_threshold_ms: float = Field(default=1000 / 60, gt=0)
+    # A note's hit may land this far from its time; None: one frame at the song's fps.
+    timing_threshold_ms: float | None = Field(default=None, gt=0)
     cpu: Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?m?$")] = "2"
     memory: str = "4Gi"
     gpu: int = Field(default=0, ge=0)
@@ -80,7 +81,6 @@ def from_lab_config(path: str | Path) -> dict[str, Any]:
         "fps": p.fps,
         "samples": p.samples,
         "frames_per_chunk": p.frames_per_chunk,
-        "timing_threshold_ms": 1000 / p.fps,
     }
 
 

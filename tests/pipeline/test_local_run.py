@@ -12,6 +12,8 @@ import pytest
 
 from tests.pipeline.conftest import STANDIN, run_dag
 
+STANDIN_SETTINGS = {"python_path": [str(STANDIN)], "fps": 24}
+
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 
 
@@ -32,7 +34,7 @@ def test_success_outputs_and_notification(airflow_home, depot, tmp_path, receive
         share,
         depot,
         {"song": "tiny", "frames_per_chunk": 10, "loop": True, "notify": "webhook"},
-        settings={"python_path": [str(STANDIN)]},
+        settings=STANDIN_SETTINGS,
         extra_env={"AIRFLOW_CONN_RENDERLAB_NOTIFY": receiver.url},
     )
     assert r["state"] == "success", r["log"][-3000:]
@@ -72,7 +74,7 @@ def test_render_false_builds_only(airflow_home, depot, tmp_path):
         share,
         depot,
         {"song": "tiny", "render": False},
-        settings={"python_path": [str(STANDIN)]},
+        settings=STANDIN_SETTINGS,
     )
     assert r["state"] == "success", r["log"][-3000:]
     (run_dir,) = (share / "runs").iterdir()
@@ -87,7 +89,7 @@ def test_crashed_chunk_retry_renders_only_missing_frames(airflow_home, depot, tm
         share,
         depot,
         {"song": "tiny", "frames_per_chunk": 24},
-        settings={"python_path": [str(STANDIN)]},
+        settings=STANDIN_SETTINGS,
         extra_env={"STANDIN_FAIL_AFTER": "7"},
     )
     assert r["state"] == "success", r["log"][-3000:]
@@ -105,7 +107,7 @@ def test_failing_task_notifies_and_publishes_nothing(airflow_home, depot, tmp_pa
         share,
         depot,
         {"song": "nosuchsong", "notify": "slack"},
-        settings={"python_path": [str(STANDIN)]},
+        settings=STANDIN_SETTINGS,
         extra_env={"AIRFLOW_CONN_RENDERLAB_NOTIFY": receiver.url},
     )
     assert r["state"] == "failed"
@@ -134,9 +136,7 @@ BAD_PARAMS = [
 
 def test_bad_params_are_refused_at_trigger(airflow_home, depot, tmp_path):
     share = tmp_path / "share"
-    results = run_dag(
-        airflow_home, share, depot, [c for c, _ in BAD_PARAMS], settings={"python_path": [str(STANDIN)]}
-    )
+    results = run_dag(airflow_home, share, depot, [c for c, _ in BAD_PARAMS], settings=STANDIN_SETTINGS)
     for (conf, needle), r in zip(BAD_PARAMS, results, strict=True):
         assert r["state"] == "refused", conf
         assert "ParamValidationError" in r["error"] and needle in r["error"], (conf, r["error"])

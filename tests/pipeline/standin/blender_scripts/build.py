@@ -16,6 +16,7 @@ def main() -> int:
     ap.add_argument("--midi", type=Path, required=True)
     ap.add_argument("--arrangement", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--fps", type=int, default=FPS)
     a = ap.parse_args()
     if not a.midi.is_file():
         print(f"build: error: MIDI file {a.midi} does not exist", file=sys.stderr)
@@ -34,13 +35,13 @@ def main() -> int:
             "-f",
             "lavfi",
             "-i",
-            f"sine=frequency=440:duration={FRAMES / FPS}",
+            f"sine=frequency=440:duration={FRAMES / a.fps}",
             str(wav),
         ],
         check=True,
     )
     report = a.out / "report.json"
-    report.write_text(json.dumps({"timing": {"max_error_ms": 0.5, "threshold_ms": 1000 / FPS}}))
+    report.write_text(json.dumps({"max_timing_error_s": 0.0005}))
     print(
         json.dumps(
             {
@@ -51,8 +52,8 @@ def main() -> int:
                 "notes": 3,
                 "frames": [1, FRAMES],
                 "loop_frames": [1, FRAMES // 2],
-                "fps": FPS,
-                "duration_s": FRAMES / FPS,
+                "fps": a.fps,
+                "duration_s": FRAMES / a.fps,
             }
         )
     )
