@@ -49,6 +49,8 @@ def _parse(args: list[str]) -> argparse.Namespace:
         _ArgError(f"{msg} (usage: {parser.format_usage().strip()})")
     )
     ns = parser.parse_args(args)
+    if ns.out.exists() and not ns.out.is_dir():
+        raise ContentError(f"--out {ns.out} exists and is not a folder; pass a folder path")
     if not 1 <= ns.fps <= 240:
         raise ContentError(f"--fps {ns.fps} is out of range; use 1..240")
     return ns

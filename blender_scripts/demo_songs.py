@@ -95,7 +95,7 @@ def frere_groove() -> mido.MidiFile:
         ]
     )
     tune = _melody(FRERE)
-    tune += tune[:12]  # bars 9-11 repeat the opening
+    tune += tune[:11]  # bars 9-11 repeat the opening
     beat = 0.0
     lead = []
     for note, beats in tune:

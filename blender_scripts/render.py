@@ -1,0 +1,168 @@
+"""Render a frame range of a built .blend with Cycles, resumable and atomic.
+
+    python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset demo|hd|4k]
+        [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
+
+Each frame goes to DIR/.frame_NNNNNN.tmp.png and is renamed to DIR/frame_NNNNNN.png once complete; a
+frame already there as a complete PNG of the right size is skipped. One progress line per frame
+(stderr), one JSON line last (stdout). `--device gpu` with no usable GPU is an error (no CPU fallback);
+`auto` takes a GPU when Cycles finds one and says which device it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import struct
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file (blender --python): make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from blender_scripts import _cli
+from blender_scripts.errors import ContentError
+
+PRESETS = {"demo": (640, 360), "hd": (1920, 1080), "4k": (3840, 2160)}
+DEFAULT_SAMPLES = {"demo": 32, "hd": 128, "4k": 256}
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _parse(args: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="blender_scripts.render", description="render frames of a .blend")
+    p.add_argument("--blend", required=True, type=Path)
+    p.add_argument("--frames", required=True, help="inclusive range A-B (or one frame A)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--samples", type=int, help="Cycles samples (default by preset)")
+    p.add_argument("--resolution-percentage", type=int, default=100, help="1..100, shrinks the preset")
+    p.error = lambda msg: (_ for _ in ()).throw(ContentError(f"{msg} (usage: {p.format_usage().strip()})"))
+    ns = p.parse_args(args)
+    m = re.fullmatch(r"(\d+)(?:-(\d+))?", ns.frames)
+    if not m:
+        raise ContentError(f"--frames {ns.frames!r} is not a range; write A-B with whole frames, e.g. 1-120")
+    ns.first, ns.last = int(m[1]), int(m[2] or m[1])
+    if ns.first > ns.last:
+        raise ContentError(f"--frames {ns.frames}: the first frame is after the last; write A-B with A <= B")
+    if ns.samples is not None and not 1 <= ns.samples <= 65536:
+        raise ContentError(f"--samples {ns.samples} is out of range; use 1..65536")
+    if not 1 <= ns.resolution_percentage <= 100:
+        raise ContentError(f"--resolution-percentage {ns.resolution_percentage} is out of range; use 1..100")
+    if not ns.blend.is_file():
+        raise ContentError(
+            f"--blend {ns.blend} does not exist; build the scene first (blender_scripts.build)"
+        )
+    return ns
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a complete PNG (signature, IHDR, IEND at the end), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+            f.seek(-12, os.SEEK_END)
+            tail = f.read(12)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail[4:8] != b"IEND":
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+def _device(bpy, scene, wanted: str) -> str:
+    scene.cycles.device = "CPU"
+    if wanted == "cpu":
+        return "cpu"
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    tried = []
+    for backend in GPU_BACKENDS:
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:
+            continue  # backend not built into this Blender
+        prefs.refresh_devices()
+        gpus = [d for d in prefs.devices if d.type == backend]
+        tried.append(backend)
+        if gpus:
+            for d in prefs.devices:
+                d.use = d.type == backend
+            scene.cycles.device = "GPU"
+            return f"gpu:{backend}:{gpus[0].name}"
+    if wanted == "gpu":
+        raise ContentError(
+            f"--device gpu: Cycles finds no GPU (tried {', '.join(tried) or 'no backend available'}); "
+            "check the driver and that the GPU is passed through, or use --device cpu"
+        )
+    prefs.compute_device_type = "NONE"
+    return "cpu"
+
+
+def render(args: list[str]) -> dict:
+    ns = _parse(args)
+    import bpy
+
+    try:
+        bpy.ops.wm.open_mainfile(filepath=str(ns.blend.resolve()), load_ui=False)
+    except RuntimeError as exc:
+        raise ContentError(f"--blend {ns.blend} cannot be opened by Blender ({exc}); rebuild it") from exc
+    scene = bpy.context.scene
+    if not (scene.frame_start <= ns.first and ns.last <= scene.frame_end):
+        raise ContentError(
+            f"--frames {ns.frames} is outside {ns.blend.name}'s range {scene.frame_start}-{scene.frame_end}"
+        )
+    device = _device(bpy, scene, ns.device)
+    width, height = PRESETS[ns.preset]
+    r = scene.render
+    r.engine = "CYCLES"
+    r.resolution_x, r.resolution_y = width, height
+    r.resolution_percentage = ns.resolution_percentage
+    r.image_settings.file_format = "PNG"
+    r.use_file_extension = True
+    r.use_persistent_data = True  # keep the BVH between frames of one run
+    scene.cycles.samples = ns.samples or DEFAULT_SAMPLES[ns.preset]
+    expected = (width * ns.resolution_percentage // 100, height * ns.resolution_percentage // 100)
+
+    out = ns.out
+    out.mkdir(parents=True, exist_ok=True)
+    rendered, skipped, times = 0, 0, []
+    started = time.perf_counter()
+    total = ns.last - ns.first + 1
+    for i, frame in enumerate(range(ns.first, ns.last + 1), 1):
+        final = out / f"frame_{frame:06d}.png"
+        if png_size(final) == expected:
+            skipped += 1
+            _cli.progress(f"render: frame {frame} ({i}/{total}) already done, skipped")
+            continue
+        tmp = out / f".frame_{frame:06d}.tmp.png"
+        t0 = time.perf_counter()
+        scene.frame_set(frame)
+        r.filepath = str(tmp)
+        bpy.ops.render.render(write_still=True)
+        if png_size(tmp) != expected:
+            tmp.unlink(missing_ok=True)
+            raise ContentError(f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG")
+        os.replace(tmp, final)
+        times.append(time.perf_counter() - t0)
+        rendered += 1
+        _cli.progress(f"render: frame {frame} ({i}/{total}) {times[-1]:.2f} s on {device}")
+    return {
+        "rendered": rendered,
+        "skipped": skipped,
+        "seconds": time.perf_counter() - started,
+        "per_frame_s": (sum(times) / len(times)) if times else 0.0,
+        "frames": [ns.first, ns.last],
+        "out": str(out.resolve()),
+        "pattern": "frame_%06d.png",
+        "device": device,
+        "preset": ns.preset,
+        "resolution": list(expected),
+        "samples": scene.cycles.samples,
+    }
+
+
+if __name__ == "__main__":
+    _cli.run("render", render)

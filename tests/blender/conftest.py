@@ -1,0 +1,22 @@
+"""Build both demo songs once per session with the real entrypoint (real bpy)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import DEPOT, last_json, run_cli
+
+SONGS = {
+    "ode_waltz": (),
+    "frere_groove": ("--arrangement", DEPOT / "frere_groove" / "arrangement.yaml"),
+}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> dict[str, dict]:
+    out = {}
+    for name, extra in SONGS.items():
+        folder = tmp_path_factory.mktemp(f"build-{name}") / "scene"
+        proc = run_cli("build", "--midi", DEPOT / name / "song.mid", *extra, "--out", folder)
+        out[name] = last_json(proc) | {"stderr": proc.stderr, "stdout": proc.stdout}
+    return out

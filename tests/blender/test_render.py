@@ -1,0 +1,106 @@
+"""The render entrypoint with real Cycles on tiny frames: atomic output, resume, device and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blender_scripts.render import png_size
+
+from .helpers import last_json, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.bpy]
+TINY = ("--resolution-percentage", "5", "--samples", "1", "--device", "cpu")
+
+
+def _frames(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir())
+
+
+def test_renders_tiny_frames_then_resumes_a_half_rendered_range(built, tmp_path):
+    blend = built["frere_groove"]["blend"]
+    out = tmp_path / "frames"
+    first = run_cli("render", "--blend", blend, "--frames", "120-121", "--out", out, *TINY)
+    summary = last_json(first)
+    assert (summary["rendered"], summary["skipped"]) == (2, 0)
+    assert summary["resolution"] == [32, 18] and summary["device"] == "cpu"
+    assert summary["per_frame_s"] > 0 and summary["seconds"] >= summary["per_frame_s"]
+    assert _frames(out) == ["frame_000120.png", "frame_000121.png"]
+    assert png_size(out / "frame_000120.png") == (32, 18)
+    progress = [line for line in first.stderr.splitlines() if line.startswith("render: frame")]
+    assert len(progress) == 2
+
+    # an interrupted run: frame 121 cut short, a stale temp file left behind
+    broken = (out / "frame_000121.png").read_bytes()
+    (out / "frame_000121.png").write_bytes(broken[: len(broken) // 2])
+    (out / ".frame_000122.tmp.png").write_bytes(b"partial")
+    before = (out / "frame_000120.png").stat().st_mtime_ns
+    again = last_json(run_cli("render", "--blend", blend, "--frames", "120-122", "--out", out, *TINY))
+    assert (again["rendered"], again["skipped"]) == (2, 1)
+    assert (out / "frame_000120.png").stat().st_mtime_ns == before  # valid frame untouched
+    assert _frames(out) == ["frame_000120.png", "frame_000121.png", "frame_000122.png"]
+    assert all(png_size(out / name) == (32, 18) for name in _frames(out))
+
+
+def test_preset_sizes_and_the_loop_scene_render(built, tmp_path):
+    result = last_json(
+        run_cli("render", "--blend", built["ode_waltz"]["loop_blend"], "--frames", "1", "--out", tmp_path,
+                "--preset", "hd", "--resolution-percentage", "2", "--samples", "1", "--device", "cpu")
+    )  # fmt: skip
+    assert result["resolution"] == [38, 21] and result["rendered"] == 1
+    assert png_size(tmp_path / "frame_000001.png") == (38, 21)
+
+
+def _has_gpu() -> bool:
+    import bpy
+
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in ("OPTIX", "CUDA", "HIP", "ONEAPI"):
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:
+            continue
+        prefs.refresh_devices()
+        if any(d.type == backend for d in prefs.devices):
+            return True
+    return False
+
+
+def test_gpu_request_never_falls_back_to_cpu(built, tmp_path):
+    proc = run_cli("render", "--blend", built["ode_waltz"]["blend"], "--frames", "1-1", "--out", tmp_path / "f",
+                   "--device", "gpu", "--resolution-percentage", "5", "--samples", "1")  # fmt: skip
+    if _has_gpu():
+        assert last_json(proc)["device"].startswith("gpu:")
+    else:
+        assert proc.returncode == 2
+        assert "--device gpu: Cycles finds no GPU" in proc.stderr
+        assert not (tmp_path / "f").exists()  # refused before any output folder is made
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        ("5-2", "first frame is after the last"),
+        ("a-b", "is not a range"),
+        ("1-999999", "outside song.blend's range"),
+    ],
+)
+def test_bad_frame_ranges(built, tmp_path, frames, message):
+    proc = run_cli(
+        "render", "--blend", built["ode_waltz"]["blend"], "--frames", frames, "--out", tmp_path, *TINY
+    )
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_missing_or_corrupt_blend(tmp_path):
+    missing = run_cli("render", "--blend", tmp_path / "no.blend", "--frames", "1-2", "--out", tmp_path / "o")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    junk = tmp_path / "junk.blend"
+    junk.write_bytes(b"BLENDER-v500" + b"\0" * 64)
+    corrupt = run_cli("render", "--blend", junk, "--frames", "1-2", "--out", tmp_path / "o")
+    assert corrupt.returncode == 2 and "cannot be opened by Blender" in corrupt.stderr
+    assert not (tmp_path / "o").exists()
+    assert not [line for line in corrupt.stdout.splitlines() if line.startswith("{")]

@@ -1,0 +1,130 @@
+"""MIDI parsing, arrangement validation and the planner: pure Python, no bpy."""
+
+from __future__ import annotations
+
+import math
+
+import mido
+import numpy as np
+import pytest
+
+from blender_scripts import arrangement, layout, planner, song
+from blender_scripts.errors import ContentError
+
+from .helpers import DEPOT, write_midi
+
+
+def _mido_onsets(path) -> list[float]:
+    """Note-on times by mido's own playback clock (independent of our tempo map)."""
+    t, out = 0.0, []
+    for msg in mido.MidiFile(str(path)):
+        t += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            out.append(t)
+    return sorted(out)
+
+
+@pytest.mark.parametrize("name", ["ode_waltz", "frere_groove"])
+def test_demo_songs_parse_to_mido_times(name):
+    tune = song.load(DEPOT / name / "song.mid")
+    assert np.allclose(sorted(n.time for n in tune.notes), _mido_onsets(DEPOT / name / "song.mid"), atol=1e-9)
+    assert 15 <= tune.end_time <= 25
+
+
+def test_groove_has_percussion_and_tempo_changes_and_whole_bar_loop():
+    tune = song.load(DEPOT / "frere_groove" / "song.mid")
+    assert tune.tempo_changes == 3
+    assert any(n.is_percussion for n in tune.notes)
+    # 4 bars at 120 bpm (2 s) + 4 at 150 (1.6 s) + 3 at 100 (2.4 s)
+    assert tune.bar_times[:6] == pytest.approx([0, 2, 4, 6, 8, 9.6])
+    assert song.loop_length(tune) == pytest.approx(8 + 6.4 + 7.2)
+
+
+def test_overlapping_repeats_of_one_pitch_pair_first_in_first_out(tmp_path):
+    path = write_midi(tmp_path / "o.mid", [[(0, 60, 2), (1, 60, 2)]])
+    notes = song.load(path).notes
+    assert [(n.time, n.duration) for n in notes] == [(0.0, 1.0), (0.5, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "does not exist"), (b"", "is empty"), (b"MThd garbage" * 3, "not a valid standard MIDI")],
+)
+def test_bad_midi_is_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.mid"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ContentError, match=message):
+        song.load(path)
+
+
+def test_song_without_notes_is_refused(tmp_path):
+    path = write_midi(tmp_path / "silent.mid", [[]])
+    with pytest.raises(ContentError, match="has no notes"):
+        song.load(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("marble_size: 3\n", "marble_size: Extra inputs are not permitted"),
+        ("tracks: {lead: tuba}\n", "unknown instrument 'tuba'"),
+        ("restitution: 2\n", "restitution"),
+        ("- a list\n", "must be a mapping"),
+    ],
+)
+def test_bad_arrangement_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "a.yaml"
+    path.write_text(text)
+    with pytest.raises(ContentError, match=message):
+        arrangement.load(path)
+
+
+def test_arrangement_naming_a_missing_track_is_refused(tmp_path):
+    tune = song.load(DEPOT / "ode_waltz" / "song.mid")
+    arr = arrangement.Arrangement(tracks={"solo": "vibraphone"})
+    with pytest.raises(ContentError, match=r"tracks \['solo'\] are not in"):
+        arr.check_tracks(tune, "a.yaml")
+
+
+def _plan(path, arr=None):
+    tune = song.load(path)
+    arr = arr or arrangement.Arrangement()
+    stage = layout.build(tune, arr)
+    return tune, planner.plan(tune, arr, stage, 60, song.loop_length(tune))
+
+
+def test_marbles_touch_their_element_exactly_on_the_note(tmp_path):
+    _, plan = _plan(DEPOT / "frere_groove" / "song.mid")
+    for m in plan.marbles:
+        p = m.positions(np.array([m.t_impact]))[0]
+        assert p[2] - plan.radius == pytest.approx(m.element.top_z, abs=1e-12)
+        assert m.t_impact == m.note.time
+        assert m.v_in[2] < 0 < m.v_out[2]  # falls onto the surface, bounces up
+        assert abs(p[0] - m.element.x) < m.element.width / 2
+
+
+def test_fast_repeats_and_unisons_are_spread_over_lanes_and_flight_times(tmp_path):
+    # 16 sixteenths at 240 bpm on one pitch (62 ms apart) plus the same pitch doubled by a second track
+    notes = [(i / 4, 60, 0.2) for i in range(16)]
+    path = write_midi(tmp_path / "dense.mid", [notes, [(0, 60, 1), (2, 60, 1)]], bpm=240)
+    _, plan = _plan(path)
+    assert len(plan.marbles) == 18
+    assert len({m.lane for m in plan.marbles}) == 2
+    assert plan.min_distance() >= 2 * plan.radius
+    assert plan.min_distance(loop=True) >= 2 * plan.radius
+
+
+def test_notes_that_cannot_be_placed_are_named(tmp_path):
+    path = write_midi(tmp_path / "triple.mid", [[(1, 64, 1)], [(1, 64, 1)], [(1, 64, 1)]])
+    with pytest.raises(ContentError, match=r"1 note\(s\) of triple cannot be placed.*pitch 64 at 0\.500s"):
+        _plan(path)
+
+
+def test_plan_is_deterministic():
+    _, a = _plan(DEPOT / "frere_groove" / "song.mid")
+    _, b = _plan(DEPOT / "frere_groove" / "song.mid")
+    assert [(m.lane, m.t_launch, tuple(m.v0)) for m in a.marbles] == [
+        (m.lane, m.t_launch, tuple(m.v0)) for m in b.marbles
+    ]
+    assert not math.isinf(a.min_distance())
