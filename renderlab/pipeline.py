@@ -149,21 +149,14 @@ def fetch(plan: dict, context: dict | None = None) -> dict:
 
 
 def build(plan: dict, context: dict | None = None) -> dict:
-    midi = str(PurePosixPath(plan["paths"]["assets"]) / "song.mid")
+    command = [PYTHON, "-m", "renderlab.build_step", "--project", plan["paths"]["assets"]]
+    command += ["--out", plan["paths"]["scene"], "--fps", str(plan["settings"]["fps"])]
     res = _run_job(
         plan,
         {
             "name": "build",
             "image": "blender",
-            "command": [
-                PYTHON,
-                "-m",
-                "blender_scripts.build",
-                "--midi",
-                midi,
-                "--out",
-                plan["paths"]["scene"],
-            ],
+            "command": command,
             "resources": _resources(plan, "render"),
             "description": f"build the scene for {plan['song']}",
         },
