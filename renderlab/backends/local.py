@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,17 @@ class LocalBackend:
                 bufsize=1,
                 start_new_session=True,  # its own process group: a kill takes Blender's children too
             )
+            timed_out = threading.Event()
+            watchdog = None
+            if spec.timeout_s:
+                # A Job that hangs without printing must still be stopped at its deadline.
+                def _expire() -> None:
+                    timed_out.set()
+                    _kill_group(proc, log, spec.name)
+
+                watchdog = threading.Timer(spec.timeout_s, _expire)
+                watchdog.daemon = True
+                watchdog.start()
             try:
                 assert proc.stdout is not None
                 for raw in proc.stdout:
@@ -105,12 +117,14 @@ class LocalBackend:
                     log.info("[%s] %s", spec.name, line)
                     lines.append(line)
                     del lines[:-_KEEP_LINES]
-                    if spec.timeout_s and time.monotonic() - start > spec.timeout_s:
-                        raise JobFailed(f"job {spec.name}: ran past its timeout of {spec.timeout_s}s")
                 code = proc.wait()
             finally:
+                if watchdog is not None:
+                    watchdog.cancel()
                 if proc.poll() is None:
                     _kill_group(proc, log, spec.name)
+            if timed_out.is_set():
+                raise JobFailed(f"job {spec.name}: ran past its timeout of {spec.timeout_s}s and was stopped")
             seconds = time.monotonic() - start
         if code != 0:
             tail = "\n".join(lines[-10:])
@@ -124,9 +138,9 @@ def _kill_group(proc: subprocess.Popen, log: logging.Logger, name: str) -> None:
     log.warning("job %s: stopping its process group", name)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # Whatever of the group outlived SIGTERM (the leader may be gone, its children not) goes now.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
