@@ -106,9 +106,9 @@ def run_dag(
 ) -> dict | list[dict]:
     """Run the render DAG with dag.test(); returns {'state', 'tis', 'error', 'log'} (a list for a list)."""
     env = base_env(home)
-    env["AIRFLOW_VAR_RENDERLAB"] = json.dumps(
-        {"backend": "local", "share_root": str(share), "depot": f"file://{depot}", **(settings or {})}
-    )
+    var = {"backend": "local", "share_root": str(share), "depot": f"file://{depot}", **(settings or {})}
+    # A None setting means "not set here": the lab config (settings' "config") decides it.
+    env["AIRFLOW_VAR_RENDERLAB"] = json.dumps({k: v for k, v in var.items() if v is not None})
     env.update(extra_env or {})
     proc = subprocess.run(
         [sys.executable, str(RUN_DAG), json.dumps(conf)],

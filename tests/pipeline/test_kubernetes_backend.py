@@ -5,8 +5,8 @@ a Job against a real cluster when KUBECONFIG is set."""
 
 from __future__ import annotations
 
-import json
 import os
+from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
@@ -244,26 +244,40 @@ def test_kill_deletes_the_job(settings, provider):
 
 
 @pytest.mark.optin
+@pytest.mark.slow
 @pytest.mark.skipif(
-    not os.environ.get("KUBECONFIG"),
-    reason="opt-in: set KUBECONFIG (and RENDERLAB_CONFIG) to run against a real cluster",
+    not (
+        os.environ.get("KUBECONFIG")
+        and os.environ.get("RENDERLAB_CONFIG")
+        and os.environ.get("RENDERLAB_SHARE_ROOT")
+    ),
+    reason="opt-in: set KUBECONFIG, RENDERLAB_CONFIG (the lab stack file) and RENDERLAB_SHARE_ROOT (this "
+    "machine's mount of the render share) to run the DAG against the real cluster",
 )
-def test_real_cluster_runs_a_job(settings):
-    """Against a real cluster: the render namespace, the share PVC and the pushed Blender image must exist
-    (make images; the cluster layer). Runs the image's assemble entrypoint's --help as a smoke Job."""
-    import logging
+def test_real_cluster_runs_the_dag(airflow_home, tmp_path):
+    """The whole DAG, kubernetes backend, tiny render: needs the namespace, share PVC, Perforce Secret and the
+    pushed images (make images) in the cluster the KUBECONFIG points at."""
+    from tests.pipeline.conftest import run_dag
 
-    cfg = os.environ.get("RENDERLAB_CONFIG")
-    real = (
-        Settings.model_validate({**from_lab_config(cfg), "kube_conn_id": "kubernetes_default"})
-        if cfg
-        else settings
+    share = Path(os.environ["RENDERLAB_SHARE_ROOT"])
+    r = run_dag(
+        airflow_home,
+        share,
+        share,
+        {
+            "song": "frere_groove",
+            "frames": "60-65",
+            "samples": 1,
+            "resolution_percentage": 10,
+            "frames_per_chunk": 3,
+        },
+        settings={
+            "backend": "kubernetes",
+            "config": os.environ["RENDERLAB_CONFIG"],
+            "share_root": str(share),
+            "depot": None,
+        },
+        extra_env={"KUBECONFIG": os.environ["KUBECONFIG"]},
+        timeout=1800,
     )
-    spec = JobSpec(
-        name="smoke",
-        image="blender",
-        command=["python", "-c", "import json; print(json.dumps({'ok': True}))"],
-    )
-    res = kb.KubernetesBackend(real).run(spec, logging.getLogger("t"), None)
-    assert res.result == {"ok": True}
-    assert json.dumps(res.result)
+    assert r["state"] == "success", r["log"][-4000:]
