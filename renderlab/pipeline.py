@@ -224,6 +224,9 @@ def render_command(plan: dict, chunk: dict) -> list[str]:
         str(plan["samples"]),
         "--resolution-percentage",
         str(plan["resolution_percentage"]),
+        # A Job that asked for a GPU must get one (no silent CPU fallback); otherwise take what is there.
+        "--device",
+        "gpu" if plan["settings"].get("gpu") else "auto",
     ]
 
 

@@ -167,6 +167,7 @@ def test_gpu_render_jobs_ask_for_the_nvidia_runtime(settings, no_cluster):
     c = job["spec"]["template"]["spec"]["containers"][0]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"} in c["env"]
+    assert c["args"][-2:] == ["--device", "gpu"]
 
 
 def _context():
