@@ -262,3 +262,28 @@ def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
         check=False,
     )
     assert bad.returncode == 1 and "frame(s) missing" in bad.stderr
+
+
+def test_build_step_rerun_rebuilds_nothing(tmp_path):
+    """Same inputs, complete outputs: the second run prints the same result and touches no file."""
+    from tests.pipeline.conftest import STANDIN
+
+    project = tmp_path / "assets" / "song1"
+    project.mkdir(parents=True)
+    (project / "song.mid").write_bytes(b"MThd")
+    env = {**os.environ, "PYTHONPATH": f"{STANDIN}{os.pathsep}{REPO}"}
+    cmd = [sys.executable, "-m", "renderlab.build_step", "--project", str(project), "--out", str(tmp_path / "scene"),
+           "--fps", "24"]  # fmt: skip
+
+    def run():
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+        return json.loads(p.stdout.splitlines()[-1]), p.stderr
+
+    first, _ = run()
+    stamps = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "scene").iterdir()}
+    again, err = run()
+    assert again == first and "nothing rebuilt" in err
+    assert {f.name: f.stat().st_mtime_ns for f in (tmp_path / "scene").iterdir()} == stamps
+    (project / "song.mid").write_bytes(b"MThd changed")
+    _, err = run()
+    assert "nothing rebuilt" not in err

@@ -41,22 +41,19 @@ def main() -> int:
         check=True,
     )
     report = a.out / "report.json"
-    report.write_text(json.dumps({"max_timing_error_s": 0.0005}))
-    print(
-        json.dumps(
-            {
-                "blend": str(a.out / f"{song}.blend"),
-                "loop_blend": str(a.out / f"{song}_loop.blend"),
-                "wav": str(wav),
-                "report": str(report),
-                "notes": 3,
-                "frames": [1, FRAMES],
-                "loop_frames": [1, FRAMES // 2],
-                "fps": a.fps,
-                "duration_s": FRAMES / a.fps,
-            }
-        )
-    )
+    result = {
+        "blend": str(a.out / f"{song}.blend"),
+        "loop_blend": str(a.out / f"{song}_loop.blend"),
+        "wav": str(wav),
+        "report": str(report),
+        "notes": 3,
+        "frames": [1, FRAMES],
+        "loop_frames": [1, FRAMES // 2],
+        "fps": a.fps,
+        "duration_s": FRAMES / a.fps,
+    }
+    report.write_text(json.dumps({"max_timing_error_s": 0.0005, "outputs": result}))
+    print(json.dumps(result))
     return 0
 
 
