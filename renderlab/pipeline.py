@@ -62,6 +62,8 @@ def _resources(plan: dict, kind: str):
     s = _settings(plan)
     if kind == "render":
         return Resources(cpu=s.cpu, memory=s.memory, gpu=s.gpu)
+    if kind == "build":  # Blender on the CPU: the render's size, no GPU
+        return Resources(cpu=s.cpu, memory=s.memory)
     return Resources(cpu="1", memory="2Gi")
 
 
@@ -157,7 +159,7 @@ def build(plan: dict, context: dict | None = None) -> dict:
             "name": "build",
             "image": "blender",
             "command": command,
-            "resources": _resources(plan, "render"),
+            "resources": _resources(plan, "build"),
             "description": f"build the scene for {plan['song']}",
         },
         context,
