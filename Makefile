@@ -68,3 +68,19 @@ pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
 
 pipeline-bench: venv ## local DAG end to end vs bare Blender on the same frames (prints the ratio)
 	$(PY) benchmarks/pipeline_bench.py
+
+# --- content (blender_scripts) ---
+.PHONY: blender-pyc blender-songs blender-test blender-bench
+BPY_SCRIPTS := $(VENV)/lib/python3.11/site-packages/bpy/5.0/scripts
+
+blender-pyc: venv ## precompile bpy's own scripts (Blender never writes their .pyc; ~0.5 s saved per start)
+	$(PY) -m compileall -q -j 0 $(BPY_SCRIPTS) >/dev/null
+
+blender-songs: venv ## re-compose the demo songs into depot/songs/<project>/song.mid
+	$(PY) -m blender_scripts.demo_songs --depot depot
+
+blender-test: blender-pyc ## content tests with real bpy (build, measure the saved .blend, tiny renders)
+	$(VENV)/bin/pytest tests/blender $(PYTEST_ARGS)
+
+blender-bench: blender-pyc ## content measures: timing error, separation, build time, memory, s/frame
+	$(PY) benchmarks/blender_bench.py $(BENCH_ARGS)

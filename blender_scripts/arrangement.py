@@ -29,7 +29,7 @@ class Camera(_Strict):
 class Style(_Strict):
     background: Vec3 = (0.02, 0.025, 0.035)
     marble_color: Vec3 = (0.85, 0.87, 0.9)
-    flash_strength: float = Field(6.0, ge=0, le=100)
+    flash_strength: float = Field(12.0, ge=0, le=100)
 
 
 class Arrangement(_Strict):

@@ -21,6 +21,17 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file (blender --python): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    try:  # Blender's bundled Python has numpy but not these
+        import mido  # noqa: F401
+        import pydantic  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"build: error: Python module {exc.name!r} is missing from {sys.executable}; install mido, "
+            "pydantic and pyyaml into Blender's Python or put a site-packages that has them on PYTHONPATH",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 from blender_scripts import _cli, audio, layout, planner, song
 from blender_scripts import arrangement as arrangement_mod
@@ -67,6 +78,7 @@ def build(args: list[str]) -> dict:
     stage = layout.build(tune, arr)
     _cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, {len(stage.elements)} elements, planning")
     plan = planner.plan(tune, arr, stage, fps, period)
+    phases = {"parse_and_plan": time.perf_counter() - started}
     lead_in = math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + LEAD_PAD_S) * fps) / fps
     end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
     frame_end = math.ceil((lead_in + end) * fps) + 1
@@ -90,6 +102,7 @@ def build(args: list[str]) -> dict:
             frame_end=frame_end,
             loop_end=loop_end,
             started=started,
+            phases=phases,
         )
         out.mkdir(exist_ok=True)
         for name in sorted(os.listdir(tmp), key=lambda n: n == "report.json"):  # the report lands last
@@ -99,9 +112,18 @@ def build(args: list[str]) -> dict:
     return result
 
 
-def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started) -> dict:
+def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started, phases) -> dict:
+    mark = time.perf_counter()
+
+    def phase(key: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[key] = now - mark
+        mark = now
+
     import bpy
-    import numpy as np
+
+    phase("import_bpy")
 
     from blender_scripts import measure, scene
 
@@ -109,26 +131,30 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     _cli.progress("build: synthesizing audio")
     full = audio.synthesize(plan, max(frame_end / fps - lead_in, plan.period + 4.0))
     pad = int(round(lead_in * audio.RATE))
-    main = np.concatenate([np.zeros((pad, 2)), full[: frame_end * audio.RATE // fps - pad]])
+    main = full[: frame_end * audio.RATE // fps - pad]  # a view: the lead-in silence is written, not stored
     loop = audio.fold(full, plan.period)
-    peak = max(float(abs(main).max()), float(abs(loop).max()))
-    audio.write_wav(tmp / f"{name}.wav", main, peak)
+    peak = max(float(main.max()), -float(main.min()), float(loop.max()), -float(loop.min()))
+    audio.write_wav(tmp / f"{name}.wav", main, peak, lead_in=pad)
     audio.write_wav(tmp / f"{name}_loop.wav", loop, peak)
 
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
+    phase("audio")
     _cli.progress(f"build: main scene, {len(plan.marbles)} marbles, frames 1-{frame_end}")
     sc = builder.build("main", lead_in, frame_end, str(tmp / f"{name}.wav"), f"{name}.wav")
+    phase("main_scene")
     windows = {}
     for m in plan.marbles:
         f = builder.frame(m.t_impact, lead_in)
         windows[f"marble_{m.note.index:05d}"] = (f - 2.0, f + 2.0)
     measured = {r["note_index"]: r for r in measure.impacts(sc, windows)}
-    build_s = time.perf_counter() - started
+    phase("timing_check")
     _save(bpy, tmp / f"{name}.blend")
+    phase("save_main")
 
     _cli.progress(f"build: loop scene, {plan.period:.3f} s, frames 1-{loop_end}")
     builder.build("loop", 0.0, loop_end, str(tmp / f"{name}_loop.wav"), f"{name}_loop.wav")
     _save(bpy, tmp / f"{name}_loop.blend")
+    phase("loop_scene_and_save")
 
     notes = []
     for m in plan.marbles:
@@ -167,6 +193,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         "lead_in_s": lead_in,
         "frame_of_song_time_0": 1 + lead_in * fps,
         "loop_period_s": plan.period,
+        "loop_period_frames": plan.period * fps,  # the seam is exact when this is a whole number
         "loop_bars": len([t for t in tune.bar_times if 0 < t <= plan.period + 1e-9]),
         "marble_radius_m": plan.radius,
         "elements": sorted(e.name for e in stage.elements.values()),
@@ -174,7 +201,8 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         "min_marble_distance_m": plan.min_distance(),
         "loop_min_marble_distance_m": plan.min_distance(loop=True),
         "separation_samples_per_frame": planner.STEPS_PER_FRAME,
-        "build_time_s": build_s,
+        "build_time_s": time.perf_counter() - started,  # everything but writing this report
+        "build_phases_s": {k: round(v, 4) for k, v in phases.items()},
         "notes": notes,
         "outputs": result,
     }

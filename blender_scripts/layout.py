@@ -93,11 +93,11 @@ def build(song: Song, arrangement: Arrangement) -> Layout:
             name=f"{instrument}_{p:03d}_{label}",
             instrument=instrument,
             pitch=p,
-            x=cx - center,
+            x=center - cx,  # the camera looks from +y, so low notes (placed first) end up on screen left
             top_z=0.0,
             length=size,
             width=(size if instrument == "drums" else width * 0.8),
             lanes=lanes,
-            pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),
+            pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),  # low left, high right
         )
-    return Layout(elements=elements, spacing=dx, x_min=-center, x_max=x_max - center)
+    return Layout(elements=elements, spacing=dx, x_min=center - x_max, x_max=center)

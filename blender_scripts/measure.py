@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
+from mathutils import Vector
 
 from blender_scripts.planner import STEPS_PER_FRAME
 from blender_scripts.scene import channelbag_fcurves
@@ -42,19 +43,13 @@ def _tracks(scene: bpy.types.Scene) -> list[Track]:
 
 
 def _top(element: bpy.types.Object) -> float:
-    return max((element.matrix_world @ _vec(c)).z for c in element.bound_box)
-
-
-def _vec(c):
-    from mathutils import Vector
-
-    return Vector(c)
+    return max((element.matrix_world @ Vector(c)).z for c in element.bound_box)
 
 
 def _boxes(scene: bpy.types.Scene) -> tuple[list[str], np.ndarray, np.ndarray]:
     names, lo, hi = [], [], []
     for el in scene.collection.children["Instruments"].objects:
-        pts = np.array([tuple(el.matrix_world @ _vec(c)) for c in el.bound_box])
+        pts = np.array([tuple(el.matrix_world @ Vector(c)) for c in el.bound_box])
         names.append(el.name)
         lo.append(pts.min(axis=0))
         hi.append(pts.max(axis=0))

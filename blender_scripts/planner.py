@@ -23,7 +23,7 @@ G = 9.81
 LAUNCH_Y = -1.0
 LAUNCH_Z = 0.25
 FLOOR_Z = -0.45  # collector floor
-FLIGHT_TIMES = (0.7, 0.62, 0.78, 0.55, 0.86, 0.5, 0.94)
+FLIGHT_TIMES = (0.5, 0.45, 0.56, 0.4, 0.62, 0.36, 0.68)  # tried in this order; low arcs stay in view
 STEPS_PER_FRAME = 8
 MARGIN = 1.02
 
@@ -101,11 +101,12 @@ class Plan:
         return 1.0 / (self.fps * STEPS_PER_FRAME)
 
     def loop_instances(self) -> list[tuple[Marble, float]]:
-        """(marble, shift) copies in play somewhere in [0, period): the loop scene's marbles."""
+        """(marble, shift) copies in play somewhere in [0, period], the loop scene's marbles. The closed
+        interval keeps the state at t=period (one frame past the loop) equal to the state at t=0."""
         out = []
         for m in self.marbles:
             for shift in (0.0, self.period, -self.period):
-                if m.t_launch + shift < self.period and m.t_exit + shift > 0:
+                if m.t_launch + shift <= self.period and m.t_exit + shift >= 0:
                     out.append((m, shift))
         return out
 
@@ -118,6 +119,8 @@ class Plan:
             for b, sb in items[i + 1 :]:
                 if b.t_launch + sb > a.t_exit + sa:
                     break
+                if abs(a.launch[0] - b.launch[0]) >= best:  # x is constant per marble: a lower bound
+                    continue
                 d = pair_distance(a, b, self.step, sb - sa)
                 if loop:  # the loop only shows [0, period): clip by re-testing inside that window
                     d = (

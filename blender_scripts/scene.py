@@ -13,17 +13,19 @@ import colorsys
 import math
 from collections.abc import Iterable
 
+import bpy  # first: bmesh and mathutils only become importable once bpy is loaded
+
+# isort: split
 import bmesh
-import bpy
 import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Vector
 
 from blender_scripts.arrangement import Arrangement
 from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
-from blender_scripts.planner import FLOOR_Z, LAUNCH_Y, LAUNCH_Z, Marble, Plan
+from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
 
-FLASH_DECAY_S = 0.12
+FLASH_DECAY_S = 0.15
 EMISSION = "Emission Strength"
 
 
@@ -86,21 +88,26 @@ def _element_color(el: Element, layout: Layout) -> tuple[float, float, float]:
     if el.is_pad:
         return (0.55, 0.45, 0.2) if drum_sound(el.pitch) in CYMBALS else (0.7, 0.1, 0.12)
     hue = {"marimba": 0.05, "vibraphone": 0.55, "glockenspiel": 0.75}[el.instrument]
-    hue += 0.25 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
-    return colorsys.hsv_to_rgb(hue % 1.0, 0.55, 0.8)
+    hue += 0.35 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
+    return colorsys.hsv_to_rgb(hue % 1.0, 0.75, 0.8)
+
+
+INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}  # the enum's values, for foreach_set
+FREE = 0
 
 
 def _set_keys(fc: bpy.types.FCurve, frames, values, interpolation: str, *, left=None, right=None) -> None:
+    """Keys with explicit interpolation and FREE handles (never recomputed by Blender)."""
+    n = len(frames)
+    co = np.column_stack([np.asarray(frames, float), np.asarray(values, float)])
     kp = fc.keyframe_points
-    kp.add(len(frames))
-    for i, (f, v) in enumerate(zip(frames, values, strict=True)):
-        k = kp[i]
-        k.interpolation = interpolation
-        k.handle_left_type = "FREE"
-        k.handle_right_type = "FREE"
-        k.co = (f, v)
-        k.handle_left = left[i] if left else (f - 0.3, v)
-        k.handle_right = right[i] if right else (f + 0.3, v)
+    kp.add(n)
+    kp.foreach_set("interpolation", [INTERPOLATION[interpolation]] * n)
+    kp.foreach_set("handle_left_type", [FREE] * n)
+    kp.foreach_set("handle_right_type", [FREE] * n)
+    kp.foreach_set("co", co.ravel())
+    kp.foreach_set("handle_left", (np.asarray(left, float) if left else co - [0.3, 0.0]).ravel())
+    kp.foreach_set("handle_right", (np.asarray(right, float) if right else co + [0.3, 0.0]).ravel())
 
 
 class SceneBuilder:
@@ -173,9 +180,10 @@ class SceneBuilder:
             f = np.arange(1, frame_end + 1, dtype=float)
             t = (f - 1) / self.fps - offset
             env = np.zeros_like(t)
+            span = int(FLASH_DECAY_S * math.log(1e4 * max(peak, 1e-3)) * self.fps) + 2  # until < 1e-4
             for th, vel in hits:
-                after = t >= th
-                env[after] += peak * vel * np.exp(-(t[after] - th) / FLASH_DECAY_S)
+                i = int(np.searchsorted(t, th))
+                env[i : i + span] += peak * vel * np.exp(-(t[i : i + span] - th) / FLASH_DECAY_S)
             env[env < 1e-3] = 0.0
             keep = np.ones_like(env, dtype=bool)
             keep[1:-1] = (env[1:-1] != env[:-2]) | (env[1:-1] != env[2:])  # drop the middle of flat runs
@@ -189,7 +197,9 @@ class SceneBuilder:
 
     def _marbles(self, coll, items: list[tuple[Marble, float]], offset: float) -> None:
         mesh = _sphere_mesh(self.plan.radius)
-        mesh.materials.append(_material("marble", self.arr.style.marble_color, 1.0, 0.15))
+        mesh.materials.append(
+            _material("marble", self.arr.style.marble_color, 0.35, 0.2)
+        )  # reads on a dark stage
         for m, shift in items:
             suffix = "" if shift == 0 else ("_next" if shift > 0 else "_prev")
             obj = bpy.data.objects.new(f"marble_{m.note.index:05d}{suffix}", mesh)
@@ -239,12 +249,14 @@ class SceneBuilder:
         lay, r = self.layout, self.plan.radius
         width = lay.x_max - lay.x_min
         lanes = sorted({(el.x + off) for el in lay.elements.values() for off in el.lanes})
-        tube = _cylinder_mesh("launcher", r * 1.6, 0.12, 0.0, 16)
-        tube.materials.append(_material("launcher", (0.15, 0.15, 0.17), 0.8, 0.3))
+        # tubes whose mouth is the launch point, aimed along the typical launch velocity
+        tube = _cylinder_mesh("launcher", r * 1.4, 0.35, -r * 1.2, 16)
+        tube.materials.append(_material("launcher", (0.6, 0.62, 0.66), 1.0, 0.25))
+        aim = math.atan2(1.0 / FLIGHT_TIMES[0], (-LAUNCH_Z / FLIGHT_TIMES[0] + 0.5 * G * FLIGHT_TIMES[0]))
         for i, x in enumerate(lanes):
             obj = bpy.data.objects.new(f"launcher_{i:03d}", tube)
-            obj.location = (x, LAUNCH_Y - 0.03, LAUNCH_Z - 0.03)
-            obj.rotation_euler = (math.radians(-50), 0.0, 0.0)
+            obj.location = (x, LAUNCH_Y, LAUNCH_Z)
+            obj.rotation_euler = (-aim, 0.0, 0.0)
             coll.objects.link(obj)
         tray = bpy.data.objects.new("collector", _box_mesh("collector", width + 0.3, 1.6, 0.03, FLOOR_Z))
         tray.data.materials.append(_material("collector", (0.08, 0.08, 0.1), 0.0, 0.6))
@@ -265,13 +277,13 @@ class SceneBuilder:
         data = bpy.data.cameras.new("camera")
         data.lens = cam_cfg.lens
         cam = bpy.data.objects.new("camera", data)
-        target = Vector(cam_cfg.look_at or (0.0, -0.1, 0.1))
+        target = Vector(cam_cfg.look_at or (0.0, -0.3, 0.2))
         if cam_cfg.location:
             cam.location = cam_cfg.location
-        else:
+        else:  # wide enough for the row of elements plus launchers and collector
             half_fov = math.atan(data.sensor_width / 2 / data.lens)
-            dist = (width / 2 + 0.5) / math.tan(half_fov) + 0.4
-            cam.location = target + Vector((0.15, 0.85, 0.5)).normalized() * dist
+            dist = max(width / 2 + 0.3, 1.25) / math.tan(half_fov)
+            cam.location = target + Vector((0.0, 0.85, 0.42)).normalized() * dist
         cam.rotation_euler = (target - cam.location).to_track_quat("-Z", "Y").to_euler()
         coll.objects.link(cam)
         scene.camera = cam
@@ -285,7 +297,7 @@ class SceneBuilder:
         obj.rotation_euler = (math.radians(25), math.radians(10), 0.0)
         coll.objects.link(obj)
         sun = bpy.data.lights.new("fill", "SUN")
-        sun.energy = 1.5
+        sun.energy = 0.6
         obj = bpy.data.objects.new("fill", sun)
         obj.rotation_euler = (math.radians(50), 0.0, math.radians(-35))
         coll.objects.link(obj)

@@ -149,7 +149,7 @@ def test_same_input_gives_the_same_output(built, tmp_path):
 
     def report(result):
         data = json.loads(Path(result["report"]).read_text())
-        data.pop("build_time_s"), data.pop("outputs")
+        data.pop("build_time_s"), data.pop("build_phases_s"), data.pop("outputs")
         return data
 
     assert report(again) == report(first)
@@ -184,6 +184,20 @@ def test_runs_as_a_file_like_under_the_blender_binary(tmp_path):
     )  # fmt: skip
     result = last_json(proc)
     assert result["notes"] == 3 and Path(result["blend"]).name == "tiny.blend"
+
+
+def test_a_python_without_the_dependencies_gets_one_clear_error(tmp_path):
+    """Blender's bundled Python lacks mido/pydantic/yaml: say so instead of a traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "blender_scripts" / "build.py"), "--", "--midi", "x.mid", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("build: error: Python module 'mido' is missing")
+    assert not (tmp_path / "o").exists()
 
 
 def _bad_cases(tmp: Path) -> dict[str, tuple[list, str]]:

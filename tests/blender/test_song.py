@@ -128,3 +128,27 @@ def test_plan_is_deterministic():
         (m.lane, m.t_launch, tuple(m.v0)) for m in b.marbles
     ]
     assert not math.isinf(a.min_distance())
+
+
+def test_type0_file_reads_like_its_type1_original(tmp_path):
+    original = mido.MidiFile(str(DEPOT / "frere_groove" / "song.mid"))
+    merged = mido.MidiFile(type=0, ticks_per_beat=original.ticks_per_beat)
+    merged.tracks.append(mido.merge_tracks(original.tracks))
+    merged.save(str(tmp_path / "t0.mid"))
+    one, zero = song.load(DEPOT / "frere_groove" / "song.mid"), song.load(tmp_path / "t0.mid")
+    key = lambda n: (round(n.time, 9), n.channel, n.pitch)  # noqa: E731
+    assert sorted(map(key, zero.notes)) == sorted(map(key, one.notes))
+    assert zero.bar_times == pytest.approx(one.bar_times)
+
+
+def test_loop_audio_tails_wrap_onto_the_start():
+    from blender_scripts import audio
+
+    period = 1.0
+    buf = np.zeros((int(1.5 * audio.RATE), 2), dtype=np.float32)
+    buf[int(1.2 * audio.RATE), 0] = 0.5  # a tail 0.2 s past the loop's end
+    buf[10, 1] = 0.25
+    looped = audio.fold(buf, period)
+    assert looped.shape == (audio.RATE, 2)
+    assert looped[int(0.2 * audio.RATE), 0] == 0.5 and looped[10, 1] == 0.25
+    assert looped.sum() == pytest.approx(0.75)

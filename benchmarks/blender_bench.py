@@ -1,0 +1,185 @@
+"""Measures for the marble-music content, printed as figures (not a test).
+
+    .venv/bin/python benchmarks/blender_bench.py [--midi FILE ...] [--presets demo,hd,4k] [--samples N]
+
+1. impact timing error (|contact - note|, from the SAVED .blend F-curves at sub-frame resolution) and
+   marble-marble minimum distance (8 samples per frame) on the demo songs, on generated songs (type 0 and
+   1, tempo changes, chords, fast repeats, drums) and on any real-world MIDI files passed with --midi;
+2. scene build time for a 1,000-note song and peak memory (RSS) for a 5,000-note song;
+3. determinism: the same input built twice gives identical reports, audio and keyframes;
+4. render seconds per frame at each preset (Cycles on this machine's CPU unless a GPU is found).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+
+def cli(module: str, *args) -> tuple[dict, float, float]:
+    """Run an entrypoint; (JSON result, wall seconds, peak RSS of the child in MiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [PY, "-m", f"blender_scripts.{module}", *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"{module} failed:\n{proc.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall, max(peak, before) / 1024
+
+
+def generated_song(path: Path, notes: int, seed: int, midi_type: int = 1) -> Path:
+    """A seeded song: melody + chords + bass + drums, three tempo changes, fast repeated notes."""
+    rng = np.random.default_rng(seed)
+    tpb = 480
+    events: dict[int, list[tuple[int, mido.Message]]] = {0: [], 1: [], 2: [], 3: []}
+    beat, made = 0.0, 0
+    scale = np.array([0, 2, 4, 5, 7, 9, 11])
+    while made < notes:
+        kind = rng.integers(0, 10)
+        if kind < 4:  # melody, sometimes a quick repeat of one pitch
+            pitch = int(72 + scale[rng.integers(0, 7)] + 12 * rng.integers(0, 2))
+            reps = 4 if rng.random() < 0.15 else 1
+            for r in range(reps):
+                events[1].append((round((beat + r * 0.125) * tpb), pitch))
+            made += reps
+        elif kind < 6:  # chord
+            root = int(60 + scale[rng.integers(0, 7)])
+            for p in (root, root + 4, root + 7):
+                events[2].append((round(beat * tpb), p))
+            made += 3
+        elif kind < 7:
+            events[2].append((round(beat * tpb), int(43 + scale[rng.integers(0, 7)])))
+            made += 1
+        else:
+            events[3].append((round(beat * tpb), int(rng.choice([36, 38, 42, 42, 46, 49]))))
+            made += 1
+        beat += float(rng.choice([0.25, 0.5, 0.5, 1.0]))
+    tempos = [(0, 132), (round(beat / 3 * tpb), 150), (round(2 * beat / 3 * tpb), 118)]
+    mid = mido.MidiFile(type=midi_type, ticks_per_beat=tpb)
+    tracks = []
+    for ti in range(4):
+        msgs = (
+            [(t, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(b))) for t, b in tempos]
+            if ti == 0
+            else []
+        )
+        ch = 9 if ti == 3 else ti
+        for tick, pitch in events[ti]:
+            msgs.append((tick, mido.Message("note_on", channel=ch, note=pitch, velocity=90)))
+            msgs.append((tick + tpb // 8, mido.Message("note_off", channel=ch, note=pitch, velocity=0)))
+        tracks.append(msgs)
+    if midi_type == 0:
+        tracks = [[m for t in tracks for m in t]]
+    for msgs in tracks:
+        track, now = mido.MidiTrack(), 0
+        for tick, msg in sorted(msgs, key=lambda tm: (tm[0], tm[1].type == "note_on")):
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+def measure_saved(blend: str) -> tuple[float, float, float, int, int]:
+    """(max timing error s, min distance m, radius m, violations, penetrations) from the saved file."""
+    import bpy
+
+    from blender_scripts import measure
+
+    bpy.ops.wm.open_mainfile(filepath=blend, load_ui=False)
+    scene = bpy.context.scene
+    hits = measure.impacts(scene)
+    clear = measure.clearance(scene)
+    return (
+        max(h["error"] for h in hits),
+        clear["min_distance_m"],
+        clear["radius_m"],
+        clear["pairs_closer_than_2r"],
+        len(clear["element_penetrations"]),
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--midi", nargs="*", type=Path, default=[], help="real-world MIDI files to measure too")
+    ap.add_argument("--presets", default="demo,hd,4k")
+    ap.add_argument("--samples", type=int, default=8, help="Cycles samples for the render timings")
+    ap.add_argument("--skip-big", action="store_true", help="skip the 1,000 / 5,000-note builds")
+    ns = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="blender-bench-"))
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    songs = [
+        ("demo ode_waltz", ROOT / "depot/songs/ode_waltz/song.mid", None),
+        ("demo frere_groove", ROOT / "depot/songs/frere_groove/song.mid", ROOT / "depot/songs/frere_groove/arrangement.yaml"),
+        ("generated type0 300", generated_song(tmp / "gen0.mid", 300, 1, 0), None),
+        ("generated type1 300", generated_song(tmp / "gen1.mid", 300, 2, 1), None),
+    ] + [(f"real {p.name}", p, None) for p in ns.midi]  # fmt: skip
+    if not ns.midi:
+        print("note: no real-world MIDI files given (--midi); none are bundled or downloadable here\n")
+    print(
+        f"{'song':24} {'notes':>6} {'variant':>7} {'max err (ms)':>12} {'min dist/2r':>11} {'<2r':>4} {'inside':>6}"
+    )
+    main_blend = None
+    for label, midi, arr in songs:
+        extra = ["--arrangement", arr] if arr else []
+        result, _, _ = cli("build", "--midi", midi, *extra, "--out", tmp / label.replace(" ", "_"))
+        main_blend = main_blend or result["blend"]
+        for variant in ("blend", "loop_blend"):
+            err, dist, r, bad, inside = measure_saved(result[variant])
+            print(
+                f"{label:24} {result['notes']:>6} {variant.split('_')[0]:>7} {err * 1e3:>12.5f} {dist / (2 * r):>11.3f} {bad:>4} {inside:>6}"
+            )
+
+    print("\ndeterminism (ode_waltz built twice):", end=" ")
+    a, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_a")
+    b, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_b")
+    ra, rb = (json.loads(Path(x["report"]).read_text()) for x in (a, b))
+    for r in (ra, rb):
+        r.pop("build_time_s"), r.pop("build_phases_s"), r.pop("outputs")
+    same_wav = Path(a["wav"]).read_bytes() == Path(b["wav"]).read_bytes()
+    print("identical report and audio" if ra == rb and same_wav else "DIFFERENT")
+
+    if not ns.skip_big:
+        print()
+        for count in (1000, 5000):
+            midi = generated_song(tmp / f"big{count}.mid", count, 7)
+            result, wall, peak = cli("build", "--midi", midi, "--out", tmp / f"big{count}")
+            report = json.loads(Path(result["report"]).read_text())
+            print(
+                f"{count}-note song ({report['loop_period_s']:.0f} s): build {report['build_time_s']:.2f} s "
+                f"(parse, plan, audio, both scenes, timing check, both saves), whole process {wall:.2f} s, "
+                f"peak RSS {peak:.0f} MiB, max err {report['max_timing_error_s'] * 1e3:.5f} ms, "
+                f"min dist/2r {report['min_marble_distance_m'] / (2 * report['marble_radius_m']):.3f}"
+            )
+            print("   phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["build_phases_s"].items()))
+
+    print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz:")
+    for preset in [p for p in ns.presets.split(",") if p]:
+        result, wall, _ = cli("render", "--blend", main_blend, "--frames", "300", "--out", tmp / f"r_{preset}",
+                              "--preset", preset, "--samples", ns.samples)  # fmt: skip
+        print(
+            f"  {preset:5} {result['resolution'][0]}x{result['resolution'][1]}  {result['per_frame_s']:.2f} s/frame on {result['device']} (process {wall:.1f} s)"
+        )
+    print(f"\noutputs kept in {tmp}")
+
+
+if __name__ == "__main__":
+    main()
