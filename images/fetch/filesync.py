@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DestinationError, FetchError, SourceError, VerificationError
+from .errors import DestinationError, FetchError, SourceError, UsageError, VerificationError
 from .progress import Reporter
 from .result import FetchResult
 from .source import FileSource
@@ -100,10 +100,28 @@ def fetch_folder(
     *,
     verify_full: bool = False,
     after_each_file: Callable[[str], None] | None = None,
+    lock_timeout_s: float = 3600.0,
 ) -> FetchResult:
     """Bring `dest` to the content of `src`; publish the manifest only after every file is verified."""
     t0 = time.monotonic()
+    a, b = src.root.absolute(), dest.absolute()
+    if a == b or a in b.parents or b in a.parents:
+        raise UsageError(f"--source {a} and --dest {b} overlap; fetch into a folder outside the source")
     ws = Workspace.open(dest, ALGORITHM, kind="file")
+    with ws.locked(lock_timeout_s, reporter.log):
+        return _fetch_locked(src, ws, reporter, t0, verify_full=verify_full, after_each_file=after_each_file)
+
+
+def _fetch_locked(
+    src: FileSource,
+    ws: Workspace,
+    reporter: Reporter,
+    t0: float,
+    *,
+    verify_full: bool,
+    after_each_file: Callable[[str], None] | None,
+) -> FetchResult:
+    dest = ws.root
     ws.clean_temp_files()
     files = scan_source(src, ws, reporter)
     version = content_version(files)

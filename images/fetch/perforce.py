@@ -11,8 +11,10 @@ p4python is driven with exception_level RAISE_ERROR: errors raise P4Exception, w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from typing import Any
 
 from .credentials import Credentials
 from .errors import AuthError, DestinationError, FetchError, SourceError, UnreachableError, VerificationError
-from .progress import Reporter
+from .progress import Reporter, p4_progress
 from .result import FetchResult
 from .source import P4Source
 from .workspace import Workspace
@@ -62,8 +64,8 @@ def client_name(root: Path) -> str:
 def _message(exc: Exception) -> str:
     errors = getattr(exc, "errors", None) or []
     value = getattr(exc, "value", None)
-    lines = [str(m).strip() for m in errors if str(m).strip()]
-    if isinstance(value, str):
+    lines = [ln.strip() for m in errors for ln in str(m).splitlines() if ln.strip()]
+    if isinstance(value, str) and value.startswith("[P4.connect()]"):
         # connect() failures keep the detail ("connect: host:1666: Connection refused") only in .value.
         detail = [ln.strip() for ln in value.splitlines()[1:] if ln.strip()]
         lines += [d for d in detail if d not in lines]
@@ -74,19 +76,24 @@ def classify(exc: Exception, doing: str) -> FetchError:
     """Map a P4Exception to the fetch failure it means (auth, unreachable, disk, or source)."""
     msg = _message(exc)
     low = msg.lower()
-    if any(s in low for s in _COMM):
-        return UnreachableError(f"Perforce server unreachable while {doing}: {msg}")
     if any(s in low for s in _AUTH):
         return AuthError(
             f"Perforce refused the credentials while {doing}: {msg} (not retried; fix the user, password/ticket or fingerprint)"
         )
+    if any(s in low for s in _COMM):
+        return UnreachableError(f"Perforce server unreachable while {doing}: {msg}")
     if any(s in low for s in _DISK):
         return DestinationError(f"the share is full while {doing}: {msg}; free space on it, then re-run")
     if any(s in low for s in _PERM):
         return DestinationError(
             f"cannot write the workspace while {doing}: {msg}; fix the share's permissions"
         )
-    if "must refer to client" in low or "no such file" in low or "not in client view" in low:
+    if (
+        "error in client specification" in low
+        or "must refer to client" in low
+        or "no such file" in low
+        or "not in client view" in low
+    ):
         return SourceError(f"{msg} -- check the depot path and changelist in --source")
     return FetchError(f"Perforce error while {doing}: {msg}")
 
@@ -198,6 +205,7 @@ def _sync_once(
     p4.client = client_name(ws.root)
     p4.exception_level = RAISE_ERROR
     s = _Session(p4, src, ws, reporter, exc_type)
+    p4.progress = p4_progress(sys.modules[type(p4).__module__], reporter)
     try:
         p4.connect()
     except exc_type as e:
@@ -205,8 +213,8 @@ def _sync_once(
     try:
         s.trust(creds)
         s.login(creds)
+        change = s.resolve_change()  # before the client spec, so a bad depot path reads as one
         s.ensure_client()
-        change = s.resolve_change()
         rows = s.depot_files(change)
         pending = [r for r in rows if r.get("haveRev") != r.get("headRev")]
         ws.ensure_space(sum(int(r.get("fileSize", 0)) for r in pending))
@@ -270,14 +278,13 @@ def _sync_once(
         )
     finally:
         reporter.finish()
-        if p4.connected():
-            p4.disconnect()
+        with contextlib.suppress(exc_type):
+            if p4.connected():
+                p4.disconnect()
 
 
 def _exception_type(p4: Any) -> type:
     """The P4Exception class that belongs to this P4 object's module (the real one or a fake's)."""
-    import sys
-
     return sys.modules[type(p4).__module__].P4Exception
 
 
@@ -298,24 +305,38 @@ def fetch_depot(
     backoff_s: float = 1.0,
     p4_factory: Callable[[], Any] = _real_p4,
     sleep: Callable[[float], None] = time.sleep,
+    lock_timeout_s: float = 3600.0,
 ) -> FetchResult:
     """Fetch with bounded retries on an unreachable server (1, 2, 4, ... s, capped at 30 s); no retry otherwise."""
     ws = Workspace.open(dest, ALGORITHM, kind="p4")
-    with tempfile.TemporaryDirectory(prefix="rlfetch-p4-") as private:
-        # Tickets and the trust file live in a private temp folder, never on the share or in $HOME.
-        os.environ["P4TRUST"] = os.path.join(private, "trust")
-        os.environ["P4TICKETS"] = os.path.join(private, "tickets")
-        os.environ.pop("P4CONFIG", None)
-        for attempt in range(1, retries + 2):
-            try:
-                return _sync_once(src, ws, creds, reporter, verify_full=verify_full, p4_factory=p4_factory)
-            except UnreachableError as e:
-                if attempt > retries:
-                    raise UnreachableError(
-                        f"{e} -- gave up after {attempt} attempts; check that p4d runs and that {src.port} is "
-                        "reachable from here"
-                    ) from None
-                delay = min(backoff_s * 2 ** (attempt - 1), 30.0)
-                reporter.log(f"attempt {attempt} failed ({e}); retrying in {delay:.0f} s")
-                sleep(delay)
+    saved_env = {k: os.environ.get(k) for k in ("P4TRUST", "P4TICKETS", "P4CONFIG")}
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="rlfetch-p4-") as private,
+            ws.locked(lock_timeout_s, reporter.log),
+        ):
+            # Tickets and the trust file live in a private temp folder, never on the share or in $HOME.
+            os.environ["P4TRUST"] = os.path.join(private, "trust")
+            os.environ["P4TICKETS"] = os.path.join(private, "tickets")
+            os.environ.pop("P4CONFIG", None)
+            for attempt in range(1, retries + 2):
+                try:
+                    return _sync_once(
+                        src, ws, creds, reporter, verify_full=verify_full, p4_factory=p4_factory
+                    )
+                except UnreachableError as e:
+                    if attempt > retries:
+                        raise UnreachableError(
+                            f"{e} -- gave up after {attempt} attempts; check that p4d runs and that {src.port} "
+                            "is reachable from here"
+                        ) from None
+                    delay = min(backoff_s * 2 ** (attempt - 1), 30.0)
+                    reporter.log(f"attempt {attempt} failed ({e}); retrying in {delay:.0f} s")
+                    sleep(delay)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     raise AssertionError("unreachable")

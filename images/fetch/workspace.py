@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -102,6 +103,7 @@ class Workspace:
     have: dict[str, Entry] = field(default_factory=dict)
     source_cache: dict[str, list] = field(default_factory=dict)
     _saved_at: float = 0.0
+    _saved_bytes: bytes = b""
 
     @property
     def meta(self) -> Path:
@@ -133,15 +135,49 @@ class Workspace:
             ws.meta.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise destination_error(e, ws.meta, "create") from e
-        write_atomic(ws.meta / ".write-probe", b"ok\n")
-        (ws.meta / ".write-probe").unlink()
+        probe = temp_name(ws.meta / "write-probe")
+        try:
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise destination_error(e, ws.meta, "write in") from e
         ws._load()
         return ws
+
+    @contextlib.contextmanager
+    def locked(self, timeout_s: float, log: Callable[[str], None]) -> Iterator[None]:
+        """One fetch per project at a time: a second one waits (up to `timeout_s`), then finds it done."""
+        path = self.meta / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise destination_error(e, path, "create") from e
+        try:
+            deadline = time.monotonic() + timeout_s
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DestinationError(
+                            f"another fetch into {self.root} still holds {path} after {timeout_s:.0f} s; "
+                            "wait for it to finish (or end it), then re-run"
+                        ) from None
+                    if not waited:
+                        log(f"another fetch into {self.root} is running; waiting for it")
+                        waited = True
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _load(self) -> None:
         path = self.meta / STATE
         try:
-            raw = json.loads(path.read_text())
+            self._saved_bytes = path.read_bytes()
+            raw = json.loads(self._saved_bytes)
         except FileNotFoundError:
             return
         except (OSError, ValueError):
@@ -163,7 +199,10 @@ class Workspace:
             "files": {p: e.__dict__ for p, e in sorted(self.have.items())},
             "source_cache": self.source_cache,
         }
-        write_atomic(self.meta / STATE, json.dumps(doc, separators=(",", ":")).encode())
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        if data != self._saved_bytes:  # an unchanged re-run rewrites nothing
+            write_atomic(self.meta / STATE, data)
+            self._saved_bytes = data
         self._saved_at = now
 
     def path(self, rel: str) -> Path:
@@ -265,7 +304,13 @@ class Workspace:
             "files": listed,
         }
         target = self.manifest_path(change)
-        write_atomic(target, (json.dumps(doc, indent=1) + "\n").encode())
+        data = (json.dumps(doc, indent=1) + "\n").encode()
+        try:
+            same = target.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            write_atomic(target, data)
         for old in self.published():
             if old != change:
                 with contextlib.suppress(FileNotFoundError):
