@@ -57,7 +57,6 @@ demo: setup ## run the render pipeline on this machine (local backend, bundled d
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-<<<<<<< HEAD
 # --- pipeline ---
 .PHONY: images pipeline-test pipeline-bench
 
@@ -85,7 +84,7 @@ blender-test: blender-pyc ## content tests with real bpy (build, measure the sav
 
 blender-bench: blender-pyc ## content measures: timing error, separation, build time, memory, s/frame
 	$(PY) benchmarks/blender_bench.py $(BENCH_ARGS)
-=======
+
 # --- fetch ---
 .PHONY: fetch-test fetch-bench
 fetch-test: venv ## asset fetch tests: file:// for real, the P4-shaped fake, a real p4d when on PATH
@@ -93,4 +92,3 @@ fetch-test: venv ## asset fetch tests: file:// for real, the P4-shaped fake, a r
 
 fetch-bench: venv ## benchmark: unchanged re-fetch vs first fetch of a 500-file / 200 MB project
 	$(PY) benchmarks/fetch_bench.py
->>>>>>> fetch

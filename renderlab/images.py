@@ -23,10 +23,22 @@ LOCK = REPO / "requirements" / "lock.txt"
 # What each image's Dockerfile copies from the repository (its build context is the repo root).
 CONTEXT = {
     "blender": ["images/blender", "renderlab", "blender_scripts", "requirements/image-blender.txt"],
-    "fetch": ["images/__init__.py", "images/fetch", "requirements/lock.txt"],
+    "fetch": ["images/__init__.py", "images/fetch", "renderlab/__init__.py", "renderlab/share.py"],
 }
 # Python packages the Blender image installs into Blender's bundled Python (bpy/numpy ship with Blender).
-IMAGE_REQUIREMENTS = {"blender": ["mido", "packaging", "pyyaml"]}
+# blender_scripts' own imports: mido (+ packaging), pydantic (+ its four), pyyaml.
+IMAGE_REQUIREMENTS = {
+    "blender": [
+        "mido",
+        "packaging",
+        "pydantic",
+        "pydantic-core",
+        "annotated-types",
+        "typing-extensions",
+        "typing-inspection",
+        "pyyaml",
+    ]
+}
 ENGINES = ("podman", "docker", "nerdctl", "buildah")
 
 
