@@ -135,9 +135,8 @@ def run(argv: list[str] | None = None) -> int:
     share = a.out.resolve()
     share.mkdir(parents=True, exist_ok=True)
     song = demo_song(a.depot.resolve(), a.song)
-    env = airflow_env(
-        home, share, a.depot.resolve(), {"python_path": [str(Path(p).resolve()) for p in a.python_path]}
-    )
+    extra = {"python_path": [str(Path(p).resolve()) for p in a.python_path], "fps": a.fps}
+    env = airflow_env(home, share, a.depot.resolve(), extra)
     airflow = str(Path(sys.executable).with_name("airflow"))
     if shutil.which(airflow) is None:
         raise SystemExit(f"demo: {airflow} not found; run `make venv` first")
