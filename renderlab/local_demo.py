@@ -127,10 +127,11 @@ def run(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "out" / "demo", help="share folder (default out/demo)")
     ap.add_argument("--depot", type=Path, default=REPO / "depot" / "songs")
     ap.add_argument("--python-path", action="append", default=[], help="extra import path for the Jobs")
+    ap.add_argument("--airflow-home", type=Path, default=REPO / ".cache" / "airflow-demo")
     a = ap.parse_args(argv)
 
     start = time.monotonic()
-    home = REPO / ".cache" / "airflow-demo"
+    home = a.airflow_home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     share = a.out.resolve()
     share.mkdir(parents=True, exist_ok=True)
