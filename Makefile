@@ -98,6 +98,18 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
 	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)
 
+# --- pipeline ---
+.PHONY: images pipeline-test pipeline-bench
+
+images: venv ## build the fetch and Blender images (content tags) and push them to the lab registry
+	$(PY) -m renderlab.images build --push --config $(CONFIG)
+
+pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
+	$(VENV)/bin/pytest tests/pipeline $(PYTEST_ARGS)
+
+pipeline-bench: venv ## local DAG end to end vs bare Blender on the same frames (prints the ratio)
+	$(PY) benchmarks/pipeline_bench.py
+
 # --- content (blender_scripts) ---
 .PHONY: blender-pyc blender-songs blender-test blender-bench
 BPY_SCRIPTS := $(VENV)/lib/python3.11/site-packages/bpy/5.0/scripts

@@ -1,25 +1,17 @@
-"""`make demo`: the local embedded default — the render DAG on this machine.
+"""`make demo`: the local embedded default — the render DAG in real Airflow on this machine.
 
-Until the pipeline lands this runs what exists and says what is missing, with a non-zero exit.
+See renderlab/local_demo.py; `python -m renderlab.demo --help` lists the knobs (song, frames, samples).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 
-def main() -> int:
-    if importlib.util.find_spec("dags.render") is None:
-        print(
-            "demo: the render DAG (dags/render.py) is not built yet, so there is nothing to run end to end.\n"
-            "demo: what exists now: `make check-config` validates the lab config; `make test` runs the suite.",
-            file=sys.stderr,
-        )
-        return 2
-    from renderlab.local_demo import run  # the pipeline issue provides it
+def main(argv: list[str] | None = None) -> int:
+    from renderlab.local_demo import run
 
-    return run()
+    return run(argv)
 
 
 if __name__ == "__main__":

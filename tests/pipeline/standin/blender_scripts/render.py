@@ -1,0 +1,67 @@
+"""Stand-in `python -m blender_scripts.render --blend F --frames A-B --out DIR ...`: resumable, ffmpeg frames.
+
+STANDIN_FAIL_AFTER=N makes it exit 1 after rendering N frames (once per marker file), to act out a crash.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from renderlab.validate import png_size
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blend", type=Path, required=True)
+    ap.add_argument("--frames", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--preset", default="demo")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--samples", type=int, default=1)
+    ap.add_argument("--resolution-percentage", type=int, default=100)
+    a = ap.parse_args()
+    if not a.blend.is_file():
+        print(f"render: error: {a.blend} does not exist", file=sys.stderr)
+        return 2
+    first, last = (int(x) for x in a.frames.split("-"))
+    a.out.mkdir(parents=True, exist_ok=True)
+    fail_after = int(os.environ.get("STANDIN_FAIL_AFTER", "0"))
+    marker = a.out / f".standin-failed-{first}"
+    rendered, skipped = [], 0
+    for n in range(first, last + 1):
+        path = a.out / f"frame_{n:06d}.png"
+        if png_size(path):
+            skipped += 1
+            continue
+        if fail_after and len(rendered) == fail_after and not marker.exists():
+            marker.touch()
+            print(f"render: crashed after {fail_after} frames", file=sys.stderr)
+            return 1
+        tmp = path.with_suffix(".tmp.png")
+        src = f"testsrc2=size=64x36:rate=24,trim=start_frame={n}:end_frame={n + 1}"
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src, "-frames:v", "1", str(tmp)],
+            check=True,
+        )
+        tmp.rename(path)
+        rendered.append(n)
+        print(f"render: frame {n}", flush=True)
+    print(
+        json.dumps(
+            {
+                "frames": [first, last],
+                "rendered": len(rendered),
+                "rendered_frames": rendered,
+                "skipped": skipped,
+                "out": str(a.out),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The Job contract and the local backend: same spec, command run with the share as working directory,
+output streamed to the log, one JSON result, clear failures, bounded concurrency, deadlines enforced."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+from pydantic import ValidationError
+
+from renderlab.backends.local import LocalBackend
+from renderlab.jobs import JobFailed, JobSpec, SecretRef, parse_result_line
+from renderlab.settings import Settings
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def log():
+    logger = logging.getLogger(f"test-backend-{time.monotonic_ns()}")
+    handler = ListHandler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.lines = handler.lines  # type: ignore[attr-defined]
+    return logger
+
+
+def backend(share, **kw) -> LocalBackend:
+    return LocalBackend(Settings(backend="local", share_root=str(share), **kw))
+
+
+def py(code: str, **kw) -> JobSpec:
+    return JobSpec(name=kw.pop("name", "job"), image="blender", command=["python", "-c", code], **kw)
+
+
+def test_spec_rejects_bad_values():
+    with pytest.raises(ValidationError, match="name"):
+        JobSpec(name="Render_Chunk", image="blender", command=["python"])
+    with pytest.raises(ValidationError, match="image"):
+        JobSpec(name="x", image="ubuntu", command=["python"])
+    with pytest.raises(ValidationError, match="command"):
+        JobSpec(name="x", image="blender", command=[])
+    with pytest.raises(ValidationError, match="unexpected|extra"):
+        JobSpec(name="x", image="blender", command=["true"], privileged=True)
+
+
+def test_result_line_must_be_last():
+    assert parse_result_line("j", ["progress", '{"a": 1}', ""]) == {"a": 1}
+    with pytest.raises(JobFailed, match="not a JSON result"):
+        parse_result_line("j", ['{"a": 1}', "Blender quit"])
+
+
+def test_runs_in_share_streams_output_and_returns_result(tmp_path, log):
+    code = (
+        "import os, sys, json; print('step 1'); print('to stderr', file=sys.stderr);"
+        "import renderlab; print(json.dumps({'cwd': os.getcwd(), 'mode': os.environ['MODE']}))"
+    )
+    res = backend(tmp_path).run(py(code, env={"MODE": "x"}), log)
+    assert res.exit_code == 0
+    assert res.result == {"cwd": str(tmp_path), "mode": "x"}  # the repo is importable, cwd is the share
+    assert "[job] step 1" in log.lines and "[job] to stderr" in log.lines
+
+
+def test_failure_carries_the_entrypoints_error(tmp_path, log):
+    code = "import sys; print('render: error: --blend x.blend does not exist', file=sys.stderr); sys.exit(2)"
+    with pytest.raises(JobFailed, match=r"(?s)exited with status 2.*--blend x.blend does not exist"):
+        backend(tmp_path).run(py(code), log)
+
+
+def test_secrets_come_from_the_environment(tmp_path, log, monkeypatch):
+    spec = py(
+        "import os, json; print(json.dumps({'user': os.environ['P4USER']}))",
+        secrets=[SecretRef(env="P4USER", secret="renderlab-p4", key="user")],
+    )
+    monkeypatch.delenv("P4USER", raising=False)
+    with pytest.raises(JobFailed, match=r"P4USER \(Secret renderlab-p4/user\)"):
+        backend(tmp_path).run(spec, log)
+    monkeypatch.setenv("P4USER", "render")
+    assert backend(tmp_path).run(spec, log).result == {"user": "render"}
+
+
+@pytest.mark.parametrize(("slots", "overlap"), [(1, False), (2, True)])
+def test_slots_bound_concurrency(tmp_path, log, slots, overlap):
+    code = (
+        "import time, json; a = time.time(); time.sleep(0.8); print(json.dumps({'a': a, 'b': time.time()}))"
+    )
+    results = []
+
+    def one(i):
+        results.append(backend(tmp_path, local_slots=slots).run(py(code, name=f"j{i}"), log).result)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first, second = sorted(results, key=lambda r: r["a"])
+    a1, b0 = first["b"], second["a"]
+    assert (b0 < a1) is overlap
+
+
+def test_deadline_stops_the_whole_process_group(tmp_path, log):
+    # The Job starts a grandchild and then hangs silently; both must be gone after the deadline.
+    code = (
+        "import subprocess, sys, time;"
+        f"p = subprocess.Popen([{sys.executable!r}, '-c', 'import time; time.sleep(60)']);"
+        "open('grandchild.pid', 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    started = time.monotonic()
+    with pytest.raises(JobFailed, match="timeout of 2s"):
+        backend(tmp_path).run(py(code, timeout_s=2), log)
+    assert time.monotonic() - started < 20
+    pid = int((tmp_path / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    else:
+        assert not psutil.pid_exists(pid), "the Job's grandchild outlived the deadline"
+
+
+def test_result_json_line_with_progress_on_stderr(tmp_path, log):
+    """Entry points print progress on stderr and the result last on stdout; both reach the log."""
+    code = "import sys, json; [print(f'frame {i}', file=sys.stderr, flush=True) for i in range(3)]; print(json.dumps({'n': 3}))"
+    res = backend(tmp_path).run(py(code), log)
+    assert res.result == {"n": 3}
+    assert [ln for ln in log.lines if ln.startswith("[job] frame")] == [f"[job] frame {i}" for i in range(3)]
+    assert json.loads(log.lines[-2].split("] ", 1)[1]) == {"n": 3}

@@ -1,0 +1,136 @@
+"""The DAG file: imports cleanly, does no work at import time, and has the intended shape and params."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.pipeline.conftest import REPO, base_env
+
+pytestmark = pytest.mark.airflow
+
+
+DESCRIBE = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder="dags")
+dag = bag.get_dag("render")
+print(json.dumps({
+    "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "schedule": type(dag.timetable).__name__,
+    "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule)),
+                          "retries": getattr(t, "partial_kwargs", {}).get("retries", getattr(t, "retries", None)),
+                          "map_index_template": getattr(t, "map_index_template", None)
+                              or getattr(t, "partial_kwargs", {}).get("map_index_template"),
+                          "mapped": t.is_mapped if hasattr(t, "is_mapped") else False}
+              for t in dag.tasks},
+    "params": {k: dag.params.get_param(k).schema for k in dag.params},
+    "defaults": dict(dag.params),
+    "on_failure_callback": bool(dag.on_failure_callback),
+}, default=str))
+"""
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_home):
+    proc = subprocess.run(
+        [sys.executable, "-c", DESCRIBE],
+        cwd=REPO,
+        env=base_env(airflow_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["import_errors"] == {}
+    return info
+
+
+def test_import_does_no_work(tmp_path):
+    """Importing the DAG must not read settings, start processes, touch the network or the share."""
+    probe = textwrap.dedent(
+        """
+        import socket, subprocess, sys
+        import airflow.sdk, pendulum, croniter  # Airflow's own import-time work is not the DAG's
+        import renderlab.settings, renderlab.backends
+        def boom(*a, **k):
+            raise SystemExit("work at import time: " + repr(a)[:200])
+        renderlab.settings.load = boom
+        renderlab.backends.get = boom
+        subprocess.Popen.__init__ = boom
+        socket.socket.connect = boom
+        import time
+        t = time.monotonic()
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("render_dag", "dags/render.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        print("ok %.2f" % (time.monotonic() - t))
+        """
+    )
+    env = base_env(tmp_path)
+    env["AIRFLOW_VAR_RENDERLAB"] = '{"backend": "local", "share_root": "/nonexistent/share"}'
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().startswith("ok")
+
+
+def test_structure(dag):
+    assert dag["schedule"] == "NullTimetable"  # manual runs only
+    tasks = dag["tasks"]
+    assert set(tasks) == {
+        "plan",
+        "fetch",
+        "build",
+        "chunks",
+        "render_chunk",
+        "assemble",
+        "validate",
+        "notify",
+    }
+    down = {k: v["downstream"] for k, v in tasks.items()}
+    assert down["plan"] == ["assemble", "build", "chunks", "fetch", "notify", "render_chunk", "validate"]
+    assert down["fetch"] == ["build"]
+    assert down["build"] == ["assemble", "chunks", "notify", "validate"]
+    assert down["chunks"] == ["render_chunk"]
+    assert down["render_chunk"] == ["assemble"]
+    assert down["assemble"] == ["notify", "validate"]
+    assert down["validate"] == ["notify"]
+    render = tasks["render_chunk"]
+    assert render["mapped"] and render["map_index_template"] == "{{ chunk_label }}"
+    assert render["retries"] >= 1
+    assert tasks["notify"]["trigger_rule"] == "none_failed" and tasks["validate"]["retries"] == 0
+    assert dag["on_failure_callback"]
+
+
+def test_params_schema(dag):
+    params = dag["params"]
+    assert set(params) == {
+        "song",
+        "changelist",
+        "preset",
+        "frames",
+        "samples",
+        "resolution_percentage",
+        "frames_per_chunk",
+        "loop",
+        "render",
+        "notify",
+    }
+    assert params["preset"]["enum"] == [None, "demo", "hd", "4k"]
+    assert params["frames"]["pattern"].startswith("^(all|")
+    assert dag["defaults"]["render"] is True and dag["defaults"]["loop"] is False

@@ -1,0 +1,284 @@
+"""The kubernetes backend without a cluster: every Job the DAG would submit is built by the provider's own
+KubernetesJobOperator and validated with kubernetes-validate --strict; the operator path runs with the
+provider patched at its own patch points (hook calls, pod discovery, log streaming). An opt-in lane runs
+a Job against a real cluster when KUBECONFIG is set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import kubernetes_validate
+import pytest
+from kubernetes.client import ApiClient
+from kubernetes.client import models as k8s
+
+from renderlab import pipeline
+from renderlab.backends import kubernetes as kb
+from renderlab.jobs import JobFailed, JobResult, JobSpec
+from renderlab.settings import Settings, from_lab_config
+from tests.pipeline.conftest import REPO
+
+K8S_VERSION = "1.31"  # the lab's k3s minor (versions.k3s in the lab config)
+
+HOOK = "airflow.providers.cncf.kubernetes.hooks.kubernetes.KubernetesHook"
+OPERATOR = "airflow.providers.cncf.kubernetes.operators.job.KubernetesJobOperator"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    # Derived from the example lab config, as the Airflow VM derives it from the real one.
+    return Settings.model_validate(
+        {**from_lab_config(REPO / "Pulumi.example.yaml"), "share_root": "/mnt/render"}
+    )
+
+
+@pytest.fixture
+def no_cluster():
+    """The provider asks the hook whether it runs in a cluster while building the pod; answer offline."""
+    with mock.patch(f"{HOOK}.is_in_cluster", new_callable=mock.PropertyMock, return_value=False):
+        yield
+
+
+class Recorder:
+    """A backend that records the specs the DAG's tasks submit and answers with contract-shaped results."""
+
+    def __init__(self, results):
+        self.specs: list[JobSpec] = []
+        self.results = results
+
+    def run(self, spec, log, context=None):
+        self.specs.append(spec)
+        return JobResult(name=spec.name, exit_code=0, result=self.results(spec), seconds=1.0)
+
+
+def _results(spec: JobSpec) -> dict:
+    if spec.name == "build":
+        scene = "/share/runs/r/scene"
+        return {
+            "blend": f"{scene}/song.blend",
+            "loop_blend": f"{scene}/song_loop.blend",
+            "wav": f"{scene}/song.wav",
+            "loop_wav": f"{scene}/song_loop.wav",
+            "report": f"{scene}/report.json",
+            "notes": 10,
+            "frames": [1, 100],
+            "loop_frames": [1, 60],
+            "fps": 60,
+            "duration_s": 1.6,
+        }
+    if spec.name.startswith("assemble"):
+        return {"video": "runs/r/video/x.mp4", "contact_sheet": "runs/r/video/x.png"}
+    return {"ok": True}
+
+
+def dag_specs(settings: Settings) -> list[JobSpec]:
+    """Drive every task of the DAG (loop on, two chunk sizes' worth of frames) and collect its Jobs."""
+    context = {
+        "params": {"song": "frere_groove", "changelist": 42, "loop": True, "frames_per_chunk": 48},
+        "run_id": "manual__2026-01-01T00:00:00+00:00",
+    }
+    rec = Recorder(_results)
+    with mock.patch("renderlab.settings.load", return_value=settings), \
+         mock.patch("renderlab.backends.get", return_value=rec):  # fmt: skip
+        plan = pipeline.plan(context)
+        pipeline.fetch(plan)
+        built = pipeline.build(plan)
+        rendered = [pipeline.render_chunk(plan, c) for c in pipeline.chunks(plan, built)]
+        assembled = pipeline.assemble(plan, built, rendered)
+        pipeline.validate(plan, built, assembled)
+    return rec.specs
+
+
+def strict_valid(job: dict) -> None:
+    """kubernetes-validate --strict: raises on any schema error or unknown field."""
+    assert kubernetes_validate.validate(job, K8S_VERSION, strict=True) == K8S_VERSION
+
+
+def as_dict(obj) -> dict:
+    return ApiClient().sanitize_for_serialization(obj)
+
+
+def test_every_job_the_dag_submits_is_a_valid_batch_v1_job(settings, no_cluster):
+    specs = dag_specs(settings)
+    names = [s.name for s in specs]
+    assert names[:2] == ["fetch", "build"]
+    assert [n for n in names if n.startswith("render-")] == [
+        "render-main-1-48",
+        "render-main-49-96",
+        "render-main-97-100",
+        "render-loop-1-48",
+        "render-loop-49-60",
+    ]
+    assert names[-3:] == ["assemble-loop", "assemble-main", "validate"]
+    for spec in specs:
+        job = as_dict(kb.build_job(spec, settings))
+        strict_valid(job)
+        pod = job["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+        assert job["metadata"]["namespace"] == settings.namespace
+        assert job["spec"]["ttlSecondsAfterFinished"] == spec.ttl_seconds
+        assert job["spec"]["backoffLimit"] == spec.backoff_limit
+        assert pod["restartPolicy"] == "Never"
+        assert pod["volumes"] == [
+            {"name": "share", "persistentVolumeClaim": {"claimName": settings.share_pvc}}
+        ]
+        assert c["volumeMounts"] == [{"mountPath": settings.share_mount, "name": "share"}]
+        assert c["workingDir"] == settings.share_mount  # the specs' relative paths resolve on the share
+        assert [c["command"][0], *c["args"]] == spec.command
+        assert c["image"].startswith(f"{settings.registry}/renderlab-{spec.image}:")
+        assert c["resources"]["requests"] == {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == settings.run_as_uid
+        assert job["metadata"]["labels"]["renderlab/run"].startswith("manual__2026-01-01T00-00-00")
+
+
+def test_strict_validation_catches_a_wrong_field(settings, no_cluster):
+    job = as_dict(kb.build_job(dag_specs(settings)[1], settings))
+    job["spec"]["template"]["spec"]["containers"][0]["workdir"] = "/share"  # misspelt workingDir
+    with pytest.raises(kubernetes_validate.ValidationError):
+        strict_valid(job)
+
+
+def test_fetch_job_gets_perforce_secrets_by_reference(settings, no_cluster):
+    fetch = dag_specs(settings)[0]
+    container = as_dict(kb.build_job(fetch, settings))["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    for name, key in (("P4USER", "user"), ("P4PASSWD", "password"), ("P4TRUST_FINGERPRINT", "fingerprint")):
+        assert env[name] == {
+            "name": name,
+            "valueFrom": {"secretKeyRef": {"name": settings.p4_secret, "key": key}},
+        }
+    assert "value" not in env["P4PASSWD"]
+    # The lab config's Perforce (ssl, address, port, projects path) is where the source comes from.
+    assert container["args"][container["args"].index("--source") + 1] == (
+        "p4://ssl:10.20.0.14:1666//depot/songs/frere_groove/...@42"
+    )
+
+
+def test_gpu_render_jobs_ask_for_the_nvidia_runtime(settings, no_cluster):
+    gpu = settings.model_copy(update={"gpu": 1})
+    spec = next(s for s in dag_specs(gpu) if s.name.startswith("render-"))
+    job = as_dict(kb.build_job(spec, gpu))
+    strict_valid(job)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"} in c["env"]
+    assert c["args"][-2:] == ["--device", "gpu"]
+
+
+def _context():
+    ti = SimpleNamespace(
+        dag_id="render",
+        task_id="render_chunk",
+        run_id="manual__x",
+        try_number=1,
+        map_index=3,
+        xcom_push=mock.Mock(),
+    )
+    return {"ti": ti, "run_id": "manual__x", "dag": SimpleNamespace(), "task_id": "render_chunk"}
+
+
+@pytest.fixture
+def provider(no_cluster):
+    """The provider with its cluster calls patched at the hook/operator boundaries it defines."""
+    created: list[k8s.V1Job] = []
+    pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="job-render-pod", namespace="render"))
+    core = mock.Mock()
+    core.read_namespaced_pod_log.return_value = 'render: frame 1\n{"rendered": 2, "skipped": 0}\n'
+    batch = mock.Mock()
+    with mock.patch(f"{HOOK}.create_job", side_effect=lambda job: created.append(job) or job), \
+         mock.patch(f"{HOOK}.wait_until_job_complete", side_effect=lambda job_name, namespace, **kw: created[-1]) as wait, \
+         mock.patch(f"{HOOK}.is_job_failed", return_value=False) as failed, \
+         mock.patch(f"{HOOK}.core_v1_client", new_callable=mock.PropertyMock, return_value=core), \
+         mock.patch(f"{HOOK}.batch_v1_client", new_callable=mock.PropertyMock, return_value=batch), \
+         mock.patch(f"{HOOK}.get_pod", return_value=pod), \
+         mock.patch(f"{OPERATOR}.get_pods", return_value=[pod]), \
+         mock.patch("airflow.providers.cncf.kubernetes.utils.pod_manager.PodManager.fetch_requested_container_logs") as logs:  # fmt: skip
+        yield SimpleNamespace(created=created, wait=wait, failed=failed, core=core, batch=batch, logs=logs)
+
+
+def _render_spec():
+    return JobSpec(
+        name="render-main-1-2",
+        image="blender",
+        command=["python", "-m", "blender_scripts.render", "--frames", "1-2"],
+    )
+
+
+def test_operator_path_submits_waits_streams_logs_and_cleans_up(settings, provider):
+    import logging
+
+    res = kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    assert res.result == {"rendered": 2, "skipped": 0}
+    (job,) = provider.created
+    strict_valid(as_dict(job))
+    assert job.metadata.name.startswith("job-render-main-1-2-")
+    labels = job.spec.template.metadata.labels
+    assert labels["dag_id"] == "render" and labels["map_index"] == "3"
+    provider.wait.assert_called_once()
+    provider.logs.assert_called_once()  # the pod's log streams into the task log
+    provider.core.read_namespaced_pod_log.assert_called_once()
+    provider.batch.delete_namespaced_job.assert_called_once_with(
+        name=job.metadata.name, namespace="render", propagation_policy="Foreground"
+    )
+
+
+def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, provider):
+    import logging
+
+    provider.failed.return_value = "BackoffLimitExceeded: Job has reached the specified backoff limit"
+    with pytest.raises(JobFailed, match="BackoffLimitExceeded"):
+        kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    provider.batch.delete_namespaced_job.assert_called_once()
+
+
+def test_kill_deletes_the_job(settings, provider):
+    op = kb.operator(_render_spec(), settings)
+    op.job = op.build_job_request_obj(_context())
+    op.on_kill()
+    provider.batch.delete_namespaced_job.assert_called_once()
+    assert provider.batch.delete_namespaced_job.call_args.kwargs["propagation_policy"] == "Foreground"
+
+
+@pytest.mark.optin
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (
+        os.environ.get("KUBECONFIG")
+        and os.environ.get("RENDERLAB_CONFIG")
+        and os.environ.get("RENDERLAB_SHARE_ROOT")
+    ),
+    reason="opt-in: set KUBECONFIG, RENDERLAB_CONFIG (the lab stack file) and RENDERLAB_SHARE_ROOT (this "
+    "machine's mount of the render share) to run the DAG against the real cluster",
+)
+def test_real_cluster_runs_the_dag(airflow_home, tmp_path):
+    """The whole DAG, kubernetes backend, tiny render: needs the namespace, share PVC, Perforce Secret and the
+    pushed images (make images) in the cluster the KUBECONFIG points at."""
+    from tests.pipeline.conftest import run_dag
+
+    share = Path(os.environ["RENDERLAB_SHARE_ROOT"])
+    r = run_dag(
+        airflow_home,
+        share,
+        share,
+        {
+            "song": "frere_groove",
+            "frames": "60-65",
+            "samples": 1,
+            "resolution_percentage": 10,
+            "frames_per_chunk": 3,
+        },
+        settings={
+            "backend": "kubernetes",
+            "config": os.environ["RENDERLAB_CONFIG"],
+            "share_root": str(share),
+            "depot": None,
+        },
+        extra_env={"KUBECONFIG": os.environ["KUBECONFIG"]},
+        timeout=1800,
+    )
+    assert r["state"] == "success", r["log"][-4000:]

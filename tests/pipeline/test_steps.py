@@ -1,0 +1,289 @@
+"""The pipeline's own steps and helpers: chunk planning, sources, settings, assemble/validate entrypoints,
+notifications, image tags and requirement subsets, the image's module runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+import pytest
+
+from renderlab import assemble, images, notify, pipeline, settings, validate
+from renderlab.build_step import build_argv
+from tests.pipeline.conftest import REPO
+
+PLAN = {"render": True, "frames": "all", "loop": False, "frames_per_chunk": 48}
+BUILT = {"blend": "s.blend", "loop_blend": "l.blend", "frames": [1, 100], "loop_frames": [1, 60]}
+
+
+def test_chunks_cover_the_range_exactly():
+    chunks = pipeline.chunks(PLAN, BUILT)
+    assert [(c["first"], c["last"]) for c in chunks] == [(1, 48), (49, 96), (97, 100)]
+    assert chunks[0]["label"] == "frames 1-48"
+    sub = pipeline.chunks({**PLAN, "frames": "90-500", "loop": True, "frames_per_chunk": 40}, BUILT)
+    assert [(c["variant"], c["first"], c["last"]) for c in sub] == [
+        ("main", 90, 100),
+        ("loop", 1, 40),
+        ("loop", 41, 60),
+    ]
+    assert pipeline.chunks({**PLAN, "render": False}, BUILT) == []
+    with pytest.raises(ValueError, match="outside the song's frames 1-100"):
+        pipeline.chunks({**PLAN, "frames": "200-300"}, BUILT)
+
+
+def test_sources_and_run_ids():
+    assert pipeline.fetch_source("file:///d/songs", "a", "latest") == "file:///d/songs/a"
+    assert pipeline.fetch_source("file:///d/songs", "a", 7) == "file:///d/songs/a@7"
+    assert pipeline.fetch_source("p4://ssl:h:1666//depot/songs", "a", "latest") == (
+        "p4://ssl:h:1666//depot/songs/a/...@latest"
+    )
+    rid = pipeline.run_folder_id("manual__2026-01-01T00:00:00+00:00")
+    assert rid.startswith("manual__2026-01-01T00-00-00+00-00-") and "/" not in rid and ":" not in rid
+    assert pipeline.run_folder_id("plain_id") == "plain_id"
+
+
+def test_settings_from_lab_config_and_variable(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_RENDERLAB", json.dumps({"config": str(REPO / "Pulumi.example.yaml"), "fps": 30})
+    )
+    s = settings.load()
+    assert s.backend == "kubernetes" and s.namespace == "render" and s.fps == 30
+    assert s.depot == "p4://ssl:10.20.0.14:1666//depot/songs" and s.registry == "127.0.0.1:30500"
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", "{not json")
+    with pytest.raises(settings.SettingsError, match="not JSON"):
+        settings.load()
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({"backend": "slurm"}))
+    with pytest.raises(settings.SettingsError, match="backend"):
+        settings.load()
+
+
+def _frames(folder: Path, first: int, last: int, size="64x36"):
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=24",
+            "-frames:v",
+            str(last - first + 1),
+            "-start_number",
+            str(first),
+            str(folder / "frame_%06d.png"),
+        ],
+        check=True,
+    )
+
+
+def test_assemble_and_validate(tmp_path):
+    frames = tmp_path / "frames"
+    _frames(frames, 5, 28)
+    wav = tmp_path / "a.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=3", str(wav)], check=True)
+    out = assemble.assemble(
+        frames,
+        5,
+        28,
+        fps=24,
+        out=tmp_path / "v.mp4",
+        audio=wav,
+        audio_offset=0.5,
+        contact_sheet=tmp_path / "c.png",
+    )
+    assert out["frames"] == 24 and out["duration_s"] == 1.0
+    assert validate.png_size(tmp_path / "c.png") is not None
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"max_timing_error_s": 0.002}))
+    spec = {
+        "variants": {
+            "main": {
+                "frames": str(frames),
+                "first": 5,
+                "last": 28,
+                "fps": 24,
+                "video": str(tmp_path / "v.mp4"),
+            }
+        },
+        "timing_report": str(report),
+        "timing_threshold_ms": 1000 / 24,
+    }
+    assert validate.validate(spec)["ok"] is True
+    # A truncated frame, a too-large timing error: both reported with their paths.
+    (frames / "frame_000010.png").write_bytes((frames / "frame_000010.png").read_bytes()[:100])
+    report.write_text(json.dumps({"max_timing_error_s": 0.2}))
+    problems = validate.validate(spec)["problems"]
+    assert any("frame_000010.png: not a complete PNG" in p for p in problems)
+    assert any("exceeds the threshold" in p for p in problems)
+
+
+def test_assemble_refuses_missing_frames_and_leaves_nothing(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    _frames(frames, 1, 5)
+    (frames / "frame_000003.png").unlink()
+    code = assemble.main(
+        [
+            "--frames",
+            str(frames),
+            "--first",
+            "1",
+            "--last",
+            "5",
+            "--fps",
+            "24",
+            "--out",
+            str(tmp_path / "v.mp4"),
+        ]
+    )
+    assert code == 1
+    assert "1 frame(s) missing" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    status = 200
+    bodies: list = []
+
+    def do_POST(self):
+        _Hook.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(_Hook.status)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def hook(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/secret-token"
+    monkeypatch.setenv("AIRFLOW_CONN_RENDERLAB_NOTIFY", url)
+    _Hook.bodies, _Hook.status = [], 200
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+SUMMARY = {"state": "failed", "run_id": "r1", "song": "s", "failed_task": "fetch", "error": "boom"}
+
+
+def test_notify_slack_and_generic(hook, tmp_path):
+    rec = notify.notify("slack", SUMMARY, tmp_path)
+    assert _Hook.bodies[-1] == {"text": rec["text"]} and "error in fetch: boom" in rec["text"]
+    notify.notify("webhook", SUMMARY, tmp_path)
+    assert _Hook.bodies[-1]["event"] == "renderlab.run" and _Hook.bodies[-1]["failed_task"] == "fetch"
+    saved = (tmp_path / "notification-failed.json").read_text()
+    assert json.loads(saved)["notification"]["delivered"] is True and "secret-token" not in saved
+
+
+def test_notify_delivery_failure_is_recorded_not_raised(hook, tmp_path, monkeypatch):
+    monkeypatch.setattr(notify.time, "sleep", lambda s: None)
+    _Hook.status = 503
+    rec = notify.notify("webhook", SUMMARY, tmp_path)
+    assert rec["notification"]["delivered"] is False and "3 attempts" in rec["notification"]["error"]
+    assert len(_Hook.bodies) == 3
+    assert "secret-token" not in (tmp_path / "notification-failed.json").read_text()
+
+
+def test_image_tags_follow_content(tmp_path, monkeypatch):
+    a = images.content_tag("blender", {"BLENDER_VERSION": "5.0.1"})
+    assert a == images.content_tag("blender", {"BLENDER_VERSION": "5.0.1"})
+    assert a != images.content_tag("blender", {"BLENDER_VERSION": "5.0.2"})
+    assert images.requirements_path("blender").read_text() == images.pick_requirements(
+        images.LOCK.read_text(), images.IMAGE_REQUIREMENTS["blender"]
+    ), "requirements/image-blender.txt is stale: run `python -m renderlab.images requirements`"
+
+
+def test_images_fail_clearly_without_an_engine(monkeypatch, capsys):
+    monkeypatch.setattr(images.shutil, "which", lambda tool: None)
+    assert images.main(["build"]) == 2
+    assert "no working container engine" in capsys.readouterr().err
+
+
+def test_build_step_picks_project_files(tmp_path):
+    (tmp_path / "song.mid").write_bytes(b"x")
+    assert "--arrangement" not in build_argv(tmp_path, Path("out"), 60)
+    (tmp_path / "arrangement.yaml").write_text("{}")
+    assert build_argv(tmp_path, Path("out"), 24)[-2:] == ["--arrangement", str(tmp_path / "arrangement.yaml")]
+    with pytest.raises(FileNotFoundError, match="song.mid"):
+        build_argv(tmp_path / "nope", Path("out"), 60)
+
+
+def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
+    runner = REPO / "images" / "blender" / "run_module.py"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ok = subprocess.run(
+        [
+            sys.executable,
+            str(runner),
+            "--",
+            "renderlab.validate",
+            "--spec",
+            "{}",
+            "--out",
+            str(tmp_path / "v.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+    assert ok.returncode == 0 and json.loads(ok.stdout.splitlines()[-1])["ok"] is True
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(runner),
+            "--",
+            "renderlab.assemble",
+            "--frames",
+            "/nope",
+            "--first",
+            "1",
+            "--last",
+            "1",
+            "--fps",
+            "1",
+            "--out",
+            str(tmp_path / "x.mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 1 and "frame(s) missing" in bad.stderr
+
+
+def test_build_step_rerun_rebuilds_nothing(tmp_path):
+    """Same inputs, complete outputs: the second run prints the same result and touches no file."""
+    from tests.pipeline.conftest import STANDIN
+
+    project = tmp_path / "assets" / "song1"
+    project.mkdir(parents=True)
+    (project / "song.mid").write_bytes(b"MThd")
+    env = {**os.environ, "PYTHONPATH": f"{STANDIN}{os.pathsep}{REPO}"}
+    cmd = [sys.executable, "-m", "renderlab.build_step", "--project", str(project), "--out", str(tmp_path / "scene"),
+           "--fps", "24"]  # fmt: skip
+
+    def run():
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+        return json.loads(p.stdout.splitlines()[-1]), p.stderr
+
+    first, _ = run()
+    stamps = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "scene").iterdir()}
+    again, err = run()
+    assert again == first and "nothing rebuilt" in err
+    assert {f.name: f.stat().st_mtime_ns for f in (tmp_path / "scene").iterdir()} == stamps
+    (project / "song.mid").write_bytes(b"MThd changed")
+    _, err = run()
+    assert "nothing rebuilt" not in err
