@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tests.pipeline.conftest import REPO, run_dag
+from tests.pipeline.media import stream_durations
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,16 +43,6 @@ def conf(**extra) -> dict:
         "frames_per_chunk": 6,
         **extra,
     }
-
-
-def streams(path) -> dict[str, float]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {s["codec_type"]: float(s["duration"]) for s in json.loads(out)["streams"]}
 
 
 def frame_hashes(path) -> list[str]:
@@ -99,7 +90,7 @@ def test_tiny_render_end_to_end(clean_run):
     report = json.loads((scene / "report.json").read_text())
     assert report["fps"] == 24
     video = run_dir / "video" / f"{SONG}_main.mp4"
-    got = streams(video)
+    got = stream_durations(video)
     assert set(got) == {"video", "audio"}
     assert got["video"] == pytest.approx(12 / 24, abs=0.05)
     assert got["audio"] == pytest.approx(12 / 24, abs=0.05)

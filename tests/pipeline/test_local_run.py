@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pytest
 
 from tests.pipeline.conftest import STANDIN, run_dag
+from tests.pipeline.media import stream_durations
 
 STANDIN_SETTINGS = {"python_path": [str(STANDIN)], "fps": 24}
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
-
-
-def _probe(path):
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {s["codec_type"]: float(s["duration"]) for s in json.loads(out)["streams"]}
 
 
 def test_success_outputs_and_notification(airflow_home, depot, tmp_path, receiver):
@@ -49,11 +39,11 @@ def test_success_outputs_and_notification(airflow_home, depot, tmp_path, receive
     ]
     (run_dir,) = (share / "runs").iterdir()
     main = run_dir / "video" / "tiny_main.mp4"
-    streams = _probe(main)
+    streams = stream_durations(main)
     assert set(streams) == {"video", "audio"}
     assert streams["video"] == pytest.approx(1.0, abs=0.05)  # 24 frames at 24 fps
     assert streams["audio"] == pytest.approx(1.0, abs=0.05)
-    assert _probe(run_dir / "video" / "tiny_loop.mp4")["video"] == pytest.approx(0.5, abs=0.05)
+    assert stream_durations(run_dir / "video" / "tiny_loop.mp4")["video"] == pytest.approx(0.5, abs=0.05)
     for name in ("tiny_main_contact.png", "tiny_loop_contact.png"):
         assert (run_dir / "video" / name).stat().st_size > 0
     assert json.loads((run_dir / "report" / "validation.json").read_text())["ok"] is True
