@@ -87,7 +87,7 @@ def load(path: str | Path) -> Song:
     raw: list[tuple[int, int, int, int, int, int]] = []  # start, end, track, channel, pitch, velocity
     names: list[str] = []
     for ti, track in enumerate(midi.tracks):
-        names.append(track.name or f"track{ti}")
+        names.append(track.name.strip() or f"track{ti}")  # files pad names with spaces
         tick = 0
         open_notes: dict[tuple[int, int], deque[tuple[int, int]]] = defaultdict(deque)
         for msg in track:

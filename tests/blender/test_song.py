@@ -46,6 +46,19 @@ def test_overlapping_repeats_of_one_pitch_pair_first_in_first_out(tmp_path):
     assert [(n.time, n.duration) for n in notes] == [(0.0, 1.0), (0.5, 1.0)]
 
 
+def test_padded_track_names_are_trimmed(tmp_path):
+    """Real-world files often pad track names with spaces; error messages name tracks without them."""
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name="Cello" + " " * 30)])
+    track += [
+        mido.Message("note_on", note=60, velocity=90, time=0),
+        mido.Message("note_off", note=60, time=480),
+    ]
+    mid.tracks.append(track)
+    mid.save(str(tmp_path / "padded.mid"))
+    assert song.load(tmp_path / "padded.mid").track_names == ("Cello",)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "does not exist"), (b"", "is empty"), (b"MThd garbage" * 3, "not a valid standard MIDI")],
