@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from renderlab.config import LabConfig, load_or_exit
+from renderlab.config import ConfigError, LabConfig, load
 
 SMB_DRIVER = "smb.csi.k8s.io"
 CSI_SMB_CHART = "csi-driver-smb"
@@ -430,7 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="stack file, e.g. Pulumi.example.yaml")
     parser.add_argument("out", help="folder to write the YAML to, e.g. k8s/")
     args = parser.parse_args(argv)
-    config = load_or_exit(args.config)
+    try:
+        config = load(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
     files = render(config, Path(args.config).name)
     write(files, Path(args.out))
     print(f"wrote {len(files)} files to {args.out}")

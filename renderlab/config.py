@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -463,12 +462,3 @@ def load(path: str | Path) -> LabConfig:
     except yaml.YAMLError as e:
         raise ConfigError(str(path), [f"not valid YAML: {e}"]) from e
     return parse(data, str(path))
-
-
-def load_or_exit(path: str | Path) -> LabConfig:
-    """`load()` for command-line entry points: every problem to stderr, then exit status 1."""
-    try:
-        return load(path)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        raise SystemExit(1) from None

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from renderlab.config import ROLES, LabConfig, load_or_exit
+from renderlab.config import ROLES, ConfigError, LabConfig, load
 
 
 def lab_vars(config: LabConfig) -> dict[str, Any]:
@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="inventory file to write (YAML)")
     parser.add_argument("--ssh-user", help="SSH user (default: ssh.admin_user from the stack file)")
     args = parser.parse_args(argv)
-    config = load_or_exit(args.stack_file)
+    try:
+        config = load(args.stack_file)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
     write_yaml(Path(args.output), inventory(config, ssh_user=args.ssh_user))
     print(f"{args.output}: {len(config.hosts)} hosts from {args.stack_file}")
     return 0
