@@ -110,6 +110,24 @@ pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
 pipeline-bench: venv ## local DAG end to end vs bare Blender on the same frames (prints the ratio)
 	$(PY) benchmarks/pipeline_bench.py
 
+# --- trigger: Airflow on this machine, the UI and the command line ---
+.PHONY: airflow airflow-stop render trigger-test
+SONG ?= frere_groove
+FRAMES ?= all
+PRESET ?=
+
+airflow: venv ## Airflow 3 here as the lab's VM runs it (4 components, local backend, demo depot); prints URL + login
+	$(PY) -m renderlab.local_airflow start --config $(CONFIG)
+
+airflow-stop: venv ## stop every process `make airflow` started (by its PID file), from another terminal
+	$(PY) -m renderlab.local_airflow stop
+
+render: venv ## trigger the render DAG on a running Airflow and follow it: make render SONG=... FRAMES=1-96 PRESET=demo
+	$(PY) -m renderlab.trigger --song $(SONG) --frames $(FRAMES) $(if $(PRESET),--preset $(PRESET)) $(RENDER_ARGS)
+
+trigger-test: venv ## the browser test (Playwright + Debian's chromium) and the CLI test, against their own Airflow
+	$(VENV)/bin/pytest tests/trigger $(PYTEST_ARGS)
+
 # --- content (blender_scripts) ---
 .PHONY: blender-pyc blender-songs blender-test blender-bench
 BPY_SCRIPTS := $(VENV)/lib/python3.11/site-packages/bpy/5.0/scripts
