@@ -311,9 +311,10 @@ def _home_processes(home: Path) -> list:
     return found
 
 
-def stop(home: Path, out=sys.stdout) -> int:
+def stop(home: Path, out=None, grace: float = STOP_GRACE_S) -> int:
     """Stop everything `start` started: each component's process group, then any descendant or process
     still carrying this AIRFLOW_HOME. Returns the number of processes that were running."""
+    out = out or sys.stdout
     import psutil
 
     state = _read_pids(home)
@@ -344,7 +345,7 @@ def stop(home: Path, out=sys.stdout) -> int:
     for p in procs.values():
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=STOP_GRACE_S)
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=grace)
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGKILL)
@@ -384,9 +385,10 @@ def _tail(path: Path, n: int = 25) -> str:
         return "(no log)"
 
 
-def wait_ready(local: Local, procs: dict[str, subprocess.Popen], timeout: float, out=sys.stdout) -> None:
+def wait_ready(local: Local, procs: dict[str, subprocess.Popen], timeout: float, out=None) -> None:
     """Until every component reports healthy and the render DAG is parsed (what the role's health check waits
     for); fail early, with its log, when a component exits."""
+    out = out or sys.stdout
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -424,10 +426,12 @@ def wait_ready(local: Local, procs: dict[str, subprocess.Popen], timeout: float,
     )
 
 
-def start(local: Local, ready_timeout: float = 300, out=sys.stdout) -> dict[str, subprocess.Popen]:
+def start(local: Local, ready_timeout: float = 300, out=None) -> dict[str, subprocess.Popen]:
     """Migrate the database, start each component in its own process group, record them, wait for ready."""
+    out = out or sys.stdout
     if _read_pids(local.home) and stop(local.home, out):
         print("airflow: stopped the processes a previous run left behind", file=out, flush=True)
+    (local.home / STOPPING).unlink(missing_ok=True)
     airflow = _airflow()
     logs = local.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -469,8 +473,9 @@ def start(local: Local, ready_timeout: float = 300, out=sys.stdout) -> dict[str,
     return procs
 
 
-def _wait_foreground(local: Local, procs: dict[str, subprocess.Popen], out=sys.stdout) -> int:
+def _wait_foreground(local: Local, procs: dict[str, subprocess.Popen], out=None) -> int:
     """Block until Ctrl-C / SIGTERM / `make airflow-stop` / a component exits; then stop everything."""
+    out = out or sys.stdout
     stop_now = {"signal": None}
 
     def _on_signal(signum, _frame):

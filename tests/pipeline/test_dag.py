@@ -29,6 +29,7 @@ print(json.dumps({
                           "mapped": t.is_mapped if hasattr(t, "is_mapped") else False}
               for t in dag.tasks},
     "params": {k: dag.params.get_param(k).schema for k in dag.params},
+    "descriptions": {k: dag.params.get_param(k).description for k in dag.params},
     "defaults": dict(dag.params),
     "on_failure_callback": bool(dag.on_failure_callback),
 }, default=str))
@@ -134,3 +135,8 @@ def test_params_schema(dag):
     assert params["preset"]["enum"] == [None, "demo", "hd", "4k"]
     assert params["frames"]["pattern"].startswith("^(all|")
     assert dag["defaults"]["render"] is True and dag["defaults"]["loop"] is False
+    # The trigger form: every field has a title and a description a person reads; dropdown labels for enums.
+    for name, schema in params.items():
+        assert schema.get("title") and len(dag["descriptions"][name] or "") > 20, name
+        if "enum" in schema:
+            assert set(schema["values_display"]) == {"null" if v is None else v for v in schema["enum"]}, name

@@ -32,6 +32,7 @@ class RunningAirflow:
     password: str
     home: Path
     share: Path
+    depot: Path
     proc: subprocess.Popen
     log: Path
     startup_s: float
@@ -93,7 +94,9 @@ def airflow(tmp_path_factory) -> RunningAirflow:
     password = json.loads((home / "passwords.json").read_text())[local_airflow.ADMIN]
     # The login line is for the person at the terminal; the password must not be in any Airflow log.
     assert password in ready and state["url"] in ready
-    running = RunningAirflow(state["url"], local_airflow.ADMIN, password, home, share, proc, log, startup)
+    running = RunningAirflow(
+        state["url"], local_airflow.ADMIN, password, home, share, DEPOT, proc, log, startup
+    )
     print(f"\nAirflow ready in {startup:.0f}s at {running.url}")
     try:
         yield running
