@@ -311,6 +311,13 @@ def _home_processes(home: Path) -> list:
     return found
 
 
+def _name(p) -> str:
+    try:
+        return " ".join(p.cmdline()[1:3])[:60] or p.name()
+    except Exception:  # gone, or not ours to read
+        return "?"
+
+
 def stop(home: Path, out=None, grace: float = STOP_GRACE_S) -> int:
     """Stop everything `start` started: each component's process group, then any descendant or process
     still carrying this AIRFLOW_HOME. Returns the number of processes that were running."""
@@ -346,6 +353,7 @@ def stop(home: Path, out=None, grace: float = STOP_GRACE_S) -> int:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
     _, alive = psutil.wait_procs(list(procs.values()), timeout=grace)
+    names = ", ".join(f"{_name(p)} ({p.pid})" for p in alive)
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGKILL)
@@ -359,7 +367,11 @@ def stop(home: Path, out=None, grace: float = STOP_GRACE_S) -> int:
     (home / PIDS).unlink(missing_ok=True)
     (home / STOPPING).unlink(missing_ok=True)
     if alive:
-        print(f"airflow: {len(alive)} process(es) ignored SIGTERM and were killed", file=out, flush=True)
+        print(
+            f"airflow: {len(alive)} process(es) ignored SIGTERM and were killed: {names}",
+            file=out,
+            flush=True,
+        )
     return len(procs)
 
 
@@ -484,9 +496,10 @@ def _wait_foreground(local: Local, procs: dict[str, subprocess.Popen], out=None)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     code = 0
+    requested = False
     while stop_now["signal"] is None:
         if not (local.home / PIDS).is_file() or (local.home / STOPPING).exists():
-            print("airflow: stop requested (`make airflow-stop`)", file=out, flush=True)
+            requested = True
             break
         dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
         if dead:
@@ -500,10 +513,22 @@ def _wait_foreground(local: Local, procs: dict[str, subprocess.Popen], out=None)
             code = 1
             break
         time.sleep(0.5)
+    if requested:
+        # `make airflow-stop` is doing the stopping: let it finish, then check that it left nothing.
+        deadline = time.monotonic() + STOP_GRACE_S + 15
+        while (local.home / PIDS).is_file() and time.monotonic() < deadline:
+            for p in procs.values():
+                p.poll()  # reap our children as they exit
+            time.sleep(0.5)
+        print("airflow: stopped by `make airflow-stop`", file=out, flush=True)
     n = stop(local.home, out)
-    print(
-        f"airflow: stopped ({n} process(es)); nothing left running under {local.home}", file=out, flush=True
-    )
+    for p in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(5)
+    if not requested or n:
+        print(
+            f"airflow: stopped {n} process(es); nothing left running under {local.home}", file=out, flush=True
+        )
     return code
 
 
