@@ -27,9 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from renderlab.pipeline.settings import Backend, Notify, Preset
+from renderlab.pipeline.settings import Settings as _PipelineSettings
+
 NAMESPACE = "renderlab"
 ROLES = ("k3s_server", "k3s_agent", "storage", "perforce", "airflow")
-PRESETS = ("demo", "hd", "4k")
 
 # Keys that hold secrets: they must be Pulumi-encrypted ({secure: ...}) in the stack file.
 SECRET_KEYS = {
@@ -195,14 +197,23 @@ class Registry(_Model):
     size_gib: int = Field(default=20, ge=1)
 
 
+def _pipeline_default(name: str) -> Any:
+    """The pipeline settings model owns these knobs' defaults and limits; the lab config only repeats none."""
+    return _PipelineSettings.model_fields[name].default
+
+
 class Pipeline(_Model):
     namespace: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "render"
-    backend: Literal["kubernetes", "local"] = "kubernetes"
-    preset: Literal["demo", "hd", "4k"] = "demo"
-    fps: int = Field(default=60, ge=1, le=240)
-    samples: int = Field(default=32, ge=1, le=65536)
-    frames_per_chunk: int = Field(default=48, ge=1, le=100_000)
-    notify: Literal["none", "webhook", "slack"] = "none"
+    backend: Backend = _pipeline_default("backend")
+    preset: Preset = _pipeline_default("preset")
+    fps: Annotated[int, *_PipelineSettings.model_fields["fps"].metadata] = _pipeline_default("fps")
+    samples: Annotated[int, *_PipelineSettings.model_fields["samples"].metadata] = _pipeline_default(
+        "samples"
+    )
+    frames_per_chunk: Annotated[int, *_PipelineSettings.model_fields["frames_per_chunk"].metadata] = (
+        _pipeline_default("frames_per_chunk")
+    )
+    notify: Notify = _pipeline_default("notify")
     registry: Registry = Registry()
 
 
