@@ -1,7 +1,7 @@
 """The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate.
 
-Every step that touches the share is a Job (renderlab.jobs.JobSpec) run by the backend the configuration
-names (renderlab.settings: the Airflow Variable ``renderlab`` / the lab config); the DAG never knows which.
+Every step that touches the share is a Job (renderlab.pipeline.jobspec.JobSpec) run by the backend the configuration
+names (renderlab.pipeline.settings: the Airflow Variable ``renderlab`` / the lab config); the DAG never knows which.
 Nothing is computed at import time but the song suggestions of a local depot (one directory listing):
 the tasks import what they need when they run.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from renderlab import depot_songs
-from renderlab import pipeline as rt
+from renderlab.pipeline import depot_songs
+from renderlab.pipeline import steps as rt
 
 SONG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 

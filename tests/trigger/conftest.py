@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderlab import local_airflow
+from renderlab.workstation import local_airflow
 
 REPO = Path(__file__).resolve().parents[2]
 DEPOT = REPO / "depot" / "songs"
@@ -71,7 +71,16 @@ def airflow(tmp_path_factory) -> RunningAirflow:
     base = tmp_path_factory.mktemp("airflow-ui")
     home, share = base / "home", base / "share"
     log = base / "make-airflow.log"
-    cmd = [sys.executable, "-m", "renderlab.local_airflow", "start", "--port", "0", "--home", str(home)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "renderlab.workstation.local_airflow",
+        "start",
+        "--port",
+        "0",
+        "--home",
+        str(home),
+    ]
     cmd += ["--share", str(share), "--depot", str(DEPOT), "--ready-timeout", str(START_TIMEOUT_S)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RENDERLAB"))}
     env["PYTHONPATH"] = str(REPO)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from renderlab import depot_songs
-from renderlab.pipeline import run_folder_id
-from renderlab.trigger import Api
+from renderlab.pipeline import depot_songs
+from renderlab.pipeline.steps import run_folder_id
+from renderlab.workstation.trigger import Api
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 

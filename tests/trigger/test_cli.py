@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 def render(airflow, *args: str, env_extra: dict | None = None, timeout: float = 900):
     env = {**airflow.env(), **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "renderlab.trigger", "--poll", "1", *args],
+        [sys.executable, "-m", "renderlab.workstation.trigger", "--poll", "1", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

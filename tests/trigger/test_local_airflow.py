@@ -15,9 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderlab import config as labconfig
-from renderlab import depot_songs, local_airflow, settings
-from renderlab.trigger import _detail, progress_line
+from renderlab.lab import config as labconfig
+from renderlab.lab.pipeline_settings import pipeline_settings as lab_pipeline_settings
+from renderlab.pipeline import depot_songs, settings
+from renderlab.workstation import local_airflow
+from renderlab.workstation.trigger import _detail, progress_line
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "Pulumi.example.yaml"
@@ -96,32 +98,35 @@ def test_secrets_are_private_and_survive_a_restart(local, tmp_path):
     assert jwt.search((local.home / "airflow.cfg").read_text()).group(0) == jwt.search(cfg).group(0)
 
 
-def test_the_pipeline_settings_are_derived_from_the_lab_config(local, tmp_path, monkeypatch):
+def test_the_pipeline_settings_are_the_labs_with_the_local_backend_share_and_depot(
+    local, tmp_path, monkeypatch
+):
     value = json.loads(local.env["AIRFLOW_VAR_RENDERLAB"])
-    assert value == {
-        "config": str(CONFIG),
-        "backend": "local",
-        "share_root": str(tmp_path / "share"),
-        "depot": f"file://{tmp_path / 'depot'}",
+    lab = lab_pipeline_settings(labconfig.load(CONFIG))  # what the lab's Airflow gets via site.yml
+    local_keys = {"backend", "share_root", "depot"}
+    assert value["backend"] == "local" and value["share_root"] == str(tmp_path / "share")
+    assert value["depot"] == f"file://{tmp_path / 'depot'}"
+    assert {k: v for k, v in value.items() if k not in local_keys} == {
+        k: v for k, v in lab.items() if k not in local_keys
     }
-    # What a task then loads: the lab config's pipeline values, with the local overrides.
+    # What a task then loads with the pipeline's own model: the lab config's knobs.
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", local.env["AIRFLOW_VAR_RENDERLAB"])
     loaded = settings.load()
-    lab = labconfig.load(CONFIG).pipeline
-    assert (loaded.fps, loaded.samples, loaded.frames_per_chunk, loaded.preset) == (
-        lab.fps,
-        lab.samples,
-        lab.frames_per_chunk,
-        lab.preset,
+    pipeline = labconfig.load(CONFIG).pipeline
+    assert (loaded.fps, loaded.samples, loaded.frames_per_chunk, loaded.preset, loaded.notify) == (
+        pipeline.fps,
+        pipeline.samples,
+        pipeline.frames_per_chunk,
+        pipeline.preset,
+        pipeline.notify,
     )
-    assert loaded.backend == "local" and loaded.depot == value["depot"]
 
 
 def test_a_broken_lab_config_is_refused_before_anything_starts(tmp_path):
     bad = tmp_path / "Pulumi.bad.yaml"
     bad.write_text("config:\n  renderlab:pipeline:\n    fps: 0\n")
     r = subprocess.run(
-        [sys.executable, "-m", "renderlab.local_airflow", "start", "--port", "0"]
+        [sys.executable, "-m", "renderlab.workstation.local_airflow", "start", "--port", "0"]
         + ["--home", str(tmp_path / "home"), "--config", str(bad)],
         cwd=REPO,
         capture_output=True,
