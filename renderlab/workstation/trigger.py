@@ -138,7 +138,10 @@ def conf_from_args(a: argparse.Namespace) -> dict[str, Any]:
     if a.no_render:
         conf["render"] = False
     if a.conf:
-        conf.update(json.loads(a.conf))
+        extra = json.loads(a.conf)
+        if not isinstance(extra, dict):
+            raise TriggerError(f"--conf must be a JSON object such as '{{\"loop\": true}}', got {a.conf!r}")
+        conf.update(extra)
     return conf
 
 
