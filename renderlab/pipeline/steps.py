@@ -88,7 +88,8 @@ def plan(context: dict) -> dict:
         "run_id": run_id,
         "airflow_run_id": context["run_id"],
         "song": song,
-        "changelist": params.get("changelist", "latest"),
+        # The form sends a number as text ("1234"); the run records it as a number.
+        "changelist": _changelist(params.get("changelist", "latest")),
         "preset": params.get("preset") or s.preset,
         "samples": params.get("samples") or s.samples,
         "resolution_percentage": params.get("resolution_percentage") or 100,
@@ -110,6 +111,10 @@ def plan(context: dict) -> dict:
     }
     log.info("run %s: song %s, backend %s, run folder %s", run_id, song, s.backend, result["run_folder"])
     return result
+
+
+def _changelist(value: Any) -> int | str:
+    return value if value == "latest" else int(value)
 
 
 def fetch_source(depot: str, song: str, changelist: Any) -> str:

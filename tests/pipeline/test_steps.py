@@ -45,6 +45,13 @@ def test_sources_and_run_ids():
     assert pipeline.fetch_source("p4://ssl:h:1666//depot/songs", "a", "latest") == (
         "p4://ssl:h:1666//depot/songs/a/...@latest"
     )
+    # The trigger form sends a changelist as text; the plan records it as the number it names.
+    value = {"backend": "local", "depot": "file:///d/songs", "share_root": "/tmp/share"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps(value))
+        for sent, planned in (("1234", 1234), ("latest", "latest")):
+            context = {"params": {"song": "a", "changelist": sent}, "run_id": "manual__x"}
+            assert pipeline.plan(context)["changelist"] == planned
     rid = pipeline.run_folder_id("manual__2026-01-01T00:00:00+00:00")
     assert rid.startswith("manual__2026-01-01T00-00-00+00-00-") and "/" not in rid and ":" not in rid
     assert pipeline.run_folder_id("plain_id") == "plain_id"
