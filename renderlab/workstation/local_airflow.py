@@ -256,7 +256,7 @@ def prepare(
     unit_env = parse_env_file(render_role_template("airflow.env.j2", values))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RENDERLAB"))}
     env.update(unit_env)
-    # The venv's tools first (the Jobs' `python`, ffmpeg wrappers), as the role's venv is on the VM.
+    # This venv's `airflow` and `python` first, as the role's venv is on the VM.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return Local(home=home, port=port, url=url, env=env, password_file=password_file)
 
