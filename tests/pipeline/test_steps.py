@@ -15,28 +15,45 @@ import pytest
 
 from renderlab.jobs import assemble, validate
 from renderlab.jobs.build_step import build_argv
-from renderlab.pipeline import notify, settings
+from renderlab.pipeline import notify, run_plan, settings
 from renderlab.pipeline import steps as pipeline
+from renderlab.pipeline.settings import Settings
 from renderlab.workstation import images
 from tests.pipeline.conftest import REPO
 
-PLAN = {"render": True, "frames": "all", "loop": False, "frames_per_chunk": 48}
 BUILT = {"blend": "s.blend", "loop_blend": "l.blend", "frames": [1, 100], "loop_frames": [1, 60]}
+LOCAL = Settings(backend="local", depot="file:///d/songs", frames_per_chunk=48)
+
+
+def plan(**params) -> dict:
+    """The run plan the DAG's first task would hand on (as XCom JSON) for these params."""
+    context = {"params": {"song": "s", **params}, "run_id": "manual__2026-01-01T00:00:00+00:00"}
+    return run_plan.resolve_run(context, LOCAL).xcom()
 
 
 def test_chunks_cover_the_range_exactly():
-    chunks = pipeline.chunks(PLAN, BUILT)
+    chunks = pipeline.chunks(plan(), BUILT)
     assert [(c["first"], c["last"]) for c in chunks] == [(1, 48), (49, 96), (97, 100)]
     assert chunks[0]["label"] == "frames 1-48"
-    sub = pipeline.chunks({**PLAN, "frames": "90-500", "loop": True, "frames_per_chunk": 40}, BUILT)
+    sub = pipeline.chunks(plan(frames="90-500", loop=True, frames_per_chunk=40), BUILT)
     assert [(c["variant"], c["first"], c["last"]) for c in sub] == [
         ("main", 90, 100),
         ("loop", 1, 40),
         ("loop", 41, 60),
     ]
-    assert pipeline.chunks({**PLAN, "render": False}, BUILT) == []
+    assert pipeline.chunks(plan(render=False), BUILT) == []
     with pytest.raises(ValueError, match="outside the song's frames 1-100"):
-        pipeline.chunks({**PLAN, "frames": "200-300"}, BUILT)
+        pipeline.chunks(plan(frames="200-300"), BUILT)
+    with pytest.raises(ValueError, match="the first frame is after the last"):
+        plan(frames="9-3")
+
+
+def test_the_plan_is_parsed_once_and_survives_xcom():
+    p = run_plan.RunPlan.of(plan(frames="5-9", samples=3))
+    assert p.frames == run_plan.FrameRange(first=5, last=9) and p.samples == 3
+    assert p.frames_per_chunk == LOCAL.frames_per_chunk and p.settings == LOCAL
+    assert p.paths.frames["loop"] == str(run_plan.share_layout().frames(p.run_id, "loop"))
+    assert run_plan.RunPlan.of(json.loads(json.dumps(p.xcom()))) == p
 
 
 def test_sources_and_run_ids():
@@ -45,9 +62,9 @@ def test_sources_and_run_ids():
     assert pipeline.fetch_source("p4://ssl:h:1666//depot/songs", "a", "latest") == (
         "p4://ssl:h:1666//depot/songs/a/...@latest"
     )
-    rid = pipeline.run_folder_id("manual__2026-01-01T00:00:00+00:00")
+    rid = run_plan.run_folder_id("manual__2026-01-01T00:00:00+00:00")
     assert rid.startswith("manual__2026-01-01T00-00-00+00-00-") and "/" not in rid and ":" not in rid
-    assert pipeline.run_folder_id("plain_id") == "plain_id"
+    assert run_plan.run_folder_id("plain_id") == "plain_id"
 
 
 def test_settings_come_from_the_variable_only(monkeypatch):
