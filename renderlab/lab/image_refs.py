@@ -53,7 +53,10 @@ def recorded(stack_file: str | Path) -> dict[str, dict[str, str]]:
     path = record_path(stack_file)
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON ({e}); delete it and run `make images` again") from e
     return {k: v for k, v in data.items() if k in IMAGES}
 
 
