@@ -53,12 +53,11 @@ def test_the_dag_gets_the_inventorys_pipeline_settings_unchanged(host, lab_vars)
 
 
 def test_the_release_holds_only_the_code_the_dag_runs(host):
-    assert sorted(host.check_output("ls /opt/airflow/app").split()) == ["dags", "renderlab"]
-    assert sorted(host.check_output("ls /opt/airflow/app/renderlab").split()) == [
-        "__init__.py",
-        "jobs",
-        "pipeline",
-    ]
+    def ls(path: str) -> list[str]:
+        return sorted(n for n in host.check_output(f"ls {path}").split() if n != "__pycache__")
+
+    assert ls("/opt/airflow/app") == ["dags", "renderlab"]
+    assert ls("/opt/airflow/app/renderlab") == ["__init__.py", "jobs", "pipeline"]
 
 
 def test_postgres_listens_on_loopback_only(host):
