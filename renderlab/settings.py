@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from renderlab import config as labconfig
+from renderlab import image_refs
 
 VARIABLE = "renderlab"
 NOTIFY_CONN_ID = "renderlab_notify"
@@ -38,7 +39,8 @@ class Settings(BaseModel):
     share_mount: str = "/share"
     run_as_uid: int = 2000
     registry: str = "127.0.0.1:30500"
-    image_tags: dict[str, str] = {}
+    # image name -> the reference `make images` built and recorded (renderlab.image_refs); never computed here.
+    images: dict[str, str] = {}
     p4_secret: str = "renderlab-p4"
     kube_conn_id: str = KUBE_CONN_ID
     local_slots: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
@@ -56,12 +58,15 @@ class Settings(BaseModel):
     gpu: int = Field(default=0, ge=0)
 
     def image(self, name: str) -> str:
-        tag = self.image_tags.get(name)
-        if not tag:
-            from renderlab.images import content_tag
+        ref = self.images.get(name)
+        if not ref:
+            from renderlab.image_refs import record_path
 
-            tag = content_tag(name)
-        return f"{self.registry}/renderlab-{name}:{tag}"
+            raise SettingsError(
+                f"no image reference for {name!r}: run `make images` (it records what it built in "
+                f"{record_path()}) or set images.{name} in the Airflow Variable {VARIABLE!r}"
+            )
+        return ref
 
 
 def from_lab_config(path: str | Path) -> dict[str, Any]:
@@ -76,6 +81,7 @@ def from_lab_config(path: str | Path) -> dict[str, Any]:
         "depot": f"p4://{ssl}{cfg.address(p4_host)}:{cfg.perforce.port}{cfg.perforce.projects_path}",
         "run_as_uid": cfg.share.uid,
         "registry": f"127.0.0.1:{p.registry.node_port}",
+        "images": image_refs.references(),
         "notify": p.notify,
         "preset": p.preset,
         "fps": p.fps,

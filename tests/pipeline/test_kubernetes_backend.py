@@ -15,10 +15,10 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
-from renderlab import pipeline
+from renderlab import image_refs, pipeline
 from renderlab.backends import kubernetes as kb
 from renderlab.jobs import JobFailed, JobResult, JobSpec
-from renderlab.settings import Settings, from_lab_config
+from renderlab.settings import Settings, SettingsError, from_lab_config
 from tests.pipeline.conftest import REPO
 
 K8S_VERSION = "1.31"  # the lab's k3s minor (versions.k3s in the lab config)
@@ -27,12 +27,33 @@ HOOK = "airflow.providers.cncf.kubernetes.hooks.kubernetes.KubernetesHook"
 OPERATOR = "airflow.providers.cncf.kubernetes.operators.job.KubernetesJobOperator"
 
 
+RECORDED = {
+    name: image_refs.ImageRef(
+        ref=f"127.0.0.1:30500/renderlab-{name}:{i}0a1b2c3d4e5f6a7",
+        digest="sha256:" + "ab" * 32,
+        image_id="cd" * 32,
+        base="localhost/renderlab-base:bookworm-0",
+    )
+    for i, name in enumerate(("blender", "fetch"))
+}
+
+
 @pytest.fixture
-def settings() -> Settings:
-    # Derived from the example lab config, as the Airflow VM derives it from the real one.
+def settings(tmp_path, monkeypatch) -> Settings:
+    # Derived from the example lab config, as the Airflow VM derives it from the real one, with the image
+    # references `make images` recorded.
+    monkeypatch.setenv(image_refs.RECORD_ENV, str(image_refs.write(RECORDED, tmp_path / "refs.json")))
     return Settings.model_validate(
         {**from_lab_config(REPO / "Pulumi.example.yaml"), "share_root": "/mnt/render"}
     )
+
+
+def test_jobs_take_the_recorded_image_and_never_compute_one(settings, tmp_path, monkeypatch):
+    assert {n: settings.image(n) for n in RECORDED} == {n: r.ref for n, r in RECORDED.items()}
+    monkeypatch.setenv(image_refs.RECORD_ENV, str(tmp_path / "none.json"))
+    bare = Settings.model_validate(from_lab_config(REPO / "Pulumi.example.yaml"))
+    with pytest.raises(SettingsError, match=r"no image reference for 'blender': run `make images`"):
+        bare.image("blender")
 
 
 @pytest.fixture
@@ -124,12 +145,17 @@ def test_every_job_the_dag_submits_is_a_valid_batch_v1_job(settings, no_cluster)
         assert job["spec"]["backoffLimit"] == spec.backoff_limit
         assert pod["restartPolicy"] == "Never"
         assert pod["volumes"] == [
-            {"name": "share", "persistentVolumeClaim": {"claimName": settings.share_pvc}}
+            {"name": "share", "persistentVolumeClaim": {"claimName": settings.share_pvc}},
+            {"name": "tmp", "emptyDir": {}},
         ]
-        assert c["volumeMounts"] == [{"mountPath": settings.share_mount, "name": "share"}]
+        assert c["volumeMounts"] == [
+            {"mountPath": settings.share_mount, "name": "share"},
+            {"mountPath": "/tmp", "name": "tmp"},
+        ]
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
         assert c["workingDir"] == settings.share_mount  # the specs' relative paths resolve on the share
         assert [c["command"][0], *c["args"]] == spec.command
-        assert c["image"].startswith(f"{settings.registry}/renderlab-{spec.image}:")
+        assert c["image"] == RECORDED[spec.image].ref
         assert c["resources"]["requests"] == {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == settings.run_as_uid
