@@ -21,6 +21,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -143,9 +144,9 @@ def _context_files(name: str) -> list[str]:
 
 
 def stage(name: str) -> Path:
-    """A build context holding exactly what the Dockerfile copies (and the Dockerfile)."""
-    ctx = STAGE / name
-    shutil.rmtree(ctx, ignore_errors=True)
+    """A fresh build context holding exactly what the Dockerfile copies (and the Dockerfile)."""
+    STAGE.mkdir(parents=True, exist_ok=True)
+    ctx = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=STAGE))
     for rel in [*_context_files(name), f"images/{name}/Dockerfile"]:
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, ctx / rel)
@@ -358,7 +359,10 @@ def build_one(tool: str, name: str, config_path: str | Path, base: str, push: st
             cmd += ["--secret", f"id=ca,src={ca}"]
         log(f"{name}: building {ref} on {base}")
         t0 = time.monotonic()
-        _run(tool, *cmd, str(ctx), capture=False)
+        try:
+            _run(tool, *cmd, str(ctx), capture=False)
+        finally:
+            shutil.rmtree(ctx, ignore_errors=True)
         log(f"{name}: built in {time.monotonic() - t0:.0f} s")
     digest = inspect(tool, ref, "{{.Digest}}")
     pushed_to = None
