@@ -1,4 +1,4 @@
-"""The fetch image's inputs without a container engine: pins, base, user, file set (tests/images runs it)."""
+"""The fetch image's inputs without a container engine: pins, base, user, file set (tests/containers runs it)."""
 
 from __future__ import annotations
 
