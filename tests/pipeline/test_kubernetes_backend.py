@@ -189,8 +189,13 @@ def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, pro
     import logging
 
     provider.failed.return_value = "BackoffLimitExceeded: Job has reached the specified backoff limit"
-    with pytest.raises(JobFailed, match="BackoffLimitExceeded"):
+    provider.core.read_namespaced_pod_log.return_value = (
+        "00:02.730  blend | Read blend\nrender: error: --blend x.blend does not exist\n"
+    )
+    with pytest.raises(JobFailed, match="BackoffLimitExceeded") as e:
         kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    # The entrypoint's own message is surfaced, last.
+    assert str(e.value).splitlines()[-1] == "render: error: --blend x.blend does not exist"
     provider.batch.delete_namespaced_job.assert_called_once()
 
 

@@ -112,7 +112,10 @@ class KubernetesBackend:
             try:
                 op.execute(context or {})
             except Exception as e:
-                raise JobFailed(f"job {spec.name}: the Kubernetes Job failed: {e}") from e
+                # The entrypoint's own last words (its one error line) say more than the Job's status.
+                tail = "\n".join(self._log_lines(op, 10)[-5:])
+                tail = f"; last output:\n{tail}" if tail else ""
+                raise JobFailed(f"job {spec.name}: the Kubernetes Job failed: {e}{tail}") from e
             pods = list(getattr(op, "pods", None) or [])
             if not pods:
                 raise JobFailed(f"job {spec.name}: the provider found no pod to read the result from")
@@ -125,6 +128,18 @@ class KubernetesBackend:
             self._cleanup(op, log)
         seconds = round(time.monotonic() - start, 3)
         return JobResult(name=spec.name, exit_code=0, result=result, seconds=seconds)
+
+    @staticmethod
+    def _log_lines(op, tail: int) -> list[str]:
+        """The last lines of the Job's pod log, or none when there is no pod (never raises)."""
+        try:
+            pod = list(getattr(op, "pods", None) or [])[0]
+            text = op.hook.core_v1_client.read_namespaced_pod_log(
+                name=pod.metadata.name, namespace=pod.metadata.namespace, container=CONTAINER, tail_lines=tail
+            )
+            return [ln for ln in str(text).splitlines() if ln.strip()]
+        except Exception:
+            return []
 
     @staticmethod
     def _cleanup(op, log: logging.Logger) -> None:
