@@ -170,10 +170,7 @@ def test_every_job_the_dag_submits_parses_with_its_own_cli(lab, monkeypatch, no_
         (container,) = kb.build_job(spec, s).spec.template.spec.containers
         assert container.image == refs[spec.image] == s.images[spec.image]
         module_file = module.replace(".", "/") + ("/__main__.py" if module == "images.fetch" else ".py")
-        assert any(
-            module_file == c or module_file.startswith(c.rstrip("/") + "/")
-            for c in images.CONTEXT[spec.image]
-        )
+        assert module_file in images.context_files(spec.image)  # exactly what the Dockerfile COPYs
         if module == "images.fetch":
             source = parse_source(ns.source)
             assert isinstance(source, P4Source)
@@ -248,7 +245,7 @@ def test_the_airflow_bundle_holds_exactly_the_code_the_dag_runs(tmp_path):
     ],
 )  # fmt: skip
 def test_each_images_inputs_hold_the_code_its_jobs_run(tmp_path, image, modules):
-    _copy([c for c in images.CONTEXT[image] if not c.endswith(".txt") and "Dockerfile" not in c], tmp_path)
+    _copy([c for c in images.context_files(image) if c.endswith(".py")], tmp_path)
     code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
     code += "import importlib.util as u\nassert u.find_spec('renderlab.pipeline') is None\n"
     proc = _imports(tmp_path, code)

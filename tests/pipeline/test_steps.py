@@ -1,5 +1,5 @@
 """The pipeline's own steps and helpers: chunk planning, sources, settings, assemble/validate entrypoints,
-notifications, image tags and requirement subsets, the image's module runner."""
+notifications (the images' inputs: tests/containers)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from renderlab.jobs.build_step import build_argv
 from renderlab.pipeline import notify, run_plan, settings
 from renderlab.pipeline import steps as pipeline
 from renderlab.pipeline.settings import Settings
-from renderlab.workstation import images
 from tests.pipeline.conftest import REPO
 
 BUILT = {"blend": "s.blend", "loop_blend": "l.blend", "frames": [1, 100], "loop_frames": [1, 60]}
@@ -227,21 +226,6 @@ def test_notify_delivery_failure_is_recorded_not_raised(hook, tmp_path, monkeypa
     assert "secret-token" not in (tmp_path / "notification-failed.json").read_text()
 
 
-def test_image_tags_follow_content(tmp_path, monkeypatch):
-    a = images.content_tag("blender", {"BLENDER_VERSION": "5.0.1"})
-    assert a == images.content_tag("blender", {"BLENDER_VERSION": "5.0.1"})
-    assert a != images.content_tag("blender", {"BLENDER_VERSION": "5.0.2"})
-    assert images.requirements_path("blender").read_text() == images.pick_requirements(
-        images.LOCK.read_text(), images.IMAGE_REQUIREMENTS["blender"]
-    ), "requirements/image-blender.txt is stale: run `python -m renderlab.workstation.images requirements`"
-
-
-def test_images_fail_clearly_without_an_engine(monkeypatch, capsys):
-    monkeypatch.setattr(images.shutil, "which", lambda tool: None)
-    assert images.main(["build"]) == 2
-    assert "no working container engine" in capsys.readouterr().err
-
-
 def test_build_step_picks_project_files(tmp_path):
     (tmp_path / "song.mid").write_bytes(b"x")
     assert "--arrangement" not in build_argv(tmp_path, Path("out"), 60)
@@ -249,53 +233,6 @@ def test_build_step_picks_project_files(tmp_path):
     assert build_argv(tmp_path, Path("out"), 24)[-2:] == ["--arrangement", str(tmp_path / "arrangement.yaml")]
     with pytest.raises(FileNotFoundError, match="song.mid"):
         build_argv(tmp_path / "nope", Path("out"), 60)
-
-
-def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
-    runner = REPO / "images" / "blender" / "run_module.py"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ok = subprocess.run(
-        [
-            sys.executable,
-            str(runner),
-            "--",
-            "renderlab.jobs.validate",
-            "--spec",
-            "{}",
-            "--out",
-            str(tmp_path / "v.json"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        check=False,
-    )
-    assert ok.returncode == 0 and json.loads(ok.stdout.splitlines()[-1])["ok"] is True
-    bad = subprocess.run(
-        [
-            sys.executable,
-            str(runner),
-            "--",
-            "renderlab.jobs.assemble",
-            "--frames",
-            "/nope",
-            "--first",
-            "1",
-            "--last",
-            "1",
-            "--fps",
-            "1",
-            "--out",
-            str(tmp_path / "x.mp4"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        check=False,
-    )
-    assert bad.returncode == 1 and "frame(s) missing" in bad.stderr
 
 
 def test_build_step_rerun_rebuilds_nothing(tmp_path):
