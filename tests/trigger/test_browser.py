@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from renderlab.pipeline import depot_songs
-from renderlab.pipeline.steps import run_folder_id
+from renderlab.pipeline.run_plan import run_folder_id
 from renderlab.workstation.trigger import Api
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]

@@ -54,7 +54,7 @@ def test_render_follows_a_run_to_success(airflow):
 
 
 def test_make_render_failure_exits_nonzero_with_the_failed_tasks_log_tail(airflow):
-    # 9-3 passes the schema (two numbers) but the plan task refuses it: a real task failure, found fast.
+    # 9-3 passes the schema (two numbers) but the plan_run task refuses it: a real task failure, found fast.
     r = subprocess.run(
         ["make", "-s", "render", "SONG=frere_groove", "FRAMES=9-3", "PRESET=demo", "RENDER_ARGS=--poll 1"],
         cwd=REPO,
@@ -66,8 +66,11 @@ def test_make_render_failure_exits_nonzero_with_the_failed_tasks_log_tail(airflo
     )
     out = r.stdout
     assert r.returncode != 0, out
-    assert "render: FAILED after" in out and "plan" in out.split("render: FAILED after", 1)[1].splitlines()[0]
-    tail = out.split("--- the end of plan's log", 1)[1]
+    assert (
+        "render: FAILED after" in out
+        and "plan_run" in out.split("render: FAILED after", 1)[1].splitlines()[0]
+    )
+    tail = out.split("--- the end of plan_run's log", 1)[1]
     assert "the first frame is after the last" in tail  # the task's own error, from its log in Airflow
 
 

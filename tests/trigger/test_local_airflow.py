@@ -215,7 +215,7 @@ def test_stop_ignores_a_reused_pid(tmp_path):
 
 def test_progress_line_and_api_error_details():
     tis = [
-        {"task_id": "plan", "map_index": -1, "state": "success"},
+        {"task_id": "plan_run", "map_index": -1, "state": "success"},
         {"task_id": "render_chunk", "map_index": 0, "rendered_map_index": "frames 1-48", "state": "running"},
         {"task_id": "render_chunk", "map_index": 1, "rendered_map_index": None, "state": "failed"},
     ]
