@@ -31,7 +31,12 @@ class GeneratedSecretProvider(ResourceProvider):
         length = news.get("length")
         if not isinstance(length, int) or isinstance(length, bool) or not MIN_LENGTH <= length <= MAX_LENGTH:
             return CheckResult(
-                news, [CheckFailure("length", f"must be a whole number {MIN_LENGTH}..{MAX_LENGTH}, got {length!r}")]
+                news,
+                [
+                    CheckFailure(
+                        "length", f"must be a whole number {MIN_LENGTH}..{MAX_LENGTH}, got {length!r}"
+                    )
+                ],
             )
         return CheckResult(news, [])
 
@@ -42,9 +47,13 @@ class GeneratedSecretProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A new length is a new secret; nothing else is an input, so an unchanged config diffs empty.
         changed = olds.get("length") != news.get("length")
-        return DiffResult(changes=changed, replaces=["length"] if changed else [], delete_before_replace=False)
+        return DiffResult(
+            changes=changed, replaces=["length"] if changed else [], delete_before_replace=False
+        )
 
-    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]):  # pragma: no cover - diff replaces
+    def update(
+        self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+    ):  # pragma: no cover - diff replaces
         raise NotImplementedError("a generated secret is never updated in place; a new length replaces it")
 
 
