@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renderlab.config import load
-from renderlab.inventory import inventory
+from renderlab.lab.config import load
+from renderlab.lab.inventory import inventory
 from tests.infra.conftest import TOKEN_ID, TOKEN_SECRET, GuestAgents
 from tests.infra.engine import ROOT, Engine, missing_tools, ops
 
