@@ -29,7 +29,9 @@ class GeneratedSecretProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         length = news.get("length")
-        if not isinstance(length, int) or isinstance(length, bool) or not MIN_LENGTH <= length <= MAX_LENGTH:
+        # Numbers cross the engine's gRPC as floats (40 arrives as 40.0): a whole float is a whole number.
+        whole = isinstance(length, int | float) and not isinstance(length, bool) and float(length).is_integer()
+        if not whole or not MIN_LENGTH <= length <= MAX_LENGTH:
             return CheckResult(
                 news,
                 [
@@ -46,7 +48,7 @@ class GeneratedSecretProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A new length is a new secret; nothing else is an input, so an unchanged config diffs empty.
-        changed = olds.get("length") != news.get("length")
+        changed = float(olds.get("length") or 0) != float(news.get("length") or 0)
         return DiffResult(
             changes=changed, replaces=["length"] if changed else [], delete_before_replace=False
         )

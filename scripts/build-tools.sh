@@ -51,7 +51,7 @@ if built; then
   exit 0
 fi
 
-export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0
+export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS=-mod=readonly GOTOOLCHAIN=local
 mkdir -p "$BIN" "$GOMODCACHE" "$GOCACHE"
 LDFLAGS="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$VERSION"
 start=$SECONDS

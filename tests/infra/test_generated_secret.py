@@ -18,7 +18,8 @@ def test_create_makes_a_fresh_alphanumeric_value_of_the_length():
 def test_check_refuses_a_weak_or_odd_length():
     provider = GeneratedSecretProvider()
     assert provider.check({}, {"length": 40}).failures == []
-    for bad in (8, 1000, "40", True, None):
+    assert provider.check({}, {"length": 40.0}).failures == []  # how the engine's gRPC carries numbers
+    for bad in (8, 1000, 40.5, "40", True, None):
         (failure,) = provider.check({}, {"length": bad}).failures
         assert failure.property == "length" and "16..256" in failure.reason
 
@@ -26,7 +27,7 @@ def test_check_refuses_a_weak_or_odd_length():
 def test_unchanged_length_diffs_empty_and_a_new_length_replaces():
     provider = GeneratedSecretProvider()
     outs = provider.create({"length": 40}).outs
-    same = provider.diff("x", outs, {"length": 40, "result": None})
+    same = provider.diff("x", outs, {"length": 40.0, "result": None})
     assert same.changes is False and same.replaces == []
     longer = provider.diff("x", outs, {"length": 48, "result": None})
     assert longer.changes is True and longer.replaces == ["length"]
