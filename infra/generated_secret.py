@@ -30,7 +30,9 @@ class GeneratedSecretProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         length = news.get("length")
         # Numbers cross the engine's gRPC as floats (40 arrives as 40.0): a whole float is a whole number.
-        whole = isinstance(length, int | float) and not isinstance(length, bool) and float(length).is_integer()
+        whole = (
+            isinstance(length, int | float) and not isinstance(length, bool) and float(length).is_integer()
+        )
         if not whole or not MIN_LENGTH <= length <= MAX_LENGTH:
             return CheckResult(
                 news,
