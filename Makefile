@@ -108,7 +108,8 @@ lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template i
 
 lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.yml, git-ignored; JSON is YAML)
 	mkdir -p $(dir $(INVENTORY))
-	$(PULUMI_RUN) stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)
+	$(PULUMI_RUN) stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp \
+	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
