@@ -21,6 +21,7 @@ import yaml
 from renderlab import host_secrets
 from renderlab.config import load
 from renderlab.inventory import inventory, write_yaml
+from renderlab.locallab import cluster_node as cluster_node_settings
 from renderlab.locallab import machines, network, rootfs
 from renderlab.locallab.machines import Machine
 from renderlab.locallab.settings import ROOT, LabError, Settings
@@ -184,7 +185,10 @@ def up(s: Settings) -> Lab:
                 admin=config.ssh.admin_user,
                 pubkey=pubkey,
             )
-            machines.boot(m, s.bridge, s.state / "logs")
+            cluster_node = cluster_node_settings.is_cluster_node(config.hosts[name].role)
+            if cluster_node:
+                cluster_node_settings.prepare(m.directory)
+            machines.boot(m, s.bridge, s.state / "logs", cluster_node=cluster_node)
             _save(s, ms)
             log(f"booting {m.machine} at {address}")
         lab = Lab(s, ms)

@@ -1,0 +1,32 @@
+"""The lab-only container settings of the k3s hosts: only they get them, and the boot unit is well formed."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+from renderlab.config import load
+from renderlab.locallab import cluster_node
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_only_the_cluster_roles_get_the_settings():
+    roles = {h.role for h in load(ROOT / "Pulumi.example.yaml").hosts.values()}
+    assert {r for r in roles if cluster_node.is_cluster_node(r)} == {"k3s_server", "k3s_agent"}
+
+
+def test_prepare_writes_the_kmsg_link_and_an_enabled_cgroup_unit(tmp_path: Path):
+    cluster_node.prepare(tmp_path)
+    cluster_node.prepare(tmp_path)  # twice: a re-prepared tree is the same
+    assert (tmp_path / "etc/tmpfiles.d/renderlab-kmsg.conf").read_text().split() == [
+        "L", "/dev/kmsg", "-", "-", "-", "-", "/dev/console",
+    ]  # fmt: skip
+    name = cluster_node.CGROUPS_RW_UNIT_NAME
+    link = tmp_path / "etc/systemd/system/sysinit.target.wants" / name
+    assert link.readlink() == Path("/etc/systemd/system") / name
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.read_string((tmp_path / "etc/systemd/system" / name).read_text())
+    assert "k3s.service" in unit["Unit"]["Before"] and "k3s-agent.service" in unit["Unit"]["Before"]
+    # systemd expands $d itself; the shell's variable must be written $$d.
+    assert '"$$d"' in unit["Service"]["ExecStart"] and '"$d"' not in unit["Service"]["ExecStart"]
