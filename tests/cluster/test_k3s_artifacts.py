@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from renderlab import k3s_artifacts as ka
+from renderlab.workstation import k3s_artifacts as ka
 
 BINARY = b"\x7fELF-not-really-catatonit" * 10
 REF = "renderlab.local/pause:catatonit-test"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
-from renderlab.config import load
-from renderlab.locallab import cluster_node
+from renderlab.lab.config import load
+from renderlab.workstation.nspawn_lab import cluster_node
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from renderlab import k3s_artifacts
-from renderlab.config import load
-from renderlab.locallab import cluster_node
-from renderlab.locallab import lab as locallab
-from renderlab.locallab.settings import Settings
+from renderlab.lab.config import load
+from renderlab.workstation import k3s_artifacts
+from renderlab.workstation.nspawn_lab import cluster_node
+from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab.options import Settings
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1200)]
 

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderlab.locallab import cluster_node as cluster_node_settings
-from renderlab.locallab.settings import LabError
+from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
+from renderlab.workstation.nspawn_lab.options import LabError
 
 
 @dataclass

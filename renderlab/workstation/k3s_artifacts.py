@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderlab.config import ConfigError, load
+from renderlab.lab.config import ConfigError, load
 
 K3S_MODULE = "github.com/k3s-io/k3s"
 IMAGES_TAR = "k3s-airgap-images-amd64.tar.zst"
