@@ -30,3 +30,16 @@ def test_prepare_writes_the_kmsg_link_and_an_enabled_cgroup_unit(tmp_path: Path)
     assert "k3s.service" in unit["Unit"]["Before"] and "k3s-agent.service" in unit["Unit"]["Before"]
     # systemd expands $d itself; the shell's variable must be written $$d.
     assert '"$$d"' in unit["Service"]["ExecStart"] and '"$d"' not in unit["Service"]["ExecStart"]
+
+
+def test_prepare_writes_the_kubelets_kernel_values_and_their_enabled_mount_unit(tmp_path: Path):
+    cluster_node.prepare(tmp_path)
+    for key, value in cluster_node.KUBELET_SYSCTLS.items():
+        name = key.replace("/", ".")
+        assert (tmp_path / cluster_node.SYSCTL_DIR.lstrip("/") / name).read_text() == f"{value}\n"
+        assert f"{cluster_node.SYSCTL_DIR}/{name} /proc/sys/{key}\n" in cluster_node.SYSCTLS_UNIT
+    wants = tmp_path / "etc/systemd/system/sysinit.target.wants" / cluster_node.SYSCTLS_UNIT_NAME
+    assert wants.readlink() == Path("/etc/systemd/system") / cluster_node.SYSCTLS_UNIT_NAME
+    assert (tmp_path / "etc/systemd/system" / cluster_node.SYSCTLS_UNIT_NAME).read_text().count(
+        "ExecStart="
+    ) == len(cluster_node.KUBELET_SYSCTLS)

@@ -53,6 +53,7 @@ def test_a_container_runs_on_both_k3s_hosts(lab, tmp_path, say):
     )
     ref = (tmp_path / "parts" / (k3s_artifacts.IMAGES_TAR + ".ref")).read_text()
     ns = f"renderlab-{Settings.from_env().prefix}"
+    machine_panic = Path("/proc/sys/kernel/panic").read_text().strip()
     try:
         for m in nodes:
             install = _ssh(
@@ -61,6 +62,10 @@ def test_a_container_runs_on_both_k3s_hosts(lab, tmp_path, say):
                 "containerd runc >/dev/null",
             )  # fmt: skip
             assert install.returncode == 0, install.stderr[-2000:]
+            # The kubelet's kernel values, node-local: the node reads them, the machine keeps its own.
+            seen = _ssh(lab, m.address, "cat /proc/sys/kernel/panic /proc/sys/vm/overcommit_memory")
+            assert seen.stdout.split() == ["10", "1"], seen.stdout + seen.stderr
+            assert Path("/proc/sys/kernel/panic").read_text().strip() == machine_panic
             _scp(lab, pause_tar, m.address, "/tmp/pause.tar")
             run = _ssh(
                 lab, m.address,
