@@ -50,6 +50,12 @@ timeout 60 kubelet --container-runtime-endpoint=unix:///run/containerd/container
 grep -E '^E' /var/tmp/kubelet.log | cut -c1-220 || true
 running=$(ctr -n k8s.io tasks ls | grep -c RUNNING || true)
 echo "kubelet $(kubelet --version): $running pod containers RUNNING (sandbox + container expected: 2)"
+# The pod's cgroups sit at the root of the machine's hierarchies (no cgroup namespace here): delete the
+# tasks and containers, so runc removes them, before the lab goes down.
+rm -f /etc/kubernetes/manifests/probe.yaml
 for t in $(ctr -n k8s.io tasks ls -q); do ctr -n k8s.io tasks kill -s KILL "$t" || true; done
+sleep 2
+for t in $(ctr -n k8s.io tasks ls -q); do ctr -n k8s.io tasks delete "$t" || true; done
+for c in $(ctr -n k8s.io containers ls -q); do ctr -n k8s.io containers delete "$c" || true; done
 [ "$running" -ge 2 ]
 NODE
