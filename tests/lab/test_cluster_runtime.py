@@ -17,7 +17,7 @@ from renderlab.lab.config import load
 from renderlab.workstation import k3s_artifacts
 from renderlab.workstation.nspawn_lab import cluster_node
 from renderlab.workstation.nspawn_lab import lab as locallab
-from renderlab.workstation.nspawn_lab.options import Settings
+from renderlab.workstation.nspawn_lab.options import LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -52,7 +52,7 @@ def test_a_container_runs_on_both_k3s_hosts(lab, tmp_path, say):
         subprocess.run(["zstd", "-dc", str(images)], capture_output=True, check=True).stdout
     )
     ref = (tmp_path / "parts" / (k3s_artifacts.IMAGES_TAR + ".ref")).read_text()
-    ns = f"renderlab-{Settings.from_env().prefix}"
+    ns = f"renderlab-{LabOptions.from_env().prefix}"
     machine_panic = Path("/proc/sys/kernel/panic").read_text().strip()
     try:
         for m in nodes:

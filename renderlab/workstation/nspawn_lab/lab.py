@@ -18,13 +18,15 @@ from pathlib import Path
 
 import yaml
 
+from renderlab.jobs import atomic
 from renderlab.lab import host_secrets
 from renderlab.lab.config import load
-from renderlab.lab.inventory import inventory, write_yaml
+from renderlab.lab.inventory import inventory
+from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
 from renderlab.workstation.nspawn_lab import machines, network, rootfs
 from renderlab.workstation.nspawn_lab.machines import Machine
-from renderlab.workstation.nspawn_lab.options import ROOT, LabError, Settings
+from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions
 
 TOOLS = {
     "debootstrap": "debootstrap",
@@ -43,7 +45,7 @@ def log(msg: str) -> None:
 
 @dataclass
 class Lab:
-    settings: Settings
+    settings: LabOptions
     machines: list[Machine]
 
     @property
@@ -100,7 +102,7 @@ def resolvers() -> list[str]:
     return usable
 
 
-def write_stack(s: Settings, pubkey: str, dns: list[str]) -> dict[str, str]:
+def write_stack(s: LabOptions, pubkey: str, dns: list[str]) -> dict[str, str]:
     """The local stack file: the base config with the lab's own network and key (validated like any)."""
     base = yaml.safe_load(s.base_config.read_text())
     cfg = base["config"]
@@ -114,23 +116,35 @@ def write_stack(s: Settings, pubkey: str, dns: list[str]) -> dict[str, str]:
         "hosts": addresses,
     }
     cfg["renderlab:ssh"] = {**cfg.get("renderlab:ssh", {}), "public_keys": [pubkey.strip()]}
-    write_yaml(s.state / "stack.yaml", base)
+    atomic.write_yaml(s.state / "stack.yaml", base, mode=0o644)
     return addresses
 
 
-def status(s: Settings) -> dict:
+# What only the local lab's inventory has beyond the one Pulumi outputs for the same stack file.
+LOCAL_ONLY_VARS = ("ansible_ssh_private_key_file", "ansible_ssh_common_args")
+
+
+def lab_inventory(config, s: LabOptions) -> dict:
+    """The same inventory Pulumi's program outputs for this stack, plus the lab's own SSH key and options."""
+    extra = {
+        "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
+        "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
+    }
+    images = recorded_images(config, s.base_config)  # what `make images` built for the base stack, if any
+    return inventory(config, extra_vars=extra, images=images)
+
+
+def status(s: LabOptions) -> dict:
     path = s.state / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save(s: Settings, ms: list[Machine]) -> None:
+def _save(s: LabOptions, ms: list[Machine]) -> None:
     data = {"bridge": s.bridge, "subnet": str(s.subnet), "machines": [m.as_state() for m in ms]}
-    tmp = s.state / "state.json.tmp"
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(s.state / "state.json")
+    atomic.write_json(s.state / "state.json", data)
 
 
-def up(s: Settings) -> Lab:
+def up(s: LabOptions) -> Lab:
     preflight()
     if status(s) or network.bridge_exists(s):
         raise LabError(
@@ -165,11 +179,7 @@ def up(s: Settings) -> Lab:
         addresses = write_stack(s, pubkey, dns)
         config = load(s.state / "stack.yaml")
         host_secrets.write(s.state / "secrets.yml", host_secrets.generate())
-        extra = {
-            "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
-            "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
-        }
-        write_yaml(s.state / "inventory.yml", inventory(config, extra_vars=extra))
+        atomic.write_yaml(s.state / "inventory.yml", lab_inventory(config, s), mode=0o644)
         log(f"network: bridge {s.bridge} {s.gateway}/{s.subnet.prefixlen} with NAT")
         network.up(s)
         for name, address in addresses.items():
@@ -204,7 +214,7 @@ def up(s: Settings) -> Lab:
     return lab
 
 
-def down(s: Settings) -> None:
+def down(s: LabOptions) -> None:
     st = status(s)
     ms = [Machine(**{**m, "directory": Path(m["directory"])}) for m in st.get("machines", [])]
     recorded = {m.pid for m in ms if machines.is_ours(m)}
@@ -226,9 +236,9 @@ def down(s: Settings) -> None:
 
 
 @contextlib.contextmanager
-def running_lab(s: Settings | None = None) -> Iterator[Lab]:
+def running_lab(s: LabOptions | None = None) -> Iterator[Lab]:
     """A lab that is torn down when the block exits, whatever happens inside it."""
-    s = s or Settings.from_env()
+    s = s or LabOptions.from_env()
     lab = up(s)
     try:
         yield lab
