@@ -1,4 +1,5 @@
-"""The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate.
+"""The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate
+-> publish the run's gallery page -> notify.
 
 Every step that touches the share is a Job (renderlab.jobs.JobSpec) run by the backend the configuration
 names (renderlab.settings: the Airflow Variable ``renderlab`` / the lab config); the DAG never knows which.
@@ -92,15 +93,22 @@ def render():
     def validate(plan: dict, built: dict, assembled: dict) -> dict:
         return rt.validate(plan, built, assembled, get_current_context())
 
+    @task(trigger_rule="none_failed")  # idempotent: a retry rewrites nothing that is already published
+    def gallery(plan: dict, steps: dict) -> dict:
+        return rt.gallery(plan, steps, get_current_context())
+
     @task(trigger_rule="none_failed", retries=0)
-    def notify(plan: dict, built: dict, assembled: dict, validated: dict) -> dict:
-        return rt.notify_success(plan, built, assembled, validated)
+    def notify(plan: dict, built: dict, assembled: dict, validated: dict, published: dict) -> dict:
+        return rt.notify_success(plan, built, assembled, validated, published)
 
     p = plan()
-    b = build(p, fetch(p))
+    f = fetch(p)
+    b = build(p, f)
     r = render_chunk.partial(plan=p).expand(chunk=chunks(p, b))
     a = assemble(p, b, r)
-    notify(p, b, a, validate(p, b, a))
+    v = validate(p, b, a)
+    g = gallery(p, {"fetch": f, "build": b, "render": r, "assemble": a, "validate": v})
+    notify(p, b, a, v, g)
 
 
 render()

@@ -42,7 +42,7 @@ def message(summary: dict[str, Any]) -> str:
     lines = [head]
     if summary.get("error"):
         lines.append(f"error in {summary.get('failed_task', '?')}: {summary['error']}")
-    for key in ("run_folder", "videos", "contact_sheets", "blend_files"):
+    for key in ("gallery_url", "gallery_page", "run_folder", "videos", "contact_sheets", "blend_files"):
         if summary.get(key):
             lines.append(f"{key.replace('_', ' ')}: {summary[key]}")
     return "\n".join(lines)

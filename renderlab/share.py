@@ -6,6 +6,9 @@
 <share>/runs/<run_id>/frames/<variant>/           rendered frames (variant: main or loop)
 <share>/runs/<run_id>/video/                      the MP4s and the contact sheet
 <share>/runs/<run_id>/report/                     validation report, notification record
+<share>/gallery/index.html                        the render gallery: every published run, newest first
+<share>/gallery/runs/<run_id>/                    a run's page (index.html, run.json, media/); the docs
+                                                  server serves <share>/gallery read-only
 """
 
 from __future__ import annotations
@@ -51,3 +54,9 @@ class ShareLayout:
 
     def report(self, run_id: str) -> PurePosixPath:
         return self.run(run_id) / "report"
+
+    def gallery(self) -> PurePosixPath:
+        return self.root / "gallery"
+
+    def gallery_run(self, run_id: str) -> PurePosixPath:
+        return self.gallery() / "runs" / _segment("run id", run_id)
