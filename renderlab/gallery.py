@@ -69,7 +69,11 @@ def collect(run: Path, meta: dict) -> dict:
     timing = _read_json(run / "scene" / "report.json", "timing report")
     video = run / "video"
     variants: dict[str, dict] = {}
-    found = sorted(video.glob("*.mp4"), key=lambda p: (p.stem != f"{song}_main", p.name)) if video.is_dir() else []
+    found = (
+        sorted(video.glob("*.mp4"), key=lambda p: (p.stem != f"{song}_main", p.name))
+        if video.is_dir()
+        else []
+    )
     for mp4 in found:
         name = mp4.stem.removeprefix(f"{song}_") if song else mp4.stem
         info = (meta.get("variants") or {}).get(name, {})
@@ -250,7 +254,7 @@ header{background:#263238;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5re
 header a{color:#cfd8dc}main{max-width:64rem;margin:0 auto;padding:1rem 1.5rem}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{padding:.25rem .8rem;border-bottom:1px solid #ddd;
 text-align:left;vertical-align:top}.ok{color:#1b7f3b;font-weight:600}.bad{color:#b3261e;font-weight:600}
-video,img.sheet{max-width:100%;background:#000;display:block;margin:.3rem 0 1rem}
+video,img.sheet{width:100%;max-width:48rem;background:#000;display:block;margin:.3rem 0 1rem}
 figure{margin:0 0 1.5rem}figcaption{color:#555;font-size:.9rem}img.thumb{width:12rem}
 """
 
@@ -266,7 +270,7 @@ def _ms(seconds: Any) -> float | None:
 def _doc(title: str, body: str, home: str) -> str:
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">'
         f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>"
         f'<header><strong>renderlab gallery</strong><a href="{home}index.html">all runs</a>'
         f'<a href="{home}../index.html">documentation</a></header>'

@@ -71,6 +71,7 @@ def from_lab_config(path: str | Path) -> dict[str, Any]:
     cfg = labconfig.load(path)
     p = cfg.pipeline
     p4_host = next(iter(cfg.hosts_by_role("perforce")))
+    k3s_server = next(iter(cfg.hosts_by_role("k3s_server")))
     ssl = "ssl:" if cfg.perforce.ssl else ""
     return {
         "backend": p.backend,
@@ -83,6 +84,8 @@ def from_lab_config(path: str | Path) -> dict[str, Any]:
         "fps": p.fps,
         "samples": p.samples,
         "frames_per_chunk": p.frames_per_chunk,
+        # The docs site's NodePort serves the share's gallery folder (images/docs, infra/manifests.py).
+        "gallery_url": f"http://{cfg.address(k3s_server)}:{cfg.docs.node_port}/gallery/",
     }
 
 

@@ -54,6 +54,8 @@ def test_settings_from_lab_config_and_variable(monkeypatch):
     s = settings.load()
     assert s.backend == "kubernetes" and s.namespace == "render" and s.fps == 30
     assert s.depot == "p4://ssl:10.20.0.14:1666//depot/songs" and s.registry == "127.0.0.1:30500"
+    # The docs site's NodePort (infra.manifests' Service) on the k3s server serves the gallery.
+    assert s.gallery_url == "http://10.20.0.11:30080/gallery/"
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", "{not json")
     with pytest.raises(settings.SettingsError, match="not JSON"):
         settings.load()
