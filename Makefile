@@ -14,6 +14,7 @@ STAMP := $(VENV)/.lock-$(shell sha256sum $(LOCK) requirements/bootstrap.txt | sh
 PYTEST_ARGS ?=
 
 export PYTHONPATH := $(CURDIR)
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: help setup apt venv lock check-config lint unit test demo clean
 
@@ -101,7 +102,7 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 # --- pipeline ---
 .PHONY: images pipeline-test pipeline-bench
 
-images: venv ## build the fetch and Blender images (content tags) and push them to the lab registry
+images: venv docs-build ## build the fetch, Blender and docs images (content tags) and push them to the lab registry
 	$(PY) -m renderlab.images build --push --config $(CONFIG)
 
 pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
@@ -160,3 +161,16 @@ airflow-host-lock: venv ## re-resolve the Airflow VM's hash-pinned requirements 
 
 airflow-bench: venv ## time the airflow role alone on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/airflow_role_bench.py
+
+# --- docs ---
+GALLERY ?= out/demo/gallery
+.PHONY: docs docs-build docs-test
+
+docs-build: venv ## build the docs site into build/site (mkdocs build --strict; mermaid pinned from npm)
+	$(VENV)/bin/mkdocs build --strict -q
+
+docs: docs-build ## build the site and serve it with the demo's gallery on 127.0.0.1 (prints the URL; DOCS_PORT=)
+	$(PY) -m renderlab.docs_server --site build/site --gallery $(GALLERY)
+
+docs-test: venv ## the docs tests: the gallery Job, the site in headless chromium (Playwright), served by nginx
+	$(VENV)/bin/pytest tests/docs $(PYTEST_ARGS)

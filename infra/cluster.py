@@ -65,7 +65,10 @@ class ClusterLayer(pulumi.ComponentResource):
             opts=child,
         )
         self.objects: dict[str, pulumi.CustomResource] = {}
-        groups = manifests.all_objects(config, secret_values)
+        # The docs image as `make images` built it from this checkout (its content tag; build/site included).
+        from renderlab.images import content_tag
+
+        groups = manifests.all_objects(config, secret_values, docs_tag=content_tag("docs"))
         namespaces: list[pulumi.Resource] = []
         for file, objs in groups.items():
             # Within a file, objects go in order: the ServiceAccount before its token Secret (the provider

@@ -24,6 +24,8 @@ LOCK = REPO / "requirements" / "lock.txt"
 CONTEXT = {
     "blender": ["images/blender", "renderlab", "blender_scripts", "requirements/image-blender.txt"],
     "fetch": ["images/__init__.py", "images/fetch", "renderlab/__init__.py", "renderlab/share.py"],
+    # The docs server: nginx + the site `make docs-build` built (build/site, git-ignored).
+    "docs": ["images/docs", "build/site"],
 }
 # Python packages the Blender image installs into Blender's bundled Python (bpy/numpy ship with Blender).
 # blender_scripts' own imports: mido (+ packaging), pydantic (+ its four), pyyaml.
@@ -134,6 +136,8 @@ def build(names: list[str], config_path: str | None, push: bool) -> list[str]:
             raise ImageError(
                 f"{dockerfile.relative_to(REPO)} does not exist; the {name} image is not defined yet"
             )
+        if name == "docs" and not (REPO / "build" / "site" / "index.html").is_file():
+            raise ImageError("build/site has no index.html; build the docs site first: make docs-build")
         args = build_args(name, config_path)
         ref = f"{registry(config_path)}/renderlab-{name}:{content_tag(name, args)}"
         cmd = [tool, "build", "-f", str(dockerfile), "-t", ref]
