@@ -29,6 +29,8 @@ def _import_path() -> None:
     """The generated pages import renderlab from this checkout (mkdocs runs from anywhere)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
+
+
 CACHE = REPO / ".cache" / "docs"
 MERMAID_URI = "assets/vendor/mermaid.min.js"
 
@@ -55,7 +57,9 @@ def vendored_mermaid() -> bytes:
             check=False,
         )
         if proc.returncode != 0 or not tarball.is_file():
-            raise PluginError(f"`npm pack {pin['package']}@{pin['version']}` failed: {proc.stderr.strip()[-500:]}")
+            raise PluginError(
+                f"`npm pack {pin['package']}@{pin['version']}` failed: {proc.stderr.strip()[-500:]}"
+            )
     data = tarball.read_bytes()
     if _integrity(data) != pin["integrity"]:
         tarball.unlink()

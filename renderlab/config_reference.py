@@ -218,7 +218,7 @@ def _keys(model: type[BaseModel], prefix: str, comments: dict[str, str], values:
         if name in labconfig.SECRET_KEYS:
             cons.append("secret: set with `pulumi config set --secret`, never a plain value")
         ex = _example_key(path, values, comments)
-        comment = comments.get(ex, "") or (info.description or "")
+        comment = comments.get(ex, "") or info.description or labconfig.SECRET_KEYS.get(name, "")
         if extra and sub is not None:  # a map of sections: the map itself, then each section's keys
             out.append(Key(path + extra, "map of name to section", _default(info), cons, comment, ""))
         elif sub is None or sub is labconfig.SecureValue:
