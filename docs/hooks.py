@@ -1,7 +1,7 @@
 """mkdocs hooks: the pages generated at build time, and mermaid served from the site itself.
 
 - reference/config.md: the lab config reference, from the pydantic model and the example's comments
-  (renderlab.config_reference); never committed.
+  (renderlab.lab.reference); never committed.
 - reference/config-errors.md: what `make check-config` prints for each invalid fixture, run for real.
 - assets/vendor/mermaid.min.js: mermaid from the npm registry at the version and integrity pinned in
   docs/vendor.json (fetched once with `npm pack` into .cache/docs/, verified on every build). Material uses
@@ -74,7 +74,7 @@ def vendored_mermaid() -> bytes:
 
 
 def config_errors_page() -> str:
-    from renderlab import config
+    from renderlab.lab import config
 
     lines = [
         "# Lab config errors",
@@ -96,7 +96,7 @@ def config_errors_page() -> str:
 
 def on_files(files: Files, config) -> Files:
     _import_path()
-    from renderlab import config_reference
+    from renderlab.lab import reference as config_reference
 
     generated = {
         "reference/config.md": config_reference.markdown(),

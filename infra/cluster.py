@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import manifests
-from renderlab.config import LabConfig
+from renderlab.lab.config import LabConfig
 
 KINDS = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -66,7 +66,7 @@ class ClusterLayer(pulumi.ComponentResource):
         )
         self.objects: dict[str, pulumi.CustomResource] = {}
         # The docs image as `make images` built it from this checkout (its content tag; build/site included).
-        from renderlab.images import content_tag
+        from renderlab.workstation.images import content_tag
 
         groups = manifests.all_objects(config, secret_values, docs_tag=content_tag("docs"))
         namespaces: list[pulumi.Resource] = []

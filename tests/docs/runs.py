@@ -1,6 +1,6 @@
 """A small real run folder on a share, made the way the pipeline makes one: ffmpeg test frames (in place of
-Blender's), then the real `renderlab.assemble` (MP4 with a tone as audio, contact sheet) and the real
-`renderlab.validate`. The timing report has blender_scripts' shape (per note: time, element, error)."""
+Blender's), then the real `renderlab.jobs.assemble` (MP4 with a tone as audio, contact sheet) and the real
+`renderlab.jobs.validate`. The timing report has blender_scripts' shape (per note: time, element, error)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.share import ShareLayout
+from renderlab.jobs.share import ShareLayout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def make_run(share: Path, run_id: str, song: str = "tiny", frames: int = 36, fps
     variants, assembled = {}, {}
     for variant, count in (("main", frames), ("loop", frames // 2)):
         res = _run(
-            ["-m", "renderlab.assemble", "--frames", str(lay.frames(run_id, variant)), "--first", "1",
+            ["-m", "renderlab.jobs.assemble", "--frames", str(lay.frames(run_id, variant)), "--first", "1",
              "--last", str(count), "--fps", str(fps), "--audio", str(lay.scene(run_id) / wav.name),
              "--out", str(lay.video(run_id) / f"{song}_{variant}.mp4"),
              "--contact-sheet", str(lay.video(run_id) / f"{song}_{variant}_contact.png")],
@@ -69,7 +69,7 @@ def make_run(share: Path, run_id: str, song: str = "tiny", frames: int = 36, fps
         "timing_report": str(lay.scene(run_id) / "report.json"),
         "timing_threshold_ms": 41.7,
     }
-    verdict = _run(["-m", "renderlab.validate", "--spec", json.dumps(spec), "--out",
+    verdict = _run(["-m", "renderlab.jobs.validate", "--spec", json.dumps(spec), "--out",
                     str(lay.report(run_id) / "validation.json")], share)  # fmt: skip
     assert verdict["ok"], verdict
     return {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from renderlab import gallery
+from renderlab.jobs import gallery
 from tests.docs.runs import REPO, make_run
 
 
@@ -84,7 +84,7 @@ def test_index_lists_runs_newest_first(share, tmp_path):
 
 def test_cli_contract_and_clear_errors(share, tmp_path):
     root, meta = share
-    cli = [sys.executable, "-m", "renderlab.gallery"]
+    cli = [sys.executable, "-m", "renderlab.jobs.gallery"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ok = subprocess.run([*cli, "--run", f"runs/{meta['run_id']}", "--out", "gallery", "--meta", json.dumps(meta)],
                         cwd=root, env=env, capture_output=True, text=True, check=False)  # fmt: skip

@@ -16,7 +16,8 @@ from urllib.parse import urldefrag, urljoin, urlparse
 
 import pytest
 
-from renderlab import docs_server, gallery
+from renderlab.jobs import gallery
+from renderlab.workstation import docs_server
 from tests.docs.runs import REPO, make_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

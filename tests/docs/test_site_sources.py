@@ -12,8 +12,8 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from renderlab import config as labconfig
-from renderlab import config_reference
+from renderlab.lab import config as labconfig
+from renderlab.lab import reference as config_reference
 from tests.docs.runs import REPO
 
 

@@ -13,7 +13,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
-from renderlab.config import ConfigError
+from renderlab.lab.config import ConfigError
 
 SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig
 
@@ -119,7 +119,7 @@ def test_service_secrets_are_generated_and_secret(stack_config):
     assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 7
     host_secrets, secret = resolved["host_secrets"]
     assert secret is True
-    # Exactly the keys the hosts layer reads (renderlab/host_secrets.py on the hosts branch).
+    # Exactly the keys the hosts layer reads (renderlab/lab/host_secrets.py on the hosts branch).
     assert sorted(host_secrets) == sorted(
         [
             "renderlab_share_password",
@@ -189,7 +189,7 @@ def test_cluster_layer_resources(stack_config):
     assert services["service-renderlab-registry-registry"]["spec"]["ports"][0]["nodePort"] == 30500
     assert resolved["registry"] == "10.20.0.11:30500"
     # The docs site: the image `make images` built from this checkout (its content tag), on its NodePort.
-    from renderlab.images import content_tag
+    from renderlab.workstation.images import content_tag
 
     docs = deploys["deployment-renderlab-docs-docs"]["spec"]["template"]["spec"]["containers"][0]
     assert docs["image"] == f"127.0.0.1:30500/renderlab-docs:{content_tag('docs')}"

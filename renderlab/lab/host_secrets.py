@@ -1,0 +1,98 @@
+"""The service secrets Ansible needs, as one vars file (mode 0600, never in git).
+
+Real lab: `pulumi up` generates them (random) and exports them as the secret stack output `host_secrets`, a
+map with exactly the keys in SECRET_NAMES; `from-pulumi` writes that output to a 0600 vars file for
+`ansible-playbook -e @FILE` (or encrypt it with `ansible-vault encrypt FILE`). Local lab: `generate` makes
+fresh random values. Every task that reads one of these has `no_log: true`.
+
+    python -m renderlab.lab.host_secrets generate -o FILE
+    python -m renderlab.lab.host_secrets from-pulumi -o FILE [--stack STACK]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from renderlab.lab.inventory import write_yaml
+
+PULUMI_OUTPUT = "host_secrets"
+SECRET_NAMES = {
+    "renderlab_share_password": "SMB password of the share user (samba role)",
+    "renderlab_k3s_token": "k3s cluster join token (k3s roles)",
+    "renderlab_p4_super_password": "Perforce super user password (perforce role)",
+    "renderlab_p4_service_password": "Perforce read-only service user password (perforce role)",
+    "renderlab_airflow_admin_password": "Airflow admin user password (airflow role)",
+    "renderlab_airflow_db_password": "Airflow's PostgreSQL password (airflow role)",
+    "renderlab_airflow_secret_key": "Airflow API/JWT secret key (airflow role)",
+}
+
+
+class SecretsError(Exception):
+    pass
+
+
+def generate() -> dict[str, str]:
+    # URL-safe, no quoting issues in config files; 32 bytes of entropy each.
+    return {name: secrets.token_urlsafe(32) for name in SECRET_NAMES}
+
+
+def check(values: dict, source: str) -> dict[str, str]:
+    missing = sorted(set(SECRET_NAMES) - set(values))
+    unknown = sorted(set(values) - set(SECRET_NAMES))
+    empty = sorted(k for k in SECRET_NAMES if k in values and not str(values[k]))
+    problems = [f"missing {k} ({SECRET_NAMES[k]})" for k in missing]
+    problems += [f"unknown key {k}" for k in unknown]
+    problems += [f"{k} is empty" for k in empty]
+    if problems:
+        raise SecretsError(
+            f"{source}: " + "; ".join(problems) + f". The map must hold exactly: {', '.join(SECRET_NAMES)}"
+        )
+    return {k: str(values[k]) for k in SECRET_NAMES}
+
+
+def from_pulumi(stack: str | None) -> dict[str, str]:
+    cmd = ["pulumi", "stack", "output", PULUMI_OUTPUT, "--show-secrets", "--json"]
+    if stack:
+        cmd += ["--stack", stack]
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    except FileNotFoundError as e:
+        raise SecretsError(
+            "the pulumi CLI is not on PATH; install it or run this where `pulumi up` ran"
+        ) from e
+    except subprocess.CalledProcessError as e:
+        # stderr of `pulumi stack output` never holds the secret values.
+        raise SecretsError(f"`{' '.join(cmd)}` failed: {e.stderr.strip()}") from e
+    return check(json.loads(out), f"pulumi output {PULUMI_OUTPUT}")
+
+
+def write(path: Path, values: dict[str, str]) -> None:
+    write_yaml(path, values, mode=0o600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the hosts' service secrets to a 0600 vars file.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="fresh random secrets (local lab)")
+    gen.add_argument("-o", "--output", required=True)
+    pul = sub.add_parser("from-pulumi", help=f"the stack output {PULUMI_OUTPUT} (real lab)")
+    pul.add_argument("-o", "--output", required=True)
+    pul.add_argument("--stack")
+    args = parser.parse_args(argv)
+    try:
+        values = generate() if args.command == "generate" else from_pulumi(args.stack)
+    except SecretsError as e:
+        print(f"host_secrets: {e}", file=sys.stderr)
+        return 1
+    write(Path(args.output), values)
+    print(f"{args.output}: {len(values)} secrets written (mode 0600)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
