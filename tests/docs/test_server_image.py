@@ -11,9 +11,9 @@ from pathlib import PurePosixPath
 import pytest
 
 from infra import manifests
-from renderlab.workstation import docs_server
-from renderlab.lab.config import load
 from renderlab.jobs.share import ShareLayout
+from renderlab.lab.config import load
+from renderlab.workstation import docs_server
 from tests.docs.runs import REPO
 
 DOCKERFILE = (REPO / "images" / "docs" / "Dockerfile").read_text()
