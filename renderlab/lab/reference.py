@@ -243,6 +243,12 @@ def markdown(example: Path = EXAMPLE) -> str:
     comments, values = example_comments(example)
     rows = _keys(labconfig.LabConfig, "", comments, values)
     lines = [
+        # The tables are wide: give them the table of contents' room.
+        "---",
+        "hide:",
+        "  - toc",
+        "---",
+        "",
         "# Lab config reference",
         "",
         "Generated when the site is built, from the pydantic model (`renderlab/lab/config.py`) and the comments "

@@ -6,6 +6,7 @@ Blender's, then the real assemble and validate: see tests/docs/runs.py)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -150,7 +151,7 @@ def _get(link: str) -> tuple[int, str, bytes]:
         with urllib.request.urlopen(link, timeout=10) as resp:
             return resp.status, resp.headers.get("Content-Type", ""), resp.read()
     except urllib.error.HTTPError as e:
-        return e.code, "", b""
+        return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
 def test_every_internal_link_resolves(url, share):
@@ -188,4 +189,35 @@ def test_every_internal_link_resolves(url, share):
             broken.append(f"{source}: #{frag} is not on {target}")
     assert not broken, "\n".join(broken)
     assert checked > 20 and f"{url}gallery/runs/{RUN_ID}/index.html" in pages
-    assert f"{url}reference/config/" in pages and f"{url}gallery/" in pages
+    assert (
+        f"{url}reference/config/" in pages and f"{url}gallery/" in pages and f"{url}render-gallery/" in pages
+    )
+
+
+def test_make_docs_server_prints_its_url_and_stops_cleanly(site, tmp_path):
+    """What `make docs` runs: it prints the URL it serves on 127.0.0.1, and SIGTERM leaves no nginx behind."""
+    import os
+    import signal
+
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "renderlab.workstation.docs_server", "--site", str(site), "--gallery",
+         str(tmp_path / "gallery")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        base = re.search(r"at (http://127\.0\.0\.1:\d+/) ", line).group(1)
+        status, ctype, _ = _get(base)
+        assert status == 200 and "text/html" in ctype
+        # No run published yet (an empty gallery folder): a 404 whose page is the site's gallery page.
+        status, _, body = _get(base + "gallery/")
+        assert status == 404 and b"Every successful run publishes a page" in body
+        nginx = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "nginx"]
+        assert nginx
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+    assert not [p for p in nginx if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
