@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from infra import manifests
 from renderlab.lab.config import LabConfig
+from renderlab.lab.image_refs import push_registry
 
 KINDS = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -47,8 +48,10 @@ class ClusterLayer(pulumi.ComponentResource):
         self,
         name: str,
         config: LabConfig,
+        *,
         kubeconfig: pulumi.Input[str],
         secret_values: dict[str, pulumi.Input[str]],
+        docs_tag: str = manifests.DOCS_TAG_EXAMPLE,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("renderlab:index:ClusterLayer", name, None, opts)
@@ -65,10 +68,7 @@ class ClusterLayer(pulumi.ComponentResource):
             opts=child,
         )
         self.objects: dict[str, pulumi.CustomResource] = {}
-        # The docs image as `make images` built it from this checkout (its content tag; build/site included).
-        from renderlab.workstation.images import content_tag
-
-        groups = manifests.all_objects(config, secret_values, docs_tag=content_tag("docs"))
+        groups = manifests.all_objects(config, secret_values, docs_tag=docs_tag)
         namespaces: list[pulumi.Resource] = []
         for file, objs in groups.items():
             # Within a file, objects go in order: the ServiceAccount before its token Secret (the provider
@@ -87,7 +87,7 @@ class ClusterLayer(pulumi.ComponentResource):
         self.launcher_token = pulumi.Output.secret(
             token.data.apply(lambda d: base64.b64decode((d or {}).get("token", "")).decode() if d else "")
         )
-        self.registry = manifests.registry_endpoint(config)
+        self.registry = push_registry(config)
         self.register_outputs({"registry": self.registry, "launcher_token": self.launcher_token})
 
     def _apply(self, obj: dict[str, Any], opts: pulumi.ResourceOptions, deps: list) -> pulumi.CustomResource:

@@ -456,7 +456,8 @@ def notify_success(
         if base:
             rel = PurePosixPath(published["page"]).relative_to(PurePosixPath(plan["paths"]["gallery"]))
             summary["gallery_url"] = f"{base.rstrip('/')}/{rel.parent}/"
-    return notify(plan["notify"], summary, _record_dir(root, plan["run_id"]))
+    conn_id = plan["settings"]["notify_conn_id"]
+    return notify(plan["notify"], summary, _record_dir(root, plan["run_id"]), conn_id)
 
 
 def _failed_task(context: dict) -> tuple[str | None, str | None]:
@@ -541,7 +542,7 @@ def on_run_failure(context: dict) -> None:
         "error": (error or "unknown error")[-2000:],
         "errors": errors[1:],
     }
-    notify(params.get("notify") or s.notify, summary, folder)
+    notify(params.get("notify") or s.notify, summary, folder, s.notify_conn_id)
 
 
 def on_run_success(context: dict) -> None:
