@@ -81,7 +81,7 @@ infra-bench: venv ## benchmark: creating the five VMs sequentially vs in paralle
 	$(PY) benchmarks/infra_lab_create.py
 
 define pulumi_stack
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see docs/building.md (Build the lab)" >&2; exit 1; }
 	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" pulumi $(1) --stack $(STACK)
 endef
@@ -96,7 +96,7 @@ lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template i
 	$(call pulumi_stack,destroy)
 
 lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.yml, git-ignored; JSON is YAML)
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see docs/building.md (Build the lab)" >&2; exit 1; }
 	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)
 
 # --- pipeline ---
