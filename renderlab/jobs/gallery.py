@@ -36,7 +36,24 @@ RECORD = "run.json"
 MEDIA = "media"
 # Shown per run, in this order, when the DAG's params carry them.
 PARAM_KEYS = ("preset", "frames", "fps", "samples", "resolution_percentage", "frames_per_chunk", "loop")
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7")
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#1f77b4",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#17becf",
+    "#bcbd22",
+)
 
 
 class GalleryError(RuntimeError):
@@ -371,12 +388,15 @@ def index_page(runs: list[dict]) -> str:
     return _doc("renderlab gallery", body, "")
 
 
-def timing_svg(timing: dict, width: int = 760, height: int = 280) -> str:
+def timing_svg(timing: dict, width: int = 800, height: int = 280) -> str:
     """A dot per note: x its time in the song, y its impact timing error (ms); colour per instrument."""
     notes = timing["notes"]
     if not notes:
         return "<p>No timing report for this run.</p>"
-    left, right, top, bottom = 70, 150, 20, 40
+    elements = sorted({str(n.get("element") or "?") for n in notes})
+    # The legend is a column beside the plot: grow the figure to hold every instrument.
+    left, right, top, bottom = 70, 200, 20, 40
+    height = max(height, top + 16 * len(elements) + 8 + bottom)
     pw, ph = width - left - right, height - top - bottom
     t_max = max(n["time"] for n in notes) or 1.0
     errs = [n["error"] * 1000 for n in notes]
@@ -391,7 +411,6 @@ def timing_svg(timing: dict, width: int = 760, height: int = 280) -> str:
     def y(ms: float) -> float:
         return top + ph * (1 - (ms - lo) / (hi - lo))
 
-    elements = sorted({str(n.get("element") or "?") for n in notes})
     color = {e: PALETTE[i % len(PALETTE)] for i, e in enumerate(elements)}
     out = [
         f'<svg id="timing-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
