@@ -93,7 +93,7 @@ def test_structure(dag):
     assert dag["schedule"] == "NullTimetable"  # manual runs only
     tasks = dag["tasks"]
     assert set(tasks) == {
-        "plan",
+        "plan_run",
         "fetch",
         "build",
         "chunks",
@@ -105,7 +105,7 @@ def test_structure(dag):
     }
     down = {k: v["downstream"] for k, v in tasks.items()}
     everything = ["assemble", "build", "chunks", "fetch", "gallery", "notify", "render_chunk", "validate"]
-    assert down["plan"] == everything
+    assert down["plan_run"] == everything
     assert down["fetch"] == ["build", "gallery"]
     assert down["build"] == ["assemble", "chunks", "gallery", "notify", "validate"]
     assert down["chunks"] == ["render_chunk"]
