@@ -55,6 +55,16 @@ test: setup lint ## set up, lint, and run the whole test suite
 demo: setup ## run the render pipeline on this machine (local backend, bundled demo song)
 	$(PY) -m renderlab.workstation.demo
 
+# --- tools (the Pulumi engine, built from its Go modules) ---
+PULUMI_BIN := $(shell scripts/build-tools.sh --print-bin)
+.PHONY: tools engine-test
+
+tools: ## build the Pulumi CLI + language host at the lock's version into ~/.cache/renderlab/tools (once)
+	scripts/build-tools.sh
+
+engine-test: venv ## the engine lane: pulumi up/preview/refresh/destroy of the lab against fakepve (needs make tools)
+	$(VENV)/bin/pytest tests/infra/test_engine.py $(PYTEST_ARGS)
+
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
@@ -80,24 +90,27 @@ infra-test: venv ## the infra tests: fakepve over HTTPS, Pulumi mocks, the dynam
 infra-bench: venv ## benchmark: creating the five VMs sequentially vs in parallel (fakepve with latency)
 	$(PY) benchmarks/infra_lab_create.py
 
-define pulumi_stack
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see docs/building.md (Build the lab)" >&2; exit 1; }
-	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" pulumi $(1) --stack $(STACK)
-endef
+# The Pulumi CLI: the one on PATH, else the one `make tools` built (PULUMI_BIN). Plugins are never downloaded.
+PULUMI_RUN = cli=$$(command -v pulumi || echo "$(PULUMI_BIN)/pulumi"); \
+  [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (docs/building.md: Build the lab)" >&2; exit 1; }; \
+  PATH="$(CURDIR)/$(VENV)/bin:$$(dirname "$$cli"):$$PATH" PULUMI_SKIP_UPDATE_CHECK=true \
+  PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true "$$cli"
 
-lab-preview: venv ## pulumi preview of STACK (default lab; needs the Pulumi CLI)
-	$(call pulumi_stack,preview --diff)
+lab-preview: venv ## pulumi preview of STACK (default lab)
+	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
+	$(PULUMI_RUN) preview --diff --stack $(STACK)
 
 lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster layer once kubeconfig is set
-	$(call pulumi_stack,up)
+	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
+	$(PULUMI_RUN) up --stack $(STACK)
 
 lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
-	$(call pulumi_stack,destroy)
+	$(PULUMI_RUN) destroy --stack $(STACK)
 
 lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.yml, git-ignored; JSON is YAML)
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see docs/building.md (Build the lab)" >&2; exit 1; }
-	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)
+	mkdir -p $(dir $(INVENTORY))
+	$(PULUMI_RUN) stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp \
+	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
