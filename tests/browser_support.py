@@ -43,9 +43,11 @@ def chromium_path() -> str:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless chromium for the session (Playwright's sync API)."""
+    """One headless chromium per test module (Playwright's sync API). Not session-wide: while Playwright runs,
+    its event loop counts as running in this thread, and later tests that run their own asyncio loop (the
+    Pulumi mocks) would fail with "Cannot run the event loop while another loop is running"."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
