@@ -168,6 +168,12 @@ lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear do
 lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/lab_bench.py
 
+# --- cluster (k3s in the local lab) ---
+.PHONY: k3s-artifacts
+
+k3s-artifacts: venv ## the k3s air-gap folder (binary from its Go module, pause image built here), cached in ~/.cache/renderlab/k3s
+	$(PY) -m renderlab.workstation.k3s_artifacts --config $(CONFIG)
+
 # --- hostsroles ---
 .PHONY: airflow-host-lock airflow-bench
 
