@@ -1,4 +1,5 @@
-"""The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate.
+"""The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate
+-> publish the run's gallery page -> notify.
 
 The first task resolves the run's plan (renderlab.pipeline.run_plan) from the params and the settings (the
 Airflow Variable ``renderlab``, renderlab.pipeline.settings); every later task reads that plan. Every step that
@@ -165,15 +166,28 @@ def render():
     def validate(run: dict, built: dict, assembled: dict) -> dict:
         return steps.validate(run, built, assembled, get_current_context())
 
+    @task(trigger_rule="none_failed")  # idempotent: a retry rewrites nothing that is already published
+    def gallery(run: dict, upstream: dict) -> dict:
+        return steps.gallery(run, upstream, get_current_context())
+
     @task(trigger_rule="none_failed", retries=0)
-    def notify(run: dict, built: dict, assembled: dict, validated: dict) -> dict:
-        return notifications.notify_success(run, built, assembled, validated)
+    def notify(run: dict, built: dict, assembled: dict, validated: dict, published: dict) -> dict:
+        return notifications.notify_success(run, built, assembled, validated, published)
 
     run = plan_run()
-    built = build(run, fetch(run))
+    fetched = fetch(run)
+    built = build(run, fetched)
     rendered = render_chunk.partial(run=run).expand(chunk=chunks(run, built))
     assembled = assemble(run, built, rendered)
-    notify(run, built, assembled, validate(run, built, assembled))
+    validated = validate(run, built, assembled)
+    upstream = {
+        "fetch": fetched,
+        "build": built,
+        "render": rendered,
+        "assemble": assembled,
+        "validate": validated,
+    }
+    notify(run, built, assembled, validated, gallery(run, upstream))
 
 
 render()

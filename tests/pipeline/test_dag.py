@@ -101,16 +101,21 @@ def test_structure(dag):
         "render_chunk",
         "assemble",
         "validate",
+        "gallery",
         "notify",
     }
     down = {k: v["downstream"] for k, v in tasks.items()}
-    assert down["plan_run"] == ["assemble", "build", "chunks", "fetch", "notify", "render_chunk", "validate"]
-    assert down["fetch"] == ["build"]
-    assert down["build"] == ["assemble", "chunks", "notify", "validate"]
+    everything = ["assemble", "build", "chunks", "fetch", "gallery", "notify", "render_chunk", "validate"]
+    assert down["plan_run"] == everything
+    assert down["fetch"] == ["build", "gallery"]
+    assert down["build"] == ["assemble", "chunks", "gallery", "notify", "validate"]
     assert down["chunks"] == ["render_chunk"]
-    assert down["render_chunk"] == ["assemble"]
-    assert down["assemble"] == ["notify", "validate"]
-    assert down["validate"] == ["notify"]
+    assert down["render_chunk"] == ["assemble", "gallery"]
+    assert down["assemble"] == ["gallery", "notify", "validate"]
+    # The gallery page is published after the verdict, and the notification links it.
+    assert down["validate"] == ["gallery", "notify"]
+    assert down["gallery"] == ["notify"]
+    assert tasks["gallery"]["trigger_rule"] == "none_failed"
     render = tasks["render_chunk"]
     assert render["mapped"] and render["map_index_template"] == "{{ chunk_label }}"
     assert render["retries"] >= 1
