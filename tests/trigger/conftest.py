@@ -18,10 +18,10 @@ import psutil
 import pytest
 
 from renderlab.workstation import local_airflow
+from tests.browser_support import browser  # noqa: F401  (pytest fixture: Debian's chromium, per module)
 
 REPO = Path(__file__).resolve().parents[2]
 DEPOT = REPO / "depot" / "songs"
-CHROMIUM = os.environ.get("RENDERLAB_CHROMIUM", "/usr/bin/chromium")
 START_TIMEOUT_S = 900  # 2 shared cores: the API server alone can take minutes to import
 
 
@@ -121,21 +121,6 @@ def airflow(tmp_path_factory) -> RunningAirflow:
         assert _alive(started) == [], f"processes left after Ctrl-C: {_alive(started)}"
         assert local_airflow._home_processes(home) == []
         assert not (home / local_airflow.PIDS).exists()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (requirements/apt.txt, `make apt`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # --no-sandbox: root in a container has no user namespaces for Chromium's sandbox.
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
