@@ -115,7 +115,7 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
 
-images: venv docs-build ## build the fetch, Blender and docs images (podman or docker), push if the lab registry answers, record the refs
+images: venv ## build the fetch, Blender and docs images (the docs site built first, strict; podman or docker), push if the lab registry answers, record the refs
 	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG)
 
 images-test: venv ## container tests: make images (cached), entrypoints and the DAG's Job pods run by podman (tests/containers)

@@ -51,7 +51,7 @@ class ClusterLayer(pulumi.ComponentResource):
         *,
         kubeconfig: pulumi.Input[str],
         secret_values: dict[str, pulumi.Input[str]],
-        docs_tag: str = manifests.DOCS_TAG_EXAMPLE,
+        docs_image: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("renderlab:index:ClusterLayer", name, None, opts)
@@ -68,7 +68,7 @@ class ClusterLayer(pulumi.ComponentResource):
             opts=child,
         )
         self.objects: dict[str, pulumi.CustomResource] = {}
-        groups = manifests.all_objects(config, secret_values, docs_tag=docs_tag)
+        groups = manifests.all_objects(config, secret_values, docs_image=docs_image)
         namespaces: list[pulumi.Resource] = []
         for file, objs in groups.items():
             # Within a file, objects go in order: the ServiceAccount before its token Secret (the provider

@@ -354,9 +354,11 @@ def docs_image(config: LabConfig, tag: str) -> str:
     return f"127.0.0.1:{config.pipeline.registry.node_port}/renderlab-docs:{tag}"
 
 
-def docs(config: LabConfig, tag: str = DOCS_TAG_EXAMPLE) -> list[dict]:
+def docs(config: LabConfig, image: str | None = None) -> list[dict]:
     """The docs site and render gallery: nginx (images/docs) serving the built site and the share's gallery
-    folder read-only, on a NodePort; a NetworkPolicy lets in HTTP to it and lets nothing out."""
+    folder read-only, on a NodePort; a NetworkPolicy lets in HTTP to it and lets nothing out.
+
+    `image`: the reference `make images` recorded (renderlab.lab.image_refs.pull_ref); k8s/ shows a placeholder."""
     ns = config.pipeline.namespace
     labels = {"app.kubernetes.io/name": "docs"}
     size = f"{config.hosts[_one(config, 'storage')].disk_gib}Gi"
@@ -413,7 +415,7 @@ def docs(config: LabConfig, tag: str = DOCS_TAG_EXAMPLE) -> list[dict]:
                         "containers": [
                             {
                                 "name": "nginx",
-                                "image": docs_image(config, tag),
+                                "image": image or docs_image(config, DOCS_TAG_EXAMPLE),
                                 "ports": [{"containerPort": DOCS_PORT, "name": "http"}],
                                 "readinessProbe": {
                                     "httpGet": {"path": "/healthz", "port": "http"},
@@ -508,14 +510,14 @@ GROUPS = {
 
 
 def all_objects(
-    config: LabConfig, values: dict[str, Any], docs_tag: str = DOCS_TAG_EXAMPLE
+    config: LabConfig, values: dict[str, Any], docs_image: str | None = None
 ) -> dict[str, list[dict]]:
     out = {}
     for file, build in GROUPS.items():
         if build is None:
             out[file] = secrets(config, values)
         elif build is docs:
-            out[file] = docs(config, docs_tag)
+            out[file] = docs(config, docs_image)
         else:
             out[file] = build(config)
     return out

@@ -35,8 +35,8 @@ def main() -> dict[str, Any]:
     outputs["host_secrets"] = lab.host_secrets
     if "kubeconfig" in secrets:
         # The docs server runs the image `make images` recorded for this stack (build/site inside it).
-        docs_tag = image_refs.recorded_tag(stack_file, "docs")
-        if docs_tag is None:
+        docs_image = image_refs.pull_ref(config, stack_file, "docs")
+        if docs_image is None:
             pulumi.log.warn(
                 f"no docs image recorded for {stack_file}: run `make images CONFIG={stack_file}` first"
             )
@@ -45,7 +45,7 @@ def main() -> dict[str, Any]:
             config,
             kubeconfig=secrets["kubeconfig"],
             secret_values={k: lab.secrets[k] for k in manifests.SECRET_INPUTS},
-            docs_tag=docs_tag or manifests.DOCS_TAG_EXAMPLE,
+            docs_image=docs_image,
             opts=pulumi.ResourceOptions(depends_on=list(lab.vms.values())),
         )
         outputs["launcher_token"] = cluster.launcher_token

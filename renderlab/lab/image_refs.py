@@ -79,8 +79,10 @@ def pull_refs(config: LabConfig, entries: dict[str, dict[str, str]]) -> dict[str
     return refs
 
 
-def recorded_tag(stack_file: str | Path, name: str) -> str | None:
-    return (recorded(stack_file).get(name) or {}).get("tag")
+def pull_ref(config: LabConfig, stack_file: str | Path, name: str) -> str | None:
+    """The one image's reference as the nodes pull it (digest-pinned when pushed); None when none is recorded."""
+    entry = recorded(stack_file).get(name)
+    return pull_refs(config, {name: entry})[name] if entry else None
 
 
 def push_ref(config: LabConfig, name: str, tag: str) -> str:

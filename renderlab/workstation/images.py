@@ -1,11 +1,12 @@
 """Container images: `make images` builds them, tags them by content, pushes them and records the references.
 
     python -m renderlab.workstation.images build [--push auto|always|never] [--base auto|official|debootstrap|REF]
-                                     [--config Pulumi.<stack>.yaml] [--only blender|fetch]
+                                     [--config Pulumi.<stack>.yaml] [--only blender|fetch|docs]
     python -m renderlab.workstation.images requirements    # regenerate requirements/image-*.txt from the lock
 
 Each image's build context is staged from exactly the files its Dockerfile COPYs, so its inputs are the code
-it runs and nothing else. The tag is the SHA-256 of that context, the Dockerfile and the build arguments
+it runs and nothing else. The docs image copies the built site: `build/site` in its Dockerfile names the site
+this tool builds first (the project's mkdocs build, into .cache/images/site), so its tag follows the site. The tag is the SHA-256 of that context, the Dockerfile and the build arguments
 (the base image's id included); an image whose tag exists is not rebuilt. Each image is tagged locally with
 the reference its Jobs pull (<pull registry>/renderlab-<name>:<tag>), pushed to the push registry when one
 answers, and recorded per stack file (renderlab.lab.image_refs: tag, pushed digest, image id, base, size);
@@ -29,7 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements" / "lock.txt"
-NAMES = ("blender", "fetch")
+NAMES = ("blender", "fetch", "docs")
 CONTAINERS_CONF = REPO / "images" / "containers.conf"
 STAGE = REPO / ".cache" / "images" / "context"
 # The Python packages each image's code imports; the lock supplies these and everything they need.
@@ -44,6 +45,53 @@ LOCAL_BASE = "localhost/renderlab-base"
 
 class ImageError(RuntimeError):
     pass
+
+
+# COPY sources that are made, not checked in: the path a Dockerfile names -> where this tool makes it.
+SITE = REPO / ".cache" / "images" / "site"
+GENERATED = {"build/site": SITE}
+_made: set[str] = set()
+
+
+def _site_date() -> str:
+    """The site's build date (sitemap): the last commit touching the docs, so the same docs give the same site."""
+    res = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%ct", "--", "docs", "mkdocs.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "0"
+
+
+def build_site() -> Path:
+    """The docs site, built once per run with the project's own `mkdocs build --strict` into SITE."""
+    if "build/site" in _made and SITE.is_dir():
+        return SITE
+    log(f"docs: building the site into {SITE.relative_to(REPO)} (mkdocs build --strict)")
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "--clean", "--site-dir", str(SITE)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SOURCE_DATE_EPOCH": _site_date()},
+    )
+    if res.returncode != 0:
+        tail = " / ".join(res.stderr.strip().splitlines()[-5:])
+        raise ImageError(f"the docs site does not build (`mkdocs build --strict` exited {res.returncode}): {tail}")
+    log(f"docs: site built in {time.monotonic() - t0:.0f} s")
+    _made.add("build/site")
+    return SITE
+
+
+def source(rel: str) -> Path:
+    """Where a context file comes from: the checkout, or for a made path (build/site/...) where it was made."""
+    for prefix, made in GENERATED.items():
+        if rel == prefix or rel.startswith(prefix + "/"):
+            return made / rel[len(prefix) :].lstrip("/")
+    return REPO / rel
 
 
 def log(msg: str) -> None:
@@ -127,6 +175,10 @@ def copy_sources(name: str) -> list[str]:
 def context_files(name: str) -> list[str]:
     files: set[str] = set()
     for pattern in copy_sources(name):
+        if pattern in GENERATED:
+            root = build_site()
+            files.update(f"{pattern}/{p.relative_to(root)}" for p in root.rglob("*") if p.is_file())
+            continue
         matches = sorted(glob.glob(pattern, root_dir=REPO))
         if not matches:
             raise ImageError(f"images/{name}/Dockerfile copies {pattern}, which does not exist")
@@ -149,18 +201,23 @@ def stage(name: str) -> Path:
     ctx = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=STAGE))
     for rel in [*context_files(name), f"images/{name}/Dockerfile"]:
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, ctx / rel)
+        shutil.copy2(source(rel), ctx / rel)
     return ctx
 
 
 def content_tag(name: str, build_args: dict[str, str] | None = None) -> str:
     h = hashlib.sha256()
     for rel in [*context_files(name), f"images/{name}/Dockerfile"]:
-        path = REPO / rel
+        path = source(rel)
         h.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode() + path.read_bytes() + b"\0")
     for k, v in sorted((build_args or {}).items()):
         h.update(f"{k}={v}\0".encode())
     return h.hexdigest()[:16]
+
+
+def declared_args(name: str) -> set[str]:
+    """The build arguments the Dockerfile declares (only those are passed: the docs image has no RENDER_UID)."""
+    return set(re.findall(r"^ARG ([A-Za-z_][A-Za-z0-9_]*)", dockerfile(name).read_text(encoding="utf-8"), re.M))
 
 
 def official_base(name: str) -> str:
@@ -326,7 +383,9 @@ def build_one(tool: str, name: str, stack_file: str | Path, base: str, push: str
     from renderlab.lab import config, image_refs
 
     cfg = config.load(stack_file)
-    args = {**build_args(cfg), "BASE": base, "BASE_ID": inspect(tool, base, "{{.Id}}")}
+    declared = declared_args(name)
+    args = {k: v for k, v in build_args(cfg).items() if k in declared}
+    args |= {"BASE": base, "BASE_ID": inspect(tool, base, "{{.Id}}")}
     tag = content_tag(name, args)
     ref = f"{image_refs.pull_registry(cfg)}/{image_refs.repository(name)}:{tag}"
     if exists(tool, ref):
@@ -337,7 +396,7 @@ def build_one(tool: str, name: str, stack_file: str | Path, base: str, push: str
         if tool == "podman":  # the docker format keeps SHELL (OCI drops it)
             cmd += ["--format", "docker"]
         cmd += ["-f", str(ctx / "images" / name / "Dockerfile")]
-        for k in ("BASE", "RENDER_UID"):
+        for k in sorted(args.keys() & declared):
             cmd += ["--build-arg", f"{k}={args[k]}"]
         if ca := _ca_bundle():
             cmd += ["--secret", f"id=ca,src={ca}"]

@@ -15,7 +15,7 @@ from renderlab.workstation import images
 from .conftest import CONFIG, REPO
 
 
-@pytest.mark.parametrize("name", images.NAMES)
+@pytest.mark.parametrize("name", sorted(images.IMAGE_ROOTS))
 def test_requirement_files_are_the_locks_entries(name):
     assert images.requirements_path(name).read_text() == images.pick_requirements(
         images.LOCK.read_text(), images.IMAGE_ROOTS[name]
@@ -24,7 +24,7 @@ def test_requirement_files_are_the_locks_entries(name):
     )
 
 
-@pytest.mark.parametrize("name", images.NAMES)
+@pytest.mark.parametrize("name", sorted(images.IMAGE_ROOTS))
 def test_requirement_subsets_hold_every_dependency(name):
     """Each package's own Requires-Dist (this platform, no extras) is in the image's subset: pip's
     --require-hashes install cannot reach for anything else."""
@@ -47,6 +47,10 @@ def test_dockerfiles_start_from_a_digest_pinned_base_and_end_non_root(name):
     assert re.fullmatch(r"debian:12-slim@sha256:[0-9a-f]{64}", images.official_base(name))
     assert images.official_base(name) == images.official_base("blender")
     assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE}"]
+    if name == "docs":  # nginx and the built site: no Python, its own uid (infra.manifests.DOCS_UID)
+        assert re.findall(r"^USER (\S+)", text, re.M) == ["${DOCS_UID}"]
+        assert images.declared_args(name) == {"BASE", "DOCS_UID"}
+        return
     assert re.findall(r"^USER (\S+)", text, re.M) == ["${RENDER_UID}:${RENDER_UID}"]
     assert "--require-hashes" in text and f"requirements/image-{name}.txt" in text
 
@@ -85,6 +89,27 @@ def test_tags_follow_what_the_image_copies_and_nothing_else(tmp_path, monkeypatc
     (tmp_path / "a.py").unlink()
     with pytest.raises(images.ImageError, match="copies a.py, which does not exist"):
         images.content_tag("x")
+
+
+def test_the_docs_context_is_the_site_mkdocs_builds_and_its_tag_follows_it(tmp_path, monkeypatch):
+    """build/site in the Dockerfile is the site `make images` builds (strict), not whatever build/site holds."""
+    monkeypatch.setattr(images, "STAGE", tmp_path / "ctx")
+    monkeypatch.setattr(images, "_made", set())
+    ctx = images.stage("docs")
+    staged = {str(p.relative_to(ctx)) for p in ctx.rglob("*") if p.is_file()}
+    site = {f"build/site/{p.relative_to(images.SITE)}" for p in images.SITE.rglob("*") if p.is_file()}
+    assert staged == {"images/docs/Dockerfile", "images/docs/nginx.conf.template"} | site
+    assert "build/site/index.html" in site and "build/site/reference/config/index.html" in site
+    # The same docs give the same site (the sitemap's date is the docs' last commit), so the same tag.
+    tag = images.content_tag("docs", {"BASE": "b"})
+    monkeypatch.setattr(images, "_made", set())
+    assert images.content_tag("docs", {"BASE": "b"}) == tag
+    # A change to the built site is a new tag.
+    page = images.SITE / "index.html"
+    page.write_text(page.read_text() + "<!-- changed -->")
+    assert images.content_tag("docs", {"BASE": "b"}) != tag
+    monkeypatch.setattr(images, "_made", set())
+    assert images.content_tag("docs", {"BASE": "b"}) == tag  # rebuilt from the docs: back to the same site
 
 
 def test_the_record_keeps_what_was_built_out_of_the_reference(tmp_path, monkeypatch):

@@ -86,3 +86,31 @@ def test_generator_cli_writes_and_rejects_bad_config(tmp_path):
         check=False,
     )
     assert res.returncode == 1 and "memory_mib" in res.stderr and not out.exists()
+
+
+def _docs_image(objs: list[dict]) -> str:
+    (deploy,) = [o for o in objs if o["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return container["image"]
+
+
+def test_docs_deployment_runs_the_image_make_images_recorded(tmp_path, monkeypatch):
+    """The seam with `make images`: the docs Deployment's image is image_refs' pull reference for 'docs'
+    (digest-pinned once pushed), the way infra/program.py passes it; k8s/ keeps a placeholder."""
+    from renderlab.lab import image_refs
+
+    monkeypatch.setattr(image_refs, "RECORDS", tmp_path)
+    config = load(ROOT / "Pulumi.example.yaml")
+    stack = "Pulumi.example.yaml"
+    values = dict.fromkeys(manifests.SECRET_INPUTS, "")
+    assert image_refs.pull_ref(config, stack, "docs") is None  # nothing built: the placeholder
+    placeholder = manifests.docs_image(config, manifests.DOCS_TAG_EXAMPLE)
+    assert f"image: {placeholder}\n" in (ROOT / "k8s" / "docs.yaml").read_text()
+    assert _docs_image(manifests.all_objects(config, values)["docs.yaml"]) == placeholder
+    for digest in (None, "sha256:" + "d" * 64):
+        image_refs.record(stack, "docs", "0123456789abcdef", digest)
+        want = image_refs.pull_refs(config, image_refs.recorded(stack))["docs"]
+        got = image_refs.pull_ref(config, stack, "docs")
+        assert got == want and want.startswith("127.0.0.1:30500/renderlab-docs:0123456789abcdef")
+        assert want.endswith(digest or "0123456789abcdef")
+        assert _docs_image(manifests.all_objects(config, values, docs_image=got)["docs.yaml"]) == want

@@ -176,7 +176,8 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
 
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path)
     recorded_docs_tag = "0123456789abcdef"
-    image_refs.record("Pulumi.test.yaml", "docs", recorded_docs_tag)
+    recorded_digest = "sha256:" + "d" * 64  # pushed: the nodes pull it by digest
+    image_refs.record("Pulumi.test.yaml", "docs", recorded_docs_tag, recorded_digest)
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
     kinds = {}
     for typ, name, inputs in mocks.resources:
@@ -218,7 +219,7 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     assert resolved["registry"] == "10.20.0.11:30500"
     # The docs site: the image `make images` recorded for this stack, on its NodePort.
     docs = deploys["deployment-renderlab-docs-docs"]["spec"]["template"]["spec"]["containers"][0]
-    assert docs["image"] == f"127.0.0.1:30500/renderlab-docs:{recorded_docs_tag}"
+    assert docs["image"] == f"127.0.0.1:30500/renderlab-docs:{recorded_docs_tag}@{recorded_digest}"
     assert services["service-renderlab-docs-docs"]["spec"]["ports"][0]["nodePort"] == 30080
     assert pvs["persistentvolume-renderlab-share-gallery"]["spec"]["accessModes"] == ["ReadOnlyMany"]
 
