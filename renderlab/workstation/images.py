@@ -80,7 +80,9 @@ def build_site() -> Path:
     )
     if res.returncode != 0:
         tail = " / ".join(res.stderr.strip().splitlines()[-5:])
-        raise ImageError(f"the docs site does not build (`mkdocs build --strict` exited {res.returncode}): {tail}")
+        raise ImageError(
+            f"the docs site does not build (`mkdocs build --strict` exited {res.returncode}): {tail}"
+        )
     log(f"docs: site built in {time.monotonic() - t0:.0f} s")
     _made.add("build/site")
     return SITE
@@ -217,7 +219,9 @@ def content_tag(name: str, build_args: dict[str, str] | None = None) -> str:
 
 def declared_args(name: str) -> set[str]:
     """The build arguments the Dockerfile declares (only those are passed: the docs image has no RENDER_UID)."""
-    return set(re.findall(r"^ARG ([A-Za-z_][A-Za-z0-9_]*)", dockerfile(name).read_text(encoding="utf-8"), re.M))
+    return set(
+        re.findall(r"^ARG ([A-Za-z_][A-Za-z0-9_]*)", dockerfile(name).read_text(encoding="utf-8"), re.M)
+    )
 
 
 def official_base(name: str) -> str:

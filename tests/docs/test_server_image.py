@@ -48,7 +48,8 @@ def test_image_config_passes_nginx_t(tmp_path):
 @pytest.fixture(scope="module")
 def objects() -> dict[str, dict]:
     config = load(REPO / "Pulumi.example.yaml")
-    return {o["kind"]: o for o in manifests.docs(config, manifests.docs_image(config, "t1"))} | {"config": config}  # type: ignore[dict-item]
+    objs = manifests.docs(config, manifests.docs_image(config, "t1"))
+    return {o["kind"]: o for o in objs} | {"config": config}  # type: ignore[dict-item]
 
 
 def test_deployment_matches_the_image_and_is_locked_down(objects):
