@@ -74,8 +74,11 @@ def built(records) -> dict[str, dict]:
     res = make_images()
     assert res.returncode == 0, res.stderr[-3000:]
     (records / "build.log").write_text(res.stderr)
+    entries = image_refs.recorded(CONFIG)
+    # The Jobs' images as the pipeline settings carry them; the docs image as the cluster layer runs it.
     refs = recorded_images(config.load(CONFIG), str(CONFIG))
-    return {name: {**entry, "ref": refs[name]} for name, entry in image_refs.recorded(CONFIG).items()}
+    refs["docs"] = image_refs.pull_ref(config.load(CONFIG), CONFIG, "docs")
+    return {name: {**entry, "ref": refs[name]} for name, entry in entries.items()}
 
 
 @pytest.fixture

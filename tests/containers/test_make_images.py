@@ -1,4 +1,4 @@
-"""`make images` for real: both images built with podman, their references recorded, the Jobs' image the
+"""`make images` for real: the three images built with podman, their references recorded, the Jobs' image the
 recorded one, and each entrypoint run as uid 2000 with a read-only root filesystem and no network."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
 def test_make_images_records_what_it_built_and_a_second_run_builds_nothing(built):
-    assert set(built) == {"blender", "fetch"}
+    assert set(built) == {"blender", "fetch", "docs"}
     for name, entry in built.items():
         assert entry["ref"] == f"127.0.0.1:30500/renderlab-{name}:{entry['tag']}"  # not pushed: no digest
         assert (
@@ -24,14 +24,14 @@ def test_make_images_records_what_it_built_and_a_second_run_builds_nothing(built
         assert entry["built"]["pushed_to"] is None
     again = make_images()
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("is up to date (nothing to build)") == 2, again.stderr
+    assert again.stderr.count("is up to date (nothing to build)") == 3, again.stderr
     assert "not pushed" not in again.stderr  # --push never: not even tried
     assert {n: e["tag"] for n, e in image_refs.recorded(CONFIG).items()} == {
         n: e["tag"] for n, e in built.items()
     }
     # It prints each reference with its (local) digest and size.
     assert [line.split()[:2] for line in again.stdout.splitlines()] == [
-        [n, built[n]["ref"]] for n in ("blender", "fetch")
+        [n, built[n]["ref"]] for n in ("blender", "fetch", "docs")
     ]
 
 
