@@ -32,7 +32,7 @@ from renderlab import pipeline as rt
         "song": Param(
             "demo",
             type="string",
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
+            pattern=rt.SONG_PATTERN,  # one segment, no '..': never a Perforce wildcard
             description="song project under the depot's projects path (its MIDI is <project>/song.mid)",
         ),
         "changelist": Param(
