@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -71,7 +72,19 @@ def from_pulumi(stack: str | None) -> dict[str, str]:
     return check(json.loads(out), f"pulumi output {PULUMI_OUTPUT}")
 
 
+def _private_folders(folder: Path) -> None:
+    """Create the missing folders up to `folder` as 0700 whatever the umask (existing ones are left alone)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)  # mkdir's mode is masked by the umask; this is not
+
+
 def write(path: Path, values: dict[str, str]) -> None:
+    _private_folders(path.absolute().parent)
     write_yaml(path, values, mode=0o600)
 
 
@@ -89,7 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     except SecretsError as e:
         print(f"host_secrets: {e}", file=sys.stderr)
         return 1
-    write(Path(args.output), values)
+    try:
+        write(Path(args.output), values)
+    except OSError as e:
+        print(
+            f"host_secrets: cannot write {args.output}: {e.strerror or e}; pick a writable path",
+            file=sys.stderr,
+        )
+        return 1
     print(f"{args.output}: {len(values)} secrets written (mode 0600)")
     return 0
 
