@@ -11,31 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
+from blender_scripts import png
 from renderlab import atomic
 from renderlab.assemble import FRAME_NAME
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
 
 def png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a complete PNG file, None if it is truncated or not a PNG."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(24)
-            fh.seek(max(0, path.stat().st_size - len(PNG_END)))
-            tail = fh.read()
-    except OSError:
-        return None
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail != PNG_END:
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
+    """(width, height) of a PNG that decodes completely (every CRC, all image data), None otherwise."""
+    return png.size(path)
 
 
 def check_frames(frames: Path, first: int, last: int) -> list[str]:
@@ -46,11 +33,10 @@ def check_frames(frames: Path, first: int, last: int) -> list[str]:
         if not path.exists():
             problems.append(f"{path}: missing")
             continue
-        size = png_size(path)
-        if size is None:
-            problems.append(f"{path}: not a complete PNG")
-        else:
-            sizes.add(size)
+        try:
+            sizes.add(png.verify(path))
+        except png.BadPNG as e:
+            problems.append(f"{path}: not a complete PNG ({e})")
     if len(sizes) > 1:
         problems.append(f"{frames}: frames have different sizes {sorted(sizes)}")
     return problems
