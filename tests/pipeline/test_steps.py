@@ -313,4 +313,7 @@ def test_song_names_the_pattern_keeps():
 
     for song in ("frere_groove", "ode_waltz", "v1.2", "A+B-c"):
         assert re.search(pipeline.SONG_PATTERN, song)
-        assert pipeline.fetch_source("p4://h:1666//depot/songs", song, 4) == f"p4://h:1666//depot/songs/{song}/...@4"
+        assert (
+            pipeline.fetch_source("p4://h:1666//depot/songs", song, 4)
+            == f"p4://h:1666//depot/songs/{song}/...@4"
+        )
