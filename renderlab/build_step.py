@@ -8,7 +8,6 @@ complete build in --out prints that build's result again and rebuilds nothing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -16,7 +15,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from renderlab import atomic
+from renderlab import atomic, cli
 
 MIDI = "song.mid"
 ARRANGEMENT = "arrangement.yaml"
@@ -59,7 +58,7 @@ def previous_result(out: Path, digest: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.build_step", description=__doc__.split("\n")[0])
+    ap = cli.Parser(prog="python -m renderlab.build_step", description=__doc__.split("\n")[0])
     ap.add_argument("--project", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--fps", type=int, required=True)
@@ -91,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("build", main))

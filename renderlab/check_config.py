@@ -1,7 +1,8 @@
 """Check a lab stack file without touching anything: `python -m renderlab.check_config FILE`.
 
 Exit status: 0 valid, 1 the file has problems (each named with its key path; one problem is one line),
-2 bad arguments, 70 internal error (a bug; one line, never a traceback).
+2 bad arguments, 70 internal error (a bug; one line, never a traceback). The --max-yaml-* flags raise the
+bounds on the YAML itself (renderlab.config.Limits).
 """
 
 from __future__ import annotations
@@ -9,26 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from renderlab import cli
 from renderlab.config import ConfigError, Limits, load
-
-EXIT_INTERNAL = 70
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        print(f"check_config: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
 
 
 def _bound(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number")
     return value
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m renderlab.check_config", description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="python -m renderlab.check_config", description=__doc__.split("\n")[0])
     parser.add_argument("stack_file", help="a Pulumi.<stack>.yaml file (e.g. Pulumi.example.yaml)")
     d = Limits()
     parser.add_argument("--max-yaml-bytes", type=_bound, default=d.max_bytes, help=f"default {d.max_bytes}")
@@ -44,18 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.stack_file, limits)
     except ConfigError as e:
-        print(e, file=sys.stderr)
+        print(f"check_config: error: {e}", file=sys.stderr)
         return 1
-    except Exception as e:  # never a traceback
-        print(
-            f"check_config: error: internal error {type(e).__name__}: {e} (a bug; please report it)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
     hosts = ", ".join(f"{name} ({h.role}) {config.address(name)}" for name, h in config.hosts.items())
     print(f"{args.stack_file}: OK — {len(config.hosts)} hosts: {hosts}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("check_config", main))

@@ -11,7 +11,6 @@ fresh random values. Every task that reads one of these has `no_log: true`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -19,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from renderlab import cli
 from renderlab.inventory import write_yaml
 
 PULUMI_OUTPUT = "host_secrets"
@@ -89,7 +89,10 @@ def write(path: Path, values: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the hosts' service secrets to a 0600 vars file.")
+    parser = cli.Parser(
+        prog="python -m renderlab.host_secrets",
+        description="Write the hosts' service secrets to a 0600 vars file.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="fresh random secrets (local lab)")
     gen.add_argument("-o", "--output", required=True)
@@ -100,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         values = generate() if args.command == "generate" else from_pulumi(args.stack)
     except SecretsError as e:
-        print(f"host_secrets: {e}", file=sys.stderr)
+        print(f"host_secrets: error: {e}", file=sys.stderr)
         return 1
     try:
         write(Path(args.output), values)
     except OSError as e:
         print(
-            f"host_secrets: cannot write {args.output}: {e.strerror or e}; pick a writable path",
+            f"host_secrets: error: cannot write {args.output}: {e.strerror or e}; pick a writable path",
             file=sys.stderr,
         )
         return 1
@@ -115,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("host_secrets", main))

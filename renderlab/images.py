@@ -10,13 +10,14 @@ tree gives the same tag (nothing rebuilt or pushed twice) and the DAG computes t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from renderlab import cli
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "requirements" / "lock.txt"
@@ -149,7 +150,7 @@ def build(names: list[str], config_path: str | None, push: bool) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.images")
+    ap = cli.Parser(prog="python -m renderlab.images")
     ap.add_argument("action", choices=["build", "tags", "requirements"])
     ap.add_argument("--config", help="lab stack file (default Pulumi.example.yaml)")
     ap.add_argument("--only", choices=sorted(CONTEXT), action="append")
@@ -177,4 +178,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("images", main))

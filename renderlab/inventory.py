@@ -10,7 +10,6 @@ file is retyped in ansible/.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from renderlab import cli
 from renderlab.config import ROLES, ConfigError, LabConfig, load
 
 
@@ -85,7 +85,9 @@ def write_yaml(path: Path, data: Any, mode: int = 0o644) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the Ansible inventory for a lab stack file.")
+    parser = cli.Parser(
+        prog="python -m renderlab.inventory", description="Write the Ansible inventory for a lab stack file."
+    )
     parser.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
     parser.add_argument("-o", "--output", required=True, help="inventory file to write (YAML)")
     parser.add_argument("--ssh-user", help="SSH user (default: ssh.admin_user from the stack file)")
@@ -93,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.stack_file)
     except ConfigError as e:
-        print(e, file=sys.stderr)
+        print(f"inventory: error: {e}", file=sys.stderr)
         return 1
-    write_yaml(Path(args.output), inventory(config, ssh_user=args.ssh_user))
+    try:
+        write_yaml(Path(args.output), inventory(config, ssh_user=args.ssh_user))
+    except OSError as e:
+        print(f"inventory: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(f"{args.output}: {len(config.hosts)} hosts from {args.stack_file}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("inventory", main))

@@ -4,20 +4,20 @@ stream of the expected duration, and the scene's timing report within its thresh
     python -m renderlab.validate --spec '{"variants": {...}, "timing_report": ...}' --out report/validation.json
 
 The spec (JSON text) lists the variants ({frames dir, first, last, fps, video}) and the timing report to check.
-Writes the validation report atomically, prints it as the JSON result line, exits 1 if anything failed.
+Writes the validation report atomically, prints it as the JSON result line, exits 1 if anything failed
+(2: bad arguments or --spec, 3: the report cannot be written, 70: internal error).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from blender_scripts import png
-from renderlab import atomic
-from renderlab.assemble import FRAME_NAME
+from renderlab import atomic, cli
+from renderlab.assemble import FRAME_NAME, MAX_FRAMES
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
@@ -112,7 +112,7 @@ def validate(spec: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.validate", description=__doc__.split("\n")[0])
+    ap = cli.Parser(prog="python -m renderlab.validate", description=__doc__.split("\n")[0])
     ap.add_argument("--spec", required=True, help="JSON: variants and timing_report")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
@@ -121,13 +121,47 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as e:
         print(f"validate: error: --spec is not JSON: {e}", file=sys.stderr)
         return 2
+    problem = spec_problem(spec)
+    if problem:
+        print(f"validate: error: --spec {problem}", file=sys.stderr)
+        return 2
     report = validate(spec)
-    atomic.write_json(a.out, report)
+    try:
+        atomic.write_json(a.out, report)
+    except OSError as e:
+        print(f"validate: error: cannot write {a.out}: {e.strerror or e}", file=sys.stderr)
+        return 3
     for p in report["problems"]:
         print(f"validate: {p}", file=sys.stderr)
     print(json.dumps({**report, "report": str(a.out)}))
     return 0 if report["ok"] else 1
 
 
+def spec_problem(spec: object) -> str | None:
+    """What is wrong with a --spec document, or None (it comes from the DAG, but is still checked)."""
+    if not isinstance(spec, dict):
+        return f"must be a JSON object, not {type(spec).__name__}"
+    variants = spec.get("variants", {})
+    if not isinstance(variants, dict):
+        return "variants must be an object of name -> {frames, first, last, fps, video}"
+    for name, v in variants.items():
+        if not isinstance(v, dict) or not {"frames", "first", "last", "fps", "video"} <= set(v):
+            return f"variants.{name} needs frames, first, last, fps and video"
+        ints = [v[k] for k in ("first", "last", "fps")]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in ints):
+            return f"variants.{name}: first, last and fps must be whole numbers"
+        if v["fps"] < 1 or v["first"] < 0 or not 0 <= v["last"] - v["first"] < MAX_FRAMES:
+            return f"variants.{name}: need fps >= 1, 0 <= first <= last and at most {MAX_FRAMES} frames"
+        if not isinstance(v["frames"], str) or not isinstance(v["video"], str):
+            return f"variants.{name}: frames and video must be paths"
+    if spec.get("timing_report") is not None:
+        if not isinstance(spec["timing_report"], str):
+            return "timing_report must be a path"
+        t = spec.get("timing_threshold_ms")
+        if not isinstance(t, int | float) or isinstance(t, bool) or not t > 0:
+            return "timing_threshold_ms must be a positive number"
+    return None
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("validate", main))

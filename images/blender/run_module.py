@@ -25,6 +25,12 @@ def main() -> None:
             else:
                 print(e.code, file=sys.stderr)
                 code = 1
+        except ImportError as e:  # the module itself is missing: one line, like every other failure
+            print(f"run_module: error: cannot run {argv[0]}: {e}", file=sys.stderr)
+            code = 2
+        except Exception as e:  # never a traceback (the modules catch their own; this is a bug)
+            print(f"run_module: error: internal error {type(e).__name__} in {argv[0]}: {e}", file=sys.stderr)
+            code = 70
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
