@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup apt venv lock check-config lint unit test demo clean
+.PHONY: help setup apt venv lock check-config lint unit test demo fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test: setup lint ## set up, lint, and run the whole test suite
 
 demo: setup ## run the render pipeline on this machine (local backend, bundled demo song)
 	$(PY) -m renderlab.demo
+
+fuzz: venv ## the long fuzz run (tests/fuzz, random, FUZZ_EXAMPLES per property; default 5000)
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

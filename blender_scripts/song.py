@@ -179,14 +179,14 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
         notes=tuple(notes),
         track_names=tuple(names),
         end_time=end_time,
-        bar_times=tuple(_bar_times(midi.ticks_per_beat, signatures, end_tick, tempo)),
+        bar_times=tuple(_bar_times(midi.ticks_per_beat, signatures, end_tick, tempo, end_time)),
         tempo_changes=len({t for _, t in tempo_events}),
         moved=tuple(moved),
     )
 
 
 def _bar_times(
-    tpb: int, signatures: list[tuple[int, int, int]], end_tick: int, tempo: _TempoMap
+    tpb: int, signatures: list[tuple[int, int, int]], end_tick: int, tempo: _TempoMap, end_time: float
 ) -> list[float]:
     """Bar lines in seconds up to and including the first one at or after the song's end."""
     sigs = sorted({tick: (num, den) for tick, num, den in sorted(signatures)}.items()) or [(0, (4, 4))]
@@ -199,7 +199,8 @@ def _bar_times(
         while si + 1 < len(sigs) and sigs[si + 1][0] <= tick:
             si += 1
         bars.append(tempo.at(tick))
-        if tick >= end_tick and len(bars) > 1:
+        # Past the last note-off and the last onset (a zero-length final note ends 1 ms after it).
+        if tick >= end_tick and len(bars) > 1 and bars[-1] >= end_time - 1e-9:
             return bars
         num, den = sigs[si][1]
         tick += max(1, round(tpb * num * 4 / den))
