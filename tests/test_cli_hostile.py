@@ -54,8 +54,8 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
     config_cases = [[], ["--bogus"], [f["missing"]], [f["garbage"]], [f["empty"]], [f["non-utf8"]],
                     [f["bomb"]], [f["folder"]], [f["bad-utf8"]]]  # fmt: skip
     return {
-        "renderlab.check_config": ({1, 2}, [*config_cases, [f["missing"], "--max-yaml-nodes", "-3"]]),
-        "renderlab.inventory": (
+        "renderlab.lab.check_config": ({1, 2}, [*config_cases, [f["missing"], "--max-yaml-nodes", "-3"]]),
+        "renderlab.lab.inventory": (
             {1, 2},
             [
                 [f["garbage"], "-o", f["proc"]],
@@ -65,10 +65,10 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
             ],
         ),
         "infra.manifests": ({1, 2}, [[f["non-utf8"], f["proc"]], [f["bomb"], "out"], []]),
-        "renderlab.host_secrets": ({1, 2}, [["generate", "-o", f["proc"]], ["generate"], ["explode"]]),
-        "renderlab.images": ({1, 2}, [["bogus"], ["tags", "--only", "nope"]]),
-        "renderlab.locallab": ({1, 2}, [["sideways"], []]),
-        "renderlab.validate": (
+        "renderlab.lab.host_secrets": ({1, 2}, [["generate", "-o", f["proc"]], ["generate"], ["explode"]]),
+        "renderlab.workstation.images": ({1, 2}, [["bogus"], ["tags", "--only", "nope"]]),
+        "renderlab.workstation.nspawn_lab": ({1, 2}, [["sideways"], []]),
+        "renderlab.jobs.validate": (
             {1, 2, 3},
             [
                 ["--spec", "{not json", "--out", "r.json"],
@@ -83,7 +83,7 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["--spec", '{"variants": {}}', "--out", f["proc"]],
             ],
         ),
-        "renderlab.assemble": (
+        "renderlab.jobs.assemble": (
             {1, 2},
             [
                 ["--frames", f["folder"], "--first", "1", "--last", "5", "--fps", "0", "--out", "v.mp4"],
@@ -103,14 +103,14 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["--frames", f["folder"], "--first", "x", "--last", "2", "--fps", "30", "--out", "v.mp4"],
             ],
         ),
-        "renderlab.build_step": (
+        "renderlab.jobs.build_step": (
             {1, 2, 3},
             [
                 ["--project", f["folder"], "--out", "o", "--fps", "60"],
                 ["--project", f["bad-utf8"], "--out", "o", "--fps", "x"],
             ],
         ),
-        "renderlab.demo": (
+        "renderlab.workstation.demo": (
             {1, 2},
             [
                 ["--frames", "lots"],
@@ -165,7 +165,7 @@ NOT_WALKED = {
     "infra/program.py": "the Pulumi program's body (infra/__main__.py)",
     "images/fetch/__init__.py": "the package; `python -m images.fetch` is walked",
     "images/blender/run_module.py": "runs inside the Blender binary; walked below with plain python",
-    "renderlab/locallab/__main__.py": "walked as renderlab.locallab",
+    "renderlab/workstation/nspawn_lab/__main__.py": "walked as renderlab.workstation.nspawn_lab",
 }
 
 

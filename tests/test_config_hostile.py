@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from renderlab.config import ConfigError, Limits, load
+from renderlab.lab.config import ConfigError, Limits, load
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = ROOT / "tests" / "fixtures" / "config" / "invalid"
@@ -17,7 +17,7 @@ INVALID = ROOT / "tests" / "fixtures" / "config" / "invalid"
 
 def check(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "renderlab.check_config", *args],
+        [sys.executable, "-m", "renderlab.lab.check_config", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 

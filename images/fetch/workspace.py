@@ -1,6 +1,6 @@
 """The destination side: the asset folder on the share, its have-list, atomic writes and the manifest.
 
-Layout under DEST (renderlab.share.ShareLayout.assets(project)):
+Layout under DEST (renderlab.jobs.share.ShareLayout.assets(project)):
     DEST/<files>                           the synced project files
     DEST/.renderlab/state.json             have-list: what this tool put there, with digests and stat keys
     DEST/.renderlab/manifest-<change>.json verified file list, published last (ShareLayout.manifest)
@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from renderlab.share import ShareLayout
+from renderlab.jobs import atomic
+from renderlab.jobs.share import ShareLayout
 
 from .errors import DestinationError, FetchError, SourceError
 from .state import META, read_state, safe_relpath
@@ -71,17 +72,10 @@ def destination_error(exc: OSError, path: Path, doing: str) -> DestinationError:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp name beside `path`, fsync, then rename over it."""
-    tmp = temp_name(path)
+    """Write `data` to a temp name beside `path`, fsync, then rename over it (renderlab.jobs.atomic)."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic.write_bytes(path, data, mode=0o644, fsync=True, temp=temp_name(path))
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise destination_error(e, path, "write") from e
 
 
@@ -127,7 +121,7 @@ class Workspace:
         if root.parent.name != "assets":
             raise DestinationError(
                 f"--dest {root} is not a project asset folder; use <share>/assets/<project> "
-                "(renderlab.share.ShareLayout.assets)"
+                "(renderlab.jobs.share.ShareLayout.assets)"
             )
         try:
             ShareLayout(PurePosixPath(root.parent.parent)).assets(root.name)

@@ -262,7 +262,7 @@ def test_a_frame_with_zeroed_middle_bytes_is_not_a_frame(tmp_path: Path):
 
 
 def test_validate_fails_a_frame_with_zeroed_middle_bytes(tmp_path: Path):
-    from renderlab import validate
+    from renderlab.jobs import validate
 
     for n in (1, 2):
         write_png(tmp_path / f"frame_{n:06d}.png")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from blender_scripts import song
 from blender_scripts.errors import ContentError
 from images.fetch.state import read_state, safe_relpath
-from renderlab.config import ConfigError, load
+from renderlab.lab.config import ConfigError, load
 
 SLOW_S = 10.0  # any one input: a bounded reader answers well inside this
 

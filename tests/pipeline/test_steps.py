@@ -13,8 +13,11 @@ from threading import Thread
 
 import pytest
 
-from renderlab import assemble, images, notify, pipeline, settings, validate
-from renderlab.build_step import build_argv
+from renderlab.jobs import assemble, validate
+from renderlab.jobs.build_step import build_argv
+from renderlab.pipeline import notify, settings
+from renderlab.pipeline import steps as pipeline
+from renderlab.workstation import images
 from tests.pipeline.conftest import REPO
 
 PLAN = {"render": True, "frames": "all", "loop": False, "frames_per_chunk": 48}
@@ -47,13 +50,27 @@ def test_sources_and_run_ids():
     assert pipeline.run_folder_id("plain_id") == "plain_id"
 
 
-def test_settings_from_lab_config_and_variable(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_VAR_RENDERLAB", json.dumps({"config": str(REPO / "Pulumi.example.yaml"), "fps": 30})
-    )
+def test_settings_come_from_the_variable_only(monkeypatch):
+    value = {"backend": "kubernetes", "depot": "p4://h:1666//depot/songs", "fps": 30, "samples": 3,
+             "namespace": "n1", "share_pvc": "pvc1", "p4_secret": "sec1", "images": {"blender": "r/b:1"}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps(value))
     s = settings.load()
-    assert s.backend == "kubernetes" and s.namespace == "render" and s.fps == 30
-    assert s.depot == "p4://ssl:10.20.0.14:1666//depot/songs" and s.registry == "127.0.0.1:30500"
+    assert s.model_dump(include=set(value)) == value
+    assert s.image("blender") == "r/b:1"
+    with pytest.raises(settings.SettingsError, match="no image reference for 'fetch'.*make images"):
+        s.image("fetch")  # never computed here
+    # The lab config is not a second source any more: a path to it is refused, not half-used.
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({**value, "config": "Pulumi.example.yaml"}))
+    with pytest.raises(settings.SettingsError, match="config"):
+        settings.load()
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({"backend": "kubernetes", "depot": "file:///d"}))
+    with pytest.raises(
+        settings.SettingsError, match="kubernetes backend needs namespace, share_pvc, p4_secret"
+    ):
+        settings.load()
+    monkeypatch.delenv("AIRFLOW_VAR_RENDERLAB")
+    with pytest.raises(settings.SettingsError, match="is not set"):
+        settings.load()
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", "{not json")
     with pytest.raises(settings.SettingsError, match="not JSON"):
         settings.load()
@@ -199,7 +216,7 @@ def test_image_tags_follow_content(tmp_path, monkeypatch):
     assert a != images.content_tag("blender", {"BLENDER_VERSION": "5.0.2"})
     assert images.requirements_path("blender").read_text() == images.pick_requirements(
         images.LOCK.read_text(), images.IMAGE_REQUIREMENTS["blender"]
-    ), "requirements/image-blender.txt is stale: run `python -m renderlab.images requirements`"
+    ), "requirements/image-blender.txt is stale: run `python -m renderlab.workstation.images requirements`"
 
 
 def test_images_fail_clearly_without_an_engine(monkeypatch, capsys):
@@ -225,7 +242,7 @@ def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
             sys.executable,
             str(runner),
             "--",
-            "renderlab.validate",
+            "renderlab.jobs.validate",
             "--spec",
             "{}",
             "--out",
@@ -243,7 +260,7 @@ def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
             sys.executable,
             str(runner),
             "--",
-            "renderlab.assemble",
+            "renderlab.jobs.assemble",
             "--frames",
             "/nope",
             "--first",
@@ -272,7 +289,7 @@ def test_build_step_rerun_rebuilds_nothing(tmp_path):
     project.mkdir(parents=True)
     (project / "song.mid").write_bytes(b"MThd")
     env = {**os.environ, "PYTHONPATH": f"{STANDIN}{os.pathsep}{REPO}"}
-    cmd = [sys.executable, "-m", "renderlab.build_step", "--project", str(project), "--out", str(tmp_path / "scene"),
+    cmd = [sys.executable, "-m", "renderlab.jobs.build_step", "--project", str(project), "--out", str(tmp_path / "scene"),
            "--fps", "24"]  # fmt: skip
 
     def run():

@@ -1,0 +1,63 @@
+"""The share layout: every path on the render share is built here and nowhere else.
+
+<share>/assets/<project>/...                      synced depot workspace (the fetch Job writes it)
+<share>/assets/<project>/.renderlab/manifest-<change>.json   verified file list, published last
+<share>/runs/<run_id>/scene/                      .blend files, audio, timing report
+<share>/runs/<run_id>/frames/<variant>/           rendered frames (variant: main or loop)
+<share>/runs/<run_id>/video/                      the MP4s and the contact sheet
+<share>/runs/<run_id>/report/                     validation report, notification record
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+# Where a Job's container sees the share (its working directory; the images' RENDERLAB_SHARE default).
+SHARE_MOUNT = "/share"
+# The rendered frames' file names inside frames/<variant>/ (printf/ffmpeg pattern: frame_000001.png).
+FRAME_PATTERN = "frame_%06d.png"
+
+
+def frame_name(number: int) -> str:
+    return FRAME_PATTERN % number
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def _segment(kind: str, value: str) -> str:
+    if not _SAFE.fullmatch(value) or value in {".", ".."}:
+        raise ValueError(
+            f"{kind} {value!r} is not a safe path segment; use letters, digits and _.+- (max 128 characters)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class ShareLayout:
+    """Paths under one share root (the SMB mount in a pod, or a local folder for the local backend)."""
+
+    root: PurePosixPath
+
+    def assets(self, project: str) -> PurePosixPath:
+        return self.root / "assets" / _segment("project", project)
+
+    def manifest(self, project: str, change: int) -> PurePosixPath:
+        return self.assets(project) / ".renderlab" / f"manifest-{int(change)}.json"
+
+    def run(self, run_id: str) -> PurePosixPath:
+        return self.root / "runs" / _segment("run id", run_id)
+
+    def scene(self, run_id: str) -> PurePosixPath:
+        return self.run(run_id) / "scene"
+
+    def frames(self, run_id: str, variant: str = "main") -> PurePosixPath:
+        return self.run(run_id) / "frames" / _segment("variant", variant)
+
+    def video(self, run_id: str) -> PurePosixPath:
+        return self.run(run_id) / "video"
+
+    def report(self, run_id: str) -> PurePosixPath:
+        return self.run(run_id) / "report"

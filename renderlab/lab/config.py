@@ -1,0 +1,606 @@
+"""The lab config: one Pulumi stack file, validated by one pydantic model.
+
+Every layer (Pulumi, Ansible inventory, DAG defaults) reads the lab through `load()` so that no value is
+typed twice.  The stack file is Pulumi's own format (``Pulumi.<stack>.yaml``): a ``config:`` mapping whose
+keys are ``renderlab:<section>``.  Secrets are never plain values: a secret key must hold Pulumi's encrypted
+form (``{secure: ...}``, written by ``pulumi config set --secret``).
+
+``python -m renderlab.lab.config check FILE`` validates a file and prints every problem at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from renderlab.lab.patterns import (
+    ImageUrl,
+    LinuxUser,
+    Name,
+    PveBridge,
+    PveEndpoint,
+    PveStorage,
+    PveTokenId,
+    Sha512,
+    SshPublicKey,
+)
+from renderlab.pipeline.settings import Backend, Notify, Preset
+from renderlab.pipeline.settings import Settings as _PipelineSettings
+
+NAMESPACE = "renderlab"
+ROLES = ("k3s_server", "k3s_agent", "storage", "perforce", "airflow")
+
+# Keys that hold secrets: they must be Pulumi-encrypted ({secure: ...}) in the stack file.
+SECRET_KEYS = {
+    "proxmox_api_token": "required: the Proxmox API token secret (the UUID part of the token)",
+    "notify_webhook_url": "optional: webhook URL for run notifications (often carries a token)",
+    "kubeconfig": "optional: the k3s kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
+}
+REQUIRED_SECRETS = ("proxmox_api_token",)
+# A plain value under a key named like this is almost certainly a leaked secret.
+_SECRETISH = re.compile(r"(password|passwd|secret|token|api_key|apikey|private_key)$", re.IGNORECASE)
+_FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly", "*", "x"}
+
+AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]*$")]
+
+
+class ConfigError(Exception):
+    """All problems found in one stack file, each as 'key.path: message'."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{source}: {problems[0]}")
+            return
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the lab config:\n{lines}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _pinned(value: str, pattern: str, example: str) -> str:
+    if value.lower() in _FLOATING or not re.fullmatch(pattern, value):
+        raise ValueError(f"'{value}' is not a pinned version; pin an exact release such as {example}")
+    return value
+
+
+class Template(_Model):
+    """The cloud-init template VM the hosts are cloned from."""
+
+    vmid: int = Field(ge=100, le=999_999_999)
+    name: Name = "debian-12-cloudinit"
+    # adopt: use an existing template with this VMID instead of building one from the image.
+    adopt: bool = False
+    image_url: ImageUrl | None = None
+    # Without it, the digest is read from the SHA512SUMS file published beside the image.
+    image_sha512: Sha512 | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> Template:
+        if not self.adopt and self.image_url is None:
+            raise ValueError("image_url is required unless adopt: true (use an existing template VMID)")
+        return self
+
+
+class Proxmox(_Model):
+    endpoint: PveEndpoint
+    node: Name
+    token_id: PveTokenId
+    verify_tls: bool = True
+    ca_file: str | None = None
+    storage: PveStorage
+    image_storage: PveStorage
+    bridge: PveBridge
+    template: Template
+
+
+class Network(_Model):
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    dns: list[ipaddress.IPv4Address] = Field(min_length=1)
+    search_domain: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")]
+    # One static address per host, keyed by the host's name in `hosts`.
+    hosts: dict[Name, ipaddress.IPv4Address]
+
+    @field_validator("cidr", mode="before")
+    @classmethod
+    def _strict_cidr(cls, v: Any) -> Any:
+        try:
+            ipaddress.IPv4Network(str(v), strict=True)
+        except ValueError as e:
+            raise ValueError(f"'{v}' is not a network address with prefix (e.g. 10.20.0.0/24): {e}") from e
+        return v
+
+
+class Host(_Model):
+    role: Literal["k3s_server", "k3s_agent", "storage", "perforce", "airflow"]
+    vmid: int = Field(ge=100, le=999_999_999)
+    cores: int = Field(ge=1, le=128)
+    memory_mib: int = Field(ge=1024, le=1_048_576)
+    disk_gib: int = Field(ge=8, le=65_536)
+
+
+# Floors per role, below which the service does not run (k3s + Blender renders need headroom).
+MIN_SIZE = {
+    "k3s_server": (2, 4096, 20),
+    "k3s_agent": (2, 4096, 20),
+    "storage": (1, 1024, 20),
+    "perforce": (1, 2048, 20),
+    "airflow": (2, 4096, 20),
+}
+
+
+class Versions(_Model):
+    debian: str = Field(description="Debian release of the cloud image, e.g. 12")
+    k3s: str
+    airflow: str
+    blender: str
+    p4d: str
+    # The cluster layer (infra/cluster.py): the SMB CSI driver's Helm chart and the lab registry's image.
+    csi_driver_smb: str = "v1.17.0"
+    registry: str = "2.8.3"
+
+    @field_validator("debian")
+    @classmethod
+    def _debian(cls, v: str) -> str:
+        return _pinned(v, r"1[2-9]", "12")
+
+    @field_validator("k3s")
+    @classmethod
+    def _k3s(cls, v: str) -> str:
+        return _pinned(v, r"v\d+\.\d+\.\d+\+k3s\d+", "v1.31.4+k3s1")
+
+    @field_validator("airflow", "blender")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        return _pinned(v, r"\d+\.\d+\.\d+", "3.1.0")
+
+    @field_validator("csi_driver_smb", "registry")
+    @classmethod
+    def _chart(cls, v: str) -> str:
+        return _pinned(v, r"v?\d+\.\d+\.\d+", "v1.17.0")
+
+    @field_validator("p4d")
+    @classmethod
+    def _p4d(cls, v: str) -> str:
+        return _pinned(v, r"20\d\d\.[12](/\d+)?", "2025.1")
+
+
+class Share(_Model):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")] = "render"
+    path: AbsPath = "/srv/render"
+    user: LinuxUser = "render"
+    uid: int = Field(default=2000, ge=1000, le=60000)
+
+
+class Perforce(_Model):
+    port: int = Field(default=1666, ge=1, le=65535)
+    ssl: bool = True
+    depot: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] = "depot"
+    projects_path: Annotated[str, StringConstraints(pattern=r"^//[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")]
+    service_user: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")] = "renderlab"
+    data_root: AbsPath = "/opt/perforce/servers/renderlab"
+    # The p4d SSL certificate's fingerprint (`p4 -p ssl:<host>:<port> trust -l` once p4d runs); the cluster
+    # layer hands it to the fetch Job, which refuses an ssl: port it cannot verify. Not a secret.
+    trust_fingerprint: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{2}(:[0-9A-F]{2}){19,31}$")] | None
+    ) = None
+
+
+class Registry(_Model):
+    # The in-cluster image registry the nodes pull the fetch and Blender images from.
+    node_port: int = Field(default=30500, ge=30000, le=32767)
+    size_gib: int = Field(default=20, ge=1)
+
+
+def _pipeline_default(name: str) -> Any:
+    """The pipeline settings model owns these knobs' defaults and limits; the lab config only repeats none."""
+    return _PipelineSettings.model_fields[name].default
+
+
+class Pipeline(_Model):
+    namespace: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "render"
+    backend: Backend = _pipeline_default("backend")
+    preset: Preset = _pipeline_default("preset")
+    fps: Annotated[int, *_PipelineSettings.model_fields["fps"].metadata] = _pipeline_default("fps")
+    samples: Annotated[int, *_PipelineSettings.model_fields["samples"].metadata] = _pipeline_default(
+        "samples"
+    )
+    frames_per_chunk: Annotated[int, *_PipelineSettings.model_fields["frames_per_chunk"].metadata] = (
+        _pipeline_default("frames_per_chunk")
+    )
+    notify: Notify = _pipeline_default("notify")
+    registry: Registry = Registry()
+
+
+class Ssh(_Model):
+    admin_user: LinuxUser = "renderlab"
+    public_keys: list[SshPublicKey] = Field(min_length=1)
+
+
+class SecureValue(_Model):
+    """Pulumi's encrypted form of a secret config value."""
+
+    secure: Annotated[str, StringConstraints(min_length=8)]
+
+
+class LabConfig(_Model):
+    """The whole lab. Field names are the stack file's keys without the `renderlab:` prefix."""
+
+    proxmox: Proxmox
+    network: Network
+    hosts: dict[Name, Host]
+    versions: Versions
+    share: Share = Share()
+    perforce: Perforce
+    pipeline: Pipeline = Pipeline()
+    ssh: Ssh
+    # Secrets: names only (their values stay encrypted in the stack file).
+    proxmox_api_token: SecureValue | None = None
+    notify_webhook_url: SecureValue | None = None
+    kubeconfig: SecureValue | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> LabConfig:
+        problems = lab_problems(dict(self))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # Derived views: the other layers read these instead of re-deriving them.
+    def hosts_by_role(self, role: str) -> dict[str, Host]:
+        return {n: h for n, h in self.hosts.items() if h.role == role}
+
+    def address(self, name: str) -> str:
+        return str(self.network.hosts[name])
+
+    @property
+    def prefix_len(self) -> int:
+        return self.network.cidr.prefixlen
+
+
+def lab_problems(s: dict[str, Any]) -> list[str]:
+    """Checks across sections. `s` maps section name -> validated section; sections that failed their own
+    validation are absent, and the checks that need them are skipped (their errors are reported already)."""
+    problems: list[str] = []
+    net: Network | None = s.get("network")
+    hosts: dict[str, Host] | None = s.get("hosts")
+    proxmox: Proxmox | None = s.get("proxmox")
+    if net is not None:
+        if net.gateway not in net.cidr:
+            problems.append(
+                f"network.gateway {net.gateway} is outside {net.cidr}; use an address inside the CIDR"
+            )
+        seen: dict[ipaddress.IPv4Address, str] = {}
+        for name, addr in net.hosts.items():
+            where = f"network.hosts.{name}"
+            if addr not in net.cidr:
+                problems.append(f"{where} {addr} is outside {net.cidr}; pick an address inside the CIDR")
+            elif addr in (net.cidr.network_address, net.cidr.broadcast_address):
+                problems.append(f"{where} {addr} is the network or broadcast address of {net.cidr}")
+            if addr == net.gateway:
+                problems.append(f"{where} {addr} is the gateway's address; give the host its own")
+            if addr in seen:
+                problems.append(f"{where} {addr} is already used by {seen[addr]}; addresses must be unique")
+            seen.setdefault(addr, name)
+    if net is not None and hosts is not None:
+        for name in sorted(set(hosts) - set(net.hosts)):
+            problems.append(f"network.hosts.{name}: host '{name}' has no address; add one inside {net.cidr}")
+        for name in sorted(set(net.hosts) - set(hosts)):
+            problems.append(
+                f"network.hosts.{name}: no host named '{name}' in hosts; remove it or add the host"
+            )
+    if hosts is not None:
+        vmids: dict[int, str] = {proxmox.template.vmid: "proxmox.template"} if proxmox else {}
+        for name, host in hosts.items():
+            if host.vmid in vmids:
+                problems.append(
+                    f"hosts.{name}.vmid {host.vmid} is already used by {vmids[host.vmid]}; VMIDs must be unique"
+                )
+            vmids.setdefault(host.vmid, f"hosts.{name}")
+            for field, have, need, unit in zip(
+                ("cores", "memory_mib", "disk_gib"),
+                (host.cores, host.memory_mib, host.disk_gib),
+                MIN_SIZE[host.role],
+                ("", " MiB", " GiB"),
+                strict=True,
+            ):
+                if have < need:
+                    problems.append(
+                        f"hosts.{name}.{field} {have}{unit} is too small for role {host.role}; use >= {need}{unit}"
+                    )
+        roles = [h.role for h in hosts.values()]
+        for role in ROLES:
+            count = roles.count(role)
+            if count == 0:
+                problems.append(f"hosts: no host has role {role}; the lab needs one")
+            elif count > 1 and role != "k3s_agent":
+                problems.append(f"hosts: {count} hosts have role {role}; exactly one is supported")
+    p4: Perforce | None = s.get("perforce")
+    if p4 is not None and not (p4.projects_path + "/").startswith(f"//{p4.depot}/"):
+        problems.append(
+            f"perforce.projects_path {p4.projects_path} is not inside the depot //{p4.depot}; start it with //{p4.depot}/"
+        )
+    for key in REQUIRED_SECRETS:
+        if s.get(key) is None:
+            problems.append(
+                f"{key}: required secret is missing; run `pulumi config set --secret {NAMESPACE}:{key}` "
+                f"({SECRET_KEYS[key]})"
+            )
+    pipeline: Pipeline | None = s.get("pipeline")
+    if pipeline is not None and pipeline.notify != "none" and s.get("notify_webhook_url") is None:
+        problems.append(
+            f"pipeline.notify is {pipeline.notify} but notify_webhook_url is not set; run "
+            f"`pulumi config set --secret {NAMESPACE}:notify_webhook_url URL` or set notify: none"
+        )
+    return problems
+
+
+def _plain_secretish(data: Any, path: str = "") -> list[tuple[str, Any]]:
+    found = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if k in SECRET_KEYS or k == "secure":
+                continue
+            if isinstance(v, str) and v and _SECRETISH.search(str(k)):
+                found.append((sub, v))
+            else:
+                found.extend(_plain_secretish(v, sub))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            found.extend(_plain_secretish(v, f"{path}[{i}]"))
+    return found
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    mapping: dict = {}
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.SequenceNode | yaml.MappingNode):
+            kind = "sequence" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a {kind} used as a mapping key (line {key_node.start_mark.line + 1}); keys are plain names",
+                key_node.start_mark,
+            )
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key '{key}' (line {key_node.start_mark.line + 1})",
+                key_node.start_mark,
+            )
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _format_errors(err: ValidationError, skip: set[str]) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        if loc in skip:
+            continue
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{loc}: unknown key; check its spelling against Pulumi.example.yaml")
+        elif e["type"] == "missing":
+            problems.append(f"{loc}: required key is missing; see Pulumi.example.yaml")
+        else:
+            for line in e["msg"].removeprefix("Value error, ").split("\n"):
+                # Whole-lab checks (empty loc) already name their own key paths.
+                problems.append(f"{loc}: {line}" if loc else line)
+    return problems
+
+
+def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
+    """Validate a loaded stack file (the whole YAML document); raise ConfigError listing every problem."""
+    if not isinstance(stack, dict) or not isinstance(stack.get("config"), dict):
+        raise ConfigError(source, ["the file has no 'config:' mapping; copy Pulumi.example.yaml to start"])
+    problems: list[str] = []
+    for key in sorted(set(stack) - {"config", "secretsprovider", "encryptionsalt", "encryptedkey"}):
+        problems.append(
+            f"{key}: unknown top-level key; a stack file holds config (and Pulumi's secret settings)"
+        )
+    section: dict[str, Any] = {}
+    for key, value in stack["config"].items():
+        ns, _, name = str(key).partition(":")
+        if ns != NAMESPACE or not name:
+            problems.append(
+                f"{key}: not a '{NAMESPACE}:' key; every lab setting lives under {NAMESPACE}:<section>"
+            )
+            continue
+        section[name] = value
+    flagged: set[str] = set()
+    for key, hint in SECRET_KEYS.items():
+        value = section.get(key)
+        if value is not None and not (isinstance(value, dict) and "secure" in value):
+            problems.append(
+                f"{key}: holds a plain value; secrets are never plain in the stack file. Remove it and run "
+                f"`pulumi config set --secret {NAMESPACE}:{key}` ({hint})"
+            )
+            # Keep validating the rest as if the secret were set properly.
+            section[key] = {"secure": "<plain value rejected>"}
+    for path, _ in _plain_secretish(section):
+        flagged.add(path)
+        problems.append(
+            f"{path}: looks like a secret stored as plain text; move it to a Pulumi secret "
+            "(`pulumi config set --secret ...`) or remove it"
+        )
+    try:
+        config = LabConfig.model_validate(section)
+    except ValidationError as e:
+        config = None
+        field_errors = [err for err in e.errors() if err["loc"]]
+        problems.extend(_format_errors(e, flagged))
+        if field_errors:
+            # Whole-lab checks did not run; run them over the sections that are valid on their own.
+            broken = {err["loc"][0] for err in field_errors}
+            problems.extend(lab_problems(_valid_sections(section, broken)))
+    if problems:
+        raise ConfigError(source, problems)
+    assert config is not None
+    return config
+
+
+def _valid_sections(section: dict[str, Any], broken: set[Any]) -> dict[str, Any]:
+    valid: dict[str, Any] = {}
+    for name, field in LabConfig.model_fields.items():
+        if name in broken:
+            continue
+        value = section[name] if name in section else field.get_default(call_default_factory=True)
+        if value is not None:
+            valid[name] = TypeAdapter(field.annotation).validate_python(value)
+    return valid
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on the YAML itself, checked before any of it is built: a stack file is a few KiB, but aliases
+    can make a few hundred bytes expand exponentially (an "alias bomb"). check_config's --max-yaml-* flags
+    raise them."""
+
+    max_bytes: int = 1 << 20
+    max_nodes: int = 100_000  # scalars, sequences and mappings after every alias is expanded
+    max_depth: int = 64  # nesting, also after expansion
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """The parser's message without its snippet of the file: the offending line may hold a secret."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or type(e).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    ctx = f" ({context} at line {cmark.line + 1})" if context and cmark is not None else ""
+    return f"not valid YAML{where}: {problem}{ctx}; fix the syntax there (the line is not shown: it may hold a secret)"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node, limits: Limits) -> None:
+    """Refuse recursive aliases, and documents whose expanded size or depth passes the bounds.
+
+    Iterative, and each node is sized once (aliases share nodes), so the check itself is linear in the file."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = {id(root)}
+    stack = [(root, iter(_children(root)))]
+    while stack:
+        node, kids = stack[-1]
+        for kid in kids:
+            if id(kid) in on_path:
+                raise ValueError(
+                    f"recursive alias at line {kid.start_mark.line + 1}: the node refers to itself; "
+                    "a stack file needs no aliases (write the values out)"
+                )
+            if id(kid) not in size:
+                on_path.add(id(kid))
+                stack.append((kid, iter(_children(kid))))
+                break
+        else:
+            stack.pop()
+            on_path.discard(id(node))
+            own = _children(node)
+            size[id(node)] = 1 + sum(size[id(k)] for k in own)
+            depth[id(node)] = 1 + max((depth[id(k)] for k in own), default=0)
+            if size[id(node)] > limits.max_nodes:
+                raise ValueError(
+                    f"the document expands to more than {limits.max_nodes} YAML nodes (aliases at line "
+                    f"{node.start_mark.line + 1} multiply it); remove the aliases, or raise the bound with "
+                    f"--max-yaml-nodes {limits.max_nodes}"
+                )
+            if depth[id(node)] > limits.max_depth:
+                raise ValueError(
+                    f"the document is nested deeper than {limits.max_depth} levels (at line "
+                    f"{node.start_mark.line + 1}, through aliases); raise the bound with --max-yaml-depth "
+                    f"{limits.max_depth}"
+                )
+
+
+def _parse_yaml(text: str, limits: Limits) -> Any:
+    # Depth first, over the event stream (the parser is iterative; the composer would recurse).
+    level = 0
+    for event in yaml.parse(text, Loader=_UniqueKeyLoader):  # noqa: S506 - SafeLoader subclass
+        if isinstance(event, yaml.CollectionStartEvent):
+            level += 1
+            if level > limits.max_depth:
+                raise ValueError(
+                    f"the document is nested deeper than {limits.max_depth} levels (line "
+                    f"{event.start_mark.line + 1}); raise the bound with --max-yaml-depth {limits.max_depth}"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            level -= 1
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, limits)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load(path: str | Path, limits: Limits | None = None) -> LabConfig:
+    """Read and validate a stack file; raise ConfigError with every problem and its key path."""
+    path = Path(path)
+    limits = limits or Limits()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            str(path), [f"cannot read the file: {e.strerror}; pass CONFIG=path/to/stack.yaml"]
+        ) from e
+    if len(raw) > limits.max_bytes:
+        raise ConfigError(
+            str(path),
+            [
+                f"the file is {len(raw)} bytes, over the bound of {limits.max_bytes} for a stack file; "
+                f"is it the right file? (raise the bound with --max-yaml-bytes {limits.max_bytes})"
+            ],
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            str(path),
+            [f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the file as UTF-8"],
+        ) from None
+    try:
+        data = _parse_yaml(text, limits)
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), [_yaml_problem(e)]) from None
+    except ValueError as e:
+        raise ConfigError(str(path), [str(e)]) from None
+    return parse(data, str(path))

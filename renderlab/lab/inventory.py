@@ -1,0 +1,104 @@
+"""The Ansible inventory derived from the lab config (contract 2: Pulumi outputs -> Ansible inventory).
+
+Addresses are static in the lab config, so the inventory's shape comes from the config alone; Pulumi
+exports exactly this structure (plus nothing secret), and the local test lab uses the same shape.
+Every lab value the roles need is derived here into `all.vars` (`renderlab_*`), so nothing from the stack
+file is retyped in ansible/.
+
+``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory as YAML (atomically), with the
+image references `make images` recorded for that stack file.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from renderlab.jobs import atomic, cli
+from renderlab.lab import cluster_names
+from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
+from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
+
+
+def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[str, Any]:
+    """The lab config as `renderlab_*` variables for every play (no secrets: those come separately).
+    `renderlab_pipeline_settings` is the DAG's whole configuration, which site.yml passes on unchanged."""
+    v = config.versions
+    return {
+        "renderlab_admin_user": config.ssh.admin_user,
+        "renderlab_ssh_public_keys": list(config.ssh.public_keys),
+        "renderlab_network_cidr": str(config.network.cidr),
+        "renderlab_gateway": str(config.network.gateway),
+        "renderlab_dns": [str(a) for a in config.network.dns],
+        "renderlab_search_domain": config.network.search_domain,
+        "renderlab_host_addresses": {n: config.address(n) for n in sorted(config.hosts)},
+        "renderlab_debian_version": v.debian,
+        "renderlab_k3s_version": v.k3s,
+        "renderlab_airflow_version": v.airflow,
+        "renderlab_blender_version": v.blender,
+        "renderlab_p4d_version": v.p4d,
+        "renderlab_share_name": config.share.name,
+        "renderlab_share_path": config.share.path,
+        "renderlab_share_user": config.share.user,
+        "renderlab_share_uid": config.share.uid,
+        "renderlab_perforce_port": config.perforce.port,
+        "renderlab_perforce_ssl": config.perforce.ssl,
+        "renderlab_perforce_depot": config.perforce.depot,
+        "renderlab_perforce_projects_path": config.perforce.projects_path,
+        "renderlab_perforce_service_user": config.perforce.service_user,
+        "renderlab_perforce_data_root": config.perforce.data_root,
+        "renderlab_pipeline_namespace": config.pipeline.namespace,
+        "renderlab_registry_node_port": config.pipeline.registry.node_port,
+        "renderlab_launcher_token_secret": cluster_names.LAUNCHER_TOKEN,
+        "renderlab_pipeline_settings": pipeline_settings(config, images),
+    }
+
+
+def inventory(
+    config: LabConfig,
+    ssh_user: str | None = None,
+    extra_host_vars: dict | None = None,
+    extra_vars: dict | None = None,
+    images: dict[str, str] | None = None,
+) -> dict:
+    """Ansible YAML inventory: groups k3s_server, k3s_agent, storage, perforce, airflow under `all`."""
+    extra_host_vars = extra_host_vars or {}
+    children: dict[str, Any] = {role: {"hosts": {}} for role in ROLES}
+    for name, host in sorted(config.hosts.items()):
+        host_vars = {"ansible_host": config.address(name), "renderlab_vmid": host.vmid}
+        host_vars.update(extra_host_vars.get(name, {}))
+        children[host.role]["hosts"][name] = host_vars
+    all_vars = {
+        "ansible_user": ssh_user or config.ssh.admin_user,
+        **lab_vars(config, images),
+        **(extra_vars or {}),
+    }
+    return {"all": {"vars": all_vars, "children": children}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Parser(
+        prog="python -m renderlab.lab.inventory",
+        description="Write the Ansible inventory for a lab stack file.",
+    )
+    parser.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
+    parser.add_argument("-o", "--output", required=True, help="inventory file to write (YAML)")
+    parser.add_argument("--ssh-user", help="SSH user (default: ssh.admin_user from the stack file)")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.stack_file)
+    except ConfigError as e:
+        print(f"inventory: error: {e}", file=sys.stderr)
+        return 1
+    images = recorded_images(config, args.stack_file)
+    try:
+        atomic.write_yaml(args.output, inventory(config, ssh_user=args.ssh_user, images=images), mode=0o644)
+    except OSError as e:
+        print(f"inventory: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {len(config.hosts)} hosts from {args.stack_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.guard("inventory", main))

@@ -1,0 +1,134 @@
+"""The kubernetes backend: a `JobSpec` becomes a batch/v1 Job run by the cncf.kubernetes provider.
+
+`operator(spec)` builds the provider's KubernetesJobOperator (share PVC mounted at the working directory,
+Secrets by reference, resources, backoffLimit, TTL); `run()` executes it inside the calling task: the provider
+creates the Job, waits, streams the pod's logs into the task log and deletes the Job on kill. We read the
+result line from the pod's log, then delete the Job (TTL is the backstop if the worker dies first).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kubernetes.client import models as k8s
+
+from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec, parse_result_line
+from renderlab.pipeline.settings import Settings
+
+CONTAINER = "base"  # the provider's name for the main container
+
+
+def _resources(spec: JobSpec) -> k8s.V1ResourceRequirements:
+    r = spec.resources
+    requests = {"cpu": r.cpu, "memory": r.memory}
+    limits = {"cpu": r.cpu_limit or r.cpu, "memory": r.memory_limit or r.memory}
+    if r.gpu:
+        limits["nvidia.com/gpu"] = str(r.gpu)
+    return k8s.V1ResourceRequirements(requests=requests, limits=limits)
+
+
+def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
+    """The provider's operator for this Job (not run yet)."""
+    from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
+    from airflow.providers.cncf.kubernetes.secret import Secret
+
+    share = k8s.V1Volume(
+        name="share",
+        persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.share_pvc),
+    )
+    mount = k8s.V1VolumeMount(name="share", mount_path=settings.share_mount)
+    # Only the working directory needs a full pod spec; the provider merges it with its own.
+    pod = k8s.V1Pod(
+        spec=k8s.V1PodSpec(
+            containers=[k8s.V1Container(name=CONTAINER, working_dir=settings.share_mount)],
+        )
+    )
+    env = {"RENDERLAB_SHARE": settings.share_mount, **spec.env}
+    if spec.resources.gpu:
+        env.setdefault("NVIDIA_VISIBLE_DEVICES", "all")
+        env.setdefault("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
+    return KubernetesJobOperator(
+        task_id=task_id or spec.name,
+        kubernetes_conn_id=settings.kube_conn_id,
+        namespace=settings.namespace,
+        name=spec.name,
+        random_name_suffix=True,
+        image=settings.image(spec.image),
+        image_pull_policy="IfNotPresent",
+        cmds=spec.command[:1],
+        arguments=spec.command[1:],
+        env_vars=env,
+        secrets=[Secret("env", ref.env, ref.secret, ref.key) for ref in spec.secrets],
+        volumes=[share],
+        volume_mounts=[mount],
+        full_pod_spec=pod,
+        container_resources=_resources(spec),
+        labels={"app.kubernetes.io/part-of": "renderlab", "renderlab/image": spec.image, **spec.labels},
+        security_context=k8s.V1PodSecurityContext(
+            run_as_user=settings.run_as_uid,
+            run_as_group=settings.run_as_uid,
+            fs_group=settings.run_as_uid,
+            run_as_non_root=True,
+        ),
+        container_security_context=k8s.V1SecurityContext(
+            allow_privilege_escalation=False, capabilities=k8s.V1Capabilities(drop=["ALL"])
+        ),
+        backoff_limit=spec.backoff_limit,
+        ttl_seconds_after_finished=spec.ttl_seconds,
+        active_deadline_seconds=spec.timeout_s,
+        parallelism=1,
+        completions=1,
+        wait_until_job_complete=True,
+        job_poll_interval=5,
+        get_logs=True,
+        # Keep the pod until we have read the result line; the Job (and its pod) is deleted after.
+        on_finish_action="keep_pod",
+        on_kill_action="delete_pod",
+        on_kill_propagation_policy="Foreground",
+        do_xcom_push=False,
+        deferrable=False,
+    )
+
+
+def build_job(spec: JobSpec, settings: Settings, context: dict | None = None) -> k8s.V1Job:
+    """The exact batch/v1 Job the provider would submit for this spec."""
+    return operator(spec, settings).build_job_request_obj(context)
+
+
+class KubernetesBackend:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def run(self, spec: JobSpec, log: logging.Logger, context: dict | None = None) -> JobResult:
+        op = operator(spec, self.settings, task_id=(context or {}).get("task_id"))
+        start = time.monotonic()
+        try:
+            try:
+                op.execute(context or {})
+            except Exception as e:
+                raise JobFailed(f"job {spec.name}: the Kubernetes Job failed: {e}") from e
+            pods = list(getattr(op, "pods", None) or [])
+            if not pods:
+                raise JobFailed(f"job {spec.name}: the provider found no pod to read the result from")
+            pod = pods[0]
+            text = op.hook.core_v1_client.read_namespaced_pod_log(
+                name=pod.metadata.name, namespace=pod.metadata.namespace, container=CONTAINER, tail_lines=20
+            )
+            result = parse_result_line(spec.name, str(text).splitlines())
+        finally:
+            self._cleanup(op, log)
+        seconds = round(time.monotonic() - start, 3)
+        return JobResult(name=spec.name, exit_code=0, result=result, seconds=seconds)
+
+    @staticmethod
+    def _cleanup(op, log: logging.Logger) -> None:
+        job = op.job
+        if job is None:
+            return
+        try:
+            op.job_client.delete_namespaced_job(
+                name=job.metadata.name, namespace=job.metadata.namespace, propagation_policy="Foreground"
+            )
+        except Exception as e:  # TTL removes it anyway; never hide the Job's own outcome behind this
+            log.warning("could not delete Job %s (ttlSecondsAfterFinished will): %s", job.metadata.name, e)

@@ -1,0 +1,320 @@
+"""Bring a local lab up and down. Everything it creates is recorded in its state dir, so `down` removes it
+all (containers, their trees, the bridge, the NAT table) even after a crash halfway through `up`."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from renderlab.jobs import atomic
+from renderlab.lab import host_secrets
+from renderlab.lab.config import load
+from renderlab.lab.inventory import inventory
+from renderlab.lab.pipeline_settings import recorded_images
+from renderlab.workstation.nspawn_lab import machines, network, rootfs
+from renderlab.workstation.nspawn_lab.machines import Machine
+from renderlab.workstation.nspawn_lab.options import ROOT, LabError, Settings
+
+TOOLS = {
+    "debootstrap": "debootstrap",
+    "systemd-nspawn": "systemd-container",
+    "nft": "nftables",
+    "ip": "iproute2",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+}
+SSH_BOOT_TIMEOUT_S = 180
+
+
+def log(msg: str) -> None:
+    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Lab:
+    settings: Settings
+    machines: list[Machine]
+
+    @property
+    def state(self) -> Path:
+        return self.settings.state
+
+    @property
+    def inventory(self) -> Path:
+        return self.state / "inventory.yml"
+
+    @property
+    def secrets(self) -> Path:
+        return self.state / "secrets.yml"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state / "stack.yaml"
+
+    def ssh_base(self) -> list[str]:
+        return ["ssh", *ssh_options(self.state)]
+
+
+def ssh_options(state: Path) -> list[str]:
+    return [
+        "-i", str(state / "id_ed25519"),
+        "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
+        "-o", "StrictHostKeyChecking=accept-new",
+        "-o", "ConnectTimeout=5",
+    ]  # fmt: skip
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the local lab needs root (bridges, NAT rules, containers); run it as root")
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        raise LabError(
+            f"missing tools; install them with `apt-get install {' '.join(missing)}` (or `make apt`)"
+        )
+
+
+def resolvers() -> list[str]:
+    override = os.environ.get("RENDERLAB_LAB_DNS")
+    text = Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else ""
+    found = override.split(",") if override else re.findall(r"^nameserver\s+(\d+\.\d+\.\d+\.\d+)", text, re.M)
+    usable = [a for a in found if not ipaddress.IPv4Address(a).is_loopback]
+    if not usable:
+        raise LabError(
+            "no non-loopback IPv4 resolver in /etc/resolv.conf for the lab hosts; "
+            "set RENDERLAB_LAB_DNS=<resolver address> (e.g. your router)"
+        )
+    return usable
+
+
+def write_stack(s: Settings, pubkey: str, dns: list[str]) -> dict[str, str]:
+    """The local stack file: the base config with the lab's own network and key (validated like any)."""
+    base = yaml.safe_load(s.base_config.read_text())
+    cfg = base["config"]
+    names = sorted(cfg["renderlab:hosts"])
+    addresses = {n: str(s.subnet.network_address + 11 + i) for i, n in enumerate(names)}
+    cfg["renderlab:network"] = {
+        "cidr": str(s.subnet),
+        "gateway": str(s.gateway),
+        "dns": dns,
+        "search_domain": "lab.local",
+        "hosts": addresses,
+    }
+    cfg["renderlab:ssh"] = {**cfg.get("renderlab:ssh", {}), "public_keys": [pubkey.strip()]}
+    atomic.write_yaml(s.state / "stack.yaml", base, mode=0o644)
+    return addresses
+
+
+# What only the local lab's inventory has beyond the one Pulumi outputs for the same stack file.
+LOCAL_ONLY_VARS = ("ansible_ssh_private_key_file", "ansible_ssh_common_args")
+
+
+def lab_inventory(config, s: Settings) -> dict:
+    """The same inventory Pulumi's program outputs for this stack, plus the lab's own SSH key and options."""
+    extra = {
+        "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
+        "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
+    }
+    images = recorded_images(config, s.base_config)  # what `make images` built for the base stack, if any
+    return inventory(config, extra_vars=extra, images=images)
+
+
+def status(s: Settings) -> dict:
+    path = s.state / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(s: Settings, ms: list[Machine]) -> None:
+    data = {"bridge": s.bridge, "subnet": str(s.subnet), "machines": [m.as_state() for m in ms]}
+    atomic.write_json(s.state / "state.json", data)
+
+
+def up(s: Settings) -> Lab:
+    preflight()
+    if status(s) or network.bridge_exists(s):
+        raise LabError(
+            f"a lab with prefix {s.prefix} or bridge {s.bridge} is already up; run `make lab-local-down`"
+        )
+    t0 = time.monotonic()
+    tree = rootfs.ensure(s.cache, log)
+    shutil.rmtree(s.state, ignore_errors=True)
+    (s.state / "machines").mkdir(parents=True)
+    s.state.chmod(0o700)  # holds the lab key and secrets
+    (s.state / "logs").mkdir()
+    ms: list[Machine] = []
+    _save(s, ms)  # from here on, `down` knows about everything we create
+    try:
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"renderlab-{s.prefix}",
+                "-f",
+                str(s.state / "id_ed25519"),
+            ],
+            check=True,
+        )
+        pubkey = (s.state / "id_ed25519.pub").read_text()
+        dns = resolvers()
+        addresses = write_stack(s, pubkey, dns)
+        config = load(s.state / "stack.yaml")
+        host_secrets.write(s.state / "secrets.yml", host_secrets.generate())
+        atomic.write_yaml(s.state / "inventory.yml", lab_inventory(config, s), mode=0o644)
+        log(f"network: bridge {s.bridge} {s.gateway}/{s.subnet.prefixlen} with NAT")
+        network.up(s)
+        for name, address in addresses.items():
+            m = Machine(name, f"{s.prefix}-{name}", address, s.state / "machines" / f"{s.prefix}-{name}")
+            ms.append(m)
+            _save(s, ms)
+            machines.prepare(
+                m,
+                tree,
+                prefixlen=s.subnet.prefixlen,
+                gateway=str(s.gateway),
+                dns=dns,
+                admin=config.ssh.admin_user,
+                pubkey=pubkey,
+            )
+            machines.boot(m, s.bridge, s.state / "logs")
+            _save(s, ms)
+            log(f"booting {m.machine} at {address}")
+        lab = Lab(s, ms)
+        for m in ms:
+            machines.wait_ssh(m, lab.ssh_base(), config.ssh.admin_user, SSH_BOOT_TIMEOUT_S, s.state / "logs")
+            log(f"{m.machine} answers SSH")
+    except BaseException:
+        log("bringing the lab up failed; tearing down what was created")
+        _save(s, ms)  # the pids of machines booted since the last save
+        down(s)
+        raise
+    log(f"lab up in {time.monotonic() - t0:.0f} s: {len(ms)} hosts; inventory {s.state / 'inventory.yml'}")
+    return lab
+
+
+def down(s: Settings) -> None:
+    st = status(s)
+    ms = [Machine(**{**m, "directory": Path(m["directory"])}) for m in st.get("machines", [])]
+    recorded = {m.pid for m in ms if machines.is_ours(m)}
+    strays = [m for m in machines.running_under(s.state / "machines") if m.pid not in recorded]
+    for m in [*ms, *strays]:
+        if machines.is_ours(m):
+            log(f"stopping {m.machine}")
+            machines.stop(m)
+    for removed in network.down(s):
+        log(f"removed {removed}")
+    if s.state.exists():
+        # Keep the logs (console, playbook runs) for a post-mortem; everything else goes.
+        kept = s.cache / f"{s.prefix}-last-logs"
+        if (s.state / "logs").exists():
+            shutil.rmtree(kept, ignore_errors=True)
+            (s.state / "logs").rename(kept)
+        shutil.rmtree(s.state)
+        log(f"removed {s.state}")
+
+
+@contextlib.contextmanager
+def running_lab(s: Settings | None = None) -> Iterator[Lab]:
+    """A lab that is torn down when the block exits, whatever happens inside it."""
+    s = s or Settings.from_env()
+    lab = up(s)
+    try:
+        yield lab
+    finally:
+        down(s)
+
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", re.M)
+FATAL = re.compile(r"^fatal: \[([^\]]+)\]", re.M)
+# The roles' own stop when a vendor download (k3s binary, p4d package) cannot be reached and no air-gap
+# artifacts were given: an expected, explained stop on this machine, not a defect.
+VENDOR_STOP = "Fail where a vendor download was missing"
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    seconds: float
+    recap: dict[str, dict[str, int]]
+    log: Path
+    failures: dict[str, list[str]]  # host -> names of the tasks that failed on it
+
+    @property
+    def changed(self) -> int:
+        return sum(h["changed"] for h in self.recap.values())
+
+    @property
+    def vendor_blocked(self) -> list[str]:
+        """Failed hosts whose failure is site.yml's report of a role's unreachable vendor download.
+
+        A failed host runs no further tasks, so its failure is its last `fatal:`; earlier ones were rescued."""
+        return sorted(
+            h
+            for h, r in self.recap.items()
+            if r["failed"] and self.failures.get(h) and self.failures[h][-1].endswith(VENDOR_STOP)
+        )
+
+    @property
+    def real_failures(self) -> dict[str, list[str]]:
+        blocked = set(self.vendor_blocked)
+        failed = {
+            h: self.failures.get(h, ["(unreachable)"])
+            for h, r in self.recap.items()
+            if r["failed"] or r["unreachable"]
+        }
+        return {h: tasks for h, tasks in failed.items() if h not in blocked}
+
+
+def _failures(text: str) -> dict[str, list[str]]:
+    """Pair each `fatal: [host]` with the task it happened in; errors a task ignores do not count."""
+    failures: dict[str, list[str]] = {}
+    headers = list(TASK.finditer(text))
+    for n, header in enumerate(headers):
+        end = headers[n + 1].start() if n + 1 < len(headers) else len(text)
+        block = text[header.end() : end]
+        for fatal in FATAL.finditer(block):
+            rest = block[fatal.end() :].split("\nfatal: ", 1)[0]
+            if "...ignoring" not in rest:
+                failures.setdefault(fatal.group(1), []).append(header.group(1))
+    return failures
+
+
+def run_site(lab: Lab, log_name: str, extra_args: list[str] | None = None) -> PlaybookRun:
+    """Run the real ansible/site.yml against the lab; its output goes to a log file."""
+    playbook = ROOT / ".venv" / "bin" / "ansible-playbook"
+    cmd = [str(playbook), "-i", str(lab.inventory), "-e", f"@{lab.secrets}", "site.yml", *(extra_args or [])]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    out = lab.state / "logs" / log_name
+    t0 = time.monotonic()
+    with open(out, "w") as f:
+        rc = subprocess.run(
+            cmd, check=False, cwd=ROOT / "ansible", env=env, stdout=f, stderr=subprocess.STDOUT
+        ).returncode
+    seconds = time.monotonic() - t0
+    text = out.read_text()
+    recap = {
+        h: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
+        for h, ok, ch, un, fa in RECAP.findall(text)
+    }
+    return PlaybookRun(rc, seconds, recap, out, _failures(text))
