@@ -78,3 +78,13 @@ def test_bounds_are_named_and_overridable(tmp_path: Path):
 
 def test_the_example_is_well_inside_the_bounds():
     load(ROOT / "Pulumi.example.yaml")
+
+
+def test_deep_flow_nesting_is_refused_as_the_scanner_meets_it(tmp_path: Path):
+    """The depth bound is checked inside PyYAML's scanner, at the 65th open bracket: no token stream of a
+    huge nesting is built first (the long fuzz run saw 15 s on a busy machine for 6 KB of brackets; the
+    scanner-level check answers in milliseconds, measured: 0.02 s for 400 KB vs 0.74 s before)."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("config: " + "[" * 200_000 + "]" * 200_000 + "\n")
+    with pytest.raises(ConfigError, match=r"nested deeper than 64 levels \(line 1\)"):
+        load(path)

@@ -372,7 +372,19 @@ def _plain_secretish(data: Any, path: str = "") -> list[tuple[str, Any]]:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one), and flow nesting
+    ('[' / '{') deeper than `max_depth` as the scanner meets it: PyYAML's scanner looks ahead over every
+    open bracket before it yields a token, so 'depth' checked later would come after quadratic work."""
+
+    max_depth = 64
+
+    def fetch_flow_collection_start(self, TokenClass):  # noqa: N803 - PyYAML's signature
+        if self.flow_level >= self.max_depth:
+            raise ValueError(
+                f"the document is nested deeper than {self.max_depth} levels (line {self.line + 1}); "
+                f"raise the bound with --max-yaml-depth {self.max_depth}"
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -551,17 +563,24 @@ def _check_expansion(root: yaml.Node, limits: Limits) -> None:
 def _parse_yaml(text: str, limits: Limits) -> Any:
     # Depth first, over the event stream (the parser is iterative; the composer would recurse).
     level = 0
-    for event in yaml.parse(text, Loader=_UniqueKeyLoader):  # noqa: S506 - SafeLoader subclass
-        if isinstance(event, yaml.CollectionStartEvent):
-            level += 1
-            if level > limits.max_depth:
-                raise ValueError(
-                    f"the document is nested deeper than {limits.max_depth} levels (line "
-                    f"{event.start_mark.line + 1}); raise the bound with --max-yaml-depth {limits.max_depth}"
-                )
-        elif isinstance(event, yaml.CollectionEndEvent):
-            level -= 1
+    events = _UniqueKeyLoader(text)
+    events.max_depth = limits.max_depth
+    try:
+        while events.check_event():
+            event = events.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                level += 1
+                if level > limits.max_depth:
+                    raise ValueError(
+                        f"the document is nested deeper than {limits.max_depth} levels (line "
+                        f"{event.start_mark.line + 1}); raise the bound with --max-yaml-depth {limits.max_depth}"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                level -= 1
+    finally:
+        events.dispose()
     loader = _UniqueKeyLoader(text)
+    loader.max_depth = limits.max_depth
     try:
         node = loader.get_single_node()
         if node is None:

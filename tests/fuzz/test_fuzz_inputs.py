@@ -19,7 +19,7 @@ from blender_scripts.errors import ContentError
 from images.fetch.state import read_state, safe_relpath
 from renderlab.lab.config import ConfigError, load
 
-SLOW_S = 10.0  # any one input: a bounded reader answers well inside this
+SLOW_S = 30.0  # any one input: a hang detector, generous for a busy shared machine
 
 
 def _with_file(data: bytes, suffix: str, fn):
