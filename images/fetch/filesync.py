@@ -85,7 +85,9 @@ def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> No
         h = hashlib.new(ALGORITHM)
         # Created private, then given the source's own bits: the umask can neither widen nor narrow them.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(src / f.rel, "rb") as fin, open(fd, "wb") as fout:
+        # O_NOFOLLOW: a file swapped for a symlink after the scan is refused, never followed.
+        src_fd = os.open(src / f.rel, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(src_fd, "rb") as fin, open(fd, "wb") as fout:
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
