@@ -164,7 +164,6 @@ NOT_WALKED = {
     "infra/__main__.py": "the Pulumi program: Pulumi runs it, with its own engine protocol on stdin/stdout",
     "infra/program.py": "the Pulumi program's body (infra/__main__.py)",
     "images/fetch/__init__.py": "the package; `python -m images.fetch` is walked",
-    "images/blender/run_module.py": "runs inside the Blender binary; walked below with plain python",
     "renderlab/workstation/nspawn_lab/__main__.py": "walked as renderlab.workstation.nspawn_lab",
 }
 
@@ -220,10 +219,3 @@ def test_hostile_input_is_one_line_and_a_documented_exit(tmp_path: Path, module:
     args = arg_sets[index]
     proc = _run(["-m", module, *args], cwd=tmp_path)
     _assert_one_line(proc, allowed, f"python -m {module} {args!r}")
-
-
-def test_the_blender_module_runner_is_one_line_too(tmp_path: Path):
-    runner = str(ROOT / "images" / "blender" / "run_module.py")
-    for args, code in (([], 2), (["--", "no_such_module_here"], 2)):
-        proc = _run([runner, *args], cwd=tmp_path)
-        _assert_one_line(proc, {code}, f"run_module {args}")

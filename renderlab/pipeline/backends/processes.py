@@ -30,7 +30,7 @@ _INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "CUDA_VISIBLE_
 _INHERITED_PREFIXES = ("LC_",)
 
 
-class LocalBackend:
+class ProcessBackend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.share = Path(settings.share_root)
