@@ -256,18 +256,37 @@ def test_the_jobs_image_is_the_one_make_images_built(tmp_path, monkeypatch, no_c
     """`make images` (engine calls recorded, not run) -> its record -> the inventory's settings -> the Job."""
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(images, "engine", lambda: "podman")
+    base = "localhost/renderlab-base"
+    facts = {"{{.Id}}": "sha256:" + "1" * 64, "{{.Digest}}": "sha256:" + "2" * 64, "{{.Size}}": "42"}
     ran = []
-    monkeypatch.setattr(images.subprocess, "run", lambda cmd, **kw: ran.append(cmd))
+
+    def engine_call(tool, *args, capture=True, check=True):
+        ran.append(args)
+        out = ""
+        if args[:2] == ("image", "exists"):  # only the base is there: every image gets built
+            return subprocess.CompletedProcess(args, 0 if args[2] == base else 1, "", "")
+        if args[:3] == ("image", "inspect", "--format"):
+            out = facts[args[3]]
+        if args[0] == "push":  # the registry's manifest digest, as podman writes it
+            Path(args[args.index("--digestfile") + 1]).write_text(f"sha256:{args[-1][-1] * 64}")
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    monkeypatch.setattr(images, "_run", engine_call)
     stack = _stack(tmp_path)
-    built = images.build(["blender", "fetch"], str(stack), push=True)
+    built = images.build(["blender", "fetch"], str(stack), push="always", base=base)
     config = load(stack)
+    pushed = {args[-1].removeprefix("docker://") for args in ran if args[0] == "push"}
+    assert pushed == {image_refs.push_ref(config, name, b["tag"]) for name, b in built.items()}
     derived = inventory(config, images=image_refs.pull_refs(config, image_refs.recorded(stack)))
     s = settings.Settings.model_validate(derived["all"]["vars"]["renderlab_pipeline_settings"])
-    pushed = {cmd[-1] for cmd in ran if cmd[1] == "push"}
-    assert pushed == set(built)
+    expected = {
+        f"{image_refs.pull_registry(config)}/{image_refs.repository(name)}:{b['tag']}@{b['digest']}"
+        for name, b in built.items()
+    }
+    used = set()
     for spec in dag_specs(s):
         (container,) = kb.build_job(spec, s).spec.template.spec.containers
-        # Same repository and tag as pushed; only the registry host differs (the nodes pull via loopback).
-        (ref,) = [b for b in built if b.rsplit("/", 1)[1] == container.image.rsplit("/", 1)[1]]
-        assert ref.split("/", 1)[0] == image_refs.push_registry(config)
-        assert container.image.split("/", 1)[0] == image_refs.pull_registry(config)
+        # The tag and the pushed digest of what was built; the registry host is the nodes' (loopback) one.
+        assert container.image in expected
+        used.add(container.image)
+    assert used == expected
