@@ -57,6 +57,16 @@ demo: setup ## run the render pipeline on this machine (local backend, bundled d
 fuzz: venv ## the long fuzz run (tests/fuzz, random, FUZZ_EXAMPLES per property; default 5000)
 	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
+# --- tools (the Pulumi engine, built from its Go modules) ---
+PULUMI_BIN := $(shell scripts/build-tools.sh --print-bin)
+.PHONY: tools engine-test
+
+tools: ## build the Pulumi CLI + language host at the lock's version into ~/.cache/renderlab/tools (once)
+	scripts/build-tools.sh
+
+engine-test: venv ## the engine lane: pulumi up/preview/refresh/destroy of the lab against fakepve (needs make tools)
+	$(VENV)/bin/pytest tests/infra/test_engine.py $(PYTEST_ARGS)
+
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
@@ -82,24 +92,27 @@ infra-test: venv ## the infra tests: fakepve over HTTPS, Pulumi mocks, the dynam
 infra-bench: venv ## benchmark: creating the five VMs sequentially vs in parallel (fakepve with latency)
 	$(PY) benchmarks/infra_lab_create.py
 
-define pulumi_stack
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
-	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" pulumi $(1) --stack $(STACK)
-endef
+# The Pulumi CLI: the one on PATH, else the one `make tools` built (PULUMI_BIN). Plugins are never downloaded.
+PULUMI_RUN = cli=$$(command -v pulumi || echo "$(PULUMI_BIN)/pulumi"); \
+  [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (README: Build the lab)" >&2; exit 1; }; \
+  PATH="$(CURDIR)/$(VENV)/bin:$$(dirname "$$cli"):$$PATH" PULUMI_SKIP_UPDATE_CHECK=true \
+  PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true "$$cli"
 
-lab-preview: venv ## pulumi preview of STACK (default lab; needs the Pulumi CLI)
-	$(call pulumi_stack,preview --diff)
+lab-preview: venv ## pulumi preview of STACK (default lab)
+	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
+	$(PULUMI_RUN) preview --diff --stack $(STACK)
 
 lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster layer once kubeconfig is set
-	$(call pulumi_stack,up)
+	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
+	$(PULUMI_RUN) up --stack $(STACK)
 
 lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
-	$(call pulumi_stack,destroy)
+	$(PULUMI_RUN) destroy --stack $(STACK)
 
 lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.yml, git-ignored; JSON is YAML)
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
-	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)
+	mkdir -p $(dir $(INVENTORY))
+	$(PULUMI_RUN) stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp \
+	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
@@ -156,6 +169,12 @@ lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear do
 
 lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/lab_bench.py
+
+# --- cluster (k3s in the local lab) ---
+.PHONY: k3s-artifacts
+
+k3s-artifacts: venv ## the k3s air-gap folder (binary from its Go module, pause image built here), cached in ~/.cache/renderlab/k3s
+	$(PY) -m renderlab.workstation.k3s_artifacts --config $(CONFIG)
 
 # --- hostsroles ---
 .PHONY: airflow-host-lock airflow-bench

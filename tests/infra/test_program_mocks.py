@@ -33,7 +33,7 @@ class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append((args.typ, args.name, dict(args.inputs)))
         outs = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == "pulumi-python:dynamic/renderlab:GeneratedSecret":
             outs["result"] = f"generated-{args.name}"
         if args.typ.endswith("ProxmoxVm"):
             outs["ipv4"] = args.inputs["address"].split("/")[0]
@@ -117,7 +117,8 @@ def test_five_vms_from_config(stack_config):
 
 def test_service_secrets_are_generated_and_secret(stack_config):
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
-    assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 7
+    generated = mocks.of("pulumi-python:dynamic/renderlab:GeneratedSecret")
+    assert sorted(i["length"] for _, i in generated) == [40, 40, 40, 40, 40, 48, 48]
     host_secrets, secret = resolved["host_secrets"]
     assert secret is True
     # Exactly the keys the hosts layer reads, and the hosts layer's own check accepts the map.
