@@ -4,7 +4,7 @@
         [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
 
 Each frame goes to DIR/.frame_NNNNNN.tmp-<pid>.png and is renamed to DIR/frame_NNNNNN.png once complete; a
-frame already there that decodes completely (every CRC, all image data: blender_scripts.png) at the right
+frame already there that decodes completely (every CRC, all image data: renderlab.jobs.png) at the right
 size is skipped. Temp frames of killed runs (pid gone, or the older pid-less name) are removed first. One progress line per frame
 (stderr), one JSON line last (stdout). `--device gpu` with no usable GPU is an error (no CPU fallback);
 `auto` takes a GPU when Cycles finds one and says which device it used.
@@ -23,8 +23,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (blender --python): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blender_scripts import _cli, png
+from blender_scripts import _cli
 from blender_scripts.errors import ContentError, OutputError
+from renderlab.jobs import png
 from renderlab.jobs.share import FRAME_PATTERN, frame_name
 
 PRESETS = {"demo": (640, 360), "hd": (1920, 1080), "4k": (3840, 2160)}
@@ -72,7 +73,7 @@ def _parse(args: list[str]) -> argparse.Namespace:
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a PNG that decodes completely, else None (blender_scripts.png)."""
+    """(width, height) of a PNG that decodes completely, else None (renderlab.jobs.png)."""
     return png.size(path)
 
 

@@ -15,8 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from blender_scripts import png
-from renderlab.jobs import atomic, cli
+from renderlab.jobs import atomic, cli, png
 from renderlab.jobs.assemble import MAX_FRAMES
 from renderlab.jobs.share import frame_name
 
