@@ -14,6 +14,7 @@ STAMP := $(VENV)/.lock-$(shell sha256sum $(LOCK) requirements/bootstrap.txt | sh
 PYTEST_ARGS ?=
 
 export PYTHONPATH := $(CURDIR)
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: help setup apt venv lock check-config lint unit test demo fuzz clean
 
@@ -94,7 +95,7 @@ infra-bench: venv ## benchmark: creating the five VMs sequentially vs in paralle
 
 # The Pulumi CLI: the one on PATH, else the one `make tools` built (PULUMI_BIN). Plugins are never downloaded.
 PULUMI_RUN = cli=$$(command -v pulumi || echo "$(PULUMI_BIN)/pulumi"); \
-  [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (README: Build the lab)" >&2; exit 1; }; \
+  [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (docs/building.md: Build the lab)" >&2; exit 1; }; \
   PATH="$(CURDIR)/$(VENV)/bin:$$(dirname "$$cli"):$$PATH" PULUMI_SKIP_UPDATE_CHECK=true \
   PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true "$$cli"
 
@@ -117,7 +118,7 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
 
-images: venv ## build the fetch and Blender images (podman or docker), push if the lab registry answers, record the refs
+images: venv docs-build ## build the fetch, Blender and docs images (podman or docker), push if the lab registry answers, record the refs
 	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG)
 
 images-test: venv ## container tests: make images (cached), entrypoints and the DAG's Job pods run by podman (tests/containers)
@@ -128,6 +129,24 @@ pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
 
 pipeline-bench: venv ## local DAG end to end vs bare Blender on the same frames (prints the ratio)
 	$(PY) benchmarks/pipeline_bench.py
+
+# --- trigger: Airflow on this machine, the UI and the command line ---
+.PHONY: airflow airflow-stop render trigger-test
+SONG ?= frere_groove
+FRAMES ?= all
+PRESET ?=
+
+airflow: venv ## Airflow 3 here as the lab's VM runs it (4 components, local backend, demo depot); prints URL + login
+	$(PY) -m renderlab.workstation.local_airflow start --config $(CONFIG)
+
+airflow-stop: venv ## stop every process `make airflow` started (by its PID file), from another terminal
+	$(PY) -m renderlab.workstation.local_airflow stop
+
+render: venv ## trigger the render DAG on a running Airflow and follow it: make render SONG=... FRAMES=1-96 PRESET=demo
+	$(PY) -m renderlab.workstation.trigger --song $(SONG) --frames $(FRAMES) $(if $(PRESET),--preset $(PRESET)) $(RENDER_ARGS)
+
+trigger-test: venv ## the browser test (Playwright + Debian's chromium) and the CLI test, against their own Airflow
+	$(VENV)/bin/pytest tests/trigger $(PYTEST_ARGS)
 
 # --- content (blender_scripts) ---
 .PHONY: blender-pyc blender-songs blender-test blender-bench
@@ -185,3 +204,16 @@ airflow-host-lock: venv ## re-resolve the Airflow VM's hash-pinned requirements 
 
 airflow-bench: venv ## time the airflow role alone on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/airflow_role_bench.py
+
+# --- docs ---
+GALLERY ?= out/demo/gallery
+.PHONY: docs docs-build docs-test
+
+docs-build: venv ## build the docs site into build/site (mkdocs build --strict; mermaid pinned from npm)
+	$(VENV)/bin/mkdocs build --strict -q
+
+docs: docs-build ## build the site and serve it with the demo's gallery on 127.0.0.1 (prints the URL; DOCS_PORT=)
+	$(PY) -m renderlab.workstation.docs_server --site build/site --gallery $(GALLERY)
+
+docs-test: venv ## the docs tests: the gallery Job, the site in headless chromium (Playwright), served by nginx
+	$(VENV)/bin/pytest tests/docs $(PYTEST_ARGS)
