@@ -16,7 +16,8 @@ from airflow.sdk import Param, dag, get_current_context, task
 from renderlab.pipeline import depot_songs, run_plan, settings, steps
 from renderlab.pipeline import notify as notifications
 
-SONG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+# One segment, no '..': never a Perforce wildcard (owned by renderlab.pipeline.steps).
+SONG_PATTERN = steps.SONG_PATTERN
 
 
 def _params() -> dict[str, Param]:
