@@ -91,6 +91,7 @@ def test_tags_follow_what_the_image_copies_and_nothing_else(tmp_path, monkeypatc
         images.content_tag("x")
 
 
+@pytest.mark.slow  # two site builds
 def test_the_docs_context_is_the_site_mkdocs_builds_and_its_tag_follows_it(tmp_path, monkeypatch):
     """build/site in the Dockerfile is the site `make images` builds (strict), not whatever build/site holds."""
     monkeypatch.setattr(images, "STAGE", tmp_path / "ctx")
