@@ -77,7 +77,7 @@ def build_site() -> Path:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "SOURCE_DATE_EPOCH": _site_date()},
+        env={**os.environ, "SOURCE_DATE_EPOCH": _site_date(), "NO_MKDOCS_2_WARNING": "1"},
     )
     if res.returncode != 0:
         tail = " / ".join(res.stderr.strip().splitlines()[-5:])
