@@ -12,6 +12,7 @@ from blender_scripts.song import Song
 
 MALLETS = ("marimba", "vibraphone", "glockenspiel")
 INSTRUMENTS = (*MALLETS, "drums")
+GM_PROGRAM = {"marimba": 12, "vibraphone": 11, "glockenspiel": 9}  # the sound of an instrument named here
 
 Vec3 = tuple[float, float, float]
 
@@ -65,6 +66,15 @@ class Arrangement(_Strict):
             if key in self.tracks:
                 return self.tracks[key]
         return "drums" if percussion else "marimba"
+
+    def program_for(self, song: Song, track: int, program: int) -> int:
+        """The General MIDI program a note sounds with: the instrument this arrangement names for its
+        track, else the program the song itself sets on the note's channel."""
+        name = song.track_names[track]
+        for key in (name, str(track)):
+            if key in self.tracks:
+                return GM_PROGRAM.get(self.tracks[key], program)
+        return program
 
     def check_tracks(self, song: Song, source: str) -> None:
         known = set(song.track_names) | {str(i) for i in range(len(song.track_names))}

@@ -112,7 +112,7 @@ def build(args: list[str]) -> dict:
     return result
 
 
-def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started, phases) -> dict:
+def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started, phases) -> dict:  # noqa: PLR0914
     mark = time.perf_counter()
 
     def phase(key: str) -> None:
@@ -128,8 +128,9 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     from blender_scripts import measure, scene
 
     name = tune.name
-    _cli.progress("build: synthesizing audio")
-    full = audio.synthesize(plan, max(frame_end / fps - lead_in, plan.period + 4.0))
+    _cli.progress("build: rendering the audio with FluidSynth")
+    programs = {n.index: arr.program_for(tune, n.track, n.program) for n in tune.notes}
+    full = audio.synthesize(plan, max(frame_end / fps - lead_in, plan.period + 4.0), programs)
     pad = int(round(lead_in * audio.RATE))
     main = full[: frame_end * audio.RATE // fps - pad]  # a view: the lead-in silence is written, not stored
     loop = audio.fold(full, plan.period)
@@ -167,6 +168,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
                 "channel": m.note.channel + 1,
                 "pitch": m.note.pitch,
                 "velocity": m.note.velocity,
+                "program": programs[m.note.index],
                 "time": m.note.time,
                 "element": m.element.name,
                 "lane": m.lane,

@@ -26,7 +26,7 @@ CONTEXT = {
     "fetch": ["images/__init__.py", "images/fetch", "renderlab/__init__.py", "renderlab/share.py"],
 }
 # Python packages the Blender image installs into Blender's bundled Python (bpy/numpy ship with Blender).
-# blender_scripts' own imports: mido (+ packaging), pydantic (+ its four), pyyaml.
+# blender_scripts' own imports: mido (+ packaging), pydantic (+ its four), pyyaml, pyfluidsynth.
 IMAGE_REQUIREMENTS = {
     "blender": [
         "mido",
@@ -37,6 +37,7 @@ IMAGE_REQUIREMENTS = {
         "typing-extensions",
         "typing-inspection",
         "pyyaml",
+        "pyfluidsynth",
     ]
 }
 ENGINES = ("podman", "docker", "nerdctl", "buildah")

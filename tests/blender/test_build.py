@@ -139,7 +139,9 @@ def test_audio_starts_on_the_sample_of_the_first_impact(built):
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
     onset = round((report["lead_in_s"] + report["notes"][0]["time"]) * audio.RATE)
     first = int(np.argmax(np.abs(pcm).max(axis=1) > 0))
-    assert onset <= first <= onset + 2
+    # FluidSynth one-shot placed on its strike sample (exactness is proven in test_audio): silence before,
+    # sound within the very first 64-sample block of the strike
+    assert onset <= first < onset + audio.BLOCK
     assert np.abs(pcm[onset + 200 : onset + 2000]).max() > 1000  # the strike is loud
 
 
