@@ -118,7 +118,9 @@ def load(path: str | Path) -> Song:
             elif msg.type == "program_change":
                 controls.append((tick, msg.channel, "program", msg.program))
             elif msg.type == "control_change" and msg.control in (7, 11):
-                controls.append((tick, msg.channel, "volume" if msg.control == 7 else "expression", msg.value))
+                controls.append(
+                    (tick, msg.channel, "volume" if msg.control == 7 else "expression", msg.value)
+                )
             elif msg.type == "note_on" and msg.velocity > 0:
                 open_notes[(msg.channel, msg.note)].append((tick, msg.velocity))
             elif msg.type in ("note_off", "note_on"):
@@ -136,7 +138,9 @@ def load(path: str | Path) -> Song:
     notes = []
     for i, (start, end, ti, channel, pitch, vel) in enumerate(raw):
         t0 = tempo.at(start)
-        volume = state.at(channel, "volume", start, 100) * state.at(channel, "expression", start, 127) / 127**2
+        volume = (
+            state.at(channel, "volume", start, 100) * state.at(channel, "expression", start, 127) / 127**2
+        )
         notes.append(
             Note(
                 i, ti, names[ti], channel, pitch, vel, t0, max(tempo.at(end) - t0, 0.0),
