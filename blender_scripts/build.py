@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
         )
         sys.exit(2)
 
-from blender_scripts import _cli, audio, layout, planner, song
+from blender_scripts import _cli, audio, planner, song
 from blender_scripts import arrangement as arrangement_mod
 from blender_scripts.errors import ContentError
 
@@ -75,9 +75,10 @@ def build(args: list[str]) -> dict:
     arr.check_tracks(tune, str(ns.arrangement))
     fps = ns.fps
     period = song.loop_length(tune)
-    stage = layout.build(tune, arr)
-    _cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, {len(stage.elements)} elements, planning")
-    plan = planner.plan(tune, arr, stage, fps, period)
+    _cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, planning")
+    stage, plan = planner.place(tune, arr, fps, period)
+    lanes = sum(len(e.lanes) for e in stage.elements.values())
+    _cli.progress(f"build: {tune.name}: {len(stage.elements)} elements, {lanes} lanes, every note placed")
     phases = {"parse_and_plan": time.perf_counter() - started}
     lead_in = math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + LEAD_PAD_S) * fps) / fps
     end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
