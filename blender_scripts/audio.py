@@ -31,6 +31,7 @@ CHUNK = 1 << 20
 BLOCK = 64  # FluidSynth renders in blocks of this many samples; events apply at a block start
 MAX_TAIL_S = 4.0  # release tails are cut (with a short fade) after this long
 FADE = 480  # 10 ms
+TAIL_FLOOR = 10 ** (-90 / 20)
 DRUM_CHANNEL = 9
 SOUNDFONT_ENV = "RENDERLAB_SOUNDFONT"
 SOUNDFONTS = (  # Debian's fluid-soundfont-gm, then whatever the system names as its default GM font
@@ -103,7 +104,10 @@ class _Synth:
         else:
             parts[-1][-FADE:] *= np.linspace(1.0, 0.0, min(FADE, len(parts[-1])), dtype=np.float32)[:, None]
         out = np.concatenate(parts)
-        loud = np.flatnonzero(np.abs(out).max(axis=1) > 1e-6)
+        level = np.abs(out).max(axis=1)
+        loud = np.flatnonzero(
+            level > TAIL_FLOOR * max(float(level.max()), 1e-9)
+        )  # the tail under -90 dB goes
         return out[: (loud[-1] + 1) if loud.size else 1]
 
 

@@ -147,7 +147,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     windows = {}
     for m in plan.marbles:
         f = builder.frame(m.t_impact, lead_in)
-        windows[f"marble_{m.note.index:05d}"] = (f - 2.0, f + 2.0)
+        windows[f"marble_{m.note.index:05d}"] = (f - 1.0, f + 1.0)  # the planned contact +- a frame
     measured = {r["note_index"]: r for r in measure.impacts(sc, windows)}
     phase("timing_check")
     _save(bpy, tmp / f"{name}.blend")

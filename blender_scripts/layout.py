@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from blender_scripts.arrangement import MALLETS, Arrangement
+from blender_scripts.arrangement import BARRED, Arrangement
 from blender_scripts.song import Song
 
 NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -71,7 +71,7 @@ def crowding(song: Song, arrangement: Arrangement) -> dict[tuple[str, int], int]
     """Per element: the most notes it takes within CROWD_S (unisons across tracks, flams, tremolos)."""
     times: dict[tuple[str, int], list[float]] = defaultdict(list)
     for n in song.notes:
-        times[(arrangement.instrument_for(song, n.track, n.is_percussion), n.pitch)].append(n.time)
+        times[(arrangement.instrument_of(song, n), n.pitch)].append(n.time)
     out = {}
     for key, ts in times.items():
         ts.sort()
@@ -98,10 +98,10 @@ def build(
     lane_gap = 2.2 * r
     used: dict[str, set[int]] = {}
     for n in song.notes:
-        used.setdefault(arrangement.instrument_for(song, n.track, n.is_percussion), set()).add(n.pitch)
+        used.setdefault(arrangement.instrument_of(song, n), set()).add(n.pitch)
     crowd = crowding(song, arrangement)
     extra = extra_lanes or {}
-    order = [i for i in (*MALLETS, "drums") if i in used]
+    order = [i for i in (*BARRED, "drums") if i in used]
     x = 0.0
     placed: list[tuple[str, int, float, float, float, tuple[float, ...]]] = []
     for instrument in order:

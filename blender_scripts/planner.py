@@ -179,7 +179,7 @@ def _try_notes(
     failed: list[tuple[Note, tuple[str, int]]] = []
     span = 0.0
     for note in song.notes:
-        key = (arrangement.instrument_for(song, note.track, note.is_percussion), note.pitch)
+        key = (arrangement.instrument_of(song, note), note.pitch)
         el = layout.elements[key]
         chosen = None
         for strike in el.strikes:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from blender_scripts import audio
+from blender_scripts.scene import channelbag_fcurves
 
 from .helpers import DEPOT, ROOT, last_json, run_cli, write_midi
 from .test_song import _mido_onsets
@@ -127,6 +128,16 @@ def test_loop_state_at_the_end_flows_into_frame_one(built):
     start = state(1)
     assert start, "marbles launched before t=0 must already be in flight at frame 1"
     assert start == state(last + 1)
+
+    def parts(frame):  # every other animated part: reacting instruments, launchers, camera rig
+        return [
+            (obj.name, fc.data_path, fc.array_index, round(fc.evaluate(frame), 6))
+            for obj in scene.objects
+            if obj.animation_data and "Marbles" not in [c.name for c in obj.users_collection]
+            for fc in channelbag_fcurves(obj)
+        ]
+
+    assert parts(1) == parts(last + 1)
     with wave.open(result["loop_wav"].replace(".wav", ".wav")) as w:
         assert w.getnframes() == round(scene["renderlab_period_s"] * audio.RATE)
 
@@ -252,3 +263,61 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case):
     assert proc.stdout.strip() == ""
     assert not out.exists()
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+@pytest.mark.parametrize("variant", ["blend", "loop_blend"])
+def test_instruments_react_from_the_contact_and_are_at_rest_on_every_hit(built, variant):
+    """Measured from the saved file: each element's own motion is 0 at every contact on it (so the next
+    hit stays exact) and actually moves right after a hit."""
+    from blender_scripts import measure
+
+    scene = _open(built["frere_groove"][variant])
+    hits = measure.impacts(scene)
+    assert max(h["surface_moved"] for h in hits) < 1e-9  # metres or radians: at rest to float precision
+    instruments = scene.collection.children["Instruments"].objects
+    moved_after = [
+        measure.reaction_at(
+            instruments[h["element"]], 1 + (h["impact_time"] + scene["renderlab_offset_s"]) * 60 + 3
+        )
+        for h in hits
+    ]
+    assert sum(m > 1e-4 for m in moved_after) > len(hits) // 2
+    kinds = {fc.data_path for obj in instruments for fc in channelbag_fcurves(obj)}
+    assert kinds == {"delta_location", "delta_rotation_euler"}  # bars/heads dip, cymbals swing
+
+
+def _marble_px(scene, frame):
+    """Diameter in pixels on a 1920-pixel frame edge of every marble in view at `frame`."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    scene.frame_set(frame)
+    cam = scene.camera
+    focal_px = cam.data.lens / cam.data.sensor_width * 1920
+    out = []
+    for obj in scene.collection.children["Marbles"].objects:
+        if obj.hide_render:
+            continue
+        co = world_to_camera_view(scene, cam, obj.matrix_world.translation)
+        if 0 <= co.x <= 1 and 0 <= co.y <= 1 and co.z > 0:
+            out.append(2 * scene["renderlab_marble_radius"] * focal_px / co.z)
+    return out
+
+
+def test_camera_follows_and_keeps_marbles_at_least_12px_at_1080p(built):
+    scene = _open(built["frere_groove"]["blend"])
+    sizes, xs = [], []
+    for frame in range(1, scene.frame_end + 1, 12):
+        sizes += _marble_px(scene, frame)
+        xs.append(tuple(round(v, 3) for v in scene.camera.matrix_world.translation))
+    assert sizes and min(sizes) >= 12.0
+    assert len(set(xs)) > 5  # the camera moves with the music (a small machine: it dollies in and out)
+
+
+def test_loop_camera_loops(built):
+    scene = _open(built["frere_groove"]["loop_blend"])
+    last = scene.frame_end
+    scene.frame_set(1)
+    start = scene.camera.matrix_world.copy()
+    scene.frame_set(last + 1)
+    assert np.allclose(np.array(scene.camera.matrix_world), np.array(start), atol=1e-6)
+    assert min(_marble_px(scene, 1)) >= 12.0

@@ -219,3 +219,63 @@ def test_loop_audio_tails_wrap_onto_the_start():
     assert looped.shape == (audio.RATE, 2)
     assert looped[int(0.2 * audio.RATE), 0] == 0.5 and looped[10, 1] == 0.25
     assert looped.sum() == pytest.approx(0.75)
+
+
+def test_general_midi_program_picks_the_family(tmp_path):
+    assert [arrangement.gm_family(p) for p in (0, 9, 11, 12, 24, 40, 48, 56, 73)] == [
+        "marimba", "glockenspiel", "vibraphone", "marimba", "strings", "strings", "strings", "vibraphone",
+        "vibraphone",
+    ]  # fmt: skip
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    for channel, program in ((0, 40), (1, 11), (9, 0)):
+        track = mido.MidiTrack([mido.Message("program_change", channel=channel, program=program, time=0)])
+        track += [
+            mido.Message("note_on", channel=channel, note=62 if channel != 9 else 38, velocity=90, time=0),
+            mido.Message("note_off", channel=channel, note=62 if channel != 9 else 38, time=480),
+        ]
+        mid.tracks.append(track)
+    mid.save(str(tmp_path / "gm.mid"))
+    tune = song.load(tmp_path / "gm.mid")
+    stage = layout.build(tune, arrangement.Arrangement())
+    assert sorted(stage.elements) == [("drums", 38), ("strings", 62), ("vibraphone", 62)]
+    assert sorted(layout.build(tune, arrangement.Arrangement(tracks={"0": "marimba"})).elements)[1] == (
+        "marimba", 62,
+    )  # fmt: skip
+
+
+def test_reaction_is_at_rest_on_every_contact_and_moves_in_between():
+    from blender_scripts import reactions
+
+    el = next(iter(_plan(DEPOT / "ode_waltz" / "song.mid")[1].marbles)).element
+    mo = reactions.motion(el)
+    hits = [(0.0, 1.0), (0.5, 0.8), (0.51, 0.8), (0.53, 1.0), (2.0, 0.5)]  # a fast flam in the middle
+    fps, offset = 60, 0.3
+    frames, values = reactions.curve(hits, mo, fps, offset)
+    assert np.all(np.diff(frames) > 0)
+    hit_frames = [1 + (t + offset) * fps for t, _ in hits]
+    for f in hit_frames:
+        assert np.interp(f, frames, values) == 0.0  # the surface is where the marble was aimed
+        assert np.interp(f - 0.02, frames, values) == 0.0  # and was not moving just before
+    assert abs(np.interp(hit_frames[0] + 6, frames, values)) > 0.2 * mo.amplitude  # it rings after a hit
+    assert np.interp(hit_frames[-1] + 4, frames, values) != 0.0
+
+
+def test_camera_path_pans_across_a_wide_machine_and_keeps_marbles_12px(tmp_path):
+    from blender_scripts import camera_rig
+
+    run = [(i / 4, 36 + i, 0.25) for i in range(48)] + [(12 + i / 4, 83 - i, 0.25) for i in range(48)]
+    tune, plan = _plan(write_midi(tmp_path / "wide.mid", [run], bpm=100))
+    stage = layout.build(tune, arrangement.Arrangement())
+    assert stage.x_max - stage.x_min > 4.0
+    rig = camera_rig.path(plan, stage, 30.0, start=-1.0, end=tune.end_time + 1, loop=False)
+    follow = rig.times > camera_rig.ESTABLISH_S + 1.5
+    assert np.ptp(rig.target[follow, 0]) > 1.5  # it travels along the machine with the run
+    dist = np.linalg.norm(rig.location - rig.target, axis=1)
+    assert dist.max() <= camera_rig.max_distance(plan.radius, 30.0) + 1e-9
+    far = dist + np.dot(
+        camera_rig.VIEW_DIR,
+        [0, camera_rig.TARGET_Y - planner.LAUNCH_Y, camera_rig.TARGET_Z - planner.LAUNCH_Z],
+    )
+    assert camera_rig.marble_px(plan.radius, 30.0, far).min() >= 12.0
+    loop = camera_rig.path(plan, stage, 30.0, start=0.0, end=plan.period, loop=True)
+    assert np.allclose(loop.location[0], loop.location[-1]) and np.allclose(loop.target[0], loop.target[-1])
