@@ -40,7 +40,7 @@ lock: ## re-resolve requirements/lock.txt from pyproject.toml (hash-pinned)
 	  --python-platform x86_64-manylinux_2_28 -q -o $(LOCK)
 
 check-config: venv ## validate a stack file: make check-config CONFIG=Pulumi.<stack>.yaml
-	$(PY) -m renderlab.check_config $(CONFIG)
+	$(PY) -m renderlab.lab.check_config $(CONFIG)
 
 lint: venv ## every linter (ruff, yamllint, hadolint, ansible-lint, kubernetes-validate)
 	scripts/lint.sh
@@ -52,7 +52,7 @@ test: setup lint ## set up, lint, and run the whole test suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: setup ## run the render pipeline on this machine (local backend, bundled demo song)
-	$(PY) -m renderlab.demo
+	$(PY) -m renderlab.workstation.demo
 
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
@@ -81,7 +81,7 @@ infra-bench: venv ## benchmark: creating the five VMs sequentially vs in paralle
 
 define pulumi_stack
 	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
-	$(PY) -m renderlab.check_config Pulumi.$(STACK).yaml
+	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" pulumi $(1) --stack $(STACK)
 endef
 
@@ -102,7 +102,7 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 .PHONY: images pipeline-test pipeline-bench
 
 images: venv ## build the fetch and Blender images (content tags) and push them to the lab registry
-	$(PY) -m renderlab.images build --push --config $(CONFIG)
+	$(PY) -m renderlab.workstation.images build --push --config $(CONFIG)
 
 pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
 	$(VENV)/bin/pytest tests/pipeline $(PYTEST_ARGS)
@@ -132,10 +132,10 @@ LAB_SECRETS ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/secrets.yml
 .PHONY: lab-local lab-local-down lab-site lab-verify lab-test lab-bench
 
 lab-local: venv ## boot the local systemd-nspawn lab (env: RENDERLAB_LAB_BRIDGE, _SUBNET, _PREFIX)
-	$(PY) -m renderlab.locallab up
+	$(PY) -m renderlab.workstation.nspawn_lab up
 
 lab-local-down: venv ## tear the local lab down: hosts, bridge, NAT rules, state
-	$(PY) -m renderlab.locallab down
+	$(PY) -m renderlab.workstation.nspawn_lab down
 
 lab-site: venv ## run ansible/site.yml against the local lab
 	cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i ../$(LAB_INVENTORY) \

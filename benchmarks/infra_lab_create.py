@@ -24,7 +24,7 @@ from fakepve.server import FakePve
 from infra.proxmox import client as client_module
 from infra.proxmox.client import Timing
 from infra.proxmox.vm import ProxmoxVmProvider
-from renderlab.config import load
+from renderlab.lab.config import load
 from tests.infra.conftest import TEMPLATE, TOKEN_ID, TOKEN_SECRET, GuestAgents
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from renderlab.locallab import lab as locallab
-from renderlab.locallab.settings import LabError
+from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab.options import LabError
 
 FIRST_BUDGET_S, SECOND_BUDGET_S = 600, 120
 

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from renderlab import local_demo  # noqa: E402
+from renderlab.workstation import demo as local_demo  # noqa: E402
 
 
 def bare(a: argparse.Namespace, work: Path) -> tuple[float, float]:
@@ -34,7 +34,7 @@ def bare(a: argparse.Namespace, work: Path) -> tuple[float, float]:
     cmd = [
         sys.executable,
         "-m",
-        "renderlab.build_step",
+        "renderlab.jobs.build_step",
         "--project",
         str(project),
         "--out",

@@ -1,7 +1,7 @@
 """The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate.
 
-Every step that touches the share is a Job (renderlab.jobs.JobSpec) run by the backend the configuration
-names (renderlab.settings: the Airflow Variable ``renderlab`` / the lab config); the DAG never knows which.
+Every step that touches the share is a Job (renderlab.pipeline.jobspec.JobSpec) run by the backend the configuration
+names (renderlab.pipeline.settings: the Airflow Variable ``renderlab`` / the lab config); the DAG never knows which.
 Nothing is computed at import time: the tasks import what they need when they run.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from renderlab import pipeline as rt
+from renderlab.pipeline import steps as rt
 
 
 @dag(

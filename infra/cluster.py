@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import manifests
-from renderlab.config import LabConfig
+from renderlab.lab.config import LabConfig
 
 KINDS = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,

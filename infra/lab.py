@@ -8,8 +8,8 @@ import pulumi
 import pulumi_random as random
 
 from infra.resources import CloudInitTemplate, ProxmoxVm
-from renderlab.config import LabConfig
-from renderlab.inventory import inventory
+from renderlab.lab.config import LabConfig
+from renderlab.lab.inventory import inventory
 
 # Generated service secrets: name -> (length, what it is for). They leave the stack only as the secret output
 # `host_secrets` (exactly these keys), which the hosts layer turns into a 0600 vars file for Ansible.

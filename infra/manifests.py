@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from renderlab.config import ConfigError, LabConfig, load
+from renderlab.lab.config import ConfigError, LabConfig, load
 
 SMB_DRIVER = "smb.csi.k8s.io"
 CSI_SMB_CHART = "csi-driver-smb"
@@ -114,7 +114,7 @@ def storage(config: LabConfig) -> list[dict]:
             "mountOptions": _mount_options(config),
         },
         {
-            # The whole share, statically: the fetch and render Jobs see one tree (renderlab/share.py).
+            # The whole share, statically: the fetch and render Jobs see one tree (renderlab/jobs/share.py).
             "apiVersion": "v1",
             "kind": "PersistentVolume",
             "metadata": _meta(SHARE_PV),

@@ -21,7 +21,7 @@ def main() -> dict[str, Any]:
         "addresses": lab.addresses,
         "ssh_user": config.ssh.admin_user,
     }
-    # One secret map for the hosts layer: `python -m renderlab.host_secrets from-pulumi -o FILE`.
+    # One secret map for the hosts layer: `python -m renderlab.lab.host_secrets from-pulumi -o FILE`.
     outputs["host_secrets"] = lab.host_secrets
     if "kubeconfig" in secrets:
         cluster = ClusterLayer(

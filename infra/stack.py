@@ -7,7 +7,7 @@ import json
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from renderlab.config import NAMESPACE, SECRET_KEYS, LabConfig, parse
+from renderlab.lab.config import NAMESPACE, SECRET_KEYS, LabConfig, parse
 
 
 def _keys() -> list[str]:

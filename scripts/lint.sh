@@ -7,7 +7,7 @@ step() { echo "lint: $*"; }
 
 step ruff; $bin/ruff check . && $bin/ruff format --check .
 step yamllint; $bin/yamllint -s .
-step "lab config example"; $bin/python -m renderlab.check_config Pulumi.example.yaml >/dev/null
+step "lab config example"; $bin/python -m renderlab.lab.check_config Pulumi.example.yaml >/dev/null
 
 mapfile -t dockerfiles < <(find images -name Dockerfile 2>/dev/null | sort)
 if ((${#dockerfiles[@]})); then

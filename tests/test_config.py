@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from renderlab.config import ConfigError, load
+from renderlab.lab.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "config"
@@ -74,7 +74,7 @@ def test_plain_secret_value_is_never_echoed():
 
 def _check(config: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "renderlab.check_config", str(config)],
+        [sys.executable, "-m", "renderlab.lab.check_config", str(config)],
         cwd=ROOT,
         capture_output=True,
         text=True,

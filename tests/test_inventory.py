@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from renderlab.config import load
-from renderlab.inventory import inventory
+from renderlab.lab.config import load
+from renderlab.lab.inventory import inventory
 
 ROOT = Path(__file__).resolve().parents[1]
 

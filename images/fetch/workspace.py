@@ -1,6 +1,6 @@
 """The destination side: the asset folder on the share, its have-list, atomic writes and the manifest.
 
-Layout under DEST (renderlab.share.ShareLayout.assets(project)):
+Layout under DEST (renderlab.jobs.share.ShareLayout.assets(project)):
     DEST/<files>                           the synced project files
     DEST/.renderlab/state.json             have-list: what this tool put there, with digests and stat keys
     DEST/.renderlab/manifest-<change>.json verified file list, published last (ShareLayout.manifest)
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from renderlab.share import ShareLayout
+from renderlab.jobs.share import ShareLayout
 
 from .errors import DestinationError, FetchError
 
@@ -124,7 +124,7 @@ class Workspace:
         if root.parent.name != "assets":
             raise DestinationError(
                 f"--dest {root} is not a project asset folder; use <share>/assets/<project> "
-                "(renderlab.share.ShareLayout.assets)"
+                "(renderlab.jobs.share.ShareLayout.assets)"
             )
         try:
             ShareLayout(PurePosixPath(root.parent.parent)).assets(root.name)

@@ -73,7 +73,7 @@ def lab_secrets() -> dict:
     if not path:
         pytest.fail(
             "RENDERLAB_HOST_SECRETS is not set; point it at the secrets vars file given to ansible-playbook "
-            "(python -m renderlab.host_secrets from-pulumi -o FILE)",
+            "(python -m renderlab.lab.host_secrets from-pulumi -o FILE)",
             pytrace=False,
         )
     return yaml.safe_load(Path(path).read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renderlab.config import ConfigError, parse
+from renderlab.lab.config import ConfigError, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())

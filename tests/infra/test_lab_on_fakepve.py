@@ -11,7 +11,7 @@ import pytest
 from infra.lab import template_props, vm_props
 from infra.proxmox.template import CloudInitTemplateProvider
 from infra.proxmox.vm import ProxmoxVmProvider
-from renderlab.config import load
+from renderlab.lab.config import load
 from tests.infra.conftest import FAST, assert_schema_clean
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import kubernetes_validate
 import yaml
 
 from infra import manifests
-from renderlab.config import load
+from renderlab.lab.config import load
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from pulumi.dynamic import Config, ConfigureRequest
 
 from infra import manifests
 from infra.proxmox.vm import ProxmoxVmProvider
-from renderlab.config import load
+from renderlab.lab.config import load
 from tests.infra.conftest import FAST, TEMPLATE, TOKEN_ID, TOKEN_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
-from renderlab.config import ConfigError
+from renderlab.lab.config import ConfigError
 
 SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig
 
@@ -119,7 +119,7 @@ def test_service_secrets_are_generated_and_secret(stack_config):
     assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 7
     host_secrets, secret = resolved["host_secrets"]
     assert secret is True
-    # Exactly the keys the hosts layer reads (renderlab/host_secrets.py on the hosts branch).
+    # Exactly the keys the hosts layer reads (renderlab/lab/host_secrets.py on the hosts branch).
     assert sorted(host_secrets) == sorted(
         [
             "renderlab_share_password",

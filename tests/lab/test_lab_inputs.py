@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renderlab import host_secrets
-from renderlab import inventory as inventory_cli
-from renderlab.config import load
-from renderlab.inventory import inventory, lab_vars
-from renderlab.locallab import lab as locallab
-from renderlab.locallab.settings import LabError, Settings
+from renderlab.lab import host_secrets
+from renderlab.lab import inventory as inventory_cli
+from renderlab.lab.config import load
+from renderlab.lab.inventory import inventory, lab_vars
+from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab.options import LabError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "Pulumi.example.yaml"

@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from renderlab.locallab import lab as locallab
-from renderlab.locallab.settings import ROOT
+from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab.options import ROOT
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1500)]
 

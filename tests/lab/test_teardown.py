@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from renderlab.locallab import lab as locallab
-from renderlab.locallab import machines, network, rootfs
-from renderlab.locallab.settings import LabError, Settings
+from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import machines, network, rootfs
+from renderlab.workstation.nspawn_lab.options import LabError, Settings
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 

@@ -1,4 +1,4 @@
-"""ffprobe, called directly so the tests check videos independently of renderlab.validate."""
+"""ffprobe, called directly so the tests check videos independently of renderlab.jobs.validate."""
 
 from __future__ import annotations
 

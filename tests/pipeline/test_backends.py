@@ -13,9 +13,9 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from renderlab.backends.local import LocalBackend
-from renderlab.jobs import JobFailed, JobSpec, SecretRef, parse_result_line
-from renderlab.settings import Settings
+from renderlab.pipeline.backends.processes import LocalBackend
+from renderlab.pipeline.jobspec import JobFailed, JobSpec, SecretRef, parse_result_line
+from renderlab.pipeline.settings import Settings
 
 
 class ListHandler(logging.Handler):

@@ -58,11 +58,11 @@ def test_import_does_no_work(tmp_path):
         """
         import socket, subprocess, sys
         import airflow.sdk, pendulum, croniter  # Airflow's own import-time work is not the DAG's
-        import renderlab.settings, renderlab.backends
+        import renderlab.pipeline.settings, renderlab.pipeline.backends
         def boom(*a, **k):
             raise SystemExit("work at import time: " + repr(a)[:200])
-        renderlab.settings.load = boom
-        renderlab.backends.get = boom
+        renderlab.pipeline.settings.load = boom
+        renderlab.pipeline.backends.get = boom
         subprocess.Popen.__init__ = boom
         socket.socket.connect = boom
         import time

@@ -1,4 +1,4 @@
-"""`python -m renderlab.demo` (what `make demo` runs): real Airflow from its own home, the DAG with the
+"""`python -m renderlab.workstation.demo` (what `make demo` runs): real Airflow from its own home, the DAG with the
 local backend, the run folder printed last, nothing left running. Jobs use the contract stand-in here
 (fast); the real Blender path is covered by test_blender_e2e.py and by `make demo` itself."""
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 
 def test_demo_prints_the_run_folder_and_leaves_no_process(tmp_path, depot):
     env = base_env(tmp_path / "unused")
-    cmd = [sys.executable, "-m", "renderlab.demo", "--depot", str(depot), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "renderlab.workstation.demo", "--depot", str(depot), "--out", str(tmp_path / "out"),
            "--airflow-home", str(tmp_path / "airflow"), "--python-path", str(STANDIN), "--frames", "1-12",
            "--fps", "24", "--frames-per-chunk", "6"]  # fmt: skip
     before = {p.pid for p in psutil.process_iter()}

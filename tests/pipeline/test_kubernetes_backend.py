@@ -15,10 +15,10 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
-from renderlab import pipeline
-from renderlab.backends import kubernetes as kb
-from renderlab.jobs import JobFailed, JobResult, JobSpec
-from renderlab.settings import Settings, from_lab_config
+from renderlab.pipeline import steps as pipeline
+from renderlab.pipeline.backends import kubernetes as kb
+from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec
+from renderlab.pipeline.settings import Settings, from_lab_config
 from tests.pipeline.conftest import REPO
 
 K8S_VERSION = "1.31"  # the lab's k3s minor (versions.k3s in the lab config)
@@ -81,8 +81,8 @@ def dag_specs(settings: Settings) -> list[JobSpec]:
         "run_id": "manual__2026-01-01T00:00:00+00:00",
     }
     rec = Recorder(_results)
-    with mock.patch("renderlab.settings.load", return_value=settings), \
-         mock.patch("renderlab.backends.get", return_value=rec):  # fmt: skip
+    with mock.patch("renderlab.pipeline.settings.load", return_value=settings), \
+         mock.patch("renderlab.pipeline.backends.get", return_value=rec):  # fmt: skip
         plan = pipeline.plan(context)
         pipeline.fetch(plan)
         built = pipeline.build(plan)

@@ -13,8 +13,11 @@ from threading import Thread
 
 import pytest
 
-from renderlab import assemble, images, notify, pipeline, settings, validate
-from renderlab.build_step import build_argv
+from renderlab.jobs import assemble, validate
+from renderlab.jobs.build_step import build_argv
+from renderlab.pipeline import notify, settings
+from renderlab.pipeline import steps as pipeline
+from renderlab.workstation import images
 from tests.pipeline.conftest import REPO
 
 PLAN = {"render": True, "frames": "all", "loop": False, "frames_per_chunk": 48}
@@ -199,7 +202,7 @@ def test_image_tags_follow_content(tmp_path, monkeypatch):
     assert a != images.content_tag("blender", {"BLENDER_VERSION": "5.0.2"})
     assert images.requirements_path("blender").read_text() == images.pick_requirements(
         images.LOCK.read_text(), images.IMAGE_REQUIREMENTS["blender"]
-    ), "requirements/image-blender.txt is stale: run `python -m renderlab.images requirements`"
+    ), "requirements/image-blender.txt is stale: run `python -m renderlab.workstation.images requirements`"
 
 
 def test_images_fail_clearly_without_an_engine(monkeypatch, capsys):
@@ -225,7 +228,7 @@ def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
             sys.executable,
             str(runner),
             "--",
-            "renderlab.validate",
+            "renderlab.jobs.validate",
             "--spec",
             "{}",
             "--out",
@@ -243,7 +246,7 @@ def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
             sys.executable,
             str(runner),
             "--",
-            "renderlab.assemble",
+            "renderlab.jobs.assemble",
             "--frames",
             "/nope",
             "--first",
@@ -272,7 +275,7 @@ def test_build_step_rerun_rebuilds_nothing(tmp_path):
     project.mkdir(parents=True)
     (project / "song.mid").write_bytes(b"MThd")
     env = {**os.environ, "PYTHONPATH": f"{STANDIN}{os.pathsep}{REPO}"}
-    cmd = [sys.executable, "-m", "renderlab.build_step", "--project", str(project), "--out", str(tmp_path / "scene"),
+    cmd = [sys.executable, "-m", "renderlab.jobs.build_step", "--project", str(project), "--out", str(tmp_path / "scene"),
            "--fps", "24"]  # fmt: skip
 
     def run():

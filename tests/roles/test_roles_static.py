@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renderlab.config import load
+from renderlab.lab.config import load
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "ansible" / "roles"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.validate import png_size
+from renderlab.jobs.validate import png_size
 
 
 def main() -> int:

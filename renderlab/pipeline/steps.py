@@ -13,7 +13,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-log = logging.getLogger("renderlab.pipeline")
+log = logging.getLogger("renderlab.pipeline.steps")
 
 PYTHON = "python"  # the image's interpreter; the local backend maps it to this venv's
 
@@ -36,20 +36,20 @@ def _label(value: str) -> str:
 
 
 def _layout():
-    from renderlab.share import ShareLayout
+    from renderlab.jobs.share import ShareLayout
 
     return ShareLayout(PurePosixPath("."))
 
 
 def _settings(plan: dict):
-    from renderlab.settings import Settings
+    from renderlab.pipeline.settings import Settings
 
     return Settings.model_validate(plan["settings"])
 
 
 def _run_job(plan: dict, spec_kwargs: dict, context: dict | None):
-    from renderlab import backends
-    from renderlab.jobs import JobSpec
+    from renderlab.pipeline import backends
+    from renderlab.pipeline.jobspec import JobSpec
 
     labels = {"renderlab/run": _label(plan["run_id"]), **spec_kwargs.pop("labels", {})}
     spec = JobSpec(labels=labels, **spec_kwargs)
@@ -57,7 +57,7 @@ def _run_job(plan: dict, spec_kwargs: dict, context: dict | None):
 
 
 def _resources(plan: dict, kind: str):
-    from renderlab.jobs import Resources
+    from renderlab.pipeline.jobspec import Resources
 
     s = _settings(plan)
     if kind == "render":
@@ -72,7 +72,7 @@ def _resources(plan: dict, kind: str):
 
 def plan(context: dict) -> dict:
     """Resolve the run: settings snapshot, run folder, share paths, effective parameters."""
-    from renderlab import settings as settings_mod
+    from renderlab.pipeline import settings as settings_mod
 
     params = dict(context["params"])
     s = settings_mod.load()
@@ -125,7 +125,7 @@ def fetch(plan: dict, context: dict | None = None) -> dict:
     s = _settings(plan)
     secrets = []
     if not s.depot.startswith("file://"):
-        from renderlab.jobs import SecretRef
+        from renderlab.pipeline.jobspec import SecretRef
 
         secrets = [
             SecretRef(env="P4USER", secret=s.p4_secret, key="user"),
@@ -151,7 +151,7 @@ def fetch(plan: dict, context: dict | None = None) -> dict:
 
 
 def build(plan: dict, context: dict | None = None) -> dict:
-    command = [PYTHON, "-m", "renderlab.build_step", "--project", plan["paths"]["assets"]]
+    command = [PYTHON, "-m", "renderlab.jobs.build_step", "--project", plan["paths"]["assets"]]
     command += ["--out", plan["paths"]["scene"], "--fps", str(plan["settings"]["fps"])]
     res = _run_job(
         plan,
@@ -273,7 +273,7 @@ def assemble(plan: dict, built: dict, rendered: list[dict] | None, context: dict
         offset = (first - song_first) / fps if variant == "main" else 0.0
         mp4 = video / f"{plan['song']}_{variant}.mp4"
         sheet = video / f"{plan['song']}_{variant}_contact.png"
-        cmd = [PYTHON, "-m", "renderlab.assemble", "--frames", plan["paths"]["frames"][variant]]
+        cmd = [PYTHON, "-m", "renderlab.jobs.assemble", "--frames", plan["paths"]["frames"][variant]]
         cmd += ["--first", str(first), "--last", str(last), "--fps", str(fps)]
         wav = built.get("wav") if variant == "main" else built.get("loop_wav") or built.get("wav")
         if wav:
@@ -313,7 +313,7 @@ def validate(plan: dict, built: dict, assembled: dict | None, context: dict | No
         {
             "name": "validate",
             "image": "blender",
-            "command": [PYTHON, "-m", "renderlab.validate", "--spec", json.dumps(spec), "--out", out],
+            "command": [PYTHON, "-m", "renderlab.jobs.validate", "--spec", json.dumps(spec), "--out", out],
             "resources": _resources(plan, "validate"),
         },
         context,
@@ -342,7 +342,7 @@ def _record_dir(share_root: str, run_id: str) -> Path | None:
 
 
 def notify_success(plan: dict, built: dict | None, assembled: dict | None, validated: dict | None) -> dict:
-    from renderlab.notify import notify
+    from renderlab.pipeline.notify import notify
 
     root = plan["settings"]["share_root"]
     variants = (assembled or {}).get("variants") or {}
@@ -384,8 +384,8 @@ def _task_key(ti: Any) -> str:
 
 def on_task_failure(context: dict) -> None:
     """Task failure callback (after its last retry): keep the error text for the run's notification."""
-    from renderlab import atomic
-    from renderlab import settings as settings_mod
+    from renderlab.jobs import atomic
+    from renderlab.pipeline import settings as settings_mod
 
     ti = context.get("ti")
     exc = context.get("exception")
@@ -416,8 +416,8 @@ def _recorded_errors(folder: Path | None) -> list[dict]:
 
 def on_run_failure(context: dict) -> None:
     """DAG failure callback: notify with the failed task and its error, and record it in the run folder."""
-    from renderlab import settings as settings_mod
-    from renderlab.notify import notify
+    from renderlab.pipeline import settings as settings_mod
+    from renderlab.pipeline.notify import notify
 
     dag_run = context.get("dag_run")
     airflow_run_id = getattr(dag_run, "run_id", None) or context.get("run_id") or "unknown"

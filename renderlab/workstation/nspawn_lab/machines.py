@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderlab.locallab.settings import LabError
+from renderlab.workstation.nspawn_lab.options import LabError
 
 
 @dataclass

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import requests
 
-from renderlab import atomic
-from renderlab.settings import NOTIFY_CONN_ID
+from renderlab.jobs import atomic
+from renderlab.pipeline.settings import NOTIFY_CONN_ID
 
 log = logging.getLogger(__name__)
 Kind = Literal["none", "webhook", "slack"]

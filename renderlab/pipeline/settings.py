@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from renderlab import config as labconfig
+from renderlab.lab import config as labconfig
 
 VARIABLE = "renderlab"
 NOTIFY_CONN_ID = "renderlab_notify"
@@ -58,7 +58,7 @@ class Settings(BaseModel):
     def image(self, name: str) -> str:
         tag = self.image_tags.get(name)
         if not tag:
-            from renderlab.images import content_tag
+            from renderlab.workstation.images import content_tag
 
             tag = content_tag(name)
         return f"{self.registry}/renderlab-{name}:{tag}"

@@ -1,7 +1,7 @@
 """Validate a run: every frame present and a complete PNG of one size, each MP4 with a video and an audio
 stream of the expected duration, and the scene's timing report within its threshold.
 
-    python -m renderlab.validate --spec '{"variants": {...}, "timing_report": ...}' --out report/validation.json
+    python -m renderlab.jobs.validate --spec '{"variants": {...}, "timing_report": ...}' --out report/validation.json
 
 The spec (JSON text) lists the variants ({frames dir, first, last, fps, video}) and the timing report to check.
 Writes the validation report atomically, prints it as the JSON result line, exits 1 if anything failed.
@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab import atomic
-from renderlab.assemble import FRAME_NAME
+from renderlab.jobs import atomic
+from renderlab.jobs.assemble import FRAME_NAME
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -126,7 +126,7 @@ def validate(spec: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.validate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m renderlab.jobs.validate", description=__doc__.split("\n")[0])
     ap.add_argument("--spec", required=True, help="JSON: variants and timing_report")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)

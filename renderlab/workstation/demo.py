@@ -1,4 +1,4 @@
-"""The local embedded default: the real render DAG in real Airflow on this machine.
+"""The local embedded default (`make demo`): the real render DAG in real Airflow on this machine.
 
 Airflow runs from a private AIRFLOW_HOME (SQLite, examples off, parallelism capped), the DAG runs with
 ``airflow dags test`` (in-process: no scheduler or API server is left behind), the backend is `local` and
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {
     # Kept small so that the whole demo, setup included, fits in ~10 minutes on 2 cores: 3.2 s of the
     # song at 30 fps, demo preset at half size (320x180), 4 Cycles samples.
@@ -116,7 +116,9 @@ def _reap(proc: subprocess.Popen) -> None:
 def run(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m renderlab.demo", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m renderlab.workstation.demo", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--song", help="song project in the depot (default: the bundled demo song)")
     ap.add_argument("--frames", default=DEFAULTS["frames"], help='"all" or A-B (default %(default)s)')
     ap.add_argument("--samples", type=int, default=DEFAULTS["samples"])
@@ -182,3 +184,11 @@ def run(argv: list[str] | None = None) -> int:
             print(f"  {path.relative_to(run_dir)}")
     print(run_dir)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from renderlab.locallab.settings import LabError, Settings
+from renderlab.workstation.nspawn_lab.options import LabError, Settings
 
 
 def _run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:

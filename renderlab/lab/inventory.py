@@ -5,7 +5,7 @@ exports exactly this structure (plus nothing secret), and the local test lab use
 Every lab value the roles need is derived here into `all.vars` (`renderlab_*`), so nothing from the stack
 file is retyped in ansible/.
 
-``python -m renderlab.inventory STACK_FILE -o FILE`` writes the inventory as YAML (atomically).
+``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory as YAML (atomically).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from renderlab.config import ROLES, ConfigError, LabConfig, load
+from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
 
 
 def lab_vars(config: LabConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`python -m renderlab.locallab up|down|status` (what `make lab-local` / `make lab-local-down` run)."""
+"""`python -m renderlab.workstation.nspawn_lab up|down|status` (what `make lab-local` / `make lab-local-down` run)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from renderlab.config import ConfigError
-from renderlab.locallab import lab
-from renderlab.locallab.settings import LabError, Settings
+from renderlab.lab.config import ConfigError
+from renderlab.workstation.nspawn_lab import lab
+from renderlab.workstation.nspawn_lab.options import LabError, Settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import yaml
 
-from renderlab import host_secrets
-from renderlab.config import load
-from renderlab.inventory import inventory, write_yaml
-from renderlab.locallab import machines, network, rootfs
-from renderlab.locallab.machines import Machine
-from renderlab.locallab.settings import ROOT, LabError, Settings
+from renderlab.lab import host_secrets
+from renderlab.lab.config import load
+from renderlab.lab.inventory import inventory, write_yaml
+from renderlab.workstation.nspawn_lab import machines, network, rootfs
+from renderlab.workstation.nspawn_lab.machines import Machine
+from renderlab.workstation.nspawn_lab.options import ROOT, LabError, Settings
 
 TOOLS = {
     "debootstrap": "debootstrap",

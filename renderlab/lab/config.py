@@ -5,7 +5,7 @@ typed twice.  The stack file is Pulumi's own format (``Pulumi.<stack>.yaml``): a
 keys are ``renderlab:<section>``.  Secrets are never plain values: a secret key must hold Pulumi's encrypted
 form (``{secure: ...}``, written by ``pulumi config set --secret``).
 
-``python -m renderlab.config check FILE`` validates a file and prints every problem at once.
+``python -m renderlab.lab.config check FILE`` validates a file and prints every problem at once.
 """
 
 from __future__ import annotations

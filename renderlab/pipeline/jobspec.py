@@ -1,6 +1,6 @@
 """The Job contract (SYSTEM.md contract 3): one structure describes every container step of the pipeline.
 
-The DAG builds `JobSpec`s and hands them to a backend (renderlab.backends); it never knows which one.
+The DAG builds `JobSpec`s and hands them to a backend (renderlab.pipeline.backends); it never knows which one.
 Paths in `command` are relative to the share root: a Job runs with its working directory at the share
 (the PVC mount in a pod, a local folder for the local backend), so the same spec works in both places.
 """

@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from renderlab.jobs import JobFailed, JobResult, JobSpec, parse_result_line
-from renderlab.settings import Settings
+from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec, parse_result_line
+from renderlab.pipeline.settings import Settings
 
 _KEEP_LINES = 200
 
@@ -65,7 +65,7 @@ class LocalBackend:
     def _env(self, spec: JobSpec) -> dict[str, str]:
         env = dict(os.environ)
         env.update(spec.env)
-        repo = str(Path(__file__).resolve().parents[2])
+        repo = str(Path(__file__).resolve().parents[3])
         paths = [*self.settings.python_path, repo, env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         env["PYTHONUNBUFFERED"] = "1"

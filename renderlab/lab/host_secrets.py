@@ -5,8 +5,8 @@ map with exactly the keys in SECRET_NAMES; `from-pulumi` writes that output to a
 `ansible-playbook -e @FILE` (or encrypt it with `ansible-vault encrypt FILE`). Local lab: `generate` makes
 fresh random values. Every task that reads one of these has `no_log: true`.
 
-    python -m renderlab.host_secrets generate -o FILE
-    python -m renderlab.host_secrets from-pulumi -o FILE [--stack STACK]
+    python -m renderlab.lab.host_secrets generate -o FILE
+    python -m renderlab.lab.host_secrets from-pulumi -o FILE [--stack STACK]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.inventory import write_yaml
+from renderlab.lab.inventory import write_yaml
 
 PULUMI_OUTPUT = "host_secrets"
 SECRET_NAMES = {

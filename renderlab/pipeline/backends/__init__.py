@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from renderlab.jobs import JobResult, JobSpec
-from renderlab.settings import Settings
+from renderlab.pipeline.jobspec import JobResult, JobSpec
+from renderlab.pipeline.settings import Settings
 
 
 class Backend(Protocol):
@@ -18,9 +18,9 @@ class Backend(Protocol):
 
 def get(settings: Settings) -> Backend:
     if settings.backend == "local":
-        from renderlab.backends.local import LocalBackend
+        from renderlab.pipeline.backends.processes import LocalBackend
 
         return LocalBackend(settings)
-    from renderlab.backends.kubernetes import KubernetesBackend
+    from renderlab.pipeline.backends.kubernetes import KubernetesBackend
 
     return KubernetesBackend(settings)

@@ -1,11 +1,11 @@
-"""Check a lab stack file without touching anything: `python -m renderlab.check_config FILE`."""
+"""Check a lab stack file without touching anything: `python -m renderlab.lab.check_config FILE`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from renderlab.config import ConfigError, load
+from renderlab.lab.config import ConfigError, load
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,8 @@ import time
 
 from kubernetes.client import models as k8s
 
-from renderlab.jobs import JobFailed, JobResult, JobSpec, parse_result_line
-from renderlab.settings import Settings
+from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec, parse_result_line
+from renderlab.pipeline.settings import Settings
 
 CONTAINER = "base"  # the provider's name for the main container
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from renderlab.locallab.settings import LabError
+from renderlab.workstation.nspawn_lab.options import LabError
 
 SUITE = "bookworm"
 # Just enough to boot under systemd and be managed by Ansible over SSH (like a cloud image).

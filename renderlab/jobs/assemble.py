@@ -2,7 +2,7 @@
 
 Runs as a Job in the Blender image (it has ffmpeg) with the share as its working directory:
 
-    python -m renderlab.assemble --frames DIR --first 1 --last 240 --fps 60 --audio song.wav \
+    python -m renderlab.jobs.assemble --frames DIR --first 1 --last 240 --fps 60 --audio song.wav \
         --audio-offset 0 --out video/main.mp4 --contact-sheet video/main_contact.png
 
 Both outputs are written under temp names and renamed; prints one JSON result line last.
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from renderlab import atomic
+from renderlab.jobs import atomic
 
 FRAME_NAME = "frame_{:06d}.png"
 
@@ -90,7 +90,7 @@ def assemble(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.assemble", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m renderlab.jobs.assemble", description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=Path, required=True, help="folder with frame_%%06d.png")
     ap.add_argument("--first", type=int, required=True)
     ap.add_argument("--last", type=int, required=True)

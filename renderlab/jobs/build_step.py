@@ -1,4 +1,4 @@
-"""The build Job: `python -m renderlab.build_step --project assets/<song> --out runs/<id>/scene --fps 60`.
+"""The build Job: `python -m renderlab.jobs.build_step --project assets/<song> --out runs/<id>/scene --fps 60`.
 
 Picks the project's files the way the depot lays them out (``song.mid``, and ``arrangement.yaml`` when the
 project has one) inside the Job, where the share is, then runs ``blender_scripts.build`` with them; its
@@ -16,7 +16,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from renderlab import atomic
+from renderlab.jobs import atomic
 
 MIDI = "song.mid"
 ARRANGEMENT = "arrangement.yaml"
@@ -59,7 +59,9 @@ def previous_result(out: Path, digest: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.build_step", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m renderlab.jobs.build_step", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--project", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--fps", type=int, required=True)
