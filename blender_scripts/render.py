@@ -1,6 +1,6 @@
 """Render a frame range of a built .blend with Cycles, resumable and atomic.
 
-    python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset demo|hd|4k]
+    python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset NAME (presets.py)]
         [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
 
 Each frame goes to DIR/.frame_NNNNNN.tmp.png and is renamed to DIR/frame_NNNNNN.png once complete; a
@@ -24,9 +24,8 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
 
 from blender_scripts import _cli
 from blender_scripts.errors import ContentError
+from blender_scripts.presets import PRESETS
 
-PRESETS = {"demo": (640, 360), "hd": (1920, 1080), "4k": (3840, 2160)}
-DEFAULT_SAMPLES = {"demo": 32, "hd": 128, "4k": 256}
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -36,7 +35,7 @@ def _parse(args: list[str]) -> argparse.Namespace:
     p.add_argument("--blend", required=True, type=Path)
     p.add_argument("--frames", required=True, help="inclusive range A-B (or one frame A)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    p.add_argument("--preset", choices=list(PRESETS), default="demo")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--samples", type=int, help="Cycles samples (default by preset)")
     p.add_argument("--resolution-percentage", type=int, default=100, help="1..100, shrinks the preset")
@@ -52,6 +51,10 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--samples {ns.samples} is out of range; use 1..65536")
     if not 1 <= ns.resolution_percentage <= 100:
         raise ContentError(f"--resolution-percentage {ns.resolution_percentage} is out of range; use 1..100")
+    if PRESETS[ns.preset].still and ns.first != ns.last:
+        raise ContentError(
+            f"--preset {ns.preset} renders one still frame; pass --frames N (one frame), not {ns.frames}"
+        )
     if not ns.blend.is_file():
         raise ContentError(
             f"--blend {ns.blend} does not exist; build the scene first (blender_scripts.build)"
@@ -114,8 +117,15 @@ def render(args: list[str]) -> dict:
         raise ContentError(
             f"--frames {ns.frames} is outside {ns.blend.name}'s range {scene.frame_start}-{scene.frame_end}"
         )
+    preset = PRESETS[ns.preset]
+    fps = scene.render.fps / scene.render.fps_base
+    if preset.fps and abs(fps - preset.fps) > 1e-6:
+        raise ContentError(
+            f"--preset {ns.preset} is {preset.fps} fps but {ns.blend.name} was built at {fps:g} fps; "
+            f"rebuild it with --fps {preset.fps} or pick a preset without a frame rate (demo, hd, 4k)"
+        )
     device = _device(bpy, scene, ns.device)
-    width, height = PRESETS[ns.preset]
+    width, height = preset.width, preset.height
     r = scene.render
     r.engine = "CYCLES"
     r.resolution_x, r.resolution_y = width, height
@@ -123,7 +133,7 @@ def render(args: list[str]) -> dict:
     r.image_settings.file_format = "PNG"
     r.use_file_extension = True
     r.use_persistent_data = True  # keep the BVH between frames of one run
-    scene.cycles.samples = ns.samples or DEFAULT_SAMPLES[ns.preset]
+    scene.cycles.samples = ns.samples or preset.samples
     expected = (width * ns.resolution_percentage // 100, height * ns.resolution_percentage // 100)
 
     out = ns.out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from blender_scripts.presets import PRESET_NAMES  # a constant: the content's own list of presets
 from renderlab.pipeline import steps as rt
 
 
@@ -40,7 +41,12 @@ from renderlab.pipeline import steps as rt
             oneOf=[{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["latest"]}],
             description='Perforce changelist number, or "latest"',
         ),
-        "preset": Param(None, type=["null", "string"], enum=[None, "demo", "hd", "4k"]),
+        "preset": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *PRESET_NAMES],
+            description="render preset (blender_scripts/presets.py); null: the lab default",
+        ),
         "frames": Param(
             "all",
             type="string",

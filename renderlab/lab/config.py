@@ -27,9 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from blender_scripts.presets import PRESET_NAMES
+
 NAMESPACE = "renderlab"
 ROLES = ("k3s_server", "k3s_agent", "storage", "perforce", "airflow")
-PRESETS = ("demo", "hd", "4k")
+PRESETS = PRESET_NAMES
 
 # Keys that hold secrets: they must be Pulumi-encrypted ({secure: ...}) in the stack file.
 SECRET_KEYS = {
@@ -198,7 +200,7 @@ class Registry(_Model):
 class Pipeline(_Model):
     namespace: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "render"
     backend: Literal["kubernetes", "local"] = "kubernetes"
-    preset: Literal["demo", "hd", "4k"] = "demo"
+    preset: Literal[PRESET_NAMES] = "demo"  # blender_scripts/presets.py
     fps: int = Field(default=60, ge=1, le=240)
     samples: int = Field(default=32, ge=1, le=65536)
     frames_per_chunk: int = Field(default=48, ge=1, le=100_000)

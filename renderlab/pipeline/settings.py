@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from blender_scripts.presets import PRESET_NAMES
 from renderlab.lab import config as labconfig
 
 VARIABLE = "renderlab"
@@ -45,7 +46,7 @@ class Settings(BaseModel):
     # Local backend: extra import paths put before the repository's for the Jobs' `python -m ...`.
     python_path: list[str] = []
     notify: Literal["none", "webhook", "slack"] = "none"
-    preset: Literal["demo", "hd", "4k"] = "demo"
+    preset: Literal[PRESET_NAMES] = "demo"  # blender_scripts/presets.py
     fps: int = Field(default=60, ge=1, le=240)
     samples: int = Field(default=32, ge=1, le=65536)
     frames_per_chunk: int = Field(default=48, ge=1)

@@ -13,6 +13,8 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from blender_scripts.presets import PRESETS  # a constant; the DAG's params read it too
+
 log = logging.getLogger("renderlab.pipeline.steps")
 
 PYTHON = "python"  # the image's interpreter; the local backend maps it to this venv's
@@ -152,7 +154,8 @@ def fetch(plan: dict, context: dict | None = None) -> dict:
 
 def build(plan: dict, context: dict | None = None) -> dict:
     command = [PYTHON, "-m", "renderlab.jobs.build_step", "--project", plan["paths"]["assets"]]
-    command += ["--out", plan["paths"]["scene"], "--fps", str(plan["settings"]["fps"])]
+    fps = PRESETS[plan["preset"]].fps or plan["settings"]["fps"]  # 1080p60, 4k60, vertical: built at 60
+    command += ["--out", plan["paths"]["scene"], "--fps", str(fps)]
     res = _run_job(
         plan,
         {

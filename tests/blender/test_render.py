@@ -104,3 +104,22 @@ def test_missing_or_corrupt_blend(tmp_path):
     assert corrupt.returncode == 2 and "cannot be opened by Blender" in corrupt.stderr
     assert not (tmp_path / "o").exists()
     assert not [line for line in corrupt.stdout.splitlines() if line.startswith("{")]
+
+
+def test_vertical_preset_and_the_poster_still(built, tmp_path):
+    from blender_scripts.presets import PRESETS
+
+    blend = built["ode_waltz"]["blend"]
+    vertical = last_json(run_cli("render", "--blend", blend, "--frames", "300", "--out", tmp_path / "v",
+                                 "--preset", "vertical", "--resolution-percentage", "2", "--samples", "1",
+                                 "--device", "cpu"))  # fmt: skip
+    assert vertical["resolution"] == [
+        PRESETS["vertical"].width * 2 // 100,
+        PRESETS["vertical"].height * 2 // 100,
+    ]
+    assert vertical["resolution"][0] < vertical["resolution"][1]  # portrait
+    poster = run_cli(
+        "render", "--blend", blend, "--frames", "300-301", "--out", tmp_path / "p", "--preset", "poster"
+    )
+    assert poster.returncode == 2 and "renders one still frame" in poster.stderr
+    assert not (tmp_path / "p").exists()
