@@ -130,6 +130,7 @@ def run(argv: list[str] | None = None) -> int:
     ap.add_argument("--depot", type=Path, default=REPO / "depot" / "songs")
     ap.add_argument("--python-path", action="append", default=[], help="extra import path for the Jobs")
     ap.add_argument("--airflow-home", type=Path, default=REPO / ".cache" / "airflow-demo")
+    ap.add_argument("--no-look", dest="look", action="store_false", help="skip the look check contact sheet")
     a = ap.parse_args(argv)
 
     start = time.monotonic()
@@ -182,8 +183,27 @@ def run(argv: list[str] | None = None) -> int:
             and "frames" not in path.parts
         ):
             print(f"  {path.relative_to(run_dir)}")
+    if a.look and not _look(run_dir, env, log_path):
+        return 1
     print(run_dir)
     return 0
+
+
+def _look(run_dir: Path, env: dict[str, str], log_path: Path) -> bool:
+    """The look check (blender_scripts.look): six frames at fixed song positions in one sheet."""
+    blends = [p for p in sorted((run_dir / "scene").glob("*.blend")) if not p.stem.endswith("_loop")]
+    if not blends:
+        print(f"demo: no main .blend under {run_dir / 'scene'} for the look check", file=sys.stderr)
+        return False
+    sheet = run_dir / "video" / "look.png"
+    print(f"demo: look check (6 frames at fixed song positions, demo preset) -> {sheet}", flush=True)
+    cmd = [sys.executable, "-m", "blender_scripts.look", "--blend", str(blends[0]), "--out", str(sheet),
+           "--samples", "8", "--resolution-percentage", "50"]  # fmt: skip
+    if _run(cmd, {**env, "PYTHONPATH": str(REPO)}, log_path, echo=False) != 0:
+        print(f"demo: the look check failed; see {log_path}", file=sys.stderr)
+        return False
+    print(f"  video/{sheet.name}  (look check)")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
