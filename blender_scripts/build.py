@@ -200,6 +200,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         "loop_bars": len([t for t in tune.bar_times if 0 < t <= plan.period + 1e-9]),
         "marble_radius_m": plan.radius,
         "elements": sorted(e.name for e in stage.elements.values()),
+        "lanes": {e.name: len(e.lanes) for e in stage.elements.values()},  # busy elements get more
         "max_timing_error_s": max(n["error"] for n in notes),
         "min_marble_distance_m": plan.min_distance(),
         "loop_min_marble_distance_m": plan.min_distance(loop=True),
