@@ -57,6 +57,15 @@ class Marble:
         out[:, 2] -= 0.5 * G * s * s
         return out
 
+    def velocities(self, t: np.ndarray) -> np.ndarray:
+        """Centre velocities at song times t (clamped like positions; the bounce takes the outgoing one)."""
+        t = np.clip(np.asarray(t, dtype=float), self.t_launch, self.t_exit)
+        before = t < self.t_impact
+        s = np.where(before, t - self.t_launch, t - self.t_impact)
+        out = np.where(before[:, None], self.v0, self.v_out).astype(float)
+        out[:, 2] -= G * s
+        return out
+
 
 def _marble(
     note: Note, el: Element, lane: int, T: float, *, r: float, e: float, strike: float = 0.0

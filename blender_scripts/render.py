@@ -25,20 +25,28 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
 from blender_scripts import _cli
 from blender_scripts.errors import ContentError
 from blender_scripts.presets import PRESETS
+from renderlab.jobs.share import FRAME_PATTERN, frame_name
 
+DEFAULT_PRESET = "demo"
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _parse(args: list[str]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's arguments (the DAG's render Jobs are checked against this parser)."""
     p = argparse.ArgumentParser(prog="blender_scripts.render", description="render frames of a .blend")
     p.add_argument("--blend", required=True, type=Path)
     p.add_argument("--frames", required=True, help="inclusive range A-B (or one frame A)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--preset", choices=list(PRESETS), default="demo")
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--samples", type=int, help="Cycles samples (default by preset)")
     p.add_argument("--resolution-percentage", type=int, default=100, help="1..100, shrinks the preset")
+    return p
+
+
+def _parse(args: list[str]) -> argparse.Namespace:
+    p = build_parser()
     p.error = lambda msg: (_ for _ in ()).throw(ContentError(f"{msg} (usage: {p.format_usage().strip()})"))
     ns = p.parse_args(args)
     m = re.fullmatch(r"(\d+)(?:-(\d+))?", ns.frames)
@@ -104,6 +112,22 @@ def _device(bpy, scene, wanted: str) -> str:
     return "cpu"
 
 
+def apply_settings(
+    scene, preset: str, samples: int | None = None, resolution_percentage: int = 100
+) -> tuple[int, int]:
+    """The one place that sets a scene's render engine, size, samples and output format (the build saves
+    the default preset's; each render applies its own). Returns the frame size it will write."""
+    width, height = PRESETS[preset].width, PRESETS[preset].height
+    r = scene.render
+    r.engine = "CYCLES"
+    r.resolution_x, r.resolution_y = width, height
+    r.resolution_percentage = resolution_percentage
+    r.image_settings.file_format = "PNG"
+    r.use_file_extension = True
+    scene.cycles.samples = samples or PRESETS[preset].samples
+    return (width * resolution_percentage // 100, height * resolution_percentage // 100)
+
+
 def render(args: list[str]) -> dict:
     ns = _parse(args)
     import bpy
@@ -125,16 +149,8 @@ def render(args: list[str]) -> dict:
             f"rebuild it with --fps {preset.fps} or pick a preset without a frame rate (demo, hd, 4k)"
         )
     device = _device(bpy, scene, ns.device)
-    width, height = preset.width, preset.height
-    r = scene.render
-    r.engine = "CYCLES"
-    r.resolution_x, r.resolution_y = width, height
-    r.resolution_percentage = ns.resolution_percentage
-    r.image_settings.file_format = "PNG"
-    r.use_file_extension = True
-    r.use_persistent_data = True  # keep the BVH between frames of one run
-    scene.cycles.samples = ns.samples or preset.samples
-    expected = (width * ns.resolution_percentage // 100, height * ns.resolution_percentage // 100)
+    expected = apply_settings(scene, ns.preset, ns.samples, ns.resolution_percentage)
+    scene.render.use_persistent_data = True  # keep the BVH between frames of one run
 
     out = ns.out
     out.mkdir(parents=True, exist_ok=True)
@@ -142,15 +158,15 @@ def render(args: list[str]) -> dict:
     started = time.perf_counter()
     total = ns.last - ns.first + 1
     for i, frame in enumerate(range(ns.first, ns.last + 1), 1):
-        final = out / f"frame_{frame:06d}.png"
+        final = out / frame_name(frame)
         if png_size(final) == expected:
             skipped += 1
             _cli.progress(f"render: frame {frame} ({i}/{total}) already done, skipped")
             continue
-        tmp = out / f".frame_{frame:06d}.tmp.png"
+        tmp = out / f".{final.stem}.tmp.png"
         t0 = time.perf_counter()
         scene.frame_set(frame)
-        r.filepath = str(tmp)
+        scene.render.filepath = str(tmp)
         bpy.ops.render.render(write_still=True)
         if png_size(tmp) != expected:
             tmp.unlink(missing_ok=True)
@@ -166,7 +182,7 @@ def render(args: list[str]) -> dict:
         "per_frame_s": (sum(times) / len(times)) if times else 0.0,
         "frames": [ns.first, ns.last],
         "out": str(out.resolve()),
-        "pattern": "frame_%06d.png",
+        "pattern": FRAME_PATTERN,
         "device": device,
         "preset": ns.preset,
         "resolution": list(expected),

@@ -21,7 +21,7 @@ import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Matrix, Vector
 
-from blender_scripts import camera_rig, reactions
+from blender_scripts import camera_rig, reactions, render
 from blender_scripts.arrangement import Arrangement
 from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
 from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
@@ -159,10 +159,7 @@ class SceneBuilder:
         scene["renderlab_offset_s"] = offset
         scene["renderlab_period_s"] = self.plan.period
         scene["renderlab_marble_radius"] = self.plan.radius
-        scene.render.engine = "CYCLES"
-        scene.cycles.samples = 64
-        scene.render.resolution_x, scene.render.resolution_y = 640, 360
-        scene.render.image_settings.file_format = "PNG"
+        render.apply_settings(scene, render.DEFAULT_PRESET)  # render.py owns engine, size and samples
         self._world(scene)
         instruments = _collection(scene, "Instruments")
         marbles = _collection(scene, "Marbles")
@@ -276,11 +273,8 @@ class SceneBuilder:
     def _animate(self, obj: bpy.types.Object, m: Marble, offset: float) -> None:
         fps = self.fps
         f0, f1, f2 = (self.frame(t, offset) for t in (m.t_launch, m.t_impact, m.t_exit))
-        s_out = m.t_exit - m.t_impact
-        end = m.impact + m.v_out * s_out
-        end[2] -= 0.5 * 9.81 * s_out * s_out
-        v_end = m.v_out.copy()
-        v_end[2] -= 9.81 * s_out
+        # The planner owns the flight: the exit state is its, not a re-integration here.
+        end, v_end = m.positions([m.t_exit])[0], m.velocities([m.t_exit])[0]
         h_in, h_out = (f1 - f0) / 3, (f2 - f1) / 3
         action = bpy.data.actions.new(obj.name)
         obj.animation_data_create().action = action

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from infra import manifests
 from renderlab.lab.config import LabConfig
+from renderlab.lab.image_refs import push_registry
 
 KINDS = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -84,7 +85,7 @@ class ClusterLayer(pulumi.ComponentResource):
         self.launcher_token = pulumi.Output.secret(
             token.data.apply(lambda d: base64.b64decode((d or {}).get("token", "")).decode() if d else "")
         )
-        self.registry = manifests.registry_endpoint(config)
+        self.registry = push_registry(config)
         self.register_outputs({"registry": self.registry, "launcher_token": self.launcher_token})
 
     def _apply(self, obj: dict[str, Any], opts: pulumi.ResourceOptions, deps: list) -> pulumi.CustomResource:

@@ -9,19 +9,11 @@ import pulumi_random as random
 
 from infra.resources import CloudInitTemplate, ProxmoxVm
 from renderlab.lab.config import LabConfig
+from renderlab.lab.host_secrets import SERVICE_SECRETS, WEBHOOK_URL
 from renderlab.lab.inventory import inventory
 
-# Generated service secrets: name -> (length, what it is for). They leave the stack only as the secret output
-# `host_secrets` (exactly these keys), which the hosts layer turns into a 0600 vars file for Ansible.
-SERVICE_SECRETS = {
-    "renderlab_share_password": (40, "SMB password of the share user"),
-    "renderlab_k3s_token": (48, "k3s cluster join token"),
-    "renderlab_p4_super_password": (40, "Perforce super user password"),
-    "renderlab_p4_service_password": (40, "Perforce read-only service user password (the fetch Job)"),
-    "renderlab_airflow_admin_password": (40, "Airflow admin user password"),
-    "renderlab_airflow_db_password": (40, "Airflow's PostgreSQL password"),
-    "renderlab_airflow_secret_key": (48, "Airflow API/JWT secret key"),
-}
+# The generated service secrets (renderlab.lab.host_secrets owns their names) leave the stack only as the
+# secret output `host_secrets`, which the hosts layer turns into a 0600 vars file for Ansible.
 
 
 def connection(config: LabConfig) -> dict[str, Any]:
@@ -76,7 +68,14 @@ def template_props(config: LabConfig) -> dict[str, Any]:
 class Lab(pulumi.ComponentResource):
     """Five VMs from one template, plus the generated secrets the services use."""
 
-    def __init__(self, name: str, config: LabConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        config: LabConfig,
+        images: dict[str, str] | None = None,
+        webhook_url: pulumi.Output[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("renderlab:index:Lab", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.template = CloudInitTemplate("template", template_props(config), child)
@@ -97,8 +96,10 @@ class Lab(pulumi.ComponentResource):
             )
             self.secrets[key] = pulumi.Output.secret(pw.result)
         # The Ansible inventory: its shape comes from the config; it is ready once every VM answered.
-        inv = inventory(config)
+        inv = inventory(config, images=images)
         self.inventory = pulumi.Output.all(*(vm.ipv4 for vm in self.vms.values())).apply(lambda _: inv)
         self.addresses = {host: vm.ipv4 for host, vm in self.vms.items()}
-        self.host_secrets = pulumi.Output.secret(pulumi.Output.all(**self.secrets))
+        # The stack's own notify_webhook_url rides along (the airflow role makes it the notify connection).
+        handed = {**self.secrets, **({WEBHOOK_URL: webhook_url} if webhook_url is not None else {})}
+        self.host_secrets = pulumi.Output.secret(pulumi.Output.all(**handed))
         self.register_outputs({"inventory": self.inventory, "addresses": self.addresses})

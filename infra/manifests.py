@@ -12,26 +12,22 @@ A test fails when `k8s/` is out of date with this module.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from renderlab.jobs import atomic
+from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, SHARE_PV, SHARE_PVC
 from renderlab.lab.config import ConfigError, LabConfig, load
+from renderlab.lab.pipeline_settings import p4_port
 
 SMB_DRIVER = "smb.csi.k8s.io"
 CSI_SMB_CHART = "csi-driver-smb"
 CSI_SMB_REPO = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-smb/master/charts"
 STORAGE_CLASS = "renderlab-smb"
-SHARE_PV = "renderlab-share"
-SHARE_PVC = "render-share"  # the pipeline mounts it by this name
 SMB_SECRET = "smb-credentials"
-P4_SECRET = "renderlab-p4"  # the fetch Job reads keys user, password, fingerprint
-LAUNCHER = "airflow-launcher"
-LAUNCHER_TOKEN = "airflow-launcher-token"
 REGISTRY_NS = "renderlab-registry"
 REGISTRY_PORT = 5000
 PART_OF = {"app.kubernetes.io/part-of": "renderlab"}
@@ -69,16 +65,6 @@ def _one(config: LabConfig, role: str) -> str:
 
 def share_source(config: LabConfig) -> str:
     return f"//{config.address(_one(config, 'storage'))}/{config.share.name}"
-
-
-def p4_port(config: LabConfig) -> str:
-    p4 = config.perforce
-    return f"{'ssl:' if p4.ssl else ''}{config.address(_one(config, 'perforce'))}:{p4.port}"
-
-
-def registry_endpoint(config: LabConfig) -> str:
-    """Where the nodes push and pull the lab's images: the registry's NodePort on the k3s server."""
-    return f"{config.address(_one(config, 'k3s_server'))}:{config.pipeline.registry.node_port}"
 
 
 def _k3s_nodes(config: LabConfig) -> list:
@@ -417,12 +403,8 @@ def render(config: LabConfig, source: str) -> dict[str, str]:
 
 
 def write(files: dict[str, str], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, out / name)
+        atomic.write_text(out / name, text, mode=0o644)
 
 
 def main(argv: list[str] | None = None) -> int:

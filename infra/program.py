@@ -9,12 +9,20 @@ import pulumi
 from infra import manifests, stack
 from infra.cluster import ClusterLayer
 from infra.lab import Lab
+from renderlab.lab.cluster_names import SHARE_PVC
+from renderlab.lab.pipeline_settings import recorded_images
 
 
 def main() -> dict[str, Any]:
     """Build the stack and export its outputs; returns them too (the mock tests read them)."""
     config, secrets = stack.read()
-    lab = Lab("lab", config)
+    # The image references `make images` recorded for this stack travel in the inventory's pipeline settings.
+    lab = Lab(
+        "lab",
+        config,
+        images=recorded_images(config, f"Pulumi.{pulumi.get_stack()}.yaml"),
+        webhook_url=secrets.get("notify_webhook_url"),
+    )
     outputs: dict[str, Any] = {
         # Read by ansible/: `pulumi stack output inventory --json > inventory.json` (JSON is YAML).
         "inventory": lab.inventory,
@@ -33,7 +41,7 @@ def main() -> dict[str, Any]:
         )
         outputs["launcher_token"] = cluster.launcher_token
         outputs["registry"] = cluster.registry
-        outputs["share_pvc"] = manifests.SHARE_PVC
+        outputs["share_pvc"] = SHARE_PVC
     else:
         pulumi.log.info(
             "cluster layer skipped: no renderlab:kubeconfig yet. After Ansible built k3s run "

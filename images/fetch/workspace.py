@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from renderlab.jobs import atomic
 from renderlab.jobs.share import ShareLayout
 
 from .errors import DestinationError, FetchError
@@ -70,17 +71,10 @@ def destination_error(exc: OSError, path: Path, doing: str) -> DestinationError:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp name beside `path`, fsync, then rename over it."""
-    tmp = temp_name(path)
+    """Write `data` to a temp name beside `path`, fsync, then rename over it (renderlab.jobs.atomic)."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic.write_bytes(path, data, mode=0o644, fsync=True, temp=temp_name(path))
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise destination_error(e, path, "write") from e
 
 

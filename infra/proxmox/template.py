@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.proxmox.client import Connection, ProxmoxError, Pve
 from infra.proxmox.vm import PveProvider, _problems, check_failures
+from renderlab.lab.patterns import ImageUrl, PveBridge, PveEndpoint, PveStorage, PveTokenId, Sha512
 
 log = logging.getLogger("renderlab.proxmox.template")
 
@@ -33,19 +34,19 @@ log = logging.getLogger("renderlab.proxmox.template")
 class TemplateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    endpoint: str
-    token_id: str
+    endpoint: PveEndpoint
+    token_id: PveTokenId
     verify_tls: bool = True
     ca_file: str | None = None
     node: str
     vmid: int = Field(ge=100, le=999_999_999)
     name: str
     adopt: bool = False
-    storage: str
-    image_storage: str
-    bridge: str
-    image_url: str | None = None
-    image_sha512: str | None = None
+    storage: PveStorage
+    image_storage: PveStorage
+    bridge: PveBridge
+    image_url: ImageUrl | None = None
+    image_sha512: Sha512 | None = None
 
     @property
     def connection(self) -> Connection:

@@ -34,6 +34,7 @@ from pulumi.dynamic import (
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from infra.proxmox.client import TOKEN_ENV, Connection, ProxmoxError, Pve, Timing, describe
+from renderlab.lab.patterns import LinuxUser, PveBridge, PveEndpoint, PveStorage, PveTokenId, SshPublicKey
 
 log = logging.getLogger("renderlab.proxmox.vm")
 
@@ -64,16 +65,16 @@ class VmSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    endpoint: Annotated[str, StringConstraints(pattern=r"^https://[^/\s:]+(:\d{1,5})?/?$")]
-    token_id: Annotated[str, StringConstraints(pattern=r"^[^@\s!]+@[^@\s!]+![A-Za-z0-9_.-]+$")]
+    endpoint: PveEndpoint
+    token_id: PveTokenId
     verify_tls: bool = True
     ca_file: str | None = None
     node: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")]
     vmid: int = Field(ge=100, le=999_999_999)
     name: Hostname
     template_vmid: int = Field(ge=100, le=999_999_999)
-    storage: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
-    bridge: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")]
+    storage: PveStorage
+    bridge: PveBridge
     cores: int = Field(ge=1, le=128)
     memory_mib: int = Field(ge=512, le=1_048_576)
     disk_gib: int = Field(ge=1, le=65_536)
@@ -81,10 +82,8 @@ class VmSpec(BaseModel):
     gateway: ipaddress.IPv4Address
     dns: list[ipaddress.IPv4Address] = Field(min_length=1)
     search_domain: str
-    ssh_user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
-    ssh_keys: list[
-        Annotated[str, StringConstraints(pattern=r"^(ssh-(ed25519|rsa)|ecdsa-sha2-\S+)\s+\S+")]
-    ] = Field(min_length=1)
+    ssh_user: LinuxUser
+    ssh_keys: list[SshPublicKey] = Field(min_length=1)
     tags: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_][a-z0-9_.+-]*$")]] = []
 
     @model_validator(mode="after")

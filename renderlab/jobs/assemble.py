@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 from renderlab.jobs import atomic
-
-FRAME_NAME = "frame_{:06d}.png"
+from renderlab.jobs.share import FRAME_PATTERN, frame_name
 
 
 class AssembleError(RuntimeError):
@@ -37,7 +36,7 @@ def _ffmpeg(args: list[str]) -> None:
 
 
 def missing_frames(frames: Path, first: int, last: int) -> list[int]:
-    return [n for n in range(first, last + 1) if not (frames / FRAME_NAME.format(n)).is_file()]
+    return [n for n in range(first, last + 1) if not (frames / frame_name(n)).is_file()]
 
 
 def assemble(
@@ -65,7 +64,7 @@ def assemble(
         raise AssembleError(f"audio file {audio} does not exist; run the build step first")
     count = last - first + 1
     duration = count / fps
-    seq = ["-framerate", str(fps), "-start_number", str(first), "-i", str(frames / "frame_%06d.png")]
+    seq = ["-framerate", str(fps), "-start_number", str(first), "-i", str(frames / FRAME_PATTERN)]
     args = list(seq)
     if audio is not None:
         args += ["-ss", f"{audio_offset:.6f}", "-i", str(audio)]
@@ -89,7 +88,7 @@ def assemble(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m renderlab.jobs.assemble", description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=Path, required=True, help="folder with frame_%%06d.png")
     ap.add_argument("--first", type=int, required=True)
@@ -99,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio-offset", type=float, default=0.0, help="seconds into the audio of --first")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--contact-sheet", type=Path)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         result = assemble(
             a.frames,

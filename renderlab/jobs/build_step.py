@@ -58,14 +58,18 @@ def previous_result(out: Path, digest: str) -> dict | None:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m renderlab.jobs.build_step", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--project", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--fps", type=int, required=True)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         args = build_argv(a.project, a.out, a.fps)
     except FileNotFoundError as e:

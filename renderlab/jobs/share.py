@@ -14,6 +14,16 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+# Where a Job's container sees the share (its working directory; the images' RENDERLAB_SHARE default).
+SHARE_MOUNT = "/share"
+# The rendered frames' file names inside frames/<variant>/ (printf/ffmpeg pattern: frame_000001.png).
+FRAME_PATTERN = "frame_%06d.png"
+
+
+def frame_name(number: int) -> str:
+    return FRAME_PATTERN % number
+
+
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
 

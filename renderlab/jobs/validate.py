@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from renderlab.jobs import atomic
-from renderlab.jobs.assemble import FRAME_NAME
+from renderlab.jobs.share import frame_name
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -42,7 +42,7 @@ def check_frames(frames: Path, first: int, last: int) -> list[str]:
     problems: list[str] = []
     sizes: set[tuple[int, int]] = set()
     for n in range(first, last + 1):
-        path = frames / FRAME_NAME.format(n)
+        path = frames / frame_name(n)
         if not path.exists():
             problems.append(f"{path}: missing")
             continue
@@ -125,11 +125,15 @@ def validate(spec: dict) -> dict:
     return {"ok": not problems, "problems": problems, "variants": variants, "timing": timing}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m renderlab.jobs.validate", description=__doc__.split("\n")[0])
     ap.add_argument("--spec", required=True, help="JSON: variants and timing_report")
     ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         spec = json.loads(a.spec)
     except json.JSONDecodeError as e:

@@ -27,11 +27,22 @@ from pydantic import (
     model_validator,
 )
 
-from blender_scripts.presets import PRESET_NAMES
+from renderlab.lab.patterns import (
+    ImageUrl,
+    LinuxUser,
+    Name,
+    PveBridge,
+    PveEndpoint,
+    PveStorage,
+    PveTokenId,
+    Sha512,
+    SshPublicKey,
+)
+from renderlab.pipeline.settings import Backend, Notify, Preset
+from renderlab.pipeline.settings import Settings as _PipelineSettings
 
 NAMESPACE = "renderlab"
 ROLES = ("k3s_server", "k3s_agent", "storage", "perforce", "airflow")
-PRESETS = PRESET_NAMES
 
 # Keys that hold secrets: they must be Pulumi-encrypted ({secure: ...}) in the stack file.
 SECRET_KEYS = {
@@ -44,7 +55,6 @@ REQUIRED_SECRETS = ("proxmox_api_token",)
 _SECRETISH = re.compile(r"(password|passwd|secret|token|api_key|apikey|private_key)$", re.IGNORECASE)
 _FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly", "*", "x"}
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]*$")]
 
 
@@ -75,9 +85,9 @@ class Template(_Model):
     name: Name = "debian-12-cloudinit"
     # adopt: use an existing template with this VMID instead of building one from the image.
     adopt: bool = False
-    image_url: Annotated[str, StringConstraints(pattern=r"^https://\S+\.(qcow2|img|raw)$")] | None = None
+    image_url: ImageUrl | None = None
     # Without it, the digest is read from the SHA512SUMS file published beside the image.
-    image_sha512: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")] | None = None
+    image_sha512: Sha512 | None = None
 
     @model_validator(mode="after")
     def _source(self) -> Template:
@@ -87,14 +97,14 @@ class Template(_Model):
 
 
 class Proxmox(_Model):
-    endpoint: Annotated[str, StringConstraints(pattern=r"^https://[^/\s:]+(:\d{1,5})?/?$")]
+    endpoint: PveEndpoint
     node: Name
-    token_id: Annotated[str, StringConstraints(pattern=r"^[^@\s!]+@[^@\s!]+![A-Za-z0-9_.-]+$")]
+    token_id: PveTokenId
     verify_tls: bool = True
     ca_file: str | None = None
-    storage: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
-    image_storage: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
-    bridge: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")]
+    storage: PveStorage
+    image_storage: PveStorage
+    bridge: PveBridge
     template: Template
 
 
@@ -173,7 +183,7 @@ class Versions(_Model):
 class Share(_Model):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")] = "render"
     path: AbsPath = "/srv/render"
-    user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "render"
+    user: LinuxUser = "render"
     uid: int = Field(default=2000, ge=1000, le=60000)
 
 
@@ -197,22 +207,29 @@ class Registry(_Model):
     size_gib: int = Field(default=20, ge=1)
 
 
+def _pipeline_default(name: str) -> Any:
+    """The pipeline settings model owns these knobs' defaults and limits; the lab config only repeats none."""
+    return _PipelineSettings.model_fields[name].default
+
+
 class Pipeline(_Model):
     namespace: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "render"
-    backend: Literal["kubernetes", "local"] = "kubernetes"
-    preset: Literal[PRESET_NAMES] = "demo"  # blender_scripts/presets.py
-    fps: int = Field(default=60, ge=1, le=240)
-    samples: int = Field(default=32, ge=1, le=65536)
-    frames_per_chunk: int = Field(default=48, ge=1, le=100_000)
-    notify: Literal["none", "webhook", "slack"] = "none"
+    backend: Backend = _pipeline_default("backend")
+    preset: Preset = _pipeline_default("preset")
+    fps: Annotated[int, *_PipelineSettings.model_fields["fps"].metadata] = _pipeline_default("fps")
+    samples: Annotated[int, *_PipelineSettings.model_fields["samples"].metadata] = _pipeline_default(
+        "samples"
+    )
+    frames_per_chunk: Annotated[int, *_PipelineSettings.model_fields["frames_per_chunk"].metadata] = (
+        _pipeline_default("frames_per_chunk")
+    )
+    notify: Notify = _pipeline_default("notify")
     registry: Registry = Registry()
 
 
 class Ssh(_Model):
-    admin_user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "renderlab"
-    public_keys: list[
-        Annotated[str, StringConstraints(pattern=r"^(ssh-(ed25519|rsa)|ecdsa-sha2-\S+) \S+")]
-    ] = Field(min_length=1)
+    admin_user: LinuxUser = "renderlab"
+    public_keys: list[SshPublicKey] = Field(min_length=1)
 
 
 class SecureValue(_Model):

@@ -18,17 +18,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.lab.inventory import write_yaml
+from renderlab.jobs import atomic
 
 PULUMI_OUTPUT = "host_secrets"
-SECRET_NAMES = {
-    "renderlab_share_password": "SMB password of the share user (samba role)",
-    "renderlab_k3s_token": "k3s cluster join token (k3s roles)",
-    "renderlab_p4_super_password": "Perforce super user password (perforce role)",
-    "renderlab_p4_service_password": "Perforce read-only service user password (perforce role)",
-    "renderlab_airflow_admin_password": "Airflow admin user password (airflow role)",
-    "renderlab_airflow_db_password": "Airflow's PostgreSQL password (airflow role)",
-    "renderlab_airflow_secret_key": "Airflow API/JWT secret key (airflow role)",
+# The generated service secrets, name -> (length Pulumi generates, what it is for). Pulumi's Lab component
+# generates exactly these (infra/lab.py) and the hosts layer reads exactly these.
+SERVICE_SECRETS = {
+    "renderlab_share_password": (40, "SMB password of the share user (samba role)"),
+    "renderlab_k3s_token": (48, "k3s cluster join token (k3s roles)"),
+    "renderlab_p4_super_password": (40, "Perforce super user password (perforce role)"),
+    "renderlab_p4_service_password": (40, "Perforce read-only service user password (the fetch Job)"),
+    "renderlab_airflow_admin_password": (40, "Airflow admin user password (airflow role)"),
+    "renderlab_airflow_db_password": (40, "Airflow's PostgreSQL password (airflow role)"),
+    "renderlab_airflow_secret_key": (48, "Airflow API/JWT secret key (airflow role)"),
+}
+SECRET_NAMES = {name: why for name, (_, why) in SERVICE_SECRETS.items()}
+# Not generated: the stack's own secret notify_webhook_url, in the map only when the stack sets it.
+WEBHOOK_URL = "renderlab_notify_webhook_url"
+OPTIONAL_NAMES = {
+    WEBHOOK_URL: "run notifications' webhook URL (airflow role; the stack's notify_webhook_url)"
 }
 
 
@@ -43,16 +51,17 @@ def generate() -> dict[str, str]:
 
 def check(values: dict, source: str) -> dict[str, str]:
     missing = sorted(set(SECRET_NAMES) - set(values))
-    unknown = sorted(set(values) - set(SECRET_NAMES))
-    empty = sorted(k for k in SECRET_NAMES if k in values and not str(values[k]))
+    unknown = sorted(set(values) - set(SECRET_NAMES) - set(OPTIONAL_NAMES))
+    empty = sorted(k for k in values if not str(values[k]))
     problems = [f"missing {k} ({SECRET_NAMES[k]})" for k in missing]
     problems += [f"unknown key {k}" for k in unknown]
     problems += [f"{k} is empty" for k in empty]
     if problems:
         raise SecretsError(
             f"{source}: " + "; ".join(problems) + f". The map must hold exactly: {', '.join(SECRET_NAMES)}"
+            f" (and optionally {', '.join(OPTIONAL_NAMES)})"
         )
-    return {k: str(values[k]) for k in SECRET_NAMES}
+    return {k: str(values[k]) for k in [*SECRET_NAMES, *OPTIONAL_NAMES] if k in values}
 
 
 def from_pulumi(stack: str | None) -> dict[str, str]:
@@ -72,7 +81,7 @@ def from_pulumi(stack: str | None) -> dict[str, str]:
 
 
 def write(path: Path, values: dict[str, str]) -> None:
-    write_yaml(path, values, mode=0o600)
+    atomic.write_yaml(path, values, mode=0o600)  # private from the first byte
 
 
 def main(argv: list[str] | None = None) -> int:

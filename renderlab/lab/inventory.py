@@ -5,25 +5,25 @@ exports exactly this structure (plus nothing secret), and the local test lab use
 Every lab value the roles need is derived here into `all.vars` (`renderlab_*`), so nothing from the stack
 file is retyped in ansible/.
 
-``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory as YAML (atomically).
+``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory as YAML (atomically), with the
+image references `make images` recorded for that stack file.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from renderlab.jobs import atomic
+from renderlab.lab import cluster_names
 from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
+from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
 
-def lab_vars(config: LabConfig) -> dict[str, Any]:
-    """The lab config as flat `renderlab_*` variables for every play (no secrets: those come separately)."""
+def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[str, Any]:
+    """The lab config as `renderlab_*` variables for every play (no secrets: those come separately).
+    `renderlab_pipeline_settings` is the DAG's whole configuration, which site.yml passes on unchanged."""
     v = config.versions
     return {
         "renderlab_admin_user": config.ssh.admin_user,
@@ -50,6 +50,8 @@ def lab_vars(config: LabConfig) -> dict[str, Any]:
         "renderlab_perforce_data_root": config.perforce.data_root,
         "renderlab_pipeline_namespace": config.pipeline.namespace,
         "renderlab_registry_node_port": config.pipeline.registry.node_port,
+        "renderlab_launcher_token_secret": cluster_names.LAUNCHER_TOKEN,
+        "renderlab_pipeline_settings": pipeline_settings(config, images),
     }
 
 
@@ -58,6 +60,7 @@ def inventory(
     ssh_user: str | None = None,
     extra_host_vars: dict | None = None,
     extra_vars: dict | None = None,
+    images: dict[str, str] | None = None,
 ) -> dict:
     """Ansible YAML inventory: groups k3s_server, k3s_agent, storage, perforce, airflow under `all`."""
     extra_host_vars = extra_host_vars or {}
@@ -66,22 +69,12 @@ def inventory(
         host_vars = {"ansible_host": config.address(name), "renderlab_vmid": host.vmid}
         host_vars.update(extra_host_vars.get(name, {}))
         children[host.role]["hosts"][name] = host_vars
-    all_vars = {"ansible_user": ssh_user or config.ssh.admin_user, **lab_vars(config), **(extra_vars or {})}
+    all_vars = {
+        "ansible_user": ssh_user or config.ssh.admin_user,
+        **lab_vars(config, images),
+        **(extra_vars or {}),
+    }
     return {"all": {"vars": all_vars, "children": children}}
-
-
-def write_yaml(path: Path, data: Any, mode: int = 0o644) -> None:
-    """Write YAML under a temporary name, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
-    write_yaml(Path(args.output), inventory(config, ssh_user=args.ssh_user))
+    images = recorded_images(config, args.stack_file)
+    atomic.write_yaml(args.output, inventory(config, ssh_user=args.ssh_user, images=images), mode=0o644)
     print(f"{args.output}: {len(config.hosts)} hosts from {args.stack_file}")
     return 0
 

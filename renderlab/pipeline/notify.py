@@ -22,14 +22,14 @@ log = logging.getLogger(__name__)
 Kind = Literal["none", "webhook", "slack"]
 
 
-def webhook_url() -> str | None:
-    raw = os.environ.get(f"AIRFLOW_CONN_{NOTIFY_CONN_ID.upper()}")
+def webhook_url(conn_id: str = NOTIFY_CONN_ID) -> str | None:
+    raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
     if raw and raw.startswith(("http://", "https://")):
         return raw
     try:
         from airflow.sdk import BaseHook
 
-        conn = BaseHook.get_connection(NOTIFY_CONN_ID)
+        conn = BaseHook.get_connection(conn_id)
     except Exception:  # no such connection: nothing to post to
         return None
     url = (conn.extra_dejson or {}).get("url") or conn.get_uri()
@@ -69,13 +69,15 @@ def post(url: str, body: dict[str, Any], attempts: int = 3, timeout: float = 10)
     raise RuntimeError(f"webhook delivery failed after {attempts} attempts: {type(last).__name__}")
 
 
-def notify(kind: Kind, summary: dict[str, Any], record_dir: str | Path | None) -> dict[str, Any]:
+def notify(
+    kind: Kind, summary: dict[str, Any], record_dir: str | Path | None, conn_id: str = NOTIFY_CONN_ID
+) -> dict[str, Any]:
     """Send the notification and write its record; a delivery failure is recorded, never raised."""
     delivery: dict[str, Any] = {"kind": kind, "delivered": False}
     if kind != "none":
-        url = webhook_url()
+        url = webhook_url(conn_id)
         if url is None:
-            delivery["error"] = f"no webhook URL: set the Airflow connection {NOTIFY_CONN_ID!r}"
+            delivery["error"] = f"no webhook URL: set the Airflow connection {conn_id!r}"
         else:
             try:
                 delivery["status"] = post(url, payload(kind, summary))

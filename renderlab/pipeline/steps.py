@@ -362,7 +362,8 @@ def notify_success(plan: dict, built: dict | None, assembled: dict | None, valid
         "timing_report": _abs(root, (built or {}).get("report")),
         "validation": {"ok": (validated or {}).get("ok"), "timing": (validated or {}).get("timing")},
     }
-    return notify(plan["notify"], summary, _record_dir(root, plan["run_id"]))
+    conn_id = plan["settings"]["notify_conn_id"]
+    return notify(plan["notify"], summary, _record_dir(root, plan["run_id"]), conn_id)
 
 
 def _failed_task(context: dict) -> tuple[str | None, str | None]:
@@ -447,7 +448,7 @@ def on_run_failure(context: dict) -> None:
         "error": (error or "unknown error")[-2000:],
         "errors": errors[1:],
     }
-    notify(params.get("notify") or s.notify, summary, folder)
+    notify(params.get("notify") or s.notify, summary, folder, s.notify_conn_id)
 
 
 def on_run_success(context: dict) -> None:

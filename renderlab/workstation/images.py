@@ -5,7 +5,8 @@
     python -m renderlab.workstation.images requirements    # regenerate requirements/image-*.txt from the lock
 
 A tag is the SHA-256 of everything the image's Dockerfile copies plus its build arguments, so an unchanged
-tree gives the same tag (nothing rebuilt or pushed twice) and the DAG computes the same reference.
+tree gives the same tag (nothing rebuilt or pushed twice). `build` records each tag it built per stack file
+(renderlab.lab.image_refs); the inventory's pipeline settings carry those references to the DAG.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ CONTEXT = {
         "renderlab/__init__.py",
         "renderlab/jobs/__init__.py",
         "renderlab/jobs/share.py",
+        "renderlab/jobs/atomic.py",
     ],
 }
 # Python packages the Blender image installs into Blender's bundled Python (bpy/numpy ship with Blender).
@@ -127,16 +129,11 @@ def build_args(name: str, config_path: str | None) -> dict[str, str]:
     return {"BLENDER_VERSION": cfg.versions.blender, "RENDER_UID": str(cfg.share.uid)}
 
 
-def registry(config_path: str | None) -> str:
-    """Where `make images` pushes: the lab registry's NodePort on the k3s server."""
-    from renderlab.lab import config
-
-    cfg = config.load(config_path or REPO / "Pulumi.example.yaml")
-    server = next(iter(cfg.hosts_by_role("k3s_server")))
-    return f"{cfg.address(server)}:{cfg.pipeline.registry.node_port}"
-
-
 def build(names: list[str], config_path: str | None, push: bool) -> list[str]:
+    from renderlab.lab import config, image_refs
+
+    stack_file = config_path or REPO / "Pulumi.example.yaml"
+    cfg = config.load(stack_file)
     tool = engine()
     refs = []
     for name in names:
@@ -146,7 +143,8 @@ def build(names: list[str], config_path: str | None, push: bool) -> list[str]:
                 f"{dockerfile.relative_to(REPO)} does not exist; the {name} image is not defined yet"
             )
         args = build_args(name, config_path)
-        ref = f"{registry(config_path)}/renderlab-{name}:{content_tag(name, args)}"
+        tag = content_tag(name, args)
+        ref = image_refs.push_ref(cfg, name, tag)
         cmd = [tool, "build", "-f", str(dockerfile), "-t", ref]
         for k, v in args.items():
             cmd += ["--build-arg", f"{k}={v}"]
@@ -155,6 +153,8 @@ def build(names: list[str], config_path: str | None, push: bool) -> list[str]:
         if push:
             print(f"images: pushing {ref}", flush=True)
             subprocess.run([tool, "push", ref], check=True)
+        # The one record the inventory's pipeline settings read (the DAG never computes a tag).
+        image_refs.record(stack_file, name, tag)
         refs.append(ref)
     return refs
 

@@ -77,6 +77,20 @@ def test_saved_blend_hits_every_note_within_1ms_and_keeps_marbles_apart(built, n
     assert clear["element_penetrations"] == []
 
 
+@pytest.mark.parametrize("variant", ["blend", "loop_blend"])
+def test_saved_blend_has_the_render_settings_of_render_py(built, variant):
+    from blender_scripts import render
+
+    scene = _open(built["ode_waltz"][variant])
+    preset = render.DEFAULT_PRESET
+    assert scene.render.engine == "CYCLES"
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (
+        render.PRESETS[preset].width,
+        render.PRESETS[preset].height,
+    )
+    assert scene.cycles.samples == render.PRESETS[preset].samples
+
+
 def test_marbles_and_instruments_collections_and_visibility(built):
     from blender_scripts.scene import channelbag_fcurves
 

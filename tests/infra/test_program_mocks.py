@@ -13,6 +13,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
+from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import ConfigError
 
 SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig
@@ -119,22 +120,43 @@ def test_service_secrets_are_generated_and_secret(stack_config):
     assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 7
     host_secrets, secret = resolved["host_secrets"]
     assert secret is True
-    # Exactly the keys the hosts layer reads (renderlab/lab/host_secrets.py on the hosts branch).
-    assert sorted(host_secrets) == sorted(
-        [
-            "renderlab_share_password",
-            "renderlab_k3s_token",
-            "renderlab_p4_super_password",
-            "renderlab_p4_service_password",
-            "renderlab_airflow_admin_password",
-            "renderlab_airflow_db_password",
-            "renderlab_airflow_secret_key",
-        ]
-    )
+    # Exactly the keys the hosts layer reads, and the hosts layer's own check accepts the map.
+    assert sorted(host_secrets) == sorted(hosts_secrets.SECRET_NAMES)
+    assert hosts_secrets.check(host_secrets, "output") == host_secrets
     assert all(v.startswith("generated-") for v in host_secrets.values())
     assert not [k for k in resolved if "password" in k or k.endswith("token") and k != "launcher_token"]
     token, secret = resolved["launcher_token"]
     assert token == "sa-token" and secret is True
+
+
+def test_the_stacks_webhook_url_is_handed_to_the_hosts_as_a_secret(stack_config):
+    url = "https://hooks.example.test/T0/B0/tok"
+    _, _, resolved = run(stack_config, {**SECRET_VALUES, "renderlab:notify_webhook_url": url})
+    host_secrets, secret = resolved["host_secrets"]
+    assert secret is True and host_secrets[hosts_secrets.WEBHOOK_URL] == url
+    assert hosts_secrets.check(host_secrets, "output")[hosts_secrets.WEBHOOK_URL] == url
+    assert url not in json.dumps(resolved["inventory"])
+
+
+def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):
+    """The same stack file through Pulumi's program and through the local lab's inventory: one shape and
+    the same values, except the SSH options only the local lab adds."""
+    from renderlab.lab import image_refs
+    from renderlab.lab.config import load
+    from renderlab.workstation.nspawn_lab import lab as nspawn_lab
+    from renderlab.workstation.nspawn_lab.options import Settings as LabOptions
+
+    monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "no-records")  # what this checkout built stays out
+    options = LabOptions.from_env({"RENDERLAB_LAB_PREFIX": "seam", "RENDERLAB_LAB_CACHE": str(tmp_path)})
+    options.state.mkdir(parents=True)
+    nspawn_lab.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeam seam@test", ["10.0.0.53"])
+    local_stack = yaml.safe_load((options.state / "stack.yaml").read_text())["config"]
+    _, _, resolved = run({k: v for k, v in local_stack.items() if "secure" not in str(v)}, SECRET_VALUES)
+    pulumi_inv, _ = resolved["inventory"]
+    local_inv = nspawn_lab.lab_inventory(load(options.state / "stack.yaml"), options)
+    for key in nspawn_lab.LOCAL_ONLY_VARS:
+        local_inv["all"]["vars"].pop(key)
+    assert pulumi_inv == local_inv
 
 
 def test_inventory_output_has_the_ansible_shape(stack_config):

@@ -11,6 +11,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -129,3 +130,14 @@ def run_dag(
     if isinstance(result, dict):
         result["log"] = proc.stdout + proc.stderr
     return result
+
+
+@pytest.fixture
+def no_cluster():
+    """The provider asks the hook whether it runs in a cluster while building the pod; answer offline."""
+    with mock.patch(
+        "airflow.providers.cncf.kubernetes.hooks.kubernetes.KubernetesHook.is_in_cluster",
+        new_callable=mock.PropertyMock,
+        return_value=False,
+    ):
+        yield

@@ -38,7 +38,7 @@ def log():
 
 
 def backend(share, **kw) -> LocalBackend:
-    return LocalBackend(Settings(backend="local", share_root=str(share), **kw))
+    return LocalBackend(Settings(backend="local", share_root=str(share), depot="file:///unused", **kw))
 
 
 def py(code: str, **kw) -> JobSpec:
@@ -93,22 +93,40 @@ def test_secrets_come_from_the_environment(tmp_path, log, monkeypatch):
 
 @pytest.mark.parametrize(("slots", "overlap"), [(1, False), (2, True)])
 def test_slots_bound_concurrency(tmp_path, log, slots, overlap):
+    # Barrier files on the share instead of timing: a Job marks that it started, waits for the other to
+    # be running (started, not ended), and if they meet waits until the other saw it too before it ends.
+    # With two slots they meet as soon as both run; with one the second cannot start while the first
+    # runs, so however long the first waits it is alone, and the second finds it ended.
     code = (
-        "import time, json; a = time.time(); time.sleep(0.8); print(json.dumps({'a': a, 'b': time.time()}))"
+        "import json, os, time\n"
+        "from pathlib import Path as P\n"
+        "me = os.environ['JOB']; other = 'b' if me == 'a' else 'a'\n"
+        "def wait(cond):\n"
+        "    deadline = time.monotonic() + float(os.environ['WAIT'])\n"
+        "    while not cond() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.02)\n"
+        "    return cond()\n"
+        "P('started-' + me).touch()\n"
+        "met = wait(lambda: P('started-' + other).exists() and not P('ended-' + other).exists())\n"
+        "if met:\n"
+        "    P('seen-' + me).touch()\n"
+        "    wait(lambda: P('seen-' + other).exists())\n"
+        "P('ended-' + me).touch()\n"
+        "print(json.dumps({'met': met}))\n"
     )
+    wait = "60" if overlap else "3"
     results = []
 
-    def one(i):
-        results.append(backend(tmp_path, local_slots=slots).run(py(code, name=f"j{i}"), log).result)
+    def one(name):
+        spec = py(code, name=f"j{name}", env={"JOB": name, "WAIT": wait})
+        results.append(backend(tmp_path, local_slots=slots).run(spec, log).result)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    threads = [threading.Thread(target=one, args=(n,)) for n in "ab"]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    first, second = sorted(results, key=lambda r: r["a"])
-    a1, b0 = first["b"], second["a"]
-    assert (b0 < a1) is overlap
+    assert [r["met"] for r in results] == [overlap, overlap]
 
 
 def test_deadline_stops_the_whole_process_group(tmp_path, log):

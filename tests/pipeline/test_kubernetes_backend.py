@@ -15,11 +15,14 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
-from renderlab.pipeline import steps as pipeline
+from renderlab.lab import image_refs
+from renderlab.lab.config import load
+from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 from renderlab.pipeline.backends import kubernetes as kb
-from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec
-from renderlab.pipeline.settings import Settings, from_lab_config
+from renderlab.pipeline.jobspec import JobFailed, JobSpec
+from renderlab.pipeline.settings import Settings
 from tests.pipeline.conftest import REPO
+from tests.pipeline.dag_jobs import dag_specs
 
 K8S_VERSION = "1.31"  # the lab's k3s minor (versions.k3s in the lab config)
 
@@ -27,69 +30,16 @@ HOOK = "airflow.providers.cncf.kubernetes.hooks.kubernetes.KubernetesHook"
 OPERATOR = "airflow.providers.cncf.kubernetes.operators.job.KubernetesJobOperator"
 
 
+# What `make images` would have recorded for the example stack (one with a digest, one without).
+RECORDED = {"blender": {"tag": "b" * 16}, "fetch": {"tag": "f" * 16, "digest": "sha256:" + "0" * 64}}
+
+
 @pytest.fixture
 def settings() -> Settings:
-    # Derived from the example lab config, as the Airflow VM derives it from the real one.
-    return Settings.model_validate(
-        {**from_lab_config(REPO / "Pulumi.example.yaml"), "share_root": "/mnt/render"}
-    )
-
-
-@pytest.fixture
-def no_cluster():
-    """The provider asks the hook whether it runs in a cluster while building the pod; answer offline."""
-    with mock.patch(f"{HOOK}.is_in_cluster", new_callable=mock.PropertyMock, return_value=False):
-        yield
-
-
-class Recorder:
-    """A backend that records the specs the DAG's tasks submit and answers with contract-shaped results."""
-
-    def __init__(self, results):
-        self.specs: list[JobSpec] = []
-        self.results = results
-
-    def run(self, spec, log, context=None):
-        self.specs.append(spec)
-        return JobResult(name=spec.name, exit_code=0, result=self.results(spec), seconds=1.0)
-
-
-def _results(spec: JobSpec) -> dict:
-    if spec.name == "build":
-        scene = "/share/runs/r/scene"
-        return {
-            "blend": f"{scene}/song.blend",
-            "loop_blend": f"{scene}/song_loop.blend",
-            "wav": f"{scene}/song.wav",
-            "loop_wav": f"{scene}/song_loop.wav",
-            "report": f"{scene}/report.json",
-            "notes": 10,
-            "frames": [1, 100],
-            "loop_frames": [1, 60],
-            "fps": 60,
-            "duration_s": 1.6,
-        }
-    if spec.name.startswith("assemble"):
-        return {"video": "runs/r/video/x.mp4", "contact_sheet": "runs/r/video/x.png"}
-    return {"ok": True}
-
-
-def dag_specs(settings: Settings) -> list[JobSpec]:
-    """Drive every task of the DAG (loop on, two chunk sizes' worth of frames) and collect its Jobs."""
-    context = {
-        "params": {"song": "frere_groove", "changelist": 42, "loop": True, "frames_per_chunk": 48},
-        "run_id": "manual__2026-01-01T00:00:00+00:00",
-    }
-    rec = Recorder(_results)
-    with mock.patch("renderlab.pipeline.settings.load", return_value=settings), \
-         mock.patch("renderlab.pipeline.backends.get", return_value=rec):  # fmt: skip
-        plan = pipeline.plan(context)
-        pipeline.fetch(plan)
-        built = pipeline.build(plan)
-        rendered = [pipeline.render_chunk(plan, c) for c in pipeline.chunks(plan, built)]
-        assembled = pipeline.assemble(plan, built, rendered)
-        pipeline.validate(plan, built, assembled)
-    return rec.specs
+    # Derived from the example lab config exactly as the inventory carries it to the Airflow Variable.
+    config = load(REPO / "Pulumi.example.yaml")
+    derived = pipeline_settings(config, image_refs.pull_refs(config, RECORDED))
+    return Settings.model_validate({**derived, "share_root": "/mnt/render"})
 
 
 def strict_valid(job: dict) -> None:
@@ -129,7 +79,10 @@ def test_every_job_the_dag_submits_is_a_valid_batch_v1_job(settings, no_cluster)
         assert c["volumeMounts"] == [{"mountPath": settings.share_mount, "name": "share"}]
         assert c["workingDir"] == settings.share_mount  # the specs' relative paths resolve on the share
         assert [c["command"][0], *c["args"]] == spec.command
-        assert c["image"].startswith(f"{settings.registry}/renderlab-{spec.image}:")
+        # Exactly the recorded reference, pulled from the nodes' loopback registry (never recomputed).
+        tag = RECORDED[spec.image]["tag"]
+        assert c["image"].startswith(f"127.0.0.1:30500/renderlab-{spec.image}:{tag}")
+        assert c["image"] == settings.images[spec.image]
         assert c["resources"]["requests"] == {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == settings.run_as_uid
@@ -261,6 +214,9 @@ def test_real_cluster_runs_the_dag(airflow_home, tmp_path):
     from tests.pipeline.conftest import run_dag
 
     share = Path(os.environ["RENDERLAB_SHARE_ROOT"])
+    stack_file = os.environ["RENDERLAB_CONFIG"]
+    config = load(stack_file)
+    derived = pipeline_settings(config, recorded_images(config, stack_file))
     r = run_dag(
         airflow_home,
         share,
@@ -272,12 +228,7 @@ def test_real_cluster_runs_the_dag(airflow_home, tmp_path):
             "resolution_percentage": 10,
             "frames_per_chunk": 3,
         },
-        settings={
-            "backend": "kubernetes",
-            "config": os.environ["RENDERLAB_CONFIG"],
-            "share_root": str(share),
-            "depot": None,
-        },
+        settings={**derived, "share_root": str(share)},
         extra_env={"KUBECONFIG": os.environ["KUBECONFIG"]},
         timeout=1800,
     )

@@ -50,13 +50,27 @@ def test_sources_and_run_ids():
     assert pipeline.run_folder_id("plain_id") == "plain_id"
 
 
-def test_settings_from_lab_config_and_variable(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_VAR_RENDERLAB", json.dumps({"config": str(REPO / "Pulumi.example.yaml"), "fps": 30})
-    )
+def test_settings_come_from_the_variable_only(monkeypatch):
+    value = {"backend": "kubernetes", "depot": "p4://h:1666//depot/songs", "fps": 30, "samples": 3,
+             "namespace": "n1", "share_pvc": "pvc1", "p4_secret": "sec1", "images": {"blender": "r/b:1"}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps(value))
     s = settings.load()
-    assert s.backend == "kubernetes" and s.namespace == "render" and s.fps == 30
-    assert s.depot == "p4://ssl:10.20.0.14:1666//depot/songs" and s.registry == "127.0.0.1:30500"
+    assert s.model_dump(include=set(value)) == value
+    assert s.image("blender") == "r/b:1"
+    with pytest.raises(settings.SettingsError, match="no image reference for 'fetch'.*make images"):
+        s.image("fetch")  # never computed here
+    # The lab config is not a second source any more: a path to it is refused, not half-used.
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({**value, "config": "Pulumi.example.yaml"}))
+    with pytest.raises(settings.SettingsError, match="config"):
+        settings.load()
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({"backend": "kubernetes", "depot": "file:///d"}))
+    with pytest.raises(
+        settings.SettingsError, match="kubernetes backend needs namespace, share_pvc, p4_secret"
+    ):
+        settings.load()
+    monkeypatch.delenv("AIRFLOW_VAR_RENDERLAB")
+    with pytest.raises(settings.SettingsError, match="is not set"):
+        settings.load()
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", "{not json")
     with pytest.raises(settings.SettingsError, match="not JSON"):
         settings.load()

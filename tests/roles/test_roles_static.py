@@ -1,6 +1,6 @@
-"""Static checks of the perforce, k3s and airflow roles that need no lab: the Airflow VM's requirements stay
-pinned to the lab config and the repo lock, every task that touches a secret hides it, and each role declares
-its secrets as required, hidden arguments."""
+"""Static checks of every role that need no lab: the Airflow VM's requirements stay pinned to the lab config
+and the repo lock, every task that touches a secret hides it, and each role declares its secrets as
+required, hidden arguments."""
 
 from __future__ import annotations
 
@@ -15,21 +15,33 @@ from renderlab.lab.config import load
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "ansible" / "roles"
 HOST_REQUIREMENTS = ROLES / "airflow" / "files" / "requirements.txt"
-MY_ROLES = ("perforce", "k3s_server", "k3s_agent", "airflow")
-# Variables that hold a secret, or a value derived from one.
+ALL_ROLES = tuple(sorted(p.name for p in ROLES.iterdir() if (p / "tasks").is_dir()))
+# Variables that hold a secret, or a value derived from one (every role listed, also one without any).
 SECRET_VARS = {
     "airflow": ("airflow_admin_password", "airflow_db_password", "airflow_secret_key", "airflow_api_secret_key",
-                "airflow_jwt_secret", "airflow_fernet_key", "airflow_k8s_token", "airflow_token"),
+                "airflow_jwt_secret", "airflow_fernet_key", "airflow_k8s_token", "airflow_token",
+                "airflow_notify_webhook_url"),
+    "common": (),
     "k3s_server": ("k3s_server_token", "k3s_server_kubeconfig"),
     "k3s_agent": ("k3s_agent_token",),
     "perforce": ("perforce_super_password", "perforce_service_password"),
+    "samba": ("samba_users", "item.password", "renderlab_share_password"),
 }  # fmt: skip
+# Secret arguments; a dotted name is an option of a list's elements (samba_users[].password).
 SECRET_ARGS = {
     "airflow": {"airflow_admin_password", "airflow_db_password", "airflow_secret_key"},
+    "common": set(),
     "k3s_server": {"k3s_server_token"},
     "k3s_agent": {"k3s_agent_token"},
     "perforce": {"perforce_super_password", "perforce_service_password"},
+    "samba": {"samba_users.password"},
 }
+
+
+def test_every_role_is_checked():
+    assert set(SECRET_VARS) == set(SECRET_ARGS) == set(ALL_ROLES), "list the new role's secrets here"
+
+
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)", re.M)
 
 
@@ -72,7 +84,7 @@ def _leaks(task: dict, names: tuple[str, ...]) -> list[str]:
     return [n for n in names if re.search(rf"\b{n}\b", text)]
 
 
-@pytest.mark.parametrize("role", MY_ROLES)
+@pytest.mark.parametrize("role", ALL_ROLES)
 def test_every_task_touching_a_secret_has_no_log(role):
     unsafe = []
     for path in sorted((ROLES / role).glob("*/*.yml")):
@@ -86,15 +98,21 @@ def test_every_task_touching_a_secret_has_no_log(role):
     assert unsafe == []
 
 
-@pytest.mark.parametrize("role", MY_ROLES)
+@pytest.mark.parametrize("role", ALL_ROLES)
 def test_secrets_are_required_hidden_arguments_without_defaults(role):
     specs = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     options = specs["main"]["options"]
     defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()) or {}
     for name in SECRET_ARGS[role]:
-        assert options[name].get("required") is True, name
-        assert options[name].get("no_log") is True, name
-        assert name not in defaults, f"{name} has a default in defaults/main.yml"
+        top, _, element = name.partition(".")
+        option = options[top]["options"][element] if element else options[name]
+        assert option.get("required") is True, name
+        assert option.get("no_log") is True, name
+        if element:  # a default may only point at the inventory's secret variable, never hold a value
+            for item in defaults.get(top, []):
+                assert re.fullmatch(r"\{\{ renderlab_\w+ \}\}", item[element]), f"{name}: {item[element]!r}"
+        else:
+            assert name not in defaults, f"{name} has a default in defaults/main.yml"
     # Role-prefixed variables only.
     prefix = f"{role}_"
     assert all(k.startswith(prefix) for k in defaults), [k for k in defaults if not k.startswith(prefix)]

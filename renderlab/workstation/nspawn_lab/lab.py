@@ -18,9 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from renderlab.jobs import atomic
 from renderlab.lab import host_secrets
 from renderlab.lab.config import load
-from renderlab.lab.inventory import inventory, write_yaml
+from renderlab.lab.inventory import inventory
+from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import machines, network, rootfs
 from renderlab.workstation.nspawn_lab.machines import Machine
 from renderlab.workstation.nspawn_lab.options import ROOT, LabError, Settings
@@ -113,8 +115,22 @@ def write_stack(s: Settings, pubkey: str, dns: list[str]) -> dict[str, str]:
         "hosts": addresses,
     }
     cfg["renderlab:ssh"] = {**cfg.get("renderlab:ssh", {}), "public_keys": [pubkey.strip()]}
-    write_yaml(s.state / "stack.yaml", base)
+    atomic.write_yaml(s.state / "stack.yaml", base, mode=0o644)
     return addresses
+
+
+# What only the local lab's inventory has beyond the one Pulumi outputs for the same stack file.
+LOCAL_ONLY_VARS = ("ansible_ssh_private_key_file", "ansible_ssh_common_args")
+
+
+def lab_inventory(config, s: Settings) -> dict:
+    """The same inventory Pulumi's program outputs for this stack, plus the lab's own SSH key and options."""
+    extra = {
+        "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
+        "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
+    }
+    images = recorded_images(config, s.base_config)  # what `make images` built for the base stack, if any
+    return inventory(config, extra_vars=extra, images=images)
 
 
 def status(s: Settings) -> dict:
@@ -124,9 +140,7 @@ def status(s: Settings) -> dict:
 
 def _save(s: Settings, ms: list[Machine]) -> None:
     data = {"bridge": s.bridge, "subnet": str(s.subnet), "machines": [m.as_state() for m in ms]}
-    tmp = s.state / "state.json.tmp"
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(s.state / "state.json")
+    atomic.write_json(s.state / "state.json", data)
 
 
 def up(s: Settings) -> Lab:
@@ -164,11 +178,7 @@ def up(s: Settings) -> Lab:
         addresses = write_stack(s, pubkey, dns)
         config = load(s.state / "stack.yaml")
         host_secrets.write(s.state / "secrets.yml", host_secrets.generate())
-        extra = {
-            "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
-            "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
-        }
-        write_yaml(s.state / "inventory.yml", inventory(config, extra_vars=extra))
+        atomic.write_yaml(s.state / "inventory.yml", lab_inventory(config, s), mode=0o644)
         log(f"network: bridge {s.bridge} {s.gateway}/{s.subnet.prefixlen} with NAT")
         network.up(s)
         for name, address in addresses.items():

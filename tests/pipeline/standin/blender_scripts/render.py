@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from renderlab.jobs.share import frame_name
 from renderlab.jobs.validate import png_size
 
 
@@ -32,7 +33,7 @@ def main() -> int:
     marker = a.out / f".standin-failed-{first}"
     rendered, skipped = [], 0
     for n in range(first, last + 1):
-        path = a.out / f"frame_{n:06d}.png"
+        path = a.out / frame_name(n)
         if png_size(path):
             skipped += 1
             continue

@@ -1,0 +1,11 @@
+"""Names of the cluster objects the pipeline's Jobs use: the cluster layer (infra/manifests.py) creates
+them under these names and the lab's pipeline settings hand the same names to the DAG. Typed only here."""
+
+from __future__ import annotations
+
+SHARE_PV = "renderlab-share"
+SHARE_PVC = "render-share"  # the Jobs mount the share through it
+P4_SECRET = "renderlab-p4"  # the fetch Job reads its keys user, password, fingerprint
+LAUNCHER = "airflow-launcher"  # the ServiceAccount Airflow starts Jobs as
+LAUNCHER_TOKEN = "airflow-launcher-token"  # its token Secret (site.yml's k8s_connection reads it)
+IMAGE_PREFIX = "renderlab-"  # the lab registry's repository of image <name>: renderlab-<name>

@@ -1,0 +1,255 @@
+"""Seams between the layers, no cluster: every value the lab config determines, followed from the stack file
+to the command line that finally consumes it.
+
+stack file (non-default knobs, SSL Perforce, a webhook) -> inventory (Python) -> site.yml's airflow play vars
+and the role's airflow.env.j2, templated by Ansible's own Templar -> the Airflow Variable -> the settings
+model -> every Job the DAG submits -> each Job's command line through its own CLI's argparse parser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+from blender_scripts import render as render_cli
+from images.fetch import __main__ as fetch_cli
+from images.fetch.source import P4Source, parse_source
+from infra import manifests
+from renderlab.jobs import assemble as assemble_cli
+from renderlab.jobs import build_step as build_cli
+from renderlab.jobs import validate as validate_cli
+from renderlab.jobs.share import ShareLayout
+from renderlab.lab import cluster_names, host_secrets, image_refs
+from renderlab.lab.config import load
+from renderlab.lab.inventory import inventory
+from renderlab.pipeline import notify, settings
+from renderlab.pipeline.backends import kubernetes as kb
+from renderlab.workstation import images
+from tests.pipeline.conftest import REPO
+from tests.pipeline.dag_jobs import dag_specs
+
+ROLE = REPO / "ansible" / "roles" / "airflow"
+WEBHOOK = "https://hooks.example.test/services/T000/B000/secret-token"
+RECORDED = {
+    "blender": {"tag": "0123456789abcdef"},
+    "fetch": {"tag": "fedcba9876543210", "digest": "sha256:" + "1" * 64},
+}
+# Every knob away from its default, so that a value dropped anywhere on the way shows.
+KNOBS = {
+    "fps": 24,
+    "samples": 7,
+    "preset": "hd",
+    "frames_per_chunk": 5,
+    "notify": "webhook",
+    "namespace": "renders",
+}
+CLIS = {
+    "images.fetch": fetch_cli.build_parser,
+    "renderlab.jobs.build_step": build_cli.build_parser,
+    "blender_scripts.render": render_cli.build_parser,
+    "renderlab.jobs.assemble": assemble_cli.build_parser,
+    "renderlab.jobs.validate": validate_cli.build_parser,
+}
+
+
+def _stack(tmp_path: Path) -> Path:
+    data = yaml.safe_load((REPO / "Pulumi.example.yaml").read_text())
+    cfg = data["config"]
+    cfg["renderlab:pipeline"].update(KNOBS)
+    cfg["renderlab:pipeline"]["registry"]["node_port"] = 31234
+    cfg["renderlab:perforce"].update(ssl=True, port=1777)
+    cfg["renderlab:share"]["uid"] = 2345
+    cfg["renderlab:notify_webhook_url"] = {"secure": "v1:encrypted-webhook-url"}
+    path = tmp_path / "Pulumi.seam.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _templar(variables: dict):
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+
+    return Templar(loader=DataLoader(), variables=variables)
+
+
+def site_airflow_env(inv: dict, secrets: dict[str, str]) -> dict[str, str]:
+    """/etc/airflow/airflow.env as site.yml writes it: the airflow play's role vars over the role defaults,
+    then the role's template, both through Ansible's Templar; parsed as systemd reads it."""
+    plays = yaml.safe_load((REPO / "ansible" / "site.yml").read_text())
+    (play,) = [p for p in plays if p["hosts"] == "airflow" and p.get("roles")]
+    (role,) = [r for r in play["roles"] if r["role"] == "airflow"]
+    groups = {g: list(c["hosts"]) for g, c in inv["all"]["children"].items()}
+    host = groups["airflow"][0]
+    hostvars = inv["all"]["children"]["airflow"]["hosts"][host]
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    variables = {
+        **defaults,
+        **inv["all"]["vars"],
+        **hostvars,
+        **secrets,
+        "groups": groups,
+        "inventory_hostname": host,
+        "playbook_dir": str(REPO / "ansible"),
+        "ansible_managed": "Ansible managed",
+    }
+    role_vars = _templar(variables).template(role["vars"])
+    text = _templar({**variables, **role_vars}).template((ROLE / "templates" / "airflow.env.j2").read_text())
+    env = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            (assignment,) = shlex.split(line)  # systemd's EnvironmentFile quoting: one word per line
+            key, value = assignment.split("=", 1)
+            env[key] = value
+    return env
+
+
+@pytest.fixture
+def lab(tmp_path):
+    stack = _stack(tmp_path)
+    config = load(stack)
+    inv = inventory(config, images=image_refs.pull_refs(config, RECORDED))
+    secrets = {**host_secrets.generate(), host_secrets.WEBHOOK_URL: WEBHOOK}
+    env = site_airflow_env(inv, secrets)
+    return config, inv, env
+
+
+def test_the_airflow_variable_is_the_inventorys_structure_unchanged(lab, monkeypatch):
+    config, inv, env = lab
+    variable = json.loads(env["AIRFLOW_VAR_RENDERLAB"])
+    assert variable == inv["all"]["vars"]["renderlab_pipeline_settings"]
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", env["AIRFLOW_VAR_RENDERLAB"])
+    s = settings.load()
+    assert {k: getattr(s, k) for k in KNOBS} == KNOBS
+    assert s.run_as_uid == 2345 and s.backend == "kubernetes"
+    assert s.depot == "p4://ssl:10.20.0.14:1777//depot/songs"
+    assert s.share_pvc == cluster_names.SHARE_PVC and s.p4_secret == cluster_names.P4_SECRET
+
+
+def test_the_webhook_url_reaches_the_notifier(lab, monkeypatch):
+    _, inv, env = lab
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", env["AIRFLOW_VAR_RENDERLAB"])
+    s = settings.load()
+    key = f"AIRFLOW_CONN_{s.notify_conn_id.upper()}"
+    assert env[key] == WEBHOOK
+    monkeypatch.setenv(key, env[key])
+    assert notify.webhook_url(s.notify_conn_id) == WEBHOOK
+    # The secret stays out of the inventory (it travels in the 0600 host secrets file only).
+    assert WEBHOOK not in json.dumps(inv)
+
+
+def test_every_job_the_dag_submits_parses_with_its_own_cli(lab, monkeypatch, no_cluster):
+    config, _, env = lab
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", env["AIRFLOW_VAR_RENDERLAB"])
+    s = settings.load()
+    specs, plan = dag_specs(s, with_plan=True)
+    run_id, song, lay = plan["run_id"], plan["song"], ShareLayout(PurePosixPath("."))
+    p4_secret = next(
+        o
+        for o in manifests.secrets(
+            config, {"renderlab_p4_service_password": "x", "renderlab_share_password": "y"}
+        )
+        if o["metadata"]["name"] == s.p4_secret
+    )
+    assert p4_secret["metadata"]["namespace"] == s.namespace
+    refs = image_refs.pull_refs(config, RECORDED)
+    seen = set()
+    for spec in specs:
+        python, dash_m, module, *args = spec.command
+        assert (python, dash_m) == ("python", "-m") and module in CLIS, spec.command
+        seen.add(module)
+        ns = CLIS[module]().parse_args(args)  # argparse exits on anything it does not accept
+        # The image is exactly what `make images` recorded, and it contains the module the Job runs.
+        (container,) = kb.build_job(spec, s).spec.template.spec.containers
+        assert container.image == refs[spec.image] == s.images[spec.image]
+        module_file = module.replace(".", "/") + ("/__main__.py" if module == "images.fetch" else ".py")
+        assert any(
+            module_file == c or module_file.startswith(c.rstrip("/") + "/")
+            for c in images.CONTEXT[spec.image]
+        )
+        if module == "images.fetch":
+            source = parse_source(ns.source)
+            assert isinstance(source, P4Source)
+            assert (source.port, source.depot_path, source.change) == (
+                "ssl:10.20.0.14:1777",
+                f"//depot/songs/{song}/...",
+                42,
+            )
+            assert ns.dest == str(lay.assets(song))
+            for ref in spec.secrets:  # every Secret key the Job reads exists in the cluster layer's Secret
+                assert ref.secret == s.p4_secret and ref.key in p4_secret["stringData"]
+            assert "P4TRUST_FINGERPRINT" in {r.env for r in spec.secrets}  # SSL: the trust is checked
+        elif module == "renderlab.jobs.build_step":
+            assert (str(ns.project), str(ns.out), ns.fps) == (
+                str(lay.assets(song)),
+                str(lay.scene(run_id)),
+                24,
+            )
+        elif module == "blender_scripts.render":
+            assert (ns.preset, ns.samples) == ("hd", 7)
+            assert str(ns.out) in {str(lay.frames(run_id, v)) for v in ("main", "loop")}
+        elif module == "renderlab.jobs.assemble":
+            assert str(ns.frames) in {str(lay.frames(run_id, v)) for v in ("main", "loop")}
+            assert str(ns.out.parent) == str(lay.video(run_id)) and ns.fps == 24
+        else:
+            assert str(ns.out.parent) == str(lay.report(run_id))
+            for variant in json.loads(ns.spec)["variants"].values():
+                assert variant["frames"] in {str(lay.frames(run_id, v)) for v in ("main", "loop")}
+    assert seen == set(CLIS)
+
+
+def _copy(paths: list[str], dest: Path) -> None:
+    for rel in paths:
+        src = REPO / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def _imports(root: Path, code: str) -> subprocess.CompletedProcess:
+    # Only `root` (plus the venv's site-packages): the repository itself is not importable.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AIRFLOW_VAR"))}
+    env["PYTHONPATH"] = str(root)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.slow
+def test_the_airflow_bundle_holds_exactly_the_code_the_dag_runs(tmp_path):
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    _copy(["dags", *defaults["airflow_repo_packages"]], tmp_path)
+    code = (
+        "import importlib, pkgutil, runpy, renderlab.pipeline as p\n"
+        "for m in pkgutil.walk_packages(p.__path__, 'renderlab.pipeline.'): importlib.import_module(m.name)\n"
+        "runpy.run_path('dags/render.py')\n"
+        "import importlib.util as u\n"
+        "assert u.find_spec('renderlab.lab') is None and u.find_spec('renderlab.workstation') is None\n"
+    )
+    proc = _imports(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("image", "modules"),
+    [
+        ("fetch", ["images.fetch.__main__"]),
+        ("blender", ["renderlab.jobs.build_step", "renderlab.jobs.assemble", "renderlab.jobs.validate",
+                     "blender_scripts.render", "blender_scripts.build"]),
+    ],
+)  # fmt: skip
+def test_each_images_inputs_hold_the_code_its_jobs_run(tmp_path, image, modules):
+    _copy([c for c in images.CONTEXT[image] if not c.endswith(".txt") and "Dockerfile" not in c], tmp_path)
+    code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+    code += "import importlib.util as u\nassert u.find_spec('renderlab.pipeline') is None\n"
+    proc = _imports(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
