@@ -152,7 +152,9 @@ def main() -> None:  # noqa: PLR0914
     ap.add_argument("--skip-big", action="store_true", help="skip the 1,000 / 5,000 / 10,000-note builds")
     ap.add_argument("--skip-stress", action="store_true", help="skip measuring the 10,000-note stress song")
     ap.add_argument("--before", help="git ref whose build+render to time side by side (e.g. main)")
+    ap.add_argument("--sections", default="songs,determinism,big,render", help="which measures to run")
     ns = ap.parse_args()
+    sections = set(ns.sections.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="blender-bench-"))
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     songs = [
@@ -161,7 +163,7 @@ def main() -> None:  # noqa: PLR0914
         ("generated type0 300", generated_song(tmp / "gen0.mid", 300, 1, 0), None),
         ("generated type1 300", generated_song(tmp / "gen1.mid", 300, 2, 1), None),
     ] + [(f"real {p.name}", p, None) for p in ns.midi]  # fmt: skip
-    if not ns.skip_stress:
+    if not ns.skip_stress and "songs" in sections:
         songs.append(("stress 10000", generated_song(tmp / "stress.mid", 10000, 7), None))
     if not ns.midi:
         print("note: no real-world MIDI files given (--midi); none are bundled or downloadable here\n")
@@ -169,7 +171,7 @@ def main() -> None:  # noqa: PLR0914
         f"{'song':24} {'notes':>6} {'variant':>7} {'max err (ms)':>12} {'min dist/2r':>11} {'<2r':>4} {'inside':>6} {'lanes':>5}"
     )
     main_blend, refused = None, 0
-    for label, midi, arr in songs:
+    for label, midi, arr in songs if "songs" in sections else []:
         extra = ["--arrangement", arr] if arr else []
         try:
             result, _, _ = cli("build", "--midi", midi, *extra, "--out", tmp / label.replace(" ", "_"))
@@ -186,18 +188,20 @@ def main() -> None:  # noqa: PLR0914
             print(
                 f"{label:24} {result['notes']:>6} {variant.split('_')[0]:>7} {err * 1e3:>12.5f} {dist / (2 * r):>11.3f} {bad:>4} {inside:>6} {lanes:>5}"
             )
-    print(f"{len(songs) - refused} of {len(songs)} songs built, {refused} refused")
+    if "songs" in sections:
+        print(f"{len(songs) - refused} of {len(songs)} songs built, {refused} refused")
 
-    print("\ndeterminism (ode_waltz built twice):", end=" ")
-    a, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_a")
-    b, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_b")
-    ra, rb = (json.loads(Path(x["report"]).read_text()) for x in (a, b))
-    for r in (ra, rb):
-        r.pop("build_time_s"), r.pop("build_phases_s"), r.pop("outputs")
-    same_wav = Path(a["wav"]).read_bytes() == Path(b["wav"]).read_bytes()
-    print("identical report and audio" if ra == rb and same_wav else "DIFFERENT")
+    if "determinism" in sections:
+        print("\ndeterminism (ode_waltz built twice):", end=" ")
+        a, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_a")
+        b, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_b")
+        ra, rb = (json.loads(Path(x["report"]).read_text()) for x in (a, b))
+        for r in (ra, rb):
+            r.pop("build_time_s"), r.pop("build_phases_s"), r.pop("outputs")
+        same_wav = Path(a["wav"]).read_bytes() == Path(b["wav"]).read_bytes()
+        print("identical report and audio" if ra == rb and same_wav else "DIFFERENT")
 
-    if not ns.skip_big:
+    if not ns.skip_big and "big" in sections:
         print()
         for count, (t_max, mem_max) in TARGETS.items():
             midi = generated_song(tmp / f"big{count}.mid", count, 7)
@@ -211,6 +215,9 @@ def main() -> None:  # noqa: PLR0914
             )
             print("   phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["build_phases_s"].items()))
 
+    if "render" not in sections:
+        print(f"\noutputs kept in {tmp}")
+        return
     trees = [("now", ROOT)] + ([(f"before ({ns.before})", _before_tree(ns.before, tmp))] if ns.before else [])
     print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz (load {os.getloadavg()[0]:.1f}):")
     try:
