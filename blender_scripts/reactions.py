@@ -16,6 +16,8 @@ import numpy as np
 
 from blender_scripts.layout import CYMBALS, Element, drum_sound
 
+RING_TAUS = 4.0
+
 
 @dataclass(frozen=True)
 class Motion:
@@ -55,7 +57,8 @@ def curve(
     w = 2 * math.pi * mo.hz
     for k, (th, vel) in enumerate(hits):
         nxt = hits[k + 1][0] if k + 1 < len(hits) else next_after
-        end = th + 6 * mo.tau if nxt is None else min(th + 6 * mo.tau, nxt - step)
+        ring = RING_TAUS * mo.tau  # then the taper has taken it to 0: fewer keys on long songs
+        end = th + ring if nxt is None else min(th + ring, nxt - step)
         f_hit = 1.0 + (th + offset) * fps
         frames.append(f_hit)
         values.append(0.0)  # at rest on the contact

@@ -27,6 +27,7 @@ from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
 from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
 
 FLASH_DECAY_S = 0.15
+FLASH_FLOOR = 0.02  # emission strength below this does not show
 EMISSION = "Emission Strength"
 
 
@@ -244,11 +245,12 @@ class SceneBuilder:
             f = np.arange(1, frame_end + 1, dtype=float)
             t = (f - 1) / self.fps - offset
             env = np.zeros_like(t)
-            span = int(FLASH_DECAY_S * math.log(1e4 * max(peak, 1e-3)) * self.fps) + 2  # until < 1e-4
+            # keyed until it fades below FLASH_FLOOR (invisible): fewer keys, less memory on long songs
+            span = int(FLASH_DECAY_S * math.log(max(peak, 1e-3) / FLASH_FLOOR) * self.fps) + 2
             for th, vel in hits:
                 i = int(np.searchsorted(t, th))
                 env[i : i + span] += peak * vel * np.exp(-(t[i : i + span] - th) / FLASH_DECAY_S)
-            env[env < 1e-3] = 0.0
+            env[env < FLASH_FLOOR] = 0.0
             keep = np.ones_like(env, dtype=bool)
             keep[1:-1] = (env[1:-1] != env[:-2]) | (env[1:-1] != env[2:])  # drop the middle of flat runs
             nt = obj.active_material.node_tree
