@@ -99,10 +99,13 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)
 
 # --- pipeline ---
-.PHONY: images pipeline-test pipeline-bench
+.PHONY: images images-test pipeline-test pipeline-bench
 
-images: venv ## build the fetch and Blender images (content tags) and push them to the lab registry
-	$(PY) -m renderlab.workstation.images build --push --config $(CONFIG)
+images: venv ## build the fetch and Blender images (podman or docker), push if the lab registry answers, record the refs
+	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG)
+
+images-test: venv ## container tests: make images (cached), entrypoints and the DAG's Job pods run by podman (tests/containers)
+	$(VENV)/bin/pytest tests/containers $(PYTEST_ARGS)
 
 pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
 	$(VENV)/bin/pytest tests/pipeline $(PYTEST_ARGS)

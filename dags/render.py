@@ -1,8 +1,9 @@
 """The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate.
 
-Every step that touches the share is a Job (renderlab.pipeline.jobspec.JobSpec) run by the backend the configuration
-names (renderlab.pipeline.settings: the Airflow Variable ``renderlab`` / the lab config); the DAG never knows which.
-Nothing is computed at import time: the tasks import what they need when they run.
+The first task resolves the run's plan (renderlab.pipeline.run_plan) from the params and the settings (the
+Airflow Variable ``renderlab``, renderlab.pipeline.settings); every later task reads that plan. Every step that
+touches the share is a Job (renderlab.pipeline.jobspec.JobSpec) run by the backend the settings name; the DAG
+never knows which. Notifications and callbacks: renderlab.pipeline.notify. Nothing is computed at import time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from blender_scripts.presets import PRESET_NAMES  # a constant: the content's own list of presets
-from renderlab.pipeline import steps as rt
+from renderlab.pipeline import notify as notifications
+from renderlab.pipeline import run_plan, settings, steps
 
 
 @dag(
@@ -25,10 +27,10 @@ from renderlab.pipeline import steps as rt
     default_args={
         "retries": 1,
         "retry_delay": pendulum.duration(seconds=5),
-        "on_failure_callback": rt.on_task_failure,
+        "on_failure_callback": notifications.on_task_failure,
     },
-    on_success_callback=rt.on_run_success,
-    on_failure_callback=rt.on_run_failure,
+    on_success_callback=notifications.on_run_success,
+    on_failure_callback=notifications.on_run_failure,
     params={
         "song": Param(
             "demo",
@@ -69,44 +71,44 @@ from renderlab.pipeline import steps as rt
 )
 def render():
     @task
-    def plan() -> dict:
-        return rt.plan(get_current_context())
+    def plan_run() -> dict:
+        return run_plan.resolve_run(get_current_context(), settings.load()).xcom()
 
     @task
-    def fetch(plan: dict) -> dict:
-        return rt.fetch(plan, get_current_context())
+    def fetch(run: dict) -> dict:
+        return steps.fetch(run, get_current_context())
 
     @task
-    def build(plan: dict, fetched: dict) -> dict:
-        return rt.build(plan, get_current_context())
+    def build(run: dict, fetched: dict) -> dict:
+        return steps.build(run, get_current_context())
 
     @task
-    def chunks(plan: dict, built: dict) -> list[dict]:
-        return rt.chunks(plan, built)
+    def chunks(run: dict, built: dict) -> list[dict]:
+        return steps.chunks(run, built)
 
     @task(retries=2, map_index_template="{{ chunk_label }}")
-    def render_chunk(plan: dict, chunk: dict) -> dict:
+    def render_chunk(run: dict, chunk: dict) -> dict:
         context = get_current_context()
         context["chunk_label"] = chunk["label"]  # type: ignore[typeddict-unknown-key]
-        return rt.render_chunk(plan, chunk, context)
+        return steps.render_chunk(run, chunk, context)
 
     @task(trigger_rule="none_failed")
-    def assemble(plan: dict, built: dict, rendered: list[dict] | None) -> dict:
-        return rt.assemble(plan, built, rendered, get_current_context())
+    def assemble(run: dict, built: dict, rendered: list[dict] | None) -> dict:
+        return steps.assemble(run, built, rendered, get_current_context())
 
     @task(trigger_rule="none_failed", retries=0)  # a verdict: retrying cannot change it
-    def validate(plan: dict, built: dict, assembled: dict) -> dict:
-        return rt.validate(plan, built, assembled, get_current_context())
+    def validate(run: dict, built: dict, assembled: dict) -> dict:
+        return steps.validate(run, built, assembled, get_current_context())
 
     @task(trigger_rule="none_failed", retries=0)
-    def notify(plan: dict, built: dict, assembled: dict, validated: dict) -> dict:
-        return rt.notify_success(plan, built, assembled, validated)
+    def notify(run: dict, built: dict, assembled: dict, validated: dict) -> dict:
+        return notifications.notify_success(run, built, assembled, validated)
 
-    p = plan()
-    b = build(p, fetch(p))
-    r = render_chunk.partial(plan=p).expand(chunk=chunks(p, b))
-    a = assemble(p, b, r)
-    notify(p, b, a, validate(p, b, a))
+    run = plan_run()
+    built = build(run, fetch(run))
+    rendered = render_chunk.partial(run=run).expand(chunk=chunks(run, built))
+    assembled = assemble(run, built, rendered)
+    notify(run, built, assembled, validate(run, built, assembled))
 
 
 render()

@@ -248,11 +248,55 @@ class Pve:
         return ("\n  task log: " + " | ".join(text[-lines:])) if text else ""
 
     # ------------------------------------------------------------------- VMs
+    # Every REST path the providers use is spelled here, nowhere else.
+
+    def _vm(self, node: str, vmid: int) -> str:
+        return f"nodes/{node}/qemu/{vmid}"
+
+    def create_vm(self, node: str, vmid: int, what: str, **config: Any) -> str:
+        return self.task("POST", f"nodes/{node}/qemu", what, vmid=vmid, **config)
+
+    def clone_vm(self, node: str, template: int, vmid: int, name: str, storage: str) -> str:
+        return self.task(
+            "POST",
+            f"{self._vm(node, template)}/clone",
+            f"clone template {template} to VM {vmid}",
+            newid=vmid,
+            name=name,
+            full=1,
+            storage=storage,
+        )
+
+    def set_vm_config(self, node: str, vmid: int, **params: Any) -> Any:
+        return self.call("PUT", f"{self._vm(node, vmid)}/config", **params)
+
+    def vm_pending(self, node: str, vmid: int) -> list[dict]:
+        return self.get(f"{self._vm(node, vmid)}/pending") or []
+
+    def resize_disk(self, node: str, vmid: int, disk: str, size_gib: int) -> str:
+        what = f"resize {disk} of VM {vmid} to {size_gib}G"
+        return self.task("PUT", f"{self._vm(node, vmid)}/resize", what, disk=disk, size=f"{size_gib}G")
+
+    def vm_power(self, node: str, vmid: int, action: str) -> str:
+        """action: start, stop or reboot."""
+        return self.task("POST", f"{self._vm(node, vmid)}/status/{action}", f"{action} VM {vmid}")
+
+    def make_template(self, node: str, vmid: int) -> str:
+        return self.task("POST", f"{self._vm(node, vmid)}/template", f"convert VM {vmid} to a template")
+
+    def destroy_vm(self, node: str, vmid: int, what: str, **params: Any) -> str:
+        return self.task("DELETE", self._vm(node, vmid), what, purge=1, **params)
+
+    def storage_content(self, node: str, storage: str, content: str) -> list[dict]:
+        return self.get(f"nodes/{node}/storage/{storage}/content", content=content) or []
+
+    def download_url(self, node: str, storage: str, what: str, **params: Any) -> str:
+        return self.task("POST", f"nodes/{node}/storage/{storage}/download-url", what, **params)
 
     def vm_config(self, node: str, vmid: int) -> dict | None:
         """The VM's config, or None when it does not exist."""
         try:
-            return self.get(f"nodes/{node}/qemu/{vmid}/config")
+            return self.get(f"{self._vm(node, vmid)}/config")
         except ResourceException as err:
             if is_not_found(err):
                 return None
@@ -260,7 +304,7 @@ class Pve:
 
     def vm_status(self, node: str, vmid: int) -> dict | None:
         try:
-            return self.get(f"nodes/{node}/qemu/{vmid}/status/current")
+            return self.get(f"{self._vm(node, vmid)}/status/current")
         except ResourceException as err:
             if is_not_found(err):
                 return None
@@ -283,7 +327,7 @@ class Pve:
     def agent_addresses(self, node: str, vmid: int) -> list[str] | None:
         """The guest's usable IPv4 addresses, or None while the agent does not answer yet."""
         try:
-            answer = self.api(f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces").get()
+            answer = self.api(f"{self._vm(node, vmid)}/agent/network-get-interfaces").get()
         except ResourceException as err:
             if err.status_code == 500 and _AGENT_NOT_READY.search(describe(err)):
                 return None

@@ -25,7 +25,7 @@ from pulumi.dynamic import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.proxmox.client import Connection, ProxmoxError, Pve
-from infra.proxmox.vm import PveProvider, _problems, check_failures
+from infra.proxmox.provider import PveProvider, check_failures, problems
 from renderlab.lab.patterns import ImageUrl, PveBridge, PveEndpoint, PveStorage, PveTokenId, Sha512
 
 log = logging.getLogger("renderlab.proxmox.template")
@@ -61,7 +61,7 @@ def parse_template(props: dict[str, Any]) -> TemplateSpec:
     try:
         return TemplateSpec.model_validate({k: v for k, v in props.items() if k in TemplateSpec.model_fields})
     except ValidationError as err:
-        raise ProxmoxError(f"invalid CloudInitTemplate inputs:\n{_problems(err)}") from err
+        raise ProxmoxError(f"invalid CloudInitTemplate inputs:\n{problems(err)}") from err
 
 
 def published_sha512(image_url: str, timeout: float = 30) -> str:
@@ -127,9 +127,9 @@ class CloudInitTemplateProvider(PveProvider):
         volume = f"{spec.image_storage}:import/{spec.image_file}"
         if not self._has_image(pve, spec, volume):
             digest = spec.image_sha512 or published_sha512(spec.image_url)
-            pve.task(
-                "POST",
-                f"nodes/{node}/storage/{spec.image_storage}/download-url",
+            pve.download_url(
+                node,
+                spec.image_storage,
                 f"download {spec.image_file} to {spec.image_storage}",
                 url=spec.image_url,
                 content="import",
@@ -138,11 +138,10 @@ class CloudInitTemplateProvider(PveProvider):
                 **{"checksum-algorithm": "sha512", "verify-certificates": 1},
             )
         try:
-            pve.task(
-                "POST",
-                f"nodes/{node}/qemu",
+            pve.create_vm(
+                node,
+                vmid,
                 f"create template VM {vmid}",
-                vmid=vmid,
                 name=spec.name,
                 ostype="l26",
                 cores=1,
@@ -156,7 +155,7 @@ class CloudInitTemplateProvider(PveProvider):
                 agent="enabled=1",
                 net0=f"virtio,bridge={spec.bridge}",
             )
-            pve.task("POST", f"nodes/{node}/qemu/{vmid}/template", f"convert VM {vmid} to a template")
+            pve.make_template(node, vmid)
         except Exception:
             self._destroy(pve, node, vmid)
             raise
@@ -164,8 +163,8 @@ class CloudInitTemplateProvider(PveProvider):
 
     @staticmethod
     def _has_image(pve: Pve, spec: TemplateSpec, volume: str) -> bool:
-        content = pve.get(f"nodes/{spec.node}/storage/{spec.image_storage}/content", content="import")
-        return any(item.get("volid") == volume for item in content or [])
+        content = pve.storage_content(spec.node, spec.image_storage, "import")
+        return any(item.get("volid") == volume for item in content)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if not props.get("built"):
@@ -178,4 +177,4 @@ class CloudInitTemplateProvider(PveProvider):
         if pve.vm_status(node, vmid) is None:
             return
         pve.wait_unlocked(node, vmid)
-        pve.task("DELETE", f"nodes/{node}/qemu/{vmid}", f"destroy template {vmid}", purge=1)
+        pve.destroy_vm(node, vmid, f"destroy template {vmid}")

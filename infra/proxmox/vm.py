@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from pulumi.dynamic import (
-    CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
-    ResourceProvider,
     UpdateResult,
 )
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from infra.proxmox.client import TOKEN_ENV, Connection, ProxmoxError, Pve, Timing, describe
+from infra.proxmox.client import Connection, ProxmoxError, Pve, describe
+from infra.proxmox.provider import PveProvider, check_failures, problems
 from renderlab.lab.patterns import LinuxUser, PveBridge, PveEndpoint, PveStorage, PveTokenId, SshPublicKey
 
 log = logging.getLogger("renderlab.proxmox.vm")
@@ -130,22 +127,7 @@ def parse_spec(props: dict[str, Any]) -> VmSpec:
     try:
         return VmSpec.model_validate(data)
     except ValidationError as err:
-        raise ProxmoxError(f"invalid ProxmoxVm inputs:\n{_problems(err)}") from err
-
-
-def _problems(err: ValidationError) -> str:
-    return "\n".join(
-        f"  - {'.'.join(str(p) for p in e['loc']) or 'inputs'}: {e['msg'].removeprefix('Value error, ')}"
-        for e in err.errors(include_url=False)
-    )
-
-
-def check_failures(err: ValidationError) -> list[CheckFailure]:
-    """Pydantic's errors as Pulumi check failures: the input's name and what is wrong with it."""
-    return [
-        CheckFailure(".".join(str(p) for p in e["loc"]) or "inputs", e["msg"].removeprefix("Value error, "))
-        for e in err.errors(include_url=False)
-    ]
+        raise ProxmoxError(f"invalid ProxmoxVm inputs:\n{problems(err)}") from err
 
 
 def _disk_key(config: dict[str, Any]) -> str:
@@ -164,39 +146,6 @@ def _disk_key(config: dict[str, Any]) -> str:
             ):
                 return key
     raise ProxmoxError("the template has no disk to boot from; rebuild it (see README: Build the lab)")
-
-
-class TokenSource:
-    """Where the API token secret comes from: the environment, else the stack's Pulumi secret."""
-
-    def __init__(self) -> None:
-        self._secret: str | None = None
-
-    def configure(self, req: ConfigureRequest) -> None:
-        value = req.config.get("renderlab:proxmox_api_token")
-        if isinstance(value, str) and value:
-            self._secret = value
-
-    def secret(self) -> str:
-        return os.environ.get(TOKEN_ENV) or self._secret or ""
-
-
-class PveProvider(ResourceProvider):
-    """Shared by the Proxmox providers: the token arrives through Configure (or the environment) and a
-    client is built per call, so no credential is ever part of the provider's state."""
-
-    serialize_as_secret_always = False
-
-    def __init__(self, timing: Timing | None = None):
-        super().__init__()
-        self.timing = timing  # for tests; the lab uses the defaults
-        self.tokens = TokenSource()
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self.tokens.configure(req)
-
-    def _client(self, spec: Any) -> Pve:
-        return Pve(spec.connection, self.tokens.secret(), self.timing)
 
 
 class ProxmoxVmProvider(PveProvider):
@@ -251,15 +200,7 @@ class ProxmoxVmProvider(PveProvider):
         cloned = False
         try:
             with pve.clone_slot(node):
-                pve.task(
-                    "POST",
-                    f"nodes/{node}/qemu/{spec.template_vmid}/clone",
-                    f"clone template {spec.template_vmid} to VM {vmid}",
-                    newid=vmid,
-                    name=spec.name,
-                    full=1,
-                    storage=spec.storage,
-                )
+                pve.clone_vm(node, spec.template_vmid, vmid, spec.name, spec.storage)
             cloned = True
             outs = self._configure_and_start(pve, spec)
         except BaseException as err:
@@ -286,9 +227,9 @@ class ProxmoxVmProvider(PveProvider):
         node, vmid = spec.node, spec.vmid
         pve.wait_unlocked(node, vmid)
         config = {k: v for k, v in spec.pve_config().items() if v is not None}
-        pve.call("PUT", f"nodes/{node}/qemu/{vmid}/config", **config)
+        pve.set_vm_config(node, vmid, **config)
         self._grow_disk(pve, spec)
-        pve.task("POST", f"nodes/{node}/qemu/{vmid}/status/start", f"start VM {vmid}")
+        pve.vm_power(node, vmid, "start")
         ip = pve.wait_agent_address(node, vmid, str(spec.address.ip))
         return self._outs(spec, ip)
 
@@ -299,13 +240,7 @@ class ProxmoxVmProvider(PveProvider):
         have = _size_gib(str(config.get(disk, "")))
         if have is not None and have >= spec.disk_gib:
             return
-        pve.task(
-            "PUT",
-            f"nodes/{node}/qemu/{vmid}/resize",
-            f"resize {disk} of VM {vmid} to {spec.disk_gib}G",
-            disk=disk,
-            size=f"{spec.disk_gib}G",
-        )
+        pve.resize_disk(node, vmid, disk, spec.disk_gib)
 
     @staticmethod
     def _outs(spec: VmSpec, ip: str) -> dict[str, Any]:
@@ -331,21 +266,21 @@ class ProxmoxVmProvider(PveProvider):
             params = dict(changes)
             if deletes:
                 params["delete"] = ",".join(deletes)
-            pve.call("PUT", f"nodes/{node}/qemu/{vmid}/config", **params)
+            pve.set_vm_config(node, vmid, **params)
         if spec.disk_gib > old.disk_gib:
             self._grow_disk(pve, spec)
         status = pve.vm_status(node, vmid) or {}
-        pending = pve.get(f"nodes/{node}/qemu/{vmid}/pending")
-        waiting = [p["key"] for p in pending or [] if "pending" in p or p.get("delete")]
+        pending = pve.vm_pending(node, vmid)
+        waiting = [p["key"] for p in pending if "pending" in p or p.get("delete")]
         cloudinit = any(
             k in changes for k in ("ipconfig0", "nameserver", "searchdomain", "sshkeys", "ciuser")
         )
         if status.get("status") == "running" and (waiting or cloudinit):
             # Hardware and cloud-init changes take effect on the next boot of the guest.
             log.info("VM %s: rebooting to apply %s", vmid, ", ".join(sorted(set(waiting) | set(changes))))
-            pve.task("POST", f"nodes/{node}/qemu/{vmid}/status/reboot", f"reboot VM {vmid}")
+            pve.vm_power(node, vmid, "reboot")
         elif status.get("status") != "running":
-            pve.task("POST", f"nodes/{node}/qemu/{vmid}/status/start", f"start VM {vmid}")
+            pve.vm_power(node, vmid, "start")
         ip = pve.wait_agent_address(node, vmid, str(spec.address.ip))
         return UpdateResult(self._outs(spec, ip))
 
@@ -362,16 +297,10 @@ class ProxmoxVmProvider(PveProvider):
             return  # already gone
         pve.wait_unlocked(node, vmid)
         if status.get("status") == "running":
-            pve.task("POST", f"nodes/{node}/qemu/{vmid}/status/stop", f"stop VM {vmid}")
+            pve.vm_power(node, vmid, "stop")
         if pve.vm_status(node, vmid) is None:
             return
-        pve.task(
-            "DELETE",
-            f"nodes/{node}/qemu/{vmid}",
-            f"destroy VM {vmid}",
-            purge=1,
-            **{"destroy-unreferenced-disks": 1},
-        )
+        pve.destroy_vm(node, vmid, f"destroy VM {vmid}", **{"destroy-unreferenced-disks": 1})
 
     # ----------------------------------------------------------------- read
 

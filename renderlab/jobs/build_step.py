@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         runpy.run_module("blender_scripts.build", run_name="__main__", alter_sys=True)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except ModuleNotFoundError as e:  # a broken image or venv: say which module, not a traceback
+        print(
+            f"build: error: Python module {e.name!r} is missing from {sys.executable}'s environment; "
+            "rebuild the Blender image (`make images`) or reinstall the lock (`make venv`)",
+            file=sys.stderr,
+        )
+        return 3
     if code == 0:
         with contextlib.suppress(OSError, KeyError, json.JSONDecodeError):
             result = json.loads((a.out / "report.json").read_text(encoding="utf-8"))["outputs"]

@@ -4,8 +4,10 @@
 <share>/assets/<project>/.renderlab/manifest-<change>.json   verified file list, published last
 <share>/runs/<run_id>/scene/                      .blend files, audio, timing report
 <share>/runs/<run_id>/frames/<variant>/           rendered frames (variant: main or loop)
-<share>/runs/<run_id>/video/                      the MP4s and the contact sheet
-<share>/runs/<run_id>/report/                     validation report, notification record
+<share>/runs/<run_id>/video/<song>_<variant>.mp4  the MP4s, and <song>_<variant>_contact.png
+<share>/runs/<run_id>/report/validation.json      the validation report
+<share>/runs/<run_id>/report/notification-<state>.json   the notification record (success or failed)
+<share>/runs/<run_id>/report/errors/<task>.json   each failed task's error, for the failure notification
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import PurePosixPath
 
 # Where a Job's container sees the share (its working directory; the images' RENDERLAB_SHARE default).
 SHARE_MOUNT = "/share"
+TASK_ERRORS = "errors"  # in a run's report folder
 # The rendered frames' file names inside frames/<variant>/ (printf/ffmpeg pattern: frame_000001.png).
 FRAME_PATTERN = "frame_%06d.png"
 
@@ -47,8 +50,11 @@ class ShareLayout:
     def manifest(self, project: str, change: int) -> PurePosixPath:
         return self.assets(project) / ".renderlab" / f"manifest-{int(change)}.json"
 
+    def runs(self) -> PurePosixPath:
+        return self.root / "runs"
+
     def run(self, run_id: str) -> PurePosixPath:
-        return self.root / "runs" / _segment("run id", run_id)
+        return self.runs() / _segment("run id", run_id)
 
     def scene(self, run_id: str) -> PurePosixPath:
         return self.run(run_id) / "scene"
@@ -61,3 +67,23 @@ class ShareLayout:
 
     def report(self, run_id: str) -> PurePosixPath:
         return self.run(run_id) / "report"
+
+    def video_file(self, run_id: str, song: str, variant: str) -> PurePosixPath:
+        return self.video(run_id) / f"{_segment('song', song)}_{_segment('variant', variant)}.mp4"
+
+    def contact_sheet(self, run_id: str, song: str, variant: str) -> PurePosixPath:
+        return self.video(run_id) / f"{_segment('song', song)}_{_segment('variant', variant)}_contact.png"
+
+    def validation_report(self, run_id: str) -> PurePosixPath:
+        return self.report(run_id) / "validation.json"
+
+    def notification_record(self, run_id: str, state: str) -> PurePosixPath:
+        return self.report(run_id) / notification_name(state)
+
+    def task_errors(self, run_id: str) -> PurePosixPath:
+        return self.report(run_id) / TASK_ERRORS
+
+
+def notification_name(state: str) -> str:
+    """The notification record's file name in a run's report folder."""
+    return f"notification-{_segment('state', state)}.json"

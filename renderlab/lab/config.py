@@ -1,7 +1,7 @@
 """The lab config: one Pulumi stack file, validated by one pydantic model.
 
-Every layer (Pulumi, Ansible inventory, DAG defaults) reads the lab through `load()` so that no value is
-typed twice.  The stack file is Pulumi's own format (``Pulumi.<stack>.yaml``): a ``config:`` mapping whose
+Every layer reads the lab through `load()` (Pulumi, the Ansible inventory, and through the inventory the DAG's
+settings, renderlab/lab/pipeline_settings.py) so that no value is typed twice.  The stack file is Pulumi's own format (``Pulumi.<stack>.yaml``): a ``config:`` mapping whose
 keys are ``renderlab:<section>``.  Secrets are never plain values: a secret key must hold Pulumi's encrypted
 form (``{secure: ...}``, written by ``pulumi config set --secret``).
 

@@ -39,21 +39,33 @@ def record_path(stack_file: str | Path) -> Path:
     return RECORDS / f"{Path(stack_file).stem}.json"
 
 
-def record(stack_file: str | Path, name: str, tag: str, digest: str | None = None) -> Path:
-    """Record what `make images` built for this stack (merged with the other image's entry)."""
+def record(
+    stack_file: str | Path, name: str, tag: str, digest: str | None = None, built: dict | None = None
+) -> Path:
+    """Record what `make images` built for this stack (merged with the other image's entry).
+
+    `digest`: the pushed manifest digest (pins the Jobs' reference); `built`: what the local engine holds
+    (image id, local digest, base, size), for the record and the tests, never part of a reference."""
     if name not in IMAGES:
         raise ValueError(f"unknown image {name!r}; the images are {', '.join(IMAGES)}")
     path = record_path(stack_file)
     entries = recorded(stack_file)
-    entries[name] = {"tag": tag, **({"digest": digest} if digest else {})}
+    entries[name] = {
+        "tag": tag,
+        **({"digest": digest} if digest else {}),
+        **({"built": built} if built else {}),
+    }
     return atomic.write_json(path, entries)
 
 
-def recorded(stack_file: str | Path) -> dict[str, dict[str, str]]:
+def recorded(stack_file: str | Path) -> dict[str, dict]:
     path = record_path(stack_file)
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON ({e}); delete it and run `make images` again") from e
     return {k: v for k, v in data.items() if k in IMAGES}
 
 

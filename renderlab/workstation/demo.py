@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from renderlab.jobs.share import ShareLayout
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {
     # Kept small so that the whole demo, setup included, fits in ~10 minutes on 2 cores: 3.2 s of the
@@ -161,17 +163,19 @@ def run(argv: list[str] | None = None) -> int:
         "notify": "none",
     }
     print(f"demo: running the render DAG: {json.dumps(conf)}", flush=True)
-    before = set((share / "runs").glob("*")) if (share / "runs").is_dir() else set()
+    runs_dir = Path(ShareLayout(share).runs())
+    before = set(runs_dir.glob("*")) if runs_dir.is_dir() else set()
     code = _run([airflow, "dags", "test", "render", "--conf", json.dumps(conf)], env, log_path, echo=True)
-    runs = sorted(set((share / "runs").glob("*")) - before, key=lambda p: p.stat().st_mtime)
+    runs = sorted(set(runs_dir.glob("*")) - before, key=lambda p: p.stat().st_mtime)
     if not runs:
         print(f"demo: the DAG run left no run folder (exit {code}); see {log_path}", file=sys.stderr)
         return 1
     run_dir = runs[-1]
-    ok = (run_dir / "report" / "notification-success.json").is_file()
+    layout = ShareLayout(share)
+    ok = Path(layout.notification_record(run_dir.name, "success")).is_file()
     elapsed = time.monotonic() - start
     if not ok:
-        record = run_dir / "report" / "notification-failed.json"
+        record = Path(layout.notification_record(run_dir.name, "failed"))
         detail = json.loads(record.read_text())["text"] if record.is_file() else f"see {log_path}"
         print(f"demo: FAILED after {elapsed:.0f}s: {detail}", file=sys.stderr)
         return 1

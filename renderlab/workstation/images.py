@@ -1,101 +1,182 @@
-"""Container images: content tags, the hash-pinned requirement subsets, and `make images`.
+"""Container images: `make images` builds them, tags them by content, pushes them and records the references.
 
-    python -m renderlab.workstation.images build [--push] [--config Pulumi.<stack>.yaml] [--only blender|fetch]
-    python -m renderlab.workstation.images tags            # the content tag of each image
+    python -m renderlab.workstation.images build [--push auto|always|never] [--base auto|official|debootstrap|REF]
+                                     [--config Pulumi.<stack>.yaml] [--only blender|fetch]
     python -m renderlab.workstation.images requirements    # regenerate requirements/image-*.txt from the lock
 
-A tag is the SHA-256 of everything the image's Dockerfile copies plus its build arguments, so an unchanged
-tree gives the same tag (nothing rebuilt or pushed twice). `build` records each tag it built per stack file
-(renderlab.lab.image_refs); the inventory's pipeline settings carry those references to the DAG.
+Each image's build context is staged from exactly the files its Dockerfile COPYs, so its inputs are the code
+it runs and nothing else. The tag is the SHA-256 of that context, the Dockerfile and the build arguments
+(the base image's id included); an image whose tag exists is not rebuilt. Each image is tagged locally with
+the reference its Jobs pull (<pull registry>/renderlab-<name>:<tag>), pushed to the push registry when one
+answers, and recorded per stack file (renderlab.lab.image_refs: tag, pushed digest, image id, base, size);
+the inventory's pipeline settings carry those references to the DAG, which never computes a tag.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
+import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements" / "lock.txt"
-# What each image's Dockerfile copies from the repository (its build context is the repo root).
-CONTEXT = {
-    "blender": [
-        "images/blender",
-        "renderlab/__init__.py",
-        "renderlab/jobs",
-        "blender_scripts",
-        "requirements/image-blender.txt",
-    ],
-    "fetch": [
-        "images/__init__.py",
-        "images/fetch",
-        "renderlab/__init__.py",
-        "renderlab/jobs/__init__.py",
-        "renderlab/jobs/share.py",
-        "renderlab/jobs/atomic.py",
-    ],
+NAMES = ("blender", "fetch")
+CONTAINERS_CONF = REPO / "images" / "containers.conf"
+STAGE = REPO / ".cache" / "images" / "context"
+# The Python packages each image's code imports; the lock supplies these and everything they need.
+IMAGE_ROOTS = {
+    "blender": ["bpy", "mido", "pydantic", "pyyaml", "pyfluidsynth"],
+    "fetch": ["p4python", "rich"],
 }
-# Python packages the Blender image installs into Blender's bundled Python (bpy/numpy ship with Blender).
-# blender_scripts' own imports: mido (+ packaging), pydantic (+ its four), pyyaml, pyfluidsynth.
-IMAGE_REQUIREMENTS = {
-    "blender": [
-        "mido",
-        "packaging",
-        "pydantic",
-        "pydantic-core",
-        "annotated-types",
-        "typing-extensions",
-        "typing-inspection",
-        "pyyaml",
-        "pyfluidsynth",
-    ]
-}
-ENGINES = ("podman", "docker", "nerdctl", "buildah")
+ENGINES = ("podman", "docker")
+# The locally made base (debootstrap rootfs imported); its tag follows the rootfs build.
+LOCAL_BASE = "localhost/renderlab-base"
 
 
 class ImageError(RuntimeError):
     pass
 
 
-def _files(rel: str) -> list[Path]:
-    path = REPO / rel
-    if path.is_file():
-        return [path]
-    return sorted(
-        p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+def log(msg: str) -> None:
+    print(f"images: {msg}", file=sys.stderr, flush=True)
+
+
+# --- requirement subsets ----------------------------------------------------------------------------------
+
+
+def _lock_blocks(lock_text: str) -> dict[str, tuple[str, set[str]]]:
+    """name -> (its pin with hashes, the packages it is there for) from uv's annotated lock."""
+    out = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", lock_text):
+        first = block.split("\n", 1)[0]
+        if "==" not in first:
+            continue
+        name = first.split("==", 1)[0].strip().lower()
+        pin = "\n".join(ln for ln in block.splitlines() if not ln.strip().startswith("#")).strip()
+        via = set()
+        for ln in block.splitlines():
+            text = ln.strip().removeprefix("#").strip()
+            if ln.strip().startswith("#") and text != "via":
+                via.add(text.removeprefix("via ").split(" ", 1)[0].lower())
+        out[name] = (pin, via)
+    return out
+
+
+def closure(lock_text: str, roots: list[str]) -> list[str]:
+    """The roots and every package the lock says they pull in, transitively."""
+    blocks = _lock_blocks(lock_text)
+    missing = sorted({r.lower() for r in roots} - set(blocks))
+    if missing:
+        raise ImageError(f"not in {LOCK.name}: {missing}; add them to pyproject.toml and run `make lock`")
+    wanted = {r.lower() for r in roots}
+    grew = True
+    while grew:
+        grew = False
+        for name, (_, via) in blocks.items():
+            if name not in wanted and via & wanted:
+                wanted.add(name)
+                grew = True
+    return sorted(wanted)
+
+
+def pick_requirements(lock_text: str, roots: list[str]) -> str:
+    """The lock's entries (with their hashes) for exactly these packages and their dependencies."""
+    blocks = _lock_blocks(lock_text)
+    body = "\n".join(blocks[n][0] for n in closure(lock_text, roots))
+    return (
+        f"# Generated by `python -m renderlab.workstation.images requirements` from {LOCK.name} (roots: "
+        f"{', '.join(roots)}); do not edit.\n{body}\n"
     )
+
+
+def requirements_path(name: str) -> Path:
+    return REPO / "requirements" / f"image-{name}.txt"
+
+
+# --- build context and tags -------------------------------------------------------------------------------
+
+
+def dockerfile(name: str) -> Path:
+    path = REPO / "images" / name / "Dockerfile"
+    if not path.is_file():
+        raise ImageError(f"{path.relative_to(REPO)} does not exist; the {name} image is not defined")
+    return path
+
+
+def copy_sources(name: str) -> list[str]:
+    """The repository paths (globs) the Dockerfile's COPY lines name (multi-stage --from copies excluded)."""
+    text = dockerfile(name).read_text(encoding="utf-8").replace("\\\n", " ")
+    sources = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].upper() != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def context_files(name: str) -> list[str]:
+    files: set[str] = set()
+    for pattern in copy_sources(name):
+        matches = sorted(glob.glob(pattern, root_dir=REPO))
+        if not matches:
+            raise ImageError(f"images/{name}/Dockerfile copies {pattern}, which does not exist")
+        for rel in matches:
+            path = REPO / rel
+            if path.is_dir():
+                files.update(
+                    str(p.relative_to(REPO))
+                    for p in path.rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+                )
+            else:
+                files.add(rel)
+    return sorted(files)
+
+
+def stage(name: str) -> Path:
+    """A fresh build context holding exactly what the Dockerfile copies (and the Dockerfile)."""
+    STAGE.mkdir(parents=True, exist_ok=True)
+    ctx = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=STAGE))
+    for rel in [*context_files(name), f"images/{name}/Dockerfile"]:
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, ctx / rel)
+    return ctx
 
 
 def content_tag(name: str, build_args: dict[str, str] | None = None) -> str:
     h = hashlib.sha256()
-    for rel in CONTEXT[name]:
-        for f in _files(rel):
-            h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+    for rel in [*context_files(name), f"images/{name}/Dockerfile"]:
+        path = REPO / rel
+        h.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode() + path.read_bytes() + b"\0")
     for k, v in sorted((build_args or {}).items()):
         h.update(f"{k}={v}\0".encode())
     return h.hexdigest()[:16]
 
 
-def pick_requirements(lock_text: str, names: list[str]) -> str:
-    """The lock's entries (with their hashes) for exactly these packages."""
-    blocks = re.split(r"\n(?=[A-Za-z0-9])", lock_text)
-    wanted = {n.lower() for n in names}
-    picked = [b.strip() for b in blocks if b.split("==", 1)[0].strip().lower() in wanted]
-    found = {b.split("==", 1)[0].lower() for b in picked}
-    if found != wanted:
-        raise ImageError(
-            f"not in {LOCK.name}: {sorted(wanted - found)}; add them to pyproject and `make lock`"
-        )
-    body = "\n".join("\n".join(ln for ln in b.splitlines() if not ln.strip().startswith("#")) for b in picked)
-    return f"# Generated by `python -m renderlab.workstation.images requirements` from {LOCK.name}; do not edit.\n{body}\n"
+def official_base(name: str) -> str:
+    """The Dockerfile's default BASE: Debian 12 slim pinned by digest."""
+    m = re.search(r"^ARG BASE=(\S+)$", dockerfile(name).read_text(encoding="utf-8"), re.M)
+    if not m:
+        raise ImageError(f"images/{name}/Dockerfile has no `ARG BASE=<image>@sha256:...` line")
+    return m.group(1)
 
 
-def requirements_path(name: str) -> Path:
-    return REPO / "requirements" / f"image-{name}.txt"
+# --- the engine -------------------------------------------------------------------------------------------
+
+
+def engine_env() -> dict[str, str]:
+    """The environment every engine call runs with: the project's containers.conf (never the global one)."""
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF), "DOCKER_BUILDKIT": "1"}
 
 
 def engine() -> str:
@@ -104,86 +185,250 @@ def engine() -> str:
     for tool in ENGINES:
         if not shutil.which(tool):
             continue
-        probe = [tool, "--version"] if tool == "buildah" else [tool, "info"]
-        if subprocess.run(probe, capture_output=True, check=False, timeout=60).returncode == 0:
+        probe = subprocess.run(
+            [tool, "info"], capture_output=True, check=False, timeout=60, env=engine_env(), text=True
+        )
+        if probe.returncode == 0:
             return tool
-        unreachable.append(tool)
-    found = (
-        f"; found {', '.join(unreachable)} but its engine does not answer (`<tool> info` fails)"
-        if unreachable
-        else ""
-    )
+        unreachable.append(f"{tool} ({(probe.stderr.strip().splitlines() or ['no output'])[-1]})")
+    found = f"; found {', '.join(unreachable)} but its engine does not answer" if unreachable else ""
     raise ImageError(
         f"no working container engine on this machine (looked for {', '.join(ENGINES)}{found}). "
-        "`make images` needs one to build and push: install podman (apt-get install podman) or run it "
-        "where Docker's daemon runs."
+        "Install podman and runc (`make apt` does: requirements/apt.txt) or run where Docker's daemon runs."
     )
 
 
-def build_args(name: str, config_path: str | None) -> dict[str, str]:
-    if name != "blender":
-        return {}
-    from renderlab.lab import config
+def _run(tool: str, *args: str, capture: bool = True, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        [tool, *args], capture_output=capture, text=True, check=False, env=engine_env(), timeout=3600
+    )
+    if check and res.returncode != 0:
+        detail = (
+            " / ".join((res.stderr or "").strip().splitlines()[-3:]) if capture else "see its output above"
+        )
+        raise ImageError(f"`{tool} {' '.join(args[:3])} ...` exited {res.returncode}: {detail}")
+    return res
 
-    cfg = config.load(config_path or REPO / "Pulumi.example.yaml")
-    return {"BLENDER_VERSION": cfg.versions.blender, "RENDER_UID": str(cfg.share.uid)}
+
+def exists(tool: str, ref: str) -> bool:
+    if tool == "podman":
+        return _run(tool, "image", "exists", ref, check=False).returncode == 0
+    return _run(tool, "image", "inspect", ref, check=False).returncode == 0
 
 
-def build(names: list[str], config_path: str | None, push: bool) -> list[str]:
+def inspect(tool: str, ref: str, fmt: str) -> str:
+    return _run(tool, "image", "inspect", "--format", fmt, ref).stdout.strip()
+
+
+# --- the base ---------------------------------------------------------------------------------------------
+
+
+def _lab_cache() -> Path:
+    """The rootfs cache: per machine by default, so every clone here shares one base (and its layers)."""
+    if os.environ.get("RENDERLAB_LAB_CACHE"):
+        return Path(os.environ["RENDERLAB_LAB_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "renderlab" / "lab"
+
+
+def debootstrap_base(tool: str) -> str:
+    """Debian 12 from the local lab's cached debootstrap rootfs, imported once per rootfs build."""
+    from renderlab.workstation.nspawn_lab import rootfs
+
+    tree = rootfs.ensure(_lab_cache(), log)
+    stamp = tree / rootfs.READY
+    # Like a slim image: no downloaded packages, package lists, manuals or translations.
+    drop = [
+        "./var/cache/apt/archives/*.deb",
+        "./var/lib/apt/lists/*_*",
+        "./usr/share/doc/*",
+        "./usr/share/man/*",
+        "./usr/share/locale/*",
+        f"./{rootfs.READY}",
+    ]
+    recipe = f"{stamp.read_text()}{stamp.stat().st_mtime_ns}{drop}"
+    ref = f"{LOCAL_BASE}:{rootfs.SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+    if exists(tool, ref):
+        return ref
+    log(f"importing the debootstrap rootfs {tree} as {ref}")
+    tar = subprocess.Popen(
+        ["tar", "-C", str(tree), "--numeric-owner", *(f"--exclude={d}" for d in drop), "-c", "."],
+        stdout=subprocess.PIPE,
+    )
+    imp = subprocess.run(
+        [tool, "import", "-", ref],
+        stdin=tar.stdout,
+        capture_output=True,
+        text=True,
+        env=engine_env(),
+        check=False,
+    )
+    tar.stdout.close()  # type: ignore[union-attr]
+    if tar.wait() != 0 or imp.returncode != 0:
+        raise ImageError(f"importing {tree} as {ref} failed: {imp.stderr.strip()[-500:]}")
+    return ref
+
+
+def resolve_base(tool: str, choice: str, name: str) -> str:
+    """auto: the Dockerfile's pinned Debian 12 slim when it is here or can be pulled, else the local base."""
+    if choice == "debootstrap":
+        return debootstrap_base(tool)
+    official = official_base(name)
+    ref = official if choice in ("auto", "official") else choice
+    if exists(tool, ref):
+        return ref
+    pulled = _run(tool, "pull", "--quiet", ref, check=False)
+    if pulled.returncode == 0:
+        return ref
+    why = (pulled.stderr.strip().splitlines() or ["no output"])[-1]
+    if choice != "auto":
+        raise ImageError(f"base image {ref} is not here and cannot be pulled: {why}")
+    log(f"base {ref} cannot be pulled ({why[:160]}); building on a Debian 12 base made here with debootstrap")
+    return debootstrap_base(tool)
+
+
+# --- registry ---------------------------------------------------------------------------------------------
+
+
+def registry_answers(hostport: str, timeout: float = 3.0) -> bool:
+    """True when a Docker registry (API v2) answers there: 200, or 401 when it wants a login."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{hostport}/v2/", timeout=timeout) as res:
+            return res.status == 200
+    except urllib.error.HTTPError as e:
+        return e.code == 401
+    except (OSError, ValueError):
+        return False
+
+
+# --- build ------------------------------------------------------------------------------------------------
+
+
+def build_args(cfg) -> dict[str, str]:
+    return {"RENDER_UID": str(cfg.share.uid)}
+
+
+def _ca_bundle() -> str | None:
+    """The host's CA bundle, lent to the build as a secret so pip's TLS trusts what the host trusts."""
+    candidates = (
+        os.environ.get("PIP_CERT"),
+        os.environ.get("SSL_CERT_FILE"),
+        ssl.get_default_verify_paths().cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+    )
+    return next((p for p in candidates if p and Path(p).is_file()), None)
+
+
+def build_one(tool: str, name: str, stack_file: str | Path, base: str, push: str) -> dict:
+    """Build (unless its tag exists), push (per `push`) and record one image; returns its record entry."""
     from renderlab.lab import config, image_refs
 
-    stack_file = config_path or REPO / "Pulumi.example.yaml"
     cfg = config.load(stack_file)
-    tool = engine()
-    refs = []
-    for name in names:
-        dockerfile = REPO / "images" / name / "Dockerfile"
-        if not dockerfile.is_file():
-            raise ImageError(
-                f"{dockerfile.relative_to(REPO)} does not exist; the {name} image is not defined yet"
+    args = {**build_args(cfg), "BASE": base, "BASE_ID": inspect(tool, base, "{{.Id}}")}
+    tag = content_tag(name, args)
+    ref = f"{image_refs.pull_registry(cfg)}/{image_refs.repository(name)}:{tag}"
+    if exists(tool, ref):
+        log(f"{name}: {ref} is up to date (nothing to build)")
+    else:
+        ctx = stage(name)
+        cmd = ["build", "--network", "host", "-t", ref]
+        if tool == "podman":  # the docker format keeps SHELL (OCI drops it)
+            cmd += ["--format", "docker"]
+        cmd += ["-f", str(ctx / "images" / name / "Dockerfile")]
+        for k in ("BASE", "RENDER_UID"):
+            cmd += ["--build-arg", f"{k}={args[k]}"]
+        if ca := _ca_bundle():
+            cmd += ["--secret", f"id=ca,src={ca}"]
+        log(f"{name}: building {ref} on {base}")
+        t0 = time.monotonic()
+        try:
+            _run(tool, *cmd, str(ctx), capture=False)
+        finally:
+            shutil.rmtree(ctx, ignore_errors=True)
+        log(f"{name}: built in {time.monotonic() - t0:.0f} s")
+    pushed = None
+    target = image_refs.push_registry(cfg)
+    if push == "always" or (push == "auto" and registry_answers(target)):
+        pushed = image_refs.push_ref(cfg, name, tag)
+        digest_file = STAGE / f"{name}.digest"
+        digest_file.parent.mkdir(parents=True, exist_ok=True)
+        digest_file.unlink(missing_ok=True)
+        log(f"{name}: pushing to {pushed}")
+        if tool == "podman":
+            _run(
+                tool,
+                "push",
+                "--tls-verify=false",
+                "--digestfile",
+                str(digest_file),
+                ref,
+                f"docker://{pushed}",
+                capture=False,
             )
-        args = build_args(name, config_path)
-        tag = content_tag(name, args)
-        ref = image_refs.push_ref(cfg, name, tag)
-        cmd = [tool, "build", "-f", str(dockerfile), "-t", ref]
-        for k, v in args.items():
-            cmd += ["--build-arg", f"{k}={v}"]
-        print(f"images: building {ref}", flush=True)
-        subprocess.run([*cmd, str(REPO)], check=True)
-        if push:
-            print(f"images: pushing {ref}", flush=True)
-            subprocess.run([tool, "push", ref], check=True)
-        # The one record the inventory's pipeline settings read (the DAG never computes a tag).
-        image_refs.record(stack_file, name, tag)
-        refs.append(ref)
-    return refs
+        else:
+            _run(tool, "tag", ref, pushed)
+            _run(tool, "push", pushed, capture=False)
+            digest_file.write_text(inspect(tool, pushed, "{{index .RepoDigests 0}}").rpartition("@")[2])
+    elif push == "auto":
+        log(f"{name}: not pushed: no registry answers at {target} (the lab registry, from the lab config)")
+    info = {
+        "image_id": inspect(tool, ref, "{{.Id}}"),
+        "local_digest": inspect(tool, ref, "{{.Digest}}"),
+        "base": base,
+        "size_bytes": int(inspect(tool, ref, "{{.Size}}") or 0),
+        "pushed_to": pushed,
+    }
+    # The pushed digest (what the nodes pull) pins the Jobs' reference; a local digest would not resolve there.
+    digest = digest_file.read_text().strip() if pushed and digest_file.is_file() else None
+    image_refs.record(stack_file, name, tag, digest, built=info)
+    return {"ref": ref, "tag": tag, "digest": digest, **info}
+
+
+def build(
+    names: list[str], stack_file: str | Path, push: str = "auto", base: str = "auto"
+) -> dict[str, dict]:
+    from renderlab.lab import image_refs
+
+    tool = engine()
+    base_ref = resolve_base(tool, base, names[0])  # every Dockerfile's ARG BASE names the same image
+    built = {name: build_one(tool, name, stack_file, base_ref, push) for name in names}
+    log(f"references recorded in {image_refs.record_path(stack_file)}")
+    return built
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m renderlab.workstation.images")
-    ap.add_argument("action", choices=["build", "tags", "requirements"])
-    ap.add_argument("--config", help="lab stack file (default Pulumi.example.yaml)")
-    ap.add_argument("--only", choices=sorted(CONTEXT), action="append")
-    ap.add_argument("--push", action="store_true")
+    ap.add_argument("action", choices=["build", "requirements"])
+    ap.add_argument("--config", default=str(REPO / "Pulumi.example.yaml"), help="lab stack file")
+    ap.add_argument("--only", choices=NAMES, action="append")
+    ap.add_argument(
+        "--push",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="auto: push when the lab registry answers",
+    )
+    ap.add_argument(
+        "--base", default="auto", help="auto | official | debootstrap | an image reference (default auto)"
+    )
     a = ap.parse_args(argv)
-    names = a.only or sorted(CONTEXT)
+    names = a.only or list(NAMES)
     try:
         if a.action == "requirements":
-            for name, pkgs in IMAGE_REQUIREMENTS.items():
-                requirements_path(name).write_text(pick_requirements(LOCK.read_text(), pkgs))
+            lock = LOCK.read_text(encoding="utf-8")
+            for name, roots in IMAGE_ROOTS.items():
+                requirements_path(name).write_text(pick_requirements(lock, roots), encoding="utf-8")
                 print(requirements_path(name).relative_to(REPO))
-        elif a.action == "tags":
-            for name in names:
-                print(f"{name} {content_tag(name, build_args(name, a.config))}")
         else:
-            for ref in build(names, a.config, a.push):
-                print(ref)
+            for name, r in build(names, a.config, a.push, a.base).items():
+                print(
+                    f"{name} {r['ref']} {r['digest'] or r['local_digest'] + ' (local)'} "
+                    f"{r['size_bytes'] / 1e6:.0f} MB"
+                )
     except ImageError as e:
         print(f"images: error: {e}", file=sys.stderr)
         return 2
-    except subprocess.CalledProcessError as e:
-        print(f"images: error: `{' '.join(e.cmd[:2])} ...` exited {e.returncode}", file=sys.stderr)
-        return 1
     return 0
 
 

@@ -3,7 +3,9 @@ DAGs loaded without import errors (checked over the network, as a user would).""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -39,6 +41,23 @@ def test_units_active_and_enabled(host):
         service = host.service(name)
         assert service.is_running, f"{name} is not running"
         assert service.is_enabled, f"{name} is not enabled"
+
+
+def test_the_dag_gets_the_inventorys_pipeline_settings_unchanged(host, lab_vars):
+    """The Variable the DAG reads is exactly the structure the inventory carries (no Jinja rebuild)."""
+    with host.sudo():
+        env = host.file("/etc/airflow/airflow.env").content_string
+    (line,) = [ln for ln in env.splitlines() if ln.startswith("AIRFLOW_VAR_RENDERLAB=")]
+    (assignment,) = shlex.split(line)
+    assert json.loads(assignment.split("=", 1)[1]) == lab_vars["renderlab_pipeline_settings"]
+
+
+def test_the_release_holds_only_the_code_the_dag_runs(host):
+    def ls(path: str) -> list[str]:
+        return sorted(n for n in host.check_output(f"ls {path}").split() if n != "__pycache__")
+
+    assert ls("/opt/airflow/app") == ["dags", "renderlab"]
+    assert ls("/opt/airflow/app/renderlab") == ["__init__.py", "jobs", "pipeline"]
 
 
 def test_postgres_listens_on_loopback_only(host):

@@ -144,7 +144,7 @@ def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):
     from renderlab.lab import image_refs
     from renderlab.lab.config import load
     from renderlab.workstation.nspawn_lab import lab as nspawn_lab
-    from renderlab.workstation.nspawn_lab.options import Settings as LabOptions
+    from renderlab.workstation.nspawn_lab.options import LabOptions
 
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "no-records")  # what this checkout built stays out
     options = LabOptions.from_env({"RENDERLAB_LAB_PREFIX": "seam", "RENDERLAB_LAB_CACHE": str(tmp_path)})

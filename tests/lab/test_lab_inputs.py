@@ -14,7 +14,7 @@ from renderlab.lab import inventory as inventory_cli
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory, lab_vars
 from renderlab.workstation.nspawn_lab import lab as locallab
-from renderlab.workstation.nspawn_lab.options import LabError, Settings
+from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "Pulumi.example.yaml"
@@ -91,7 +91,7 @@ def test_from_pulumi_without_the_cli_says_so(monkeypatch, tmp_path):
 
 
 def test_local_stack_file_is_a_valid_lab_config_on_the_lab_subnet(tmp_path):
-    s = Settings.from_env({"RENDERLAB_LAB_CACHE": str(tmp_path), "RENDERLAB_LAB_SUBNET": "10.231.0.0/24"})
+    s = LabOptions.from_env({"RENDERLAB_LAB_CACHE": str(tmp_path), "RENDERLAB_LAB_SUBNET": "10.231.0.0/24"})
     s.state.mkdir(parents=True)
     addresses = locallab.write_stack(
         s, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTest0000 t", ["10.0.0.53"]
@@ -106,11 +106,11 @@ def test_local_stack_file_is_a_valid_lab_config_on_the_lab_subnet(tmp_path):
 
 def test_settings_refuse_bad_parameters():
     with pytest.raises(LabError, match="RENDERLAB_LAB_SUBNET"):
-        Settings.from_env({"RENDERLAB_LAB_SUBNET": "8.8.8.0/24"})
+        LabOptions.from_env({"RENDERLAB_LAB_SUBNET": "8.8.8.0/24"})
     with pytest.raises(LabError, match="RENDERLAB_LAB_BRIDGE"):
-        Settings.from_env({"RENDERLAB_LAB_BRIDGE": "Bad-Name!"})
+        LabOptions.from_env({"RENDERLAB_LAB_BRIDGE": "Bad-Name!"})
     with pytest.raises(LabError, match="RENDERLAB_LAB_SUBNET"):
-        Settings.from_env({"RENDERLAB_LAB_SUBNET": "10.231.0.1/24"})
+        LabOptions.from_env({"RENDERLAB_LAB_SUBNET": "10.231.0.1/24"})
 
 
 def test_playbook_log_tells_vendor_stops_from_real_failures(tmp_path, monkeypatch):

@@ -10,15 +10,15 @@ import pytest
 
 from renderlab.workstation.nspawn_lab import lab as locallab
 from renderlab.workstation.nspawn_lab import machines, network, rootfs
-from renderlab.workstation.nspawn_lab.options import LabError, Settings
+from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
-def settings() -> Settings:
+def settings() -> LabOptions:
     # Its own bridge, subnet and prefix, so it never touches a lab that is up.
-    return Settings.from_env(
+    return LabOptions.from_env(
         {
             "RENDERLAB_LAB_BRIDGE": "rlbr0t",
             "RENDERLAB_LAB_SUBNET": "10.231.0.192/26",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from unittest import mock
 
+from renderlab.pipeline import run_plan
+from renderlab.pipeline import settings as settings_mod
 from renderlab.pipeline import steps as pipeline
 from renderlab.pipeline.jobspec import JobResult, JobSpec
 from renderlab.pipeline.settings import Settings
@@ -55,7 +57,7 @@ def dag_specs(settings: Settings, with_plan: bool = False):
     rec = Recorder(_results)
     with mock.patch("renderlab.pipeline.settings.load", return_value=settings), \
          mock.patch("renderlab.pipeline.backends.get", return_value=rec):  # fmt: skip
-        plan = pipeline.plan(context)
+        plan = run_plan.resolve_run(context, settings_mod.load()).xcom()  # as the DAG's plan_run task
         pipeline.fetch(plan)
         built = pipeline.build(plan)
         rendered = [pipeline.render_chunk(plan, c) for c in pipeline.chunks(plan, built)]

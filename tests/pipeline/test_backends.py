@@ -13,7 +13,7 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from renderlab.pipeline.backends.processes import LocalBackend
+from renderlab.pipeline.backends.processes import ProcessBackend
 from renderlab.pipeline.jobspec import JobFailed, JobSpec, SecretRef, parse_result_line
 from renderlab.pipeline.settings import Settings
 
@@ -37,8 +37,8 @@ def log():
     return logger
 
 
-def backend(share, **kw) -> LocalBackend:
-    return LocalBackend(Settings(backend="local", share_root=str(share), depot="file:///unused", **kw))
+def backend(share, **kw) -> ProcessBackend:
+    return ProcessBackend(Settings(backend="local", share_root=str(share), depot="file:///unused", **kw))
 
 
 def py(code: str, **kw) -> JobSpec:

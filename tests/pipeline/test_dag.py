@@ -94,7 +94,7 @@ def test_structure(dag):
     assert dag["schedule"] == "NullTimetable"  # manual runs only
     tasks = dag["tasks"]
     assert set(tasks) == {
-        "plan",
+        "plan_run",
         "fetch",
         "build",
         "chunks",
@@ -104,7 +104,7 @@ def test_structure(dag):
         "notify",
     }
     down = {k: v["downstream"] for k, v in tasks.items()}
-    assert down["plan"] == ["assemble", "build", "chunks", "fetch", "notify", "render_chunk", "validate"]
+    assert down["plan_run"] == ["assemble", "build", "chunks", "fetch", "notify", "render_chunk", "validate"]
     assert down["fetch"] == ["build"]
     assert down["build"] == ["assemble", "chunks", "notify", "validate"]
     assert down["chunks"] == ["render_chunk"]

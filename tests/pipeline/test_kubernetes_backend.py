@@ -74,9 +74,14 @@ def test_every_job_the_dag_submits_is_a_valid_batch_v1_job(settings, no_cluster)
         assert job["spec"]["backoffLimit"] == spec.backoff_limit
         assert pod["restartPolicy"] == "Never"
         assert pod["volumes"] == [
-            {"name": "share", "persistentVolumeClaim": {"claimName": settings.share_pvc}}
+            {"name": "share", "persistentVolumeClaim": {"claimName": settings.share_pvc}},
+            {"name": "tmp", "emptyDir": {}},
         ]
-        assert c["volumeMounts"] == [{"mountPath": settings.share_mount, "name": "share"}]
+        assert c["volumeMounts"] == [
+            {"mountPath": settings.share_mount, "name": "share"},
+            {"mountPath": "/tmp", "name": "tmp"},
+        ]
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True  # HOME and TMPDIR are on /tmp
         assert c["workingDir"] == settings.share_mount  # the specs' relative paths resolve on the share
         assert [c["command"][0], *c["args"]] == spec.command
         # Exactly the recorded reference, pulled from the nodes' loopback registry (never recomputed).
@@ -184,8 +189,13 @@ def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, pro
     import logging
 
     provider.failed.return_value = "BackoffLimitExceeded: Job has reached the specified backoff limit"
-    with pytest.raises(JobFailed, match="BackoffLimitExceeded"):
+    provider.core.read_namespaced_pod_log.return_value = (
+        "00:02.730  blend | Read blend\nrender: error: --blend x.blend does not exist\n"
+    )
+    with pytest.raises(JobFailed, match="BackoffLimitExceeded") as e:
         kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    # The entrypoint's own message is surfaced, last.
+    assert str(e.value).splitlines()[-1] == "render: error: --blend x.blend does not exist"
     provider.batch.delete_namespaced_job.assert_called_once()
 
 

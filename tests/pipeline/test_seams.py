@@ -170,10 +170,7 @@ def test_every_job_the_dag_submits_parses_with_its_own_cli(lab, monkeypatch, no_
         (container,) = kb.build_job(spec, s).spec.template.spec.containers
         assert container.image == refs[spec.image] == s.images[spec.image]
         module_file = module.replace(".", "/") + ("/__main__.py" if module == "images.fetch" else ".py")
-        assert any(
-            module_file == c or module_file.startswith(c.rstrip("/") + "/")
-            for c in images.CONTEXT[spec.image]
-        )
+        assert module_file in images.context_files(spec.image)  # exactly what the Dockerfile COPYs
         if module == "images.fetch":
             source = parse_source(ns.source)
             assert isinstance(source, P4Source)
@@ -248,8 +245,48 @@ def test_the_airflow_bundle_holds_exactly_the_code_the_dag_runs(tmp_path):
     ],
 )  # fmt: skip
 def test_each_images_inputs_hold_the_code_its_jobs_run(tmp_path, image, modules):
-    _copy([c for c in images.CONTEXT[image] if not c.endswith(".txt") and "Dockerfile" not in c], tmp_path)
+    _copy([c for c in images.context_files(image) if c.endswith(".py")], tmp_path)
     code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
     code += "import importlib.util as u\nassert u.find_spec('renderlab.pipeline') is None\n"
     proc = _imports(tmp_path, code)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_the_jobs_image_is_the_one_make_images_built(tmp_path, monkeypatch, no_cluster):
+    """`make images` (engine calls recorded, not run) -> its record -> the inventory's settings -> the Job."""
+    monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "records")
+    monkeypatch.setattr(images, "engine", lambda: "podman")
+    base = "localhost/renderlab-base"
+    facts = {"{{.Id}}": "sha256:" + "1" * 64, "{{.Digest}}": "sha256:" + "2" * 64, "{{.Size}}": "42"}
+    ran = []
+
+    def engine_call(tool, *args, capture=True, check=True):
+        ran.append(args)
+        out = ""
+        if args[:2] == ("image", "exists"):  # only the base is there: every image gets built
+            return subprocess.CompletedProcess(args, 0 if args[2] == base else 1, "", "")
+        if args[:3] == ("image", "inspect", "--format"):
+            out = facts[args[3]]
+        if args[0] == "push":  # the registry's manifest digest, as podman writes it
+            Path(args[args.index("--digestfile") + 1]).write_text(f"sha256:{args[-1][-1] * 64}")
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    monkeypatch.setattr(images, "_run", engine_call)
+    stack = _stack(tmp_path)
+    built = images.build(["blender", "fetch"], str(stack), push="always", base=base)
+    config = load(stack)
+    pushed = {args[-1].removeprefix("docker://") for args in ran if args[0] == "push"}
+    assert pushed == {image_refs.push_ref(config, name, b["tag"]) for name, b in built.items()}
+    derived = inventory(config, images=image_refs.pull_refs(config, image_refs.recorded(stack)))
+    s = settings.Settings.model_validate(derived["all"]["vars"]["renderlab_pipeline_settings"])
+    expected = {
+        f"{image_refs.pull_registry(config)}/{image_refs.repository(name)}:{b['tag']}@{b['digest']}"
+        for name, b in built.items()
+    }
+    used = set()
+    for spec in dag_specs(s):
+        (container,) = kb.build_job(spec, s).spec.template.spec.containers
+        # The tag and the pushed digest of what was built; the registry host is the nodes' (loopback) one.
+        assert container.image in expected
+        used.add(container.image)
+    assert used == expected

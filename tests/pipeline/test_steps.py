@@ -1,5 +1,5 @@
 """The pipeline's own steps and helpers: chunk planning, sources, settings, assemble/validate entrypoints,
-notifications, image tags and requirement subsets, the image's module runner."""
+notifications (the images' inputs: tests/containers)."""
 
 from __future__ import annotations
 
@@ -15,28 +15,44 @@ import pytest
 
 from renderlab.jobs import assemble, validate
 from renderlab.jobs.build_step import build_argv
-from renderlab.pipeline import notify, settings
+from renderlab.pipeline import notify, run_plan, settings
 from renderlab.pipeline import steps as pipeline
-from renderlab.workstation import images
+from renderlab.pipeline.settings import Settings
 from tests.pipeline.conftest import REPO
 
-PLAN = {"render": True, "frames": "all", "loop": False, "frames_per_chunk": 48}
 BUILT = {"blend": "s.blend", "loop_blend": "l.blend", "frames": [1, 100], "loop_frames": [1, 60]}
+LOCAL = Settings(backend="local", depot="file:///d/songs", frames_per_chunk=48)
+
+
+def plan(**params) -> dict:
+    """The run plan the DAG's first task would hand on (as XCom JSON) for these params."""
+    context = {"params": {"song": "s", **params}, "run_id": "manual__2026-01-01T00:00:00+00:00"}
+    return run_plan.resolve_run(context, LOCAL).xcom()
 
 
 def test_chunks_cover_the_range_exactly():
-    chunks = pipeline.chunks(PLAN, BUILT)
+    chunks = pipeline.chunks(plan(), BUILT)
     assert [(c["first"], c["last"]) for c in chunks] == [(1, 48), (49, 96), (97, 100)]
     assert chunks[0]["label"] == "frames 1-48"
-    sub = pipeline.chunks({**PLAN, "frames": "90-500", "loop": True, "frames_per_chunk": 40}, BUILT)
+    sub = pipeline.chunks(plan(frames="90-500", loop=True, frames_per_chunk=40), BUILT)
     assert [(c["variant"], c["first"], c["last"]) for c in sub] == [
         ("main", 90, 100),
         ("loop", 1, 40),
         ("loop", 41, 60),
     ]
-    assert pipeline.chunks({**PLAN, "render": False}, BUILT) == []
+    assert pipeline.chunks(plan(render=False), BUILT) == []
     with pytest.raises(ValueError, match="outside the song's frames 1-100"):
-        pipeline.chunks({**PLAN, "frames": "200-300"}, BUILT)
+        pipeline.chunks(plan(frames="200-300"), BUILT)
+    with pytest.raises(ValueError, match="the first frame is after the last"):
+        plan(frames="9-3")
+
+
+def test_the_plan_is_parsed_once_and_survives_xcom():
+    p = run_plan.RunPlan.of(plan(frames="5-9", samples=3))
+    assert p.frames == run_plan.FrameRange(first=5, last=9) and p.samples == 3
+    assert p.frames_per_chunk == LOCAL.frames_per_chunk and p.settings == LOCAL
+    assert p.paths.frames["loop"] == str(run_plan.share_layout().frames(p.run_id, "loop"))
+    assert run_plan.RunPlan.of(json.loads(json.dumps(p.xcom()))) == p
 
 
 def test_sources_and_run_ids():
@@ -45,9 +61,9 @@ def test_sources_and_run_ids():
     assert pipeline.fetch_source("p4://ssl:h:1666//depot/songs", "a", "latest") == (
         "p4://ssl:h:1666//depot/songs/a/...@latest"
     )
-    rid = pipeline.run_folder_id("manual__2026-01-01T00:00:00+00:00")
+    rid = run_plan.run_folder_id("manual__2026-01-01T00:00:00+00:00")
     assert rid.startswith("manual__2026-01-01T00-00-00+00-00-") and "/" not in rid and ":" not in rid
-    assert pipeline.run_folder_id("plain_id") == "plain_id"
+    assert run_plan.run_folder_id("plain_id") == "plain_id"
 
 
 def test_settings_come_from_the_variable_only(monkeypatch):
@@ -210,21 +226,6 @@ def test_notify_delivery_failure_is_recorded_not_raised(hook, tmp_path, monkeypa
     assert "secret-token" not in (tmp_path / "notification-failed.json").read_text()
 
 
-def test_image_tags_follow_content(tmp_path, monkeypatch):
-    a = images.content_tag("blender", {"BLENDER_VERSION": "5.0.1"})
-    assert a == images.content_tag("blender", {"BLENDER_VERSION": "5.0.1"})
-    assert a != images.content_tag("blender", {"BLENDER_VERSION": "5.0.2"})
-    assert images.requirements_path("blender").read_text() == images.pick_requirements(
-        images.LOCK.read_text(), images.IMAGE_REQUIREMENTS["blender"]
-    ), "requirements/image-blender.txt is stale: run `python -m renderlab.workstation.images requirements`"
-
-
-def test_images_fail_clearly_without_an_engine(monkeypatch, capsys):
-    monkeypatch.setattr(images.shutil, "which", lambda tool: None)
-    assert images.main(["build"]) == 2
-    assert "no working container engine" in capsys.readouterr().err
-
-
 def test_build_step_picks_project_files(tmp_path):
     (tmp_path / "song.mid").write_bytes(b"x")
     assert "--arrangement" not in build_argv(tmp_path, Path("out"), 60)
@@ -232,53 +233,6 @@ def test_build_step_picks_project_files(tmp_path):
     assert build_argv(tmp_path, Path("out"), 24)[-2:] == ["--arrangement", str(tmp_path / "arrangement.yaml")]
     with pytest.raises(FileNotFoundError, match="song.mid"):
         build_argv(tmp_path / "nope", Path("out"), 60)
-
-
-def test_image_module_runner_keeps_exit_status_and_last_line(tmp_path):
-    runner = REPO / "images" / "blender" / "run_module.py"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ok = subprocess.run(
-        [
-            sys.executable,
-            str(runner),
-            "--",
-            "renderlab.jobs.validate",
-            "--spec",
-            "{}",
-            "--out",
-            str(tmp_path / "v.json"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        check=False,
-    )
-    assert ok.returncode == 0 and json.loads(ok.stdout.splitlines()[-1])["ok"] is True
-    bad = subprocess.run(
-        [
-            sys.executable,
-            str(runner),
-            "--",
-            "renderlab.jobs.assemble",
-            "--frames",
-            "/nope",
-            "--first",
-            "1",
-            "--last",
-            "1",
-            "--fps",
-            "1",
-            "--out",
-            str(tmp_path / "x.mp4"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        check=False,
-    )
-    assert bad.returncode == 1 and "frame(s) missing" in bad.stderr
 
 
 def test_build_step_rerun_rebuilds_nothing(tmp_path):

@@ -18,9 +18,9 @@ class Backend(Protocol):
 
 def get(settings: Settings) -> Backend:
     if settings.backend == "local":
-        from renderlab.pipeline.backends.processes import LocalBackend
+        from renderlab.pipeline.backends.processes import ProcessBackend
 
-        return LocalBackend(settings)
+        return ProcessBackend(settings)
     from renderlab.pipeline.backends.kubernetes import KubernetesBackend
 
     return KubernetesBackend(settings)

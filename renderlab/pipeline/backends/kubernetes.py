@@ -38,6 +38,9 @@ def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
         persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.share_pvc),
     )
     mount = k8s.V1VolumeMount(name="share", mount_path=settings.share_mount)
+    # The root filesystem is read-only; the images keep HOME and TMPDIR on /tmp.
+    tmp = k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())
+    tmp_mount = k8s.V1VolumeMount(name="tmp", mount_path="/tmp")
     # Only the working directory needs a full pod spec; the provider merges it with its own.
     pod = k8s.V1Pod(
         spec=k8s.V1PodSpec(
@@ -60,8 +63,8 @@ def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
         arguments=spec.command[1:],
         env_vars=env,
         secrets=[Secret("env", ref.env, ref.secret, ref.key) for ref in spec.secrets],
-        volumes=[share],
-        volume_mounts=[mount],
+        volumes=[share, tmp],
+        volume_mounts=[mount, tmp_mount],
         full_pod_spec=pod,
         container_resources=_resources(spec),
         labels={"app.kubernetes.io/part-of": "renderlab", "renderlab/image": spec.image, **spec.labels},
@@ -72,7 +75,9 @@ def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
             run_as_non_root=True,
         ),
         container_security_context=k8s.V1SecurityContext(
-            allow_privilege_escalation=False, capabilities=k8s.V1Capabilities(drop=["ALL"])
+            allow_privilege_escalation=False,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+            read_only_root_filesystem=True,
         ),
         backoff_limit=spec.backoff_limit,
         ttl_seconds_after_finished=spec.ttl_seconds,
@@ -107,7 +112,10 @@ class KubernetesBackend:
             try:
                 op.execute(context or {})
             except Exception as e:
-                raise JobFailed(f"job {spec.name}: the Kubernetes Job failed: {e}") from e
+                # The entrypoint's own last words (its one error line) say more than the Job's status.
+                tail = "\n".join(self._log_lines(op, 10)[-5:])
+                tail = f"; last output:\n{tail}" if tail else ""
+                raise JobFailed(f"job {spec.name}: the Kubernetes Job failed: {e}{tail}") from e
             pods = list(getattr(op, "pods", None) or [])
             if not pods:
                 raise JobFailed(f"job {spec.name}: the provider found no pod to read the result from")
@@ -120,6 +128,18 @@ class KubernetesBackend:
             self._cleanup(op, log)
         seconds = round(time.monotonic() - start, 3)
         return JobResult(name=spec.name, exit_code=0, result=result, seconds=seconds)
+
+    @staticmethod
+    def _log_lines(op, tail: int) -> list[str]:
+        """The last lines of the Job's pod log, or none when there is no pod (never raises)."""
+        try:
+            pod = list(getattr(op, "pods", None) or [])[0]
+            text = op.hook.core_v1_client.read_namespaced_pod_log(
+                name=pod.metadata.name, namespace=pod.metadata.namespace, container=CONTAINER, tail_lines=tail
+            )
+            return [ln for ln in str(text).splitlines() if ln.strip()]
+        except Exception:
+            return []
 
     @staticmethod
     def _cleanup(op, log: logging.Logger) -> None:

@@ -25,7 +25,7 @@ from renderlab.pipeline.settings import Settings
 _KEEP_LINES = 200
 
 
-class LocalBackend:
+class ProcessBackend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.share = Path(settings.share_root)

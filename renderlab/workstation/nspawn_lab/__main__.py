@@ -8,7 +8,7 @@ import sys
 
 from renderlab.lab.config import ConfigError
 from renderlab.workstation.nspawn_lab import lab
-from renderlab.workstation.nspawn_lab.options import LabError, Settings
+from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     try:
-        s = Settings.from_env()
+        s = LabOptions.from_env()
         if args.command == "up":
             up = lab.up(s)
             print(f"inventory: {up.inventory}\nsecrets:   {up.secrets}\nstop it:   make lab-local-down")

@@ -25,7 +25,7 @@ from renderlab.lab.inventory import inventory
 from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import machines, network, rootfs
 from renderlab.workstation.nspawn_lab.machines import Machine
-from renderlab.workstation.nspawn_lab.options import ROOT, LabError, Settings
+from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions
 
 TOOLS = {
     "debootstrap": "debootstrap",
@@ -44,7 +44,7 @@ def log(msg: str) -> None:
 
 @dataclass
 class Lab:
-    settings: Settings
+    settings: LabOptions
     machines: list[Machine]
 
     @property
@@ -101,7 +101,7 @@ def resolvers() -> list[str]:
     return usable
 
 
-def write_stack(s: Settings, pubkey: str, dns: list[str]) -> dict[str, str]:
+def write_stack(s: LabOptions, pubkey: str, dns: list[str]) -> dict[str, str]:
     """The local stack file: the base config with the lab's own network and key (validated like any)."""
     base = yaml.safe_load(s.base_config.read_text())
     cfg = base["config"]
@@ -123,7 +123,7 @@ def write_stack(s: Settings, pubkey: str, dns: list[str]) -> dict[str, str]:
 LOCAL_ONLY_VARS = ("ansible_ssh_private_key_file", "ansible_ssh_common_args")
 
 
-def lab_inventory(config, s: Settings) -> dict:
+def lab_inventory(config, s: LabOptions) -> dict:
     """The same inventory Pulumi's program outputs for this stack, plus the lab's own SSH key and options."""
     extra = {
         "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
@@ -133,17 +133,17 @@ def lab_inventory(config, s: Settings) -> dict:
     return inventory(config, extra_vars=extra, images=images)
 
 
-def status(s: Settings) -> dict:
+def status(s: LabOptions) -> dict:
     path = s.state / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save(s: Settings, ms: list[Machine]) -> None:
+def _save(s: LabOptions, ms: list[Machine]) -> None:
     data = {"bridge": s.bridge, "subnet": str(s.subnet), "machines": [m.as_state() for m in ms]}
     atomic.write_json(s.state / "state.json", data)
 
 
-def up(s: Settings) -> Lab:
+def up(s: LabOptions) -> Lab:
     preflight()
     if status(s) or network.bridge_exists(s):
         raise LabError(
@@ -210,7 +210,7 @@ def up(s: Settings) -> Lab:
     return lab
 
 
-def down(s: Settings) -> None:
+def down(s: LabOptions) -> None:
     st = status(s)
     ms = [Machine(**{**m, "directory": Path(m["directory"])}) for m in st.get("machines", [])]
     recorded = {m.pid for m in ms if machines.is_ours(m)}
@@ -232,9 +232,9 @@ def down(s: Settings) -> None:
 
 
 @contextlib.contextmanager
-def running_lab(s: Settings | None = None) -> Iterator[Lab]:
+def running_lab(s: LabOptions | None = None) -> Iterator[Lab]:
     """A lab that is torn down when the block exits, whatever happens inside it."""
-    s = s or Settings.from_env()
+    s = s or LabOptions.from_env()
     lab = up(s)
     try:
         yield lab

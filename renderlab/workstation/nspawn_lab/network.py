@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from renderlab.workstation.nspawn_lab.options import LabError, Settings
+from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 
 def _run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -15,15 +15,15 @@ def _run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProces
     return proc
 
 
-def bridge_exists(s: Settings) -> bool:
+def bridge_exists(s: LabOptions) -> bool:
     return _run(["ip", "link", "show", "dev", s.bridge], check=False).returncode == 0
 
 
-def table_exists(s: Settings) -> bool:
+def table_exists(s: LabOptions) -> bool:
     return _run(["nft", "list", "table", "ip", s.nft_table], check=False).returncode == 0
 
 
-def up(s: Settings) -> None:
+def up(s: LabOptions) -> None:
     if bridge_exists(s):
         raise LabError(
             f"bridge {s.bridge} already exists; another lab may use it: run `make lab-local-down` or pick "
@@ -52,7 +52,7 @@ table ip {s.nft_table} {{
     _run(["nft", "-f", "-"], input=ruleset)
 
 
-def down(s: Settings) -> list[str]:
+def down(s: LabOptions) -> list[str]:
     """Remove the NAT table and the bridge; return what was removed (idempotent)."""
     removed = []
     if table_exists(s):

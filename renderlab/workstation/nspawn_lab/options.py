@@ -17,7 +17,7 @@ class LabError(Exception):
 
 
 @dataclass(frozen=True)
-class Settings:
+class LabOptions:
     bridge: str
     subnet: ipaddress.IPv4Network
     prefix: str
@@ -37,7 +37,7 @@ class Settings:
         return f"renderlab_{self.bridge}"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: dict[str, str] | None = None) -> LabOptions:
         env = dict(os.environ if env is None else env)
         bridge = env.get("RENDERLAB_LAB_BRIDGE", "rlbr0")
         prefix = env.get("RENDERLAB_LAB_PREFIX", "rl0")
