@@ -116,6 +116,13 @@ def _synth() -> _Synth:
     return _Synth(soundfont())
 
 
+def release() -> None:
+    """Free the synth and its loaded SoundFont (the next note renders with a fresh one)."""
+    if _synth.cache_info().currsize:
+        _synth().fs.delete()
+        _synth.cache_clear()
+
+
 def held_blocks(duration: float) -> int:
     """A note's held time in whole blocks, >= 1 (rounded on a 2 % grid so repeats share one-shots)."""
     blocks = max(1.0, duration * RATE / BLOCK)

@@ -138,6 +138,8 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     peak = max(float(main.max()), -float(main.min()), float(loop.max()), -float(loop.min()))
     audio.write_wav(tmp / f"{name}.wav", main, peak, lead_in=pad)
     audio.write_wav(tmp / f"{name}_loop.wav", loop, peak)
+    del full, main, loop  # a long song's buffers and the loaded SoundFont are GBs the scenes need
+    audio.release()
 
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
     phase("audio")
