@@ -14,6 +14,7 @@ STAMP := $(VENV)/.lock-$(shell sha256sum $(LOCK) requirements/bootstrap.txt | sh
 PYTEST_ARGS ?=
 
 export PYTHONPATH := $(CURDIR)
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: help setup apt venv lock check-config lint unit test demo clean
 
@@ -54,6 +55,16 @@ test: setup lint ## set up, lint, and run the whole test suite
 demo: setup ## run the render pipeline on this machine (local backend, bundled demo song)
 	$(PY) -m renderlab.workstation.demo
 
+# --- tools (the Pulumi engine, built from its Go modules) ---
+PULUMI_BIN := $(shell scripts/build-tools.sh --print-bin)
+.PHONY: tools engine-test
+
+tools: ## build the Pulumi CLI + language host at the lock's version into ~/.cache/renderlab/tools (once)
+	scripts/build-tools.sh
+
+engine-test: venv ## the engine lane: pulumi up/preview/refresh/destroy of the lab against fakepve (needs make tools)
+	$(VENV)/bin/pytest tests/infra/test_engine.py $(PYTEST_ARGS)
+
 clean: ## remove the venv and caches (never touches your stack files)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
@@ -79,29 +90,32 @@ infra-test: venv ## the infra tests: fakepve over HTTPS, Pulumi mocks, the dynam
 infra-bench: venv ## benchmark: creating the five VMs sequentially vs in parallel (fakepve with latency)
 	$(PY) benchmarks/infra_lab_create.py
 
-define pulumi_stack
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
-	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" pulumi $(1) --stack $(STACK)
-endef
+# The Pulumi CLI: the one on PATH, else the one `make tools` built (PULUMI_BIN). Plugins are never downloaded.
+PULUMI_RUN = cli=$$(command -v pulumi || echo "$(PULUMI_BIN)/pulumi"); \
+  [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (docs/building.md: Build the lab)" >&2; exit 1; }; \
+  PATH="$(CURDIR)/$(VENV)/bin:$$(dirname "$$cli"):$$PATH" PULUMI_SKIP_UPDATE_CHECK=true \
+  PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true "$$cli"
 
-lab-preview: venv ## pulumi preview of STACK (default lab; needs the Pulumi CLI)
-	$(call pulumi_stack,preview --diff)
+lab-preview: venv ## pulumi preview of STACK (default lab)
+	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
+	$(PULUMI_RUN) preview --diff --stack $(STACK)
 
 lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster layer once kubeconfig is set
-	$(call pulumi_stack,up)
+	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
+	$(PULUMI_RUN) up --stack $(STACK)
 
 lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
-	$(call pulumi_stack,destroy)
+	$(PULUMI_RUN) destroy --stack $(STACK)
 
 lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default ansible/inventory/generated-<stack>.yml, git-ignored; JSON is YAML)
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed; see README: Build the lab" >&2; exit 1; }
-	mkdir -p $(dir $(INVENTORY)) && pulumi stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp && mv $(INVENTORY).tmp $(INVENTORY)
+	mkdir -p $(dir $(INVENTORY))
+	$(PULUMI_RUN) stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp \
+	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
 
-images: venv ## build the fetch and Blender images (podman or docker), push if the lab registry answers, record the refs
+images: venv docs-build ## build the fetch, Blender and docs images (podman or docker), push if the lab registry answers, record the refs
 	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG)
 
 images-test: venv ## container tests: make images (cached), entrypoints and the DAG's Job pods run by podman (tests/containers)
@@ -112,6 +126,24 @@ pipeline-test: venv ## the pipeline's tests (DAG, backends, local end to end)
 
 pipeline-bench: venv ## local DAG end to end vs bare Blender on the same frames (prints the ratio)
 	$(PY) benchmarks/pipeline_bench.py
+
+# --- trigger: Airflow on this machine, the UI and the command line ---
+.PHONY: airflow airflow-stop render trigger-test
+SONG ?= frere_groove
+FRAMES ?= all
+PRESET ?=
+
+airflow: venv ## Airflow 3 here as the lab's VM runs it (4 components, local backend, demo depot); prints URL + login
+	$(PY) -m renderlab.workstation.local_airflow start --config $(CONFIG)
+
+airflow-stop: venv ## stop every process `make airflow` started (by its PID file), from another terminal
+	$(PY) -m renderlab.workstation.local_airflow stop
+
+render: venv ## trigger the render DAG on a running Airflow and follow it: make render SONG=... FRAMES=1-96 PRESET=demo
+	$(PY) -m renderlab.workstation.trigger --song $(SONG) --frames $(FRAMES) $(if $(PRESET),--preset $(PRESET)) $(RENDER_ARGS)
+
+trigger-test: venv ## the browser test (Playwright + Debian's chromium) and the CLI test, against their own Airflow
+	$(VENV)/bin/pytest tests/trigger $(PYTEST_ARGS)
 
 # --- content (blender_scripts) ---
 .PHONY: blender-pyc blender-songs blender-test blender-bench
@@ -154,6 +186,12 @@ lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear do
 lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/lab_bench.py
 
+# --- cluster (k3s in the local lab) ---
+.PHONY: k3s-artifacts
+
+k3s-artifacts: venv ## the k3s air-gap folder (binary from its Go module, pause image built here), cached in ~/.cache/renderlab/k3s
+	$(PY) -m renderlab.workstation.k3s_artifacts --config $(CONFIG)
+
 # --- hostsroles ---
 .PHONY: airflow-host-lock airflow-bench
 
@@ -163,3 +201,16 @@ airflow-host-lock: venv ## re-resolve the Airflow VM's hash-pinned requirements 
 
 airflow-bench: venv ## time the airflow role alone on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/airflow_role_bench.py
+
+# --- docs ---
+GALLERY ?= out/demo/gallery
+.PHONY: docs docs-build docs-test
+
+docs-build: venv ## build the docs site into build/site (mkdocs build --strict; mermaid pinned from npm)
+	$(VENV)/bin/mkdocs build --strict -q
+
+docs: docs-build ## build the site and serve it with the demo's gallery on 127.0.0.1 (prints the URL; DOCS_PORT=)
+	$(PY) -m renderlab.workstation.docs_server --site build/site --gallery $(GALLERY)
+
+docs-test: venv ## the docs tests: the gallery Job, the site in headless chromium (Playwright), served by nginx
+	$(VENV)/bin/pytest tests/docs $(PYTEST_ARGS)

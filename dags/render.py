@@ -1,9 +1,11 @@
-"""The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate.
+"""The render DAG: fetch a song project -> build the scene -> render frame chunks -> assemble -> validate
+-> publish the run's gallery page -> notify.
 
 The first task resolves the run's plan (renderlab.pipeline.run_plan) from the params and the settings (the
 Airflow Variable ``renderlab``, renderlab.pipeline.settings); every later task reads that plan. Every step that
 touches the share is a Job (renderlab.pipeline.jobspec.JobSpec) run by the backend the settings name; the DAG
-never knows which. Notifications and callbacks: renderlab.pipeline.notify. Nothing is computed at import time.
+never knows which. Notifications and callbacks: renderlab.pipeline.notify. Nothing is computed at import time
+but the trigger form's song suggestions for a local depot (one directory listing, renderlab.pipeline.depot_songs).
 """
 
 from __future__ import annotations
@@ -11,9 +13,107 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from blender_scripts.presets import PRESET_NAMES  # a constant: the content's own list of presets
+from blender_scripts.presets import PRESET_NAMES, PRESETS  # constants: the content's own presets
+from renderlab.pipeline import depot_songs, run_plan, settings, steps
 from renderlab.pipeline import notify as notifications
-from renderlab.pipeline import run_plan, settings, steps
+
+SONG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+
+
+def _params() -> dict[str, Param]:
+    """The trigger form: a title and a plain description per field; the song field suggests the projects of a
+    local (file://) depot -- a directory listing, the only thing done while parsing."""
+    songs = depot_songs.listed()
+    where = (
+        "Start typing to pick one of the projects found in the depot."
+        if songs
+        else "The projects are the folders under the depot's projects path (pipeline settings: depot)."
+    )
+    return {
+        "song": Param(
+            "demo" if not songs or "demo" in songs else songs[0],
+            type="string",
+            pattern=SONG_PATTERN,
+            title="Song project",
+            description=f"The depot folder that holds the song (its MIDI is <project>/song.mid). {where}",
+            **({"examples": songs} if songs else {}),
+        ),
+        "changelist": Param(
+            "latest",
+            type="string",
+            pattern=r"^(latest|[1-9][0-9]{0,9})$",
+            title="Changelist",
+            description='The depot version to render: "latest", or a Perforce changelist number such as 1234.',
+        ),
+        "preset": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *PRESET_NAMES],
+            values_display={
+                "null": "Lab default (pipeline.preset)",
+                **{name: f"{name}: {p.width} x {p.height}, {p.description}" for name, p in PRESETS.items()},
+            },
+            title="Quality preset",
+            description="Output size and quality; the resolution percentage below scales it.",
+        ),
+        "frames": Param(
+            "all",
+            type="string",
+            pattern=r"^(all|[0-9]{1,6}-[0-9]{1,6})$",
+            title="Frames",
+            description='"all", or the first and last frame to render, inclusive, such as 1-240.',
+        ),
+        "samples": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=65536,
+            title="Samples per pixel",
+            description="Cycles samples: fewer is faster and noisier. Empty: the lab default (pipeline.samples).",
+        ),
+        "resolution_percentage": Param(
+            100,
+            type="integer",
+            minimum=1,
+            maximum=100,
+            title="Resolution %",
+            description="Render at this percentage of the preset's width and height (50: a quarter of the pixels).",
+        ),
+        "frames_per_chunk": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=100000,
+            title="Frames per render task",
+            description='Each render task (shown as "frames A-B") renders this many frames. '
+            "Empty: the lab default (pipeline.frames_per_chunk).",
+        ),
+        "loop": Param(
+            False,
+            type="boolean",
+            title="Also render the loop",
+            description="Render the seamless loop version of the song as well.",
+        ),
+        "render": Param(
+            True,
+            type="boolean",
+            title="Render frames",
+            description="Off: only build the .blend files (no frames, no video).",
+        ),
+        "notify": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "none", "webhook", "slack"],
+            values_display={
+                "null": "Lab default (pipeline.notify)",
+                "none": "none: only the record in the run folder",
+                "webhook": "webhook: JSON to the renderlab_notify connection",
+                "slack": "slack: a Slack message via the renderlab_notify connection",
+            },
+            title="Notification",
+            description="Where the summary goes when the run ends; a record is always written to the run's report folder.",
+        ),
+    }
 
 
 @dag(
@@ -31,42 +131,7 @@ from renderlab.pipeline import run_plan, settings, steps
     },
     on_success_callback=notifications.on_run_success,
     on_failure_callback=notifications.on_run_failure,
-    params={
-        "song": Param(
-            "demo",
-            type="string",
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
-            description="song project under the depot's projects path (its MIDI is <project>/song.mid)",
-        ),
-        "changelist": Param(
-            "latest",
-            oneOf=[{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["latest"]}],
-            description='Perforce changelist number, or "latest"',
-        ),
-        "preset": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, *PRESET_NAMES],
-            description="render preset (blender_scripts/presets.py); null: the lab default",
-        ),
-        "frames": Param(
-            "all",
-            type="string",
-            pattern=r"^(all|[0-9]{1,6}-[0-9]{1,6})$",
-            description='"all" or an inclusive range such as "1-240"',
-        ),
-        "samples": Param(None, type=["null", "integer"], minimum=1, maximum=65536),
-        "resolution_percentage": Param(100, type="integer", minimum=1, maximum=100),
-        "frames_per_chunk": Param(None, type=["null", "integer"], minimum=1, maximum=100000),
-        "loop": Param(False, type="boolean", description="also render the seamless loop version"),
-        "render": Param(True, type="boolean", description="false: build only the .blend files"),
-        "notify": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, "none", "webhook", "slack"],
-            description="notification target (URL: the renderlab_notify connection); null: the lab default",
-        ),
-    },
+    params=_params(),
     render_template_as_native_obj=True,
 )
 def render():
@@ -100,15 +165,28 @@ def render():
     def validate(run: dict, built: dict, assembled: dict) -> dict:
         return steps.validate(run, built, assembled, get_current_context())
 
+    @task(trigger_rule="none_failed")  # idempotent: a retry rewrites nothing that is already published
+    def gallery(run: dict, upstream: dict) -> dict:
+        return steps.gallery(run, upstream, get_current_context())
+
     @task(trigger_rule="none_failed", retries=0)
-    def notify(run: dict, built: dict, assembled: dict, validated: dict) -> dict:
-        return notifications.notify_success(run, built, assembled, validated)
+    def notify(run: dict, built: dict, assembled: dict, validated: dict, published: dict) -> dict:
+        return notifications.notify_success(run, built, assembled, validated, published)
 
     run = plan_run()
-    built = build(run, fetch(run))
+    fetched = fetch(run)
+    built = build(run, fetched)
     rendered = render_chunk.partial(run=run).expand(chunk=chunks(run, built))
     assembled = assemble(run, built, rendered)
-    notify(run, built, assembled, validate(run, built, assembled))
+    validated = validate(run, built, assembled)
+    upstream = {
+        "fetch": fetched,
+        "build": built,
+        "render": rendered,
+        "assemble": assembled,
+        "validate": validated,
+    }
+    notify(run, built, assembled, validated, gallery(run, upstream))
 
 
 render()

@@ -48,8 +48,10 @@ class ClusterLayer(pulumi.ComponentResource):
         self,
         name: str,
         config: LabConfig,
+        *,
         kubeconfig: pulumi.Input[str],
         secret_values: dict[str, pulumi.Input[str]],
+        docs_tag: str = manifests.DOCS_TAG_EXAMPLE,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("renderlab:index:ClusterLayer", name, None, opts)
@@ -66,7 +68,7 @@ class ClusterLayer(pulumi.ComponentResource):
             opts=child,
         )
         self.objects: dict[str, pulumi.CustomResource] = {}
-        groups = manifests.all_objects(config, secret_values)
+        groups = manifests.all_objects(config, secret_values, docs_tag=docs_tag)
         namespaces: list[pulumi.Resource] = []
         for file, objs in groups.items():
             # Within a file, objects go in order: the ServiceAccount before its token Secret (the provider

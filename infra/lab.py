@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_random as random
 
+from infra.generated_secret import GeneratedSecret
 from infra.resources import CloudInitTemplate, ProxmoxVm
 from renderlab.lab.config import LabConfig
 from renderlab.lab.host_secrets import SERVICE_SECRETS, WEBHOOK_URL
@@ -88,11 +88,10 @@ class Lab(pulumi.ComponentResource):
             )
         self.secrets: dict[str, pulumi.Output[str]] = {}
         for key, (length, _why) in SERVICE_SECRETS.items():
-            pw = random.RandomPassword(
+            pw = GeneratedSecret(
                 key.removeprefix("renderlab_").replace("_", "-"),
-                length=length,
-                special=False,  # letters and digits: safe in every config file format
-                opts=pulumi.ResourceOptions(parent=self),
+                length,
+                pulumi.ResourceOptions(parent=self),
             )
             self.secrets[key] = pulumi.Output.secret(pw.result)
         # The Ansible inventory: its shape comes from the config; it is ready once every VM answered.

@@ -30,6 +30,13 @@ STORAGE_CLASS = "renderlab-smb"
 SMB_SECRET = "smb-credentials"
 REGISTRY_NS = "renderlab-registry"
 REGISTRY_PORT = 5000
+DOCS_NS = "renderlab-docs"
+DOCS_PORT = 8080  # nginx's port in images/docs (non-root: above 1024)
+DOCS_UID = 2080  # the image's user (images/docs/Dockerfile DOCS_UID)
+GALLERY_PV = "renderlab-share-gallery"
+GALLERY_PVC = "gallery-share"
+# k8s/ renders the docs image with this tag; Pulumi (infra/cluster.py) sets the content tag `make images` built.
+DOCS_TAG_EXAMPLE = "example"
 PART_OF = {"app.kubernetes.io/part-of": "renderlab"}
 
 # Secret values the cluster layer needs, by name; Pulumi passes Outputs, the YAML renders empty strings.
@@ -76,6 +83,7 @@ def namespace(config: LabConfig) -> list[dict]:
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(REGISTRY_NS)},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(DOCS_NS)},
     ]
 
 
@@ -341,6 +349,139 @@ def registry(config: LabConfig) -> list[dict]:
     ]
 
 
+def docs_image(config: LabConfig, tag: str) -> str:
+    """Where the nodes pull the docs image from: the lab registry's NodePort on the node itself."""
+    return f"127.0.0.1:{config.pipeline.registry.node_port}/renderlab-docs:{tag}"
+
+
+def docs(config: LabConfig, tag: str = DOCS_TAG_EXAMPLE) -> list[dict]:
+    """The docs site and render gallery: nginx (images/docs) serving the built site and the share's gallery
+    folder read-only, on a NodePort; a NetworkPolicy lets in HTTP to it and lets nothing out."""
+    ns = config.pipeline.namespace
+    labels = {"app.kubernetes.io/name": "docs"}
+    size = f"{config.hosts[_one(config, 'storage')].disk_gib}Gi"
+    return [
+        {
+            # The same share, read-only, for the docs namespace (a PV binds one claim, so it is its own PV).
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": _meta(GALLERY_PV),
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": STORAGE_CLASS,
+                "mountOptions": _mount_options(config),
+                "claimRef": {"namespace": DOCS_NS, "name": GALLERY_PVC},
+                "csi": {
+                    "driver": SMB_DRIVER,
+                    "readOnly": True,
+                    "volumeHandle": f"{share_source(config).lstrip('/')}#{GALLERY_PV}",
+                    "volumeAttributes": {"source": share_source(config)},
+                    "nodeStageSecretRef": {"name": SMB_SECRET, "namespace": ns},
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(GALLERY_PVC, DOCS_NS),
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": STORAGE_CLASS,
+                "volumeName": GALLERY_PV,
+                "resources": {"requests": {"storage": size}},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("docs", DOCS_NS, **labels),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": {**PART_OF, **labels}},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": DOCS_UID,
+                            "runAsGroup": DOCS_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "nginx",
+                                "image": docs_image(config, tag),
+                                "ports": [{"containerPort": DOCS_PORT, "name": "http"}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/healthz", "port": "http"},
+                                    "periodSeconds": 10,
+                                },
+                                "livenessProbe": {
+                                    "httpGet": {"path": "/healthz", "port": "http"},
+                                    "initialDelaySeconds": 5,
+                                    "periodSeconds": 20,
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "32Mi"},
+                                    "limits": {"cpu": "500m", "memory": "128Mi"},
+                                },
+                                "securityContext": {
+                                    "readOnlyRootFilesystem": True,
+                                    "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "volumeMounts": [
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                    {
+                                        "name": "share",
+                                        "mountPath": "/srv/gallery",
+                                        "subPath": "gallery",
+                                        "readOnly": True,
+                                    },
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                            {
+                                "name": "share",
+                                "persistentVolumeClaim": {"claimName": GALLERY_PVC, "readOnly": True},
+                            },
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("docs", DOCS_NS, **labels),
+            "spec": {
+                "type": "NodePort",
+                "selector": labels,
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http", "nodePort": config.docs.node_port}
+                ],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta("docs-ingress-only", DOCS_NS),
+            "spec": {
+                "podSelector": {"matchLabels": labels},
+                "policyTypes": ["Ingress", "Egress"],
+                # HTTP in (through the NodePort from anywhere); nothing out: the server needs no network.
+                "ingress": [{"ports": [{"protocol": "TCP", "port": DOCS_PORT}]}],
+                "egress": [],
+            },
+        },
+    ]
+
+
 def csi_smb_release(config: LabConfig) -> dict[str, Any]:
     """The SMB CSI driver's Helm release (pinned chart version from versions.csi_driver_smb)."""
     return {
@@ -362,13 +503,22 @@ GROUPS = {
     "quota.yaml": limits,
     "networkpolicy.yaml": network_policy,
     "registry.yaml": registry,
+    "docs.yaml": docs,
 }
 
 
-def all_objects(config: LabConfig, values: dict[str, Any]) -> dict[str, list[dict]]:
-    return {
-        file: (secrets(config, values) if build is None else build(config)) for file, build in GROUPS.items()
-    }
+def all_objects(
+    config: LabConfig, values: dict[str, Any], docs_tag: str = DOCS_TAG_EXAMPLE
+) -> dict[str, list[dict]]:
+    out = {}
+    for file, build in GROUPS.items():
+        if build is None:
+            out[file] = secrets(config, values)
+        elif build is docs:
+            out[file] = docs(config, docs_tag)
+        else:
+            out[file] = build(config)
+    return out
 
 
 HEADER = (

@@ -9,6 +9,7 @@ import pulumi
 from infra import manifests, stack
 from infra.cluster import ClusterLayer
 from infra.lab import Lab
+from renderlab.lab import image_refs
 from renderlab.lab.cluster_names import SHARE_PVC
 from renderlab.lab.pipeline_settings import recorded_images
 
@@ -16,11 +17,12 @@ from renderlab.lab.pipeline_settings import recorded_images
 def main() -> dict[str, Any]:
     """Build the stack and export its outputs; returns them too (the mock tests read them)."""
     config, secrets = stack.read()
+    stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
     # The image references `make images` recorded for this stack travel in the inventory's pipeline settings.
     lab = Lab(
         "lab",
         config,
-        images=recorded_images(config, f"Pulumi.{pulumi.get_stack()}.yaml"),
+        images=recorded_images(config, stack_file),
         webhook_url=secrets.get("notify_webhook_url"),
     )
     outputs: dict[str, Any] = {
@@ -32,11 +34,18 @@ def main() -> dict[str, Any]:
     # One secret map for the hosts layer: `python -m renderlab.lab.host_secrets from-pulumi -o FILE`.
     outputs["host_secrets"] = lab.host_secrets
     if "kubeconfig" in secrets:
+        # The docs server runs the image `make images` recorded for this stack (build/site inside it).
+        docs_tag = image_refs.recorded_tag(stack_file, "docs")
+        if docs_tag is None:
+            pulumi.log.warn(
+                f"no docs image recorded for {stack_file}: run `make images CONFIG={stack_file}` first"
+            )
         cluster = ClusterLayer(
             "cluster",
             config,
             kubeconfig=secrets["kubeconfig"],
             secret_values={k: lab.secrets[k] for k in manifests.SECRET_INPUTS},
+            docs_tag=docs_tag or manifests.DOCS_TAG_EXAMPLE,
             opts=pulumi.ResourceOptions(depends_on=list(lab.vms.values())),
         )
         outputs["launcher_token"] = cluster.launcher_token

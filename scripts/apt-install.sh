@@ -18,5 +18,10 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "apt: installing ${want[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages with a service (nginx-light) must not start it on install: the project starts what it needs itself.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

@@ -22,4 +22,5 @@ if ((${#manifests[@]})); then
   step "kubernetes-validate --strict (${#manifests[@]} files)"
   $bin/kubernetes-validate --strict --quiet "${manifests[@]}"
 fi
+step "mkdocs build --strict"; NO_MKDOCS_2_WARNING=1 $bin/mkdocs build --strict -q
 step ok

@@ -11,6 +11,8 @@ def test_layout_paths():
     assert share.manifest("ode-to-joy", 42).name == "manifest-42.json"
     assert share.frames("r1", "loop") == PurePosixPath("/mnt/share/runs/r1/frames/loop")
     assert share.video("r1").parent == share.run("r1")
+    assert share.gallery_run("r1") == PurePosixPath("/mnt/share/gallery/runs/r1")
+    assert share.gallery_run("r1").parent.parent == share.gallery()
 
 
 @pytest.mark.parametrize("bad", ["..", "a/b", "", "x" * 200, "../etc", "with space"])

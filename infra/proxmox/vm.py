@@ -145,7 +145,9 @@ def _disk_key(config: dict[str, Any]) -> str:
                 and "media=cdrom" not in str(config[key])
             ):
                 return key
-    raise ProxmoxError("the template has no disk to boot from; rebuild it (see README: Build the lab)")
+    raise ProxmoxError(
+        "the template has no disk to boot from; rebuild it (see docs/building.md, Build the lab)"
+    )
 
 
 class ProxmoxVmProvider(PveProvider):

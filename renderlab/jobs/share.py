@@ -8,6 +8,9 @@
 <share>/runs/<run_id>/report/validation.json      the validation report
 <share>/runs/<run_id>/report/notification-<state>.json   the notification record (success or failed)
 <share>/runs/<run_id>/report/errors/<task>.json   each failed task's error, for the failure notification
+<share>/gallery/index.html                        the render gallery: every published run, newest first
+<share>/gallery/runs/<run_id>/                    a run's page (index.html, run.json, media/); the docs
+                                                  server serves <share>/gallery read-only
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ class ShareLayout:
 
     def report(self, run_id: str) -> PurePosixPath:
         return self.run(run_id) / "report"
+
+    def gallery(self) -> PurePosixPath:
+        return self.root / "gallery"
+
+    def gallery_run(self, run_id: str) -> PurePosixPath:
+        return self.gallery() / "runs" / _segment("run id", run_id)
 
     def video_file(self, run_id: str, song: str, variant: str) -> PurePosixPath:
         return self.video(run_id) / f"{_segment('song', song)}_{_segment('variant', variant)}.mp4"

@@ -227,6 +227,11 @@ class Pipeline(_Model):
     registry: Registry = Registry()
 
 
+class Docs(_Model):
+    # The documentation site and render gallery (images/docs), served on every k3s node at this port.
+    node_port: int = Field(default=30080, ge=30000, le=32767)
+
+
 class Ssh(_Model):
     admin_user: LinuxUser = "renderlab"
     public_keys: list[SshPublicKey] = Field(min_length=1)
@@ -248,6 +253,7 @@ class LabConfig(_Model):
     share: Share = Share()
     perforce: Perforce
     pipeline: Pipeline = Pipeline()
+    docs: Docs = Docs()
     ssh: Ssh
     # Secrets: names only (their values stay encrypted in the stack file).
     proxmox_api_token: SecureValue | None = None
@@ -342,6 +348,12 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
                 f"({SECRET_KEYS[key]})"
             )
     pipeline: Pipeline | None = s.get("pipeline")
+    docs: Docs | None = s.get("docs")
+    if pipeline is not None and docs is not None and docs.node_port == pipeline.registry.node_port:
+        problems.append(
+            f"docs.node_port {docs.node_port} is already the registry's (pipeline.registry.node_port); "
+            "give the docs site its own NodePort"
+        )
     if pipeline is not None and pipeline.notify != "none" and s.get("notify_webhook_url") is None:
         problems.append(
             f"pipeline.notify is {pipeline.notify} but notify_webhook_url is not set; run "

@@ -16,7 +16,8 @@ from renderlab.lab.config import LabConfig
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = REPO / ".cache" / "images"  # git-ignored: what this checkout built
-IMAGES = ("blender", "fetch")
+IMAGES = ("blender", "fetch", "docs")
+JOB_IMAGES = ("blender", "fetch")  # what the DAG's Jobs run; docs is the cluster's docs server
 
 
 def repository(name: str) -> str:
@@ -76,6 +77,10 @@ def pull_refs(config: LabConfig, entries: dict[str, dict[str, str]]) -> dict[str
         ref = f"{pull_registry(config)}/{repository(name)}:{entry['tag']}"
         refs[name] = f"{ref}@{entry['digest']}" if entry.get("digest") else ref
     return refs
+
+
+def recorded_tag(stack_file: str | Path, name: str) -> str | None:
+    return (recorded(stack_file).get(name) or {}).get("tag")
 
 
 def push_ref(config: LabConfig, name: str, tag: str) -> str:

@@ -25,6 +25,12 @@ def depot_url(config: LabConfig) -> str:
     return f"p4://{p4_port(config)}{config.perforce.projects_path}"
 
 
+def gallery_url(config: LabConfig) -> str:
+    """Where the docs site (infra.manifests.docs: a NodePort on every k3s node) serves the share's gallery."""
+    (server,) = config.hosts_by_role("k3s_server")
+    return f"http://{config.address(server)}:{config.docs.node_port}/gallery/"
+
+
 def pipeline_settings(config: LabConfig, images: dict[str, str] | None = None) -> dict[str, Any]:
     """The Airflow Variable's value for this lab (JSON-ready, validated by the pipeline's own model).
 
@@ -44,10 +50,12 @@ def pipeline_settings(config: LabConfig, images: dict[str, str] | None = None) -
         "fps": p.fps,
         "samples": p.samples,
         "frames_per_chunk": p.frames_per_chunk,
+        "gallery_url": gallery_url(config),
     }
     return Settings.model_validate(values).model_dump(mode="json", exclude_defaults=False)
 
 
 def recorded_images(config: LabConfig, stack_file: str) -> dict[str, str]:
     """The references `make images` recorded for this stack file, as the nodes pull them."""
-    return image_refs.pull_refs(config, image_refs.recorded(stack_file))
+    entries = {k: v for k, v in image_refs.recorded(stack_file).items() if k in image_refs.JOB_IMAGES}
+    return image_refs.pull_refs(config, entries)

@@ -46,7 +46,7 @@ def message(summary: dict[str, Any]) -> str:
     lines = [head]
     if summary.get("error"):
         lines.append(f"error in {summary.get('failed_task', '?')}: {summary['error']}")
-    for key in ("run_folder", "videos", "contact_sheets", "blend_files"):
+    for key in ("gallery_url", "gallery_page", "run_folder", "videos", "contact_sheets", "blend_files"):
         if summary.get(key):
             lines.append(f"{key.replace('_', ' ')}: {summary[key]}")
     return "\n".join(lines)
@@ -119,7 +119,11 @@ def _record_dir(share_root: str, run_id: str) -> Path | None:
 
 
 def notify_success(
-    plan: RunPlan | dict, built: dict | None, assembled: dict | None, validated: dict | None
+    plan: RunPlan | dict,
+    built: dict | None,
+    assembled: dict | None,
+    validated: dict | None,
+    published: dict | None = None,
 ) -> dict:
     """The notify task: the success notification with where every output is."""
     plan = RunPlan.of(plan)
@@ -138,6 +142,11 @@ def notify_success(
         "timing_report": _abs(root, (built or {}).get("report")),
         "validation": {"ok": (validated or {}).get("ok"), "timing": (validated or {}).get("timing")},
     }
+    if published and published.get("page"):
+        # The run's page in the gallery (published by the gallery Job), and its URL where the docs site serves it.
+        summary["gallery_page"] = _abs(root, published["page"])
+        if plan.settings.gallery_url:
+            summary["gallery_url"] = f"{plan.settings.gallery_url.rstrip('/')}/runs/{plan.run_id}/"
     return notify(plan.notify, summary, _record_dir(root, plan.run_id), plan.settings.notify_conn_id)
 
 

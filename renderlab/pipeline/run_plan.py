@@ -68,6 +68,8 @@ class RunPaths(BaseModel):
     frames: dict[str, str]
     video: str
     report: str
+    gallery: str  # the gallery folder (the gallery Job's --out)
+    gallery_page: str  # this run's page in it
 
 
 class RunPlan(BaseModel):
@@ -125,6 +127,8 @@ def resolve_run(context: dict, settings: Settings) -> RunPlan:
             frames={v: str(lay.frames(run_id, v)) for v in VARIANTS},
             video=str(lay.video(run_id)),
             report=str(lay.report(run_id)),
+            gallery=str(lay.gallery()),
+            gallery_page=str(lay.gallery_run(run_id) / "index.html"),
         ),
         run_folder=str(Path(settings.share_root) / lay.run(run_id)),
     )

@@ -62,6 +62,8 @@ class Settings(BaseModel):
     cpu: Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?m?$")] = "2"
     memory: str = "4Gi"
     gpu: int = Field(default=0, ge=0)
+    # Where the docs site serves the share's gallery folder (notifications link the run's page); None: unknown.
+    gallery_url: str | None = None
 
     @model_validator(mode="after")
     def _kubernetes_names(self) -> Settings:

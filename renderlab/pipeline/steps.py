@@ -268,4 +268,90 @@ def validate(plan: RunPlan | dict, built: dict, assembled: dict | None, context:
         },
         context,
     )
-    return res.result
+    return {**res.result, "job_seconds": res.seconds}
+
+
+def durations(steps: dict[str, Any]) -> dict[str, float]:
+    """Seconds each step's Jobs ran, in pipeline order (render: all chunks added up)."""
+    out: dict[str, float] = {}
+    for name in ("fetch", "build"):
+        res = steps.get(name) or {}
+        if isinstance(res.get("job_seconds"), int | float):
+            out[name] = round(float(res["job_seconds"]), 3)
+    rendered = steps.get("render") or []
+    chunk_seconds = [c["job_seconds"] for c in rendered if isinstance(c.get("job_seconds"), int | float)]
+    if chunk_seconds:
+        out[f"render ({len(chunk_seconds)} chunks)"] = round(sum(chunk_seconds), 3)
+    variants = (steps.get("assemble") or {}).get("variants") or {}
+    seconds = [v["seconds"] for v in variants.values() if isinstance(v.get("seconds"), int | float)]
+    if seconds:
+        out["assemble"] = round(sum(seconds), 3)
+    validated = steps.get("validate") or {}
+    if isinstance(validated.get("job_seconds"), int | float):
+        out["validate"] = round(float(validated["job_seconds"]), 3)
+    return out
+
+
+def gallery_meta(plan: RunPlan | dict, steps: dict[str, Any], context: dict | None = None) -> dict:
+    """What the run page shows beside the run folder's files: params, the synced change, durations.
+
+    `steps` holds the upstream results by step: fetch, build, render (the chunks), assemble, validate."""
+    plan = RunPlan.of(plan)
+    started = None
+    dag_run = (context or {}).get("dag_run")
+    if getattr(dag_run, "start_date", None) is not None:
+        started = dag_run.start_date.isoformat(timespec="seconds")
+    built = steps.get("build") or {}
+    variants = {
+        name: {k: v.get(k) for k in ("frames", "fps", "duration_s")}
+        for name, v in ((steps.get("assemble") or {}).get("variants") or {}).items()
+    }
+    frames = "all" if plan.frames is None else f"{plan.frames.first}-{plan.frames.last}"
+    return {
+        "run_id": plan.run_id,
+        "airflow_run_id": plan.airflow_run_id,
+        "song": plan.song,
+        # The change the fetch resolved ("latest" becomes a number), else what was asked for.
+        "changelist": (steps.get("fetch") or {}).get("changelist") or plan.changelist,
+        "backend": plan.settings.backend,
+        "started": started,
+        "params": {
+            "preset": plan.preset,
+            "frames": frames,
+            "fps": built.get("fps") or plan.settings.fps,
+            "samples": plan.samples,
+            "resolution_percentage": plan.resolution_percentage,
+            "frames_per_chunk": plan.frames_per_chunk,
+            "loop": plan.loop,
+        },
+        "durations": durations(steps),
+        "variants": variants,
+    }
+
+
+def gallery(plan: RunPlan | dict, steps: dict[str, Any], context: dict | None = None) -> dict:
+    """The last Job: publish the run's page to the gallery on the share (the docs site serves it)."""
+    plan = RunPlan.of(plan)
+    meta = gallery_meta(plan, steps, context)
+    res = _run_job(
+        plan,
+        {
+            "name": "gallery",
+            "image": "blender",
+            "command": [
+                PYTHON,
+                "-m",
+                "renderlab.jobs.gallery",
+                "--run",
+                plan.paths.run,
+                "--out",
+                plan.paths.gallery,
+                "--meta",
+                json.dumps(meta),
+            ],  # fmt: skip
+            "resources": _resources(plan, "gallery"),
+            "description": "publish the run's gallery page",
+        },
+        context,
+    )
+    return {**res.result, "job_seconds": res.seconds}

@@ -187,6 +187,10 @@ def run(argv: list[str] | None = None) -> int:
             and "frames" not in path.parts
         ):
             print(f"  {path.relative_to(run_dir)}")
+    page = share / "gallery" / "runs" / run_dir.name / "index.html"
+    if page.is_file():
+        print(f"demo: gallery page {page}")
+        print(f"demo: `make docs` serves it at http://127.0.0.1:<port>/gallery/runs/{run_dir.name}/")
     if a.look and not _look(run_dir, env, log_path):
         return 1
     print(run_dir)

@@ -30,7 +30,7 @@ def test_every_manifest_is_valid_strict():
         for doc in yaml.safe_load_all(path.read_text()):
             kubernetes_validate.validate(doc, "1.31", strict=True)
             count += 1
-    assert count == 17
+    assert count == 23
 
 
 def test_strict_validation_catches_a_typo():
@@ -75,7 +75,7 @@ def test_generator_cli_writes_and_rejects_bad_config(tmp_path):
         text=True,
         check=False,
     )
-    assert ok.returncode == 0 and len(list(tmp_path.glob("*.yaml"))) == 8
+    assert ok.returncode == 0 and len(list(tmp_path.glob("*.yaml"))) == 9
     bad = ROOT / "tests/fixtures/config/invalid/memory-too-small.yaml"
     out = tmp_path / "bad"
     res = subprocess.run(

@@ -33,7 +33,7 @@ class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append((args.typ, args.name, dict(args.inputs)))
         outs = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == "pulumi-python:dynamic/renderlab:GeneratedSecret":
             outs["result"] = f"generated-{args.name}"
         if args.typ.endswith("ProxmoxVm"):
             outs["ipv4"] = args.inputs["address"].split("/")[0]
@@ -117,7 +117,8 @@ def test_five_vms_from_config(stack_config):
 
 def test_service_secrets_are_generated_and_secret(stack_config):
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
-    assert len(mocks.of("random:index/randomPassword:RandomPassword")) == 7
+    generated = mocks.of("pulumi-python:dynamic/renderlab:GeneratedSecret")
+    assert sorted(i["length"] for _, i in generated) == [40, 40, 40, 40, 40, 48, 48]
     host_secrets, secret = resolved["host_secrets"]
     assert secret is True
     # Exactly the keys the hosts layer reads, and the hosts layer's own check accepts the map.
@@ -170,7 +171,12 @@ def test_inventory_output_has_the_ansible_shape(stack_config):
     assert "generated-" not in json.dumps(inv)
 
 
-def test_cluster_layer_resources(stack_config):
+def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
+    from renderlab.lab import image_refs
+
+    monkeypatch.setattr(image_refs, "RECORDS", tmp_path)
+    recorded_docs_tag = "0123456789abcdef"
+    image_refs.record("Pulumi.test.yaml", "docs", recorded_docs_tag)
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
     kinds = {}
     for typ, name, inputs in mocks.resources:
@@ -178,7 +184,8 @@ def test_cluster_layer_resources(stack_config):
             kinds.setdefault(typ, []).append((name, inputs))
     (release,) = kinds["kubernetes:helm.sh/v3:Release"]
     assert release[1]["chart"] == "csi-driver-smb" and release[1]["version"] == "v1.17.0"
-    (pv,) = kinds["kubernetes:core/v1:PersistentVolume"]
+    pvs = {n: i for n, i in kinds["kubernetes:core/v1:PersistentVolume"]}
+    pv = ("persistentvolume-renderlab-share", pvs["persistentvolume-renderlab-share"])
     assert pv[1]["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pv[1]["spec"]["csi"]["volumeAttributes"]["source"] == "//10.20.0.13/render"
     pvcs = {n: i for n, i in kinds["kubernetes:core/v1:PersistentVolumeClaim"]}
@@ -197,16 +204,23 @@ def test_cluster_layer_resources(stack_config):
     (role,) = kinds["kubernetes:rbac.authorization.k8s.io/v1:Role"]
     assert {r for rule in role[1]["rules"] for r in rule["resources"]} == {"jobs", "pods", "pods/log"}
     assert role[1]["metadata"]["namespace"] == "render"
-    (policy,) = kinds["kubernetes:networking.k8s.io/v1:NetworkPolicy"]
+    policies = {n: i for n, i in kinds["kubernetes:networking.k8s.io/v1:NetworkPolicy"]}
+    policy = ("render-egress", policies["networkpolicy-render-render-egress"])
     cidrs = [
         p["ipBlock"]["cidr"] for rule in policy[1]["spec"]["egress"] for p in rule["to"] if "ipBlock" in p
     ]
     assert cidrs == ["10.20.0.13/32", "10.20.0.14/32"]
-    (deploy,) = kinds["kubernetes:apps/v1:Deployment"]
-    assert deploy[1]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:2.8.3"
-    (svc,) = kinds["kubernetes:core/v1:Service"]
-    assert svc[1]["spec"]["ports"][0]["nodePort"] == 30500
+    deploys = {n: i for n, i in kinds["kubernetes:apps/v1:Deployment"]}
+    registry = deploys["deployment-renderlab-registry-registry"]
+    assert registry["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:2.8.3"
+    services = {n: i for n, i in kinds["kubernetes:core/v1:Service"]}
+    assert services["service-renderlab-registry-registry"]["spec"]["ports"][0]["nodePort"] == 30500
     assert resolved["registry"] == "10.20.0.11:30500"
+    # The docs site: the image `make images` recorded for this stack, on its NodePort.
+    docs = deploys["deployment-renderlab-docs-docs"]["spec"]["template"]["spec"]["containers"][0]
+    assert docs["image"] == f"127.0.0.1:30500/renderlab-docs:{recorded_docs_tag}"
+    assert services["service-renderlab-docs-docs"]["spec"]["ports"][0]["nodePort"] == 30080
+    assert pvs["persistentvolume-renderlab-share-gallery"]["spec"]["accessModes"] == ["ReadOnlyMany"]
 
 
 def test_no_kubeconfig_no_cluster_layer(stack_config):

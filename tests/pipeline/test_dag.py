@@ -30,6 +30,7 @@ print(json.dumps({
                           "mapped": t.is_mapped if hasattr(t, "is_mapped") else False}
               for t in dag.tasks},
     "params": {k: dag.params.get_param(k).schema for k in dag.params},
+    "descriptions": {k: dag.params.get_param(k).description for k in dag.params},
     "defaults": dict(dag.params),
     "on_failure_callback": bool(dag.on_failure_callback),
 }, default=str))
@@ -101,16 +102,21 @@ def test_structure(dag):
         "render_chunk",
         "assemble",
         "validate",
+        "gallery",
         "notify",
     }
     down = {k: v["downstream"] for k, v in tasks.items()}
-    assert down["plan_run"] == ["assemble", "build", "chunks", "fetch", "notify", "render_chunk", "validate"]
-    assert down["fetch"] == ["build"]
-    assert down["build"] == ["assemble", "chunks", "notify", "validate"]
+    everything = ["assemble", "build", "chunks", "fetch", "gallery", "notify", "render_chunk", "validate"]
+    assert down["plan_run"] == everything
+    assert down["fetch"] == ["build", "gallery"]
+    assert down["build"] == ["assemble", "chunks", "gallery", "notify", "validate"]
     assert down["chunks"] == ["render_chunk"]
-    assert down["render_chunk"] == ["assemble"]
-    assert down["assemble"] == ["notify", "validate"]
-    assert down["validate"] == ["notify"]
+    assert down["render_chunk"] == ["assemble", "gallery"]
+    assert down["assemble"] == ["gallery", "notify", "validate"]
+    # The gallery page is published after the verdict, and the notification links it.
+    assert down["validate"] == ["gallery", "notify"]
+    assert down["gallery"] == ["notify"]
+    assert tasks["gallery"]["trigger_rule"] == "none_failed"
     render = tasks["render_chunk"]
     assert render["mapped"] and render["map_index_template"] == "{{ chunk_label }}"
     assert render["retries"] >= 1
@@ -135,3 +141,8 @@ def test_params_schema(dag):
     assert params["preset"]["enum"] == [None, *PRESET_NAMES]  # the content's own list, not a copy
     assert params["frames"]["pattern"].startswith("^(all|")
     assert dag["defaults"]["render"] is True and dag["defaults"]["loop"] is False
+    # The trigger form: every field has a title and a description a person reads; dropdown labels for enums.
+    for name, schema in params.items():
+        assert schema.get("title") and len(dag["descriptions"][name] or "") > 20, name
+        if "enum" in schema:
+            assert set(schema["values_display"]) == {"null" if v is None else v for v in schema["enum"]}, name

@@ -43,6 +43,9 @@ def test_demo_prints_the_run_folder_and_leaves_no_process(tmp_path, depot):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = proc.stdout.strip().splitlines()[-1]
     assert run_dir.startswith(str(tmp_path / "out" / "runs"))
+    # It says where the run's gallery page is (published by the DAG's gallery Job), and the page is there.
+    page = tmp_path / "out" / "gallery" / "runs" / run_dir.rsplit("/", 1)[-1] / "index.html"
+    assert f"demo: gallery page {page}" in proc.stdout and page.is_file()
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_streams", "-of", "json", f"{run_dir}/video/tiny_main.mp4"],
         capture_output=True, text=True, check=True,

@@ -55,6 +55,16 @@ def test_success_outputs_and_notification(airflow_home, depot, tmp_path, receive
     record = json.loads((run_dir / "report" / "notification-success.json").read_text())
     assert record["notification"]["delivered"] is True
     assert receiver.url not in json.dumps(record)  # the webhook URL is a secret
+    # The gallery Job published the run's page (both videos, the verdict) and the notification links it.
+    page = share / "gallery" / "runs" / run_dir.name / "index.html"
+    assert body["gallery_page"] == str(page)
+    html = page.read_text()
+    assert 'src="media/tiny_main.mp4"' in html and 'src="media/tiny_loop.mp4"' in html and "passed" in html
+    assert f'href="runs/{run_dir.name}/index.html"' in (share / "gallery" / "index.html").read_text()
+    published = json.loads((page.parent / "run.json").read_text())
+    assert set(published["variants"]) == {"main", "loop"}
+    assert isinstance(published["changelist"], int)  # "latest" as the fetch resolved it
+    assert set(published) >= {"started", "ok", "variants"} and published["ok"] is True
 
 
 def test_render_false_builds_only(airflow_home, depot, tmp_path):
@@ -70,6 +80,9 @@ def test_render_false_builds_only(airflow_home, depot, tmp_path):
     (run_dir,) = (share / "runs").iterdir()
     assert (run_dir / "scene" / "tiny.blend").is_file()
     assert not (run_dir / "frames").exists() and not (run_dir / "video").exists()
+    # A build-only run still gets its page (scene and timing, no video).
+    page = (share / "gallery" / "runs" / run_dir.name / "index.html").read_text()
+    assert "rendered no video" in page and "<video" not in page
 
 
 def test_crashed_chunk_retry_renders_only_missing_frames(airflow_home, depot, tmp_path):
@@ -108,6 +121,7 @@ def test_failing_task_notifies_and_publishes_nothing(airflow_home, depot, tmp_pa
     assert "FAILED" in text and "error in fetch" in text and "nosuchsong" in text
     (run_dir,) = (share / "runs").iterdir()
     assert sorted(p.name for p in run_dir.iterdir()) == ["report"]
+    assert not (share / "gallery").exists()  # a failed run publishes no page
     record = json.loads((run_dir / "report" / "notification-failed.json").read_text())
     assert record["failed_task"] == "fetch" and record["notification"]["delivered"] is True
     # Nothing half-written: no temp files anywhere on the share.

@@ -61,6 +61,11 @@ def test_sources_and_run_ids():
     assert pipeline.fetch_source("p4://ssl:h:1666//depot/songs", "a", "latest") == (
         "p4://ssl:h:1666//depot/songs/a/...@latest"
     )
+    # The trigger form sends a changelist as text; the plan records it as the number it names.
+    local = settings.Settings(backend="local", depot="file:///d/songs", share_root="/tmp/share")
+    for sent, planned in (("1234", 1234), ("latest", "latest")):
+        context = {"params": {"song": "a", "changelist": sent}, "run_id": "manual__x"}
+        assert run_plan.resolve_run(context, local).changelist == planned
     rid = run_plan.run_folder_id("manual__2026-01-01T00:00:00+00:00")
     assert rid.startswith("manual__2026-01-01T00-00-00+00-00-") and "/" not in rid and ":" not in rid
     assert run_plan.run_folder_id("plain_id") == "plain_id"

@@ -23,6 +23,7 @@ from renderlab.lab import host_secrets
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
 from renderlab.lab.pipeline_settings import recorded_images
+from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
 from renderlab.workstation.nspawn_lab import machines, network, rootfs
 from renderlab.workstation.nspawn_lab.machines import Machine
 from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions
@@ -194,7 +195,10 @@ def up(s: LabOptions) -> Lab:
                 admin=config.ssh.admin_user,
                 pubkey=pubkey,
             )
-            machines.boot(m, s.bridge, s.state / "logs")
+            cluster_node = cluster_node_settings.is_cluster_node(config.hosts[name].role)
+            if cluster_node:
+                cluster_node_settings.prepare(m.directory)
+            machines.boot(m, s.bridge, s.state / "logs", cluster_node=cluster_node)
             _save(s, ms)
             log(f"booting {m.machine} at {address}")
         lab = Lab(s, ms)

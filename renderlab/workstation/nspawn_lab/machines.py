@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
 from renderlab.workstation.nspawn_lab.options import LabError
 
 
@@ -71,7 +72,7 @@ def prepare(
         subprocess.run(["chroot", str(root), "update-ca-certificates"], check=True, capture_output=True)
 
 
-def boot(m: Machine, bridge: str, log_dir: Path) -> None:
+def boot(m: Machine, bridge: str, log_dir: Path, *, cluster_node: bool = False) -> None:
     cmd = [
         "systemd-nspawn",
         "--quiet",
@@ -86,6 +87,7 @@ def boot(m: Machine, bridge: str, log_dir: Path) -> None:
         "--timezone=off",
         "--link-journal=no",
         "--console=read-only",
+        *(cluster_node_settings.ARGS if cluster_node else []),
     ]
     with open(log_dir / f"{m.machine}.console.log", "wb") as out:
         proc = subprocess.Popen(
