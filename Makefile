@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: help setup apt venv lock check-config lint unit test demo clean
+.PHONY: help setup apt venv lock check-config lint unit test demo fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: setup lint ## set up, lint, and run the whole test suite
 
 demo: setup ## run the render pipeline on this machine (local backend, bundled demo song)
 	$(PY) -m renderlab.workstation.demo
+
+fuzz: venv ## the long fuzz run (tests/fuzz, random, FUZZ_EXAMPLES per property; default 5000)
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 # --- tools (the Pulumi engine, built from its Go modules) ---
 PULUMI_BIN := $(shell scripts/build-tools.sh --print-bin)

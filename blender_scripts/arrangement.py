@@ -28,6 +28,7 @@ def gm_family(program: int) -> str:
 
 
 Vec3 = tuple[float, float, float]
+MAX_BYTES = 1 << 20
 
 
 class _Strict(BaseModel):
@@ -112,9 +113,27 @@ def load(path: str | Path | None) -> Arrangement:
     if not path.is_file():
         raise ContentError(f"arrangement {path} does not exist; pass --arrangement PATH or leave it out")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ContentError(f"cannot read arrangement {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise ContentError(f"arrangement {path} is {len(raw)} bytes; an arrangement is a few KiB at most")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContentError(
+            f"arrangement {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ContentError(f"arrangement {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ContentError(f"arrangement {path} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ContentError(f"arrangement {path} is nested too deeply to be an arrangement") from None
     if not isinstance(data, dict):
         raise ContentError(f"arrangement {path} must be a mapping of settings, not {type(data).__name__}")
     try:

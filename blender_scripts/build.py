@@ -4,13 +4,16 @@
     blender -b --python blender_scripts/build.py -- --midi SONG.mid --out DIR
 
 Writes DIR/<song>.blend, DIR/<song>_loop.blend, DIR/<song>.wav (plus <song>_loop.wav) and
-DIR/report.json, then prints one JSON line naming them. Everything is written in a sibling temp folder
-and moved in at the end, so a failure leaves nothing in DIR.
+DIR/report.json, then prints one JSON line naming them. Everything is written in a temp folder inside DIR
+(DIR/.build.tmp-<pid>: the same filesystem, so the final renames are atomic even when DIR is a mount point)
+and moved in at the end, so a failure leaves nothing in DIR; a later run removes the temp folders of
+killed runs (only those whose pid is gone). Bounds: --max-length (song seconds) and --tempo-range (BPM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -35,7 +38,7 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
 
 from blender_scripts import _cli, audio, planner, song
 from blender_scripts import arrangement as arrangement_mod
-from blender_scripts.errors import ContentError
+from blender_scripts.errors import ContentError, OutputError
 
 LEAD_PAD_S = 0.25
 AUDIO_TAIL_S = 1.5
@@ -47,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--arrangement", type=Path, help="optional arrangement YAML")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--fps", type=int, default=60, help="frames per second (default 60)")
+    d = song.Limits()
+    p.add_argument(
+        "--max-length",
+        type=float,
+        default=d.max_seconds,
+        metavar="SECONDS",
+        help=f"refuse songs longer than this (default {d.max_seconds:.0f})",
+    )
+    p.add_argument(
+        "--tempo-range",
+        default=f"{d.min_bpm:g}-{d.max_bpm:g}",
+        metavar="MIN-MAX",
+        help=f"refuse tempos outside this many BPM (default {d.min_bpm:g}-{d.max_bpm:g})",
+    )
     return p
 
 
@@ -64,13 +81,66 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--out {ns.out} exists and is not a folder; pass a folder path")
     if not 1 <= ns.fps <= 240:
         raise ContentError(f"--fps {ns.fps} is out of range; use 1..240")
+    if not 0 < ns.max_length <= 24 * 3600:
+        raise ContentError(f"--max-length {ns.max_length:g} is out of range; give 1..86400 seconds")
+    try:
+        lo, hi = (float(x) for x in ns.tempo_range.split("-"))
+    except ValueError:
+        raise ContentError(f"--tempo-range {ns.tempo_range!r} is not MIN-MAX in BPM, e.g. 10-1000") from None
+    if not 0 < lo <= hi < 1e6:
+        raise ContentError(f"--tempo-range {ns.tempo_range}: need 0 < MIN <= MAX")
+    ns.limits = song.Limits(max_seconds=ns.max_length, min_bpm=lo, max_bpm=hi)
     return ns
+
+
+TMP_PREFIX = ".build.tmp-"
+
+
+def clean_leftovers(out: Path) -> list[str]:
+    """Remove the temp folders of killed builds (their pid is gone): inside --out, and the older
+    `.<out>.tmp-<pid>` beside it. A live build's folder is never touched."""
+    places = [(out, TMP_PREFIX), (out.parent, f".{out.name}.tmp-")]
+    removed = []
+    for folder, prefix in places:
+        try:
+            names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+        except OSError:
+            continue
+        for name in names:
+            pid = name[len(prefix) :]
+            path = folder / name
+            if pid.isdigit() and not _cli.pid_alive(int(pid)) and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+    return removed
+
+
+def _prepare_out(out: Path) -> tuple[Path, bool]:
+    """Make --out (saying whether this run made it) and this run's temp folder inside it."""
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f"{TMP_PREFIX}{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise _cli.output_error(e, e.filename or out, "create") from None
+    return tmp, made
 
 
 def build(args: list[str]) -> dict:
     ns = _parse(args)
     started = time.perf_counter()
-    tune = song.load(ns.midi)
+    out = ns.out.absolute()
+    for path in clean_leftovers(out):
+        _cli.progress(f"build: removed {path}, left by a build that was killed")
+    tune = song.load(ns.midi, ns.limits)
+    if tune.moved:
+        shown = ", ".join(f"note {i} pitch {a}->{b}" for i, a, b in tune.moved[:5])
+        _cli.progress(
+            f"build: {len(tune.moved)} pitched note(s) outside {song.PITCH_MIN}-{song.PITCH_MAX} (C1-C8) moved "
+            f"by whole octaves into it: {shown}{' ...' if len(tune.moved) > 5 else ''} (report.json: pitches_moved)"
+        )
     arr = arrangement_mod.load(ns.arrangement)
     arr.check_tracks(tune, str(ns.arrangement))
     fps = ns.fps
@@ -85,11 +155,8 @@ def build(args: list[str]) -> dict:
     frame_end = math.ceil((lead_in + end) * fps) + 1
     loop_end = round(period * fps)
 
-    out = ns.out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp, made = _prepare_out(out)
+    ok = False
     try:
         result = _write(
             tmp,
@@ -105,11 +172,16 @@ def build(args: list[str]) -> dict:
             started=started,
             phases=phases,
         )
-        out.mkdir(exist_ok=True)
         for name in sorted(os.listdir(tmp), key=lambda n: n == "report.json"):  # the report lands last
             os.replace(tmp / name, out / name)
+        ok = True
+    except OSError as e:
+        raise _cli.output_error(e, e.filename or out, "write") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made and not ok:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if this run made it and it is empty: nothing half-written stays
     return result
 
 
@@ -210,6 +282,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         "build_time_s": time.perf_counter() - started,  # everything but writing this report
         "build_phases_s": {k: round(v, 4) for k, v in phases.items()},
         "notes": notes,
+        "pitches_moved": [list(m) for m in tune.moved],  # [note index, pitch in the file, pitch used]
         "outputs": result,
     }
     tmp_report = tmp / "report.json"
@@ -218,7 +291,14 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
 
 
 def _save(bpy, path: Path) -> None:
-    bpy.ops.wm.save_as_mainfile(filepath=str(path), check_existing=False, relative_remap=False, compress=True)
+    try:
+        bpy.ops.wm.save_as_mainfile(
+            filepath=str(path), check_existing=False, relative_remap=False, compress=True
+        )
+    except RuntimeError as e:  # Blender reports a failed save (full, read-only) as a RuntimeError
+        raise OutputError(
+            f"cannot save {path}: {_cli._one_line(str(e))} (free space or pick another --out)"
+        ) from None
 
 
 if __name__ == "__main__":

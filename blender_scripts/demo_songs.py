@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import mido
@@ -141,8 +142,19 @@ def write(depot: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depot", type=Path, default=Path("depot"))
-    for path in write(parser.parse_args().depot):
+    parser.error = lambda msg: _fail(f"{msg} (see --help)", 2)  # type: ignore[method-assign]
+    depot = parser.parse_args().depot
+    try:
+        paths = write(depot)
+    except OSError as e:
+        _fail(f"cannot write the demo songs under {depot}: {e.strerror or e}", 3)
+    for path in paths:
         print(path)
+
+
+def _fail(message: str, code: int):
+    print(f"demo_songs: error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -3,3 +3,11 @@
 
 class ContentError(Exception):
     """Bad input or an impossible request: the message says what, where and how to fix it."""
+
+    exit_code = 2
+
+
+class OutputError(ContentError):
+    """The output folder cannot be written (read-only, full, not a real folder): exit status 3."""
+
+    exit_code = 3

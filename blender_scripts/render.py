@@ -3,8 +3,9 @@
     python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset NAME (presets.py)]
         [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
 
-Each frame goes to DIR/.frame_NNNNNN.tmp.png and is renamed to DIR/frame_NNNNNN.png once complete; a
-frame already there as a complete PNG of the right size is skipped. One progress line per frame
+Each frame goes to DIR/.frame_NNNNNN.tmp-<pid>.png and is renamed to DIR/frame_NNNNNN.png once complete; a
+frame already there that decodes completely (every CRC, all image data: renderlab.jobs.png) at the right
+size is skipped. Temp frames of killed runs (pid gone, or the older pid-less name) are removed first. One progress line per frame
 (stderr), one JSON line last (stdout). `--device gpu` with no usable GPU is an error (no CPU fallback);
 `auto` takes a GPU when Cycles finds one and says which device it used.
 """
@@ -12,9 +13,9 @@ frame already there as a complete PNG of the right size is skipped. One progress
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
-import struct
 import sys
 import time
 from pathlib import Path
@@ -23,13 +24,14 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blender_scripts import _cli
-from blender_scripts.errors import ContentError
+from blender_scripts.errors import ContentError, OutputError
 from blender_scripts.presets import PRESETS
+from renderlab.jobs import png
 from renderlab.jobs.share import FRAME_PATTERN, frame_name
 
 DEFAULT_PRESET = "demo"
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TMP_FRAME = re.compile(r"^\.frame_\d{6}\.tmp(?:-(\d+))?\.png$")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,21 +69,38 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(
             f"--blend {ns.blend} does not exist; build the scene first (blender_scripts.build)"
         )
+    if ns.out.exists() and not ns.out.is_dir():
+        raise OutputError(f"--out {ns.out} exists and is not a folder; pass a folder path")
+    writable_out(ns.out)
     return ns
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a complete PNG (signature, IHDR, IEND at the end), else None."""
+    """(width, height) of a PNG that decodes completely, else None (renderlab.jobs.png)."""
+    return png.size(path)
+
+
+def writable_out(out: Path) -> None:
+    """Make --out and prove it takes a file, before Blender starts (one line, not a traceback, if not)."""
+    probe = out / f".write-probe-{os.getpid()}"
     try:
-        with open(path, "rb") as f:
-            head = f.read(24)
-            f.seek(-12, os.SEEK_END)
-            tail = f.read(12)
-    except OSError:
-        return None
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail[4:8] != b"IEND":
-        return None
-    return struct.unpack(">II", head[16:24])
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise _cli.output_error(e, e.filename or out, "write into") from None
+
+
+def clean_leftovers(out: Path) -> list[str]:
+    """Temp frames of killed renders: the pid in the name is gone (or the name has none, from before)."""
+    removed = []
+    for name in os.listdir(out):
+        m = TMP_FRAME.fullmatch(name)
+        if m and (m[1] is None or not _cli.pid_alive(int(m[1]))):
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+                removed.append(name)
+    return removed
 
 
 def _device(bpy, scene, wanted: str) -> str:
@@ -153,7 +172,8 @@ def render(args: list[str]) -> dict:
     scene.render.use_persistent_data = True  # keep the BVH between frames of one run
 
     out = ns.out
-    out.mkdir(parents=True, exist_ok=True)
+    for name in clean_leftovers(out):
+        _cli.progress(f"render: removed {name}, left by a render that was killed")
     rendered, skipped, times = 0, 0, []
     started = time.perf_counter()
     total = ns.last - ns.first + 1
@@ -163,15 +183,22 @@ def render(args: list[str]) -> dict:
             skipped += 1
             _cli.progress(f"render: frame {frame} ({i}/{total}) already done, skipped")
             continue
-        tmp = out / f".{final.stem}.tmp.png"
+        tmp = out / f".{final.stem}.tmp-{os.getpid()}.png"
         t0 = time.perf_counter()
         scene.frame_set(frame)
         scene.render.filepath = str(tmp)
         bpy.ops.render.render(write_still=True)
         if png_size(tmp) != expected:
             tmp.unlink(missing_ok=True)
-            raise ContentError(f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG")
-        os.replace(tmp, final)
+            raise OutputError(
+                f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG into {out} "
+                "(is it full or read-only?)"
+            )
+        try:
+            os.replace(tmp, final)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise _cli.output_error(e, final, "write") from None
         times.append(time.perf_counter() - t0)
         rendered += 1
         _cli.progress(f"render: frame {frame} ({i}/{total}) {times[-1]:.2f} s on {device}")

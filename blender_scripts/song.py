@@ -12,6 +12,19 @@ import mido
 from blender_scripts.errors import ContentError
 
 PERCUSSION_CHANNEL = 9  # MIDI channel 10, zero-based
+# Pitched notes outside C1..C8 have no bar a mallet instrument could carry (pitch 0 would be an 8 Hz bar):
+# they are moved by whole octaves into this range, and the build says which.
+PITCH_MIN, PITCH_MAX = 24, 108
+MAX_DENOMINATOR = 64
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds a song must keep before any work is sized from it; build's flags override them."""
+
+    max_seconds: float = 900.0  # --max-length: 15 minutes of song (audio and frames grow with it)
+    min_bpm: float = 10.0  # --tempo-range MIN-MAX
+    max_bpm: float = 1000.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,8 @@ class Song:
     end_time: float  # last note-off (seconds)
     bar_times: tuple[float, ...]  # bar lines from the tempo map and time signatures, first is 0.0
     tempo_changes: int
+    # Pitched notes moved into PITCH_MIN..PITCH_MAX: (note index, pitch in the file, pitch used)
+    moved: tuple[tuple[int, int, int], ...] = ()
 
 
 class _ChannelState:
@@ -97,8 +112,38 @@ def _open(path: Path) -> mido.MidiFile:
     return midi
 
 
-def load(path: str | Path) -> Song:
+def _fold_pitch(pitch: int) -> int:
+    while pitch < PITCH_MIN:
+        pitch += 12
+    while pitch > PITCH_MAX:
+        pitch -= 12
+    return pitch
+
+
+def _check_tempos(path: Path, events: list[tuple[int, int]], limits: Limits) -> None:
+    for tick, tempo in events:
+        bpm = 60e6 / tempo if tempo > 0 else float("inf")
+        if not limits.min_bpm <= bpm <= limits.max_bpm:
+            shown = "0 us per beat (infinite speed)" if tempo <= 0 else f"{bpm:.4g} BPM"
+            raise ContentError(
+                f"MIDI file {path}: set_tempo at tick {tick} is {shown}, outside the tempo range "
+                f"{limits.min_bpm:g}-{limits.max_bpm:g} BPM; fix the tempo in the file, or widen the bound "
+                "with --tempo-range MIN-MAX"
+            )
+
+
+def _check_signatures(path: Path, signatures: list[tuple[int, int, int]]) -> None:
+    for tick, num, den in signatures:
+        if num < 1 or not 1 <= den <= MAX_DENOMINATOR:
+            raise ContentError(
+                f"MIDI file {path}: time signature {num}/{den} at tick {tick} is not a meter (numerator >= 1, "
+                f"denominator 1..{MAX_DENOMINATOR}); fix it in the file"
+            )
+
+
+def load(path: str | Path, limits: Limits | None = None) -> Song:
     path = Path(path)
+    limits = limits or Limits()
     midi = _open(path)
     tempo_events: list[tuple[int, int]] = []
     signatures: list[tuple[int, int, int]] = []
@@ -132,18 +177,33 @@ def load(path: str | Path) -> Song:
             raw.extend((start, tick, ti, channel, pitch, vel) for start, vel in pending)
     if not raw:
         raise ContentError(f"MIDI file {path} has no notes; a song needs at least one note_on")
+    _check_tempos(path, tempo_events, limits)
+    _check_signatures(path, signatures)
     tempo = _TempoMap(midi.ticks_per_beat, tempo_events)
+    end_tick = max(r[1] for r in raw)
+    # Before anything is sized from it (audio samples, frames, bar lines): the song's length is bounded.
+    if tempo.at(end_tick) > limits.max_seconds:
+        last_on = tempo.at(max(r[0] for r in raw))
+        raise ContentError(
+            f"MIDI file {path} lasts {tempo.at(end_tick):.0f} s (its last note starts at {last_on:.0f} s), "
+            f"longer than the {limits.max_seconds:.0f} s bound; trim the silence or the song, or raise the "
+            "bound with --max-length SECONDS"
+        )
     raw.sort(key=lambda r: (r[0], r[2], r[3], r[4], r[1]))
     state = _ChannelState(controls)
     notes = []
+    moved = []
     for i, (start, end, ti, channel, pitch, vel) in enumerate(raw):
         t0 = tempo.at(start)
+        used = pitch if channel == PERCUSSION_CHANNEL else _fold_pitch(pitch)
+        if used != pitch:
+            moved.append((i, pitch, used))
         volume = (
             state.at(channel, "volume", start, 100) * state.at(channel, "expression", start, 127) / 127**2
         )
         notes.append(
             Note(
-                i, ti, names[ti], channel, pitch, vel, t0, max(tempo.at(end) - t0, 0.0),
+                i, ti, names[ti], channel, used, vel, t0, max(tempo.at(end) - t0, 0.0),
                 program=state.at(channel, "program", start, 0), volume=volume,
             )
         )  # fmt: skip
@@ -154,13 +214,14 @@ def load(path: str | Path) -> Song:
         notes=tuple(notes),
         track_names=tuple(names),
         end_time=end_time,
-        bar_times=tuple(_bar_times(midi.ticks_per_beat, signatures, end_tick, tempo)),
+        bar_times=tuple(_bar_times(midi.ticks_per_beat, signatures, end_tick, tempo, end_time)),
         tempo_changes=len({t for _, t in tempo_events}),
+        moved=tuple(moved),
     )
 
 
 def _bar_times(
-    tpb: int, signatures: list[tuple[int, int, int]], end_tick: int, tempo: _TempoMap
+    tpb: int, signatures: list[tuple[int, int, int]], end_tick: int, tempo: _TempoMap, end_time: float
 ) -> list[float]:
     """Bar lines in seconds up to and including the first one at or after the song's end."""
     sigs = sorted({tick: (num, den) for tick, num, den in sorted(signatures)}.items()) or [(0, (4, 4))]
@@ -173,7 +234,8 @@ def _bar_times(
         while si + 1 < len(sigs) and sigs[si + 1][0] <= tick:
             si += 1
         bars.append(tempo.at(tick))
-        if tick >= end_tick and len(bars) > 1:
+        # Past the last note-off and the last onset (a zero-length final note ends 1 ms after it).
+        if tick >= end_tick and len(bars) > 1 and bars[-1] >= end_time - 1e-9:
             return bars
         num, den = sigs[si][1]
         tick += max(1, round(tpb * num * 4 / den))

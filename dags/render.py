@@ -17,7 +17,8 @@ from blender_scripts.presets import PRESET_NAMES, PRESETS  # constants: the cont
 from renderlab.pipeline import depot_songs, run_plan, settings, steps
 from renderlab.pipeline import notify as notifications
 
-SONG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+# One segment, no '..': never a Perforce wildcard (owned by renderlab.pipeline.steps).
+SONG_PATTERN = steps.SONG_PATTERN
 
 
 def _params() -> dict[str, Param]:

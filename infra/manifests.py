@@ -11,14 +11,13 @@ A test fails when `k8s/` is out of date with this module.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from renderlab.jobs import atomic
+from renderlab.jobs import atomic, cli
 from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, SHARE_PV, SHARE_PVC
 from renderlab.lab.config import ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import p4_port
@@ -558,14 +557,14 @@ def write(files: dict[str, str], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.manifests", description=__doc__.splitlines()[0])
+    parser = cli.Parser(prog="python -m infra.manifests", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="stack file, e.g. Pulumi.example.yaml")
     parser.add_argument("out", help="folder to write the YAML to, e.g. k8s/")
     args = parser.parse_args(argv)
     try:
         config = load(args.config)
     except ConfigError as err:
-        print(err, file=sys.stderr)
+        print(f"manifests: error: {err}", file=sys.stderr)
         return 1
     files = render(config, Path(args.config).name)
     write(files, Path(args.out))
@@ -574,4 +573,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("manifests", main))

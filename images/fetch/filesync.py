@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .source import FileSource
 from .workspace import CHUNK, Workspace, destination_error, hash_file, relpaths_under, stat_key, temp_name
 
 ALGORITHM = "sha256"
+MAX_LISTED = 100  # skipped symlinks named in the result line (all are counted)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,12 @@ class SourceFile:
     rel: str
     size: int
     digest: str
+    mode: int = 0o644  # permission bits of the source file: kept on the copy, never widened
+
+
+def file_mode(st: os.stat_result) -> int:
+    """The permission bits a copy gets: the source's own, without setuid/setgid/sticky."""
+    return stat.S_IMODE(st.st_mode) & 0o777
 
 
 def content_version(files: list[SourceFile]) -> int:
@@ -38,11 +46,17 @@ def content_version(files: list[SourceFile]) -> int:
     return int(h.hexdigest()[:12], 16) or 1
 
 
-def scan_source(src: FileSource, ws: Workspace, reporter: Reporter) -> list[SourceFile]:
-    """List the source folder's files with their SHA-256, re-hashing only files whose stat key changed."""
+def scan_source(
+    src: FileSource, ws: Workspace, reporter: Reporter, skipped: list[str] | None = None
+) -> list[SourceFile]:
+    """List the source folder's files with their SHA-256, re-hashing only files whose stat key changed.
+
+    Symlinks are not followed; their paths go to `skipped` (the result reports them)."""
     if not src.root.is_dir():
         raise SourceError(f"source folder {src.root} does not exist or is not a folder; check --source")
-    listed = sorted(relpaths_under(src.root))
+    links: list[str] = [] if skipped is None else skipped
+    listed = sorted(relpaths_under(src.root, links))
+    links.sort()
     if not listed:
         raise SourceError(f"source folder {src.root} holds no files; nothing to fetch")
     cache = ws.source_cache
@@ -59,7 +73,7 @@ def scan_source(src: FileSource, ws: Workspace, reporter: Reporter) -> list[Sour
     for rel in list(cache):
         if rel not in present:
             del cache[rel]
-    return [SourceFile(rel, st.st_size, cache[rel][-1]) for rel, st in listed]
+    return [SourceFile(rel, st.st_size, cache[rel][-1], file_mode(st)) for rel, st in listed]
 
 
 def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> None:
@@ -69,11 +83,16 @@ def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> No
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         h = hashlib.new(ALGORITHM)
-        with open(src / f.rel, "rb") as fin, open(tmp, "wb") as fout:
+        # Created private, then given the source's own bits: the umask can neither widen nor narrow them.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # O_NOFOLLOW: a file swapped for a symlink after the scan is refused, never followed.
+        src_fd = os.open(src / f.rel, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(src_fd, "rb") as fin, open(fd, "wb") as fout:
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
                 reporter.advance(len(chunk))
+            os.fchmod(fout.fileno(), f.mode)
         if h.hexdigest() != f.digest:
             raise SourceError(
                 f"source file {src / f.rel} changed while it was being fetched; re-run the fetch "
@@ -93,6 +112,18 @@ def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> No
     ws.record(f.rel, f.digest)
 
 
+def sync_mode(ws: Workspace, f: SourceFile) -> None:
+    """Give an unchanged copy its source's current permission bits (a chmod needs no re-transfer)."""
+    target = ws.path(f.rel)
+    try:
+        st = os.lstat(target)
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != f.mode:
+            os.chmod(target, f.mode)
+            ws.record(f.rel, f.digest)
+    except OSError as e:
+        raise destination_error(e, target, "set the mode of") from e
+
+
 def fetch_folder(
     src: FileSource,
     dest: Path,
@@ -107,7 +138,7 @@ def fetch_folder(
     a, b = src.root.absolute(), dest.absolute()
     if a == b or a in b.parents or b in a.parents:
         raise UsageError(f"--source {a} and --dest {b} overlap; fetch into a folder outside the source")
-    ws = Workspace.open(dest, ALGORITHM, kind="file")
+    ws = Workspace.open(dest, ALGORITHM, kind="file", log=reporter.log)
     with ws.locked(lock_timeout_s, reporter.log):
         return _fetch_locked(src, ws, reporter, t0, verify_full=verify_full, after_each_file=after_each_file)
 
@@ -123,7 +154,13 @@ def _fetch_locked(
 ) -> FetchResult:
     dest = ws.root
     ws.clean_temp_files()
-    files = scan_source(src, ws, reporter)
+    skipped: list[str] = []
+    files = scan_source(src, ws, reporter, skipped)
+    if skipped:
+        reporter.log(
+            f"{len(skipped)} symlink(s) not followed and not fetched (first: {skipped[0]}); "
+            "the result lists them as skipped_symlinks"
+        )
     version = content_version(files)
     if src.change is not None and src.change != version:
         raise SourceError(
@@ -173,6 +210,8 @@ def _fetch_locked(
                     f"{len(still)} file(s) under {dest} still differ from the source after a re-transfer "
                     f"(first: {still[0]}); check the share's health, then re-run"
                 )
+        for f in files:
+            sync_mode(ws, f)
     finally:
         reporter.finish()
         with contextlib.suppress(DestinationError):
@@ -186,4 +225,6 @@ def _fetch_locked(
         bytes_transferred=sum(f.size for f in transferred),
         files_removed=removed,
         seconds=time.monotonic() - t0,
+        skipped_symlinks=skipped[:MAX_LISTED],
+        skipped_symlinks_total=len(skipped),
     )

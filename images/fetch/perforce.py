@@ -29,6 +29,7 @@ from .source import P4Source
 from .workspace import Workspace
 
 ALGORITHM = "md5"
+DEFAULT_DEADLINE_S = 600.0  # all retries of one fetch together; --retry-deadline overrides it
 RAISE_ERROR = 1
 CLIENT_OPTIONS = "noallwrite clobber nocompress unlocked nomodtime rmdir"
 TRANSFERRED = {"added", "updated", "refreshed", "replaced"}
@@ -305,10 +306,16 @@ def fetch_depot(
     backoff_s: float = 1.0,
     p4_factory: Callable[[], Any] = _real_p4,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    deadline_s: float = DEFAULT_DEADLINE_S,
     lock_timeout_s: float = 3600.0,
 ) -> FetchResult:
-    """Fetch with bounded retries on an unreachable server (1, 2, 4, ... s, capped at 30 s); no retry otherwise."""
-    ws = Workspace.open(dest, ALGORITHM, kind="p4")
+    """Fetch with bounded retries on an unreachable server (1, 2, 4, ... s, capped at 30 s); no retry otherwise.
+
+    Retries stop at `retries` or when the next one would start after `deadline_s` (from the first attempt),
+    whichever comes first."""
+    ws = Workspace.open(dest, ALGORITHM, kind="p4", log=reporter.log)
+    started = clock()
     saved_env = {k: os.environ.get(k) for k in ("P4TRUST", "P4TICKETS", "P4CONFIG")}
     try:
         with (
@@ -331,6 +338,13 @@ def fetch_depot(
                             "is reachable from here"
                         ) from None
                     delay = min(backoff_s * 2 ** (attempt - 1), 30.0)
+                    elapsed = clock() - started
+                    if elapsed + delay > deadline_s:
+                        raise UnreachableError(
+                            f"{e} -- gave up after {attempt} attempts in {elapsed:.0f} s: another retry would "
+                            f"pass the --retry-deadline of {deadline_s:.0f} s; check that p4d runs and that "
+                            f"{src.port} is reachable from here (or raise --retry-deadline)"
+                        ) from None
                     reporter.log(f"attempt {attempt} failed ({e}); retrying in {delay:.0f} s")
                     sleep(delay)
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
@@ -14,6 +14,9 @@ class FetchResult:
     bytes_transferred: int
     files_removed: int
     seconds: float
+    # file:// sources: symlinks are never followed; the first ones are named here, all are counted.
+    skipped_symlinks: list[str] = field(default_factory=list)
+    skipped_symlinks_total: int = 0
 
     def json_line(self) -> str:
         doc = asdict(self)

@@ -65,6 +65,11 @@ def _parse_p4(text: str) -> P4Source:
     if not 1 <= port <= 65535:
         raise UsageError(f"--source {text!r}: port {port} is outside 1-65535")
     path = m["path"]
+    if ".." in path.removesuffix("/..."):
+        raise UsageError(
+            f"--source {text!r}: depot path {path!r} holds '..' before the trailing /... (a Perforce "
+            "wildcard or a parent folder would widen the sync); name the project folder exactly"
+        )
     if not _DEPOT_PATH.fullmatch(path):
         raise UsageError(
             f"--source {text!r}: depot path {path!r} must look like //depot/dir/... "

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,9 +29,9 @@ from pathlib import Path, PurePosixPath
 from renderlab.jobs import atomic
 from renderlab.jobs.share import ShareLayout
 
-from .errors import DestinationError, FetchError
+from .errors import DestinationError, FetchError, SourceError
+from .state import META, read_state, safe_relpath
 
-META = ".renderlab"
 STATE = "state.json"
 CHUNK = 1 << 20
 _TMP = re.compile(r"^\..+\.rlfetch-\d+\.tmp$")
@@ -112,7 +113,9 @@ class Workspace:
         return Path(layout.manifest(self.project, change))
 
     @classmethod
-    def open(cls, root: Path, algorithm: str, kind: str) -> Workspace:
+    def open(
+        cls, root: Path, algorithm: str, kind: str, log: Callable[[str], None] | None = None
+    ) -> Workspace:
         """Create DEST/.renderlab if needed, prove it is writable, load the have-list."""
         root = root.absolute()
         if root.parent.name != "assets":
@@ -135,7 +138,7 @@ class Workspace:
             probe.unlink()
         except OSError as e:
             raise destination_error(e, ws.meta, "write in") from e
-        ws._load()
+        ws._load(log or (lambda _m: None))
         return ws
 
     @contextlib.contextmanager
@@ -167,20 +170,25 @@ class Workspace:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def _load(self) -> None:
+    def _load(self, log: Callable[[str], None]) -> None:
+        """Read the have-list back from the share: untrusted, so schema-checked (images.fetch.state)."""
         path = self.meta / STATE
         try:
             self._saved_bytes = path.read_bytes()
-            raw = json.loads(self._saved_bytes)
         except FileNotFoundError:
             return
-        except (OSError, ValueError):
-            # A damaged have-list only costs re-hashing: every file is then checked against its digest.
+        except OSError as e:
+            log(f"cannot read {path} ({e.strerror or e}); every file is re-hashed")
             return
-        if raw.get("kind") != self.kind or raw.get("algorithm") != self.algorithm:
+        state, why = read_state(self._saved_bytes)
+        if state is None:
+            # A damaged or forged have-list only costs re-hashing: every file is checked against its digest.
+            log(f"ignoring {path}: {why}; every file is re-hashed")
             return
-        self.have = {p: Entry(**e) for p, e in raw.get("files", {}).items()}
-        self.source_cache = raw.get("source_cache", {})
+        if state.kind != self.kind or state.algorithm != self.algorithm:
+            return
+        self.have = {p: Entry(e.size, e.digest, list(e.stat)) for p, e in state.files.items()}
+        self.source_cache = {p: list(v) for p, v in state.source_cache.items()}
 
     def save(self, force: bool = True) -> None:
         """Persist the have-list (atomically); without `force`, at most every 2 s during a transfer."""
@@ -200,6 +208,26 @@ class Workspace:
         self._saved_at = now
 
     def path(self, rel: str) -> Path:
+        """DEST/rel, refused unless it stays inside DEST: a safe relative path, no symlinked folder on the way."""
+        try:
+            safe_relpath(rel)
+        except ValueError as e:
+            raise DestinationError(f"refusing a path outside {self.root}: {e}") from None
+        parts = rel.split("/")
+        here = self.root
+        for part in parts[:-1]:
+            here = here / part
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                raise destination_error(e, here, "read") from e
+            if stat.S_ISLNK(st.st_mode):
+                raise DestinationError(
+                    f"{here} is a symlink where the fetch needs a folder; remove it (the fetch never "
+                    "follows links out of --dest), then re-run"
+                )
         return self.root / rel
 
     def record(self, rel: str, digest: str) -> None:
@@ -242,8 +270,11 @@ class Workspace:
 
     def remove(self, rel: str) -> bool:
         """Delete a file this tool put there (and folders it leaves empty); True if a file was removed."""
-        path = self.path(rel)
         self.have.pop(rel, None)
+        try:
+            path = self.path(rel)
+        except DestinationError:
+            return False  # never delete through a link or outside DEST; forgetting the entry is enough
         try:
             path.unlink()
         except FileNotFoundError:
@@ -312,8 +343,12 @@ class Workspace:
         return target
 
 
-def relpaths_under(root: Path) -> Iterable[tuple[str, os.stat_result]]:
-    """Every regular file under `root` (not following links), skipping the .renderlab folder."""
+def relpaths_under(root: Path, skipped: list[str] | None = None) -> Iterable[tuple[str, os.stat_result]]:
+    """Every regular file under `root` (not following links), skipping the .renderlab folder.
+
+    Symlinks are never followed (they could point anywhere); their paths are appended to `skipped`.
+    A name that is not valid UTF-8 raises SourceError: the share and Perforce need UTF-8 names.
+    """
     stack = [root]
     while stack:
         d = stack.pop()
@@ -322,6 +357,18 @@ def relpaths_under(root: Path) -> Iterable[tuple[str, os.stat_result]]:
         except OSError as e:
             raise FetchError(f"cannot list {d}: {e.strerror or e}") from e
         for ent in entries:
+            try:
+                ent.name.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(ent.path).decode("utf-8", "backslashreplace")
+                raise SourceError(
+                    f"file name {shown} is not valid UTF-8; rename it (the share and Perforce need UTF-8 "
+                    "names), then re-run"
+                ) from None
+            if ent.is_symlink():
+                if skipped is not None:
+                    skipped.append(Path(ent.path).relative_to(root).as_posix())
+                continue
             if ent.is_dir(follow_symlinks=False):
                 if not (d == root and ent.name == META):
                     stack.append(Path(ent.path))

@@ -10,7 +10,6 @@ Both outputs are written under temp names and renamed; prints one JSON result li
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -18,8 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from renderlab.jobs import atomic
+from renderlab.jobs import atomic, cli
 from renderlab.jobs.share import FRAME_PATTERN, frame_name
+
+MAX_FRAMES = 1_000_000  # one video: 4.6 hours at 60 fps
 
 
 class AssembleError(RuntimeError):
@@ -88,8 +89,8 @@ def assemble(
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.jobs.assemble", description=__doc__.split("\n")[0])
+def build_parser() -> cli.Parser:
+    ap = cli.Parser(prog="python -m renderlab.jobs.assemble", description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=Path, required=True, help="folder with frame_%%06d.png")
     ap.add_argument("--first", type=int, required=True)
     ap.add_argument("--last", type=int, required=True)
@@ -103,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    if not 1 <= a.fps <= 240:
+        build_parser().error(f"--fps {a.fps} is out of range; use 1..240")
+    if a.first < 0 or a.last - a.first + 1 > MAX_FRAMES:
+        build_parser().error(
+            f"--first {a.first} --last {a.last}: give 0 <= FIRST and at most {MAX_FRAMES} frames"
+        )
     try:
         result = assemble(
             a.frames,
@@ -115,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             contact_sheet=a.contact_sheet,
         )
     except AssembleError as e:
-        print(f"assemble: error: {e}", file=sys.stderr)
+        print(f"assemble: error: {cli.one_line(e)}", file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("assemble", main))

@@ -8,7 +8,6 @@ complete build in --out prints that build's result again and rebuilds nothing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -16,7 +15,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from renderlab.jobs import atomic
+from renderlab.jobs import atomic, cli
 
 MIDI = "song.mid"
 ARRANGEMENT = "arrangement.yaml"
@@ -58,10 +57,8 @@ def previous_result(out: Path, digest: str) -> dict | None:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m renderlab.jobs.build_step", description=__doc__.split("\n")[0]
-    )
+def build_parser() -> cli.Parser:
+    ap = cli.Parser(prog="python -m renderlab.jobs.build_step", description=__doc__.split("\n")[0])
     ap.add_argument("--project", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--fps", type=int, required=True)
@@ -104,4 +101,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("build", main))

@@ -4,38 +4,25 @@ stream of the expected duration, and the scene's timing report within its thresh
     python -m renderlab.jobs.validate --spec '{"variants": {...}, "timing_report": ...}' --out report/validation.json
 
 The spec (JSON text) lists the variants ({frames dir, first, last, fps, video}) and the timing report to check.
-Writes the validation report atomically, prints it as the JSON result line, exits 1 if anything failed.
+Writes the validation report atomically, prints it as the JSON result line, exits 1 if anything failed
+(2: bad arguments or --spec, 3: the report cannot be written, 70: internal error).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.jobs import atomic
+from renderlab.jobs import atomic, cli, png
+from renderlab.jobs.assemble import MAX_FRAMES
 from renderlab.jobs.share import frame_name
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a complete PNG file, None if it is truncated or not a PNG."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(24)
-            fh.seek(max(0, path.stat().st_size - len(PNG_END)))
-            tail = fh.read()
-    except OSError:
-        return None
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail != PNG_END:
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
+    """(width, height) of a PNG that decodes completely (every CRC, all image data), None otherwise."""
+    return png.size(path)
 
 
 def check_frames(frames: Path, first: int, last: int) -> list[str]:
@@ -46,11 +33,10 @@ def check_frames(frames: Path, first: int, last: int) -> list[str]:
         if not path.exists():
             problems.append(f"{path}: missing")
             continue
-        size = png_size(path)
-        if size is None:
-            problems.append(f"{path}: not a complete PNG")
-        else:
-            sizes.add(size)
+        try:
+            sizes.add(png.verify(path))
+        except png.BadPNG as e:
+            problems.append(f"{path}: not a complete PNG ({e})")
     if len(sizes) > 1:
         problems.append(f"{frames}: frames have different sizes {sorted(sizes)}")
     return problems
@@ -125,8 +111,8 @@ def validate(spec: dict) -> dict:
     return {"ok": not problems, "problems": problems, "variants": variants, "timing": timing}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.jobs.validate", description=__doc__.split("\n")[0])
+def build_parser() -> cli.Parser:
+    ap = cli.Parser(prog="python -m renderlab.jobs.validate", description=__doc__.split("\n")[0])
     ap.add_argument("--spec", required=True, help="JSON: variants and timing_report")
     ap.add_argument("--out", type=Path, required=True)
     return ap
@@ -139,13 +125,47 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as e:
         print(f"validate: error: --spec is not JSON: {e}", file=sys.stderr)
         return 2
+    problem = spec_problem(spec)
+    if problem:
+        print(f"validate: error: --spec {problem}", file=sys.stderr)
+        return 2
     report = validate(spec)
-    atomic.write_json(a.out, report)
+    try:
+        atomic.write_json(a.out, report)
+    except OSError as e:
+        print(f"validate: error: cannot write {a.out}: {e.strerror or e}", file=sys.stderr)
+        return 3
     for p in report["problems"]:
         print(f"validate: {p}", file=sys.stderr)
     print(json.dumps({**report, "report": str(a.out)}))
     return 0 if report["ok"] else 1
 
 
+def spec_problem(spec: object) -> str | None:
+    """What is wrong with a --spec document, or None (it comes from the DAG, but is still checked)."""
+    if not isinstance(spec, dict):
+        return f"must be a JSON object, not {type(spec).__name__}"
+    variants = spec.get("variants", {})
+    if not isinstance(variants, dict):
+        return "variants must be an object of name -> {frames, first, last, fps, video}"
+    for name, v in variants.items():
+        if not isinstance(v, dict) or not {"frames", "first", "last", "fps", "video"} <= set(v):
+            return f"variants.{name} needs frames, first, last, fps and video"
+        ints = [v[k] for k in ("first", "last", "fps")]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in ints):
+            return f"variants.{name}: first, last and fps must be whole numbers"
+        if v["fps"] < 1 or v["first"] < 0 or not 0 <= v["last"] - v["first"] < MAX_FRAMES:
+            return f"variants.{name}: need fps >= 1, 0 <= first <= last and at most {MAX_FRAMES} frames"
+        if not isinstance(v["frames"], str) or not isinstance(v["video"], str):
+            return f"variants.{name}: frames and video must be paths"
+    if spec.get("timing_report") is not None:
+        if not isinstance(spec["timing_report"], str):
+            return "timing_report must be a path"
+        t = spec.get("timing_threshold_ms")
+        if not isinstance(t, int | float) or isinstance(t, bool) or not t > 0:
+            return "timing_threshold_ms must be a positive number"
+    return None
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("validate", main))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,6 +65,9 @@ class ConfigError(Exception):
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{source}: {problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s) in the lab config:\n{lines}")
 
@@ -380,12 +384,32 @@ def _plain_secretish(data: Any, path: str = "") -> list[tuple[str, Any]]:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one), and flow nesting
+    ('[' / '{') deeper than `max_depth` as the scanner meets it: PyYAML's scanner looks ahead over every
+    open bracket before it yields a token, so 'depth' checked later would come after quadratic work."""
+
+    max_depth = 64
+
+    def fetch_flow_collection_start(self, TokenClass):  # noqa: N803 - PyYAML's signature
+        if self.flow_level >= self.max_depth:
+            raise ValueError(
+                f"the document is nested deeper than {self.max_depth} levels (line {self.line + 1}); "
+                f"raise the bound with --max-yaml-depth {self.max_depth}"
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     mapping: dict = {}
     for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.SequenceNode | yaml.MappingNode):
+            kind = "sequence" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a {kind} used as a mapping key (line {key_node.start_mark.line + 1}); keys are plain names",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
             raise yaml.constructor.ConstructorError(
@@ -479,17 +503,135 @@ def _valid_sections(section: dict[str, Any], broken: set[Any]) -> dict[str, Any]
     return valid
 
 
-def load(path: str | Path) -> LabConfig:
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on the YAML itself, checked before any of it is built: a stack file is a few KiB, but aliases
+    can make a few hundred bytes expand exponentially (an "alias bomb"). check_config's --max-yaml-* flags
+    raise them."""
+
+    max_bytes: int = 1 << 20
+    max_nodes: int = 100_000  # scalars, sequences and mappings after every alias is expanded
+    max_depth: int = 64  # nesting, also after expansion
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """The parser's message without its snippet of the file: the offending line may hold a secret."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or type(e).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    ctx = f" ({context} at line {cmark.line + 1})" if context and cmark is not None else ""
+    return f"not valid YAML{where}: {problem}{ctx}; fix the syntax there (the line is not shown: it may hold a secret)"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node, limits: Limits) -> None:
+    """Refuse recursive aliases, and documents whose expanded size or depth passes the bounds.
+
+    Iterative, and each node is sized once (aliases share nodes), so the check itself is linear in the file."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = {id(root)}
+    stack = [(root, iter(_children(root)))]
+    while stack:
+        node, kids = stack[-1]
+        for kid in kids:
+            if id(kid) in on_path:
+                raise ValueError(
+                    f"recursive alias at line {kid.start_mark.line + 1}: the node refers to itself; "
+                    "a stack file needs no aliases (write the values out)"
+                )
+            if id(kid) not in size:
+                on_path.add(id(kid))
+                stack.append((kid, iter(_children(kid))))
+                break
+        else:
+            stack.pop()
+            on_path.discard(id(node))
+            own = _children(node)
+            size[id(node)] = 1 + sum(size[id(k)] for k in own)
+            depth[id(node)] = 1 + max((depth[id(k)] for k in own), default=0)
+            if size[id(node)] > limits.max_nodes:
+                raise ValueError(
+                    f"the document expands to more than {limits.max_nodes} YAML nodes (aliases at line "
+                    f"{node.start_mark.line + 1} multiply it); remove the aliases, or raise the bound with "
+                    f"--max-yaml-nodes {limits.max_nodes}"
+                )
+            if depth[id(node)] > limits.max_depth:
+                raise ValueError(
+                    f"the document is nested deeper than {limits.max_depth} levels (at line "
+                    f"{node.start_mark.line + 1}, through aliases); raise the bound with --max-yaml-depth "
+                    f"{limits.max_depth}"
+                )
+
+
+def _parse_yaml(text: str, limits: Limits) -> Any:
+    # Depth first, over the event stream (the parser is iterative; the composer would recurse).
+    level = 0
+    events = _UniqueKeyLoader(text)
+    events.max_depth = limits.max_depth
+    try:
+        while events.check_event():
+            event = events.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                level += 1
+                if level > limits.max_depth:
+                    raise ValueError(
+                        f"the document is nested deeper than {limits.max_depth} levels (line "
+                        f"{event.start_mark.line + 1}); raise the bound with --max-yaml-depth {limits.max_depth}"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                level -= 1
+    finally:
+        events.dispose()
+    loader = _UniqueKeyLoader(text)
+    loader.max_depth = limits.max_depth
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, limits)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load(path: str | Path, limits: Limits | None = None) -> LabConfig:
     """Read and validate a stack file; raise ConfigError with every problem and its key path."""
     path = Path(path)
+    limits = limits or Limits()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(
             str(path), [f"cannot read the file: {e.strerror}; pass CONFIG=path/to/stack.yaml"]
         ) from e
+    if len(raw) > limits.max_bytes:
+        raise ConfigError(
+            str(path),
+            [
+                f"the file is {len(raw)} bytes, over the bound of {limits.max_bytes} for a stack file; "
+                f"is it the right file? (raise the bound with --max-yaml-bytes {limits.max_bytes})"
+            ],
+        )
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            str(path),
+            [f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the file as UTF-8"],
+        ) from None
+    try:
+        data = _parse_yaml(text, limits)
     except yaml.YAMLError as e:
-        raise ConfigError(str(path), [f"not valid YAML: {e}"]) from e
+        raise ConfigError(str(path), [_yaml_problem(e)]) from None
+    except ValueError as e:
+        raise ConfigError(str(path), [str(e)]) from None
     return parse(data, str(path))

@@ -11,14 +11,14 @@ fresh random values. Every task that reads one of these has `no_log: true`.
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.jobs import atomic
+from renderlab.jobs import atomic, cli
 
 PULUMI_OUTPUT = "host_secrets"
 # The generated service secrets, name -> (length Pulumi generates, what it is for). Pulumi's Lab component
@@ -80,12 +80,27 @@ def from_pulumi(stack: str | None) -> dict[str, str]:
     return check(json.loads(out), f"pulumi output {PULUMI_OUTPUT}")
 
 
+def _private_folders(folder: Path) -> None:
+    """Create the missing folders up to `folder` as 0700 whatever the umask (existing ones are left alone)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)  # mkdir's mode is masked by the umask; this is not
+
+
 def write(path: Path, values: dict[str, str]) -> None:
+    _private_folders(path.absolute().parent)
     atomic.write_yaml(path, values, mode=0o600)  # private from the first byte
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the hosts' service secrets to a 0600 vars file.")
+    parser = cli.Parser(
+        prog="python -m renderlab.lab.host_secrets",
+        description="Write the hosts' service secrets to a 0600 vars file.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="fresh random secrets (local lab)")
     gen.add_argument("-o", "--output", required=True)
@@ -96,12 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         values = generate() if args.command == "generate" else from_pulumi(args.stack)
     except SecretsError as e:
-        print(f"host_secrets: {e}", file=sys.stderr)
+        print(f"host_secrets: error: {e}", file=sys.stderr)
         return 1
-    write(Path(args.output), values)
+    try:
+        write(Path(args.output), values)
+    except OSError as e:
+        print(
+            f"host_secrets: error: cannot write {args.output}: {e.strerror or e}; pick a writable path",
+            file=sys.stderr,
+        )
+        return 1
     print(f"{args.output}: {len(values)} secrets written (mode 0600)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("host_secrets", main))

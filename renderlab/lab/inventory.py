@@ -11,11 +11,10 @@ image references `make images` recorded for that stack file.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
-from renderlab.jobs import atomic
+from renderlab.jobs import atomic, cli
 from renderlab.lab import cluster_names
 from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
@@ -78,7 +77,10 @@ def inventory(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the Ansible inventory for a lab stack file.")
+    parser = cli.Parser(
+        prog="python -m renderlab.lab.inventory",
+        description="Write the Ansible inventory for a lab stack file.",
+    )
     parser.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
     parser.add_argument("-o", "--output", required=True, help="inventory file to write (YAML)")
     parser.add_argument("--ssh-user", help="SSH user (default: ssh.admin_user from the stack file)")
@@ -86,13 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.stack_file)
     except ConfigError as e:
-        print(e, file=sys.stderr)
+        print(f"inventory: error: {e}", file=sys.stderr)
         return 1
     images = recorded_images(config, args.stack_file)
-    atomic.write_yaml(args.output, inventory(config, ssh_user=args.ssh_user, images=images), mode=0o644)
+    try:
+        atomic.write_yaml(args.output, inventory(config, ssh_user=args.ssh_user, images=images), mode=0o644)
+    except OSError as e:
+        print(f"inventory: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(f"{args.output}: {len(config.hosts)} hosts from {args.stack_file}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("inventory", main))

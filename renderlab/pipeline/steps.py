@@ -21,6 +21,11 @@ log = logging.getLogger("renderlab.pipeline.steps")
 
 PYTHON = "python"  # the image's interpreter; the local backend maps it to this venv's
 
+# A song project name (the DAG's `song` Param): one path segment with no '..' anywhere, so it can never
+# become a Perforce wildcard ('...'), a parent folder, or reach '*' / '%%N' (not in the class at all).
+SONG_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+_P4_WILDCARDS = ("...", "*", "%%")
+
 
 def _label(value: str) -> str:
     """A Kubernetes label value (<= 63 chars) that still identifies the run."""
@@ -54,8 +59,21 @@ def _resources(plan: RunPlan, kind: str):
 
 
 def fetch_source(depot: str, song: str, changelist: Any) -> str:
-    """The fetch image's --source: ``file:///abs/<song>[@N]`` or ``p4://[ssl:]H:P//path/<song>/...@N|latest``."""
+    """The fetch image's --source: ``file:///abs/<song>[@N]`` or ``p4://[ssl:]H:P//path/<song>/...@N|latest``.
+
+    The one place a depot path is built from a DAG param: it is checked here even though the Param's
+    pattern already refuses the same names (a trigger through the API or a test may bypass the Param)."""
+    if not isinstance(song, str) or not re.search(SONG_PATTERN, song):
+        raise ValueError(
+            f"song {song!r} is not a project name: use 1-64 letters, digits and _.+- with no '..' "
+            "(a Perforce wildcard or a parent folder would widen the sync)"
+        )
     base = depot.rstrip("/")
+    if any(w in base for w in _P4_WILDCARDS) or "/../" in f"{base}/":
+        raise ValueError(
+            f"depot {depot!r} holds a Perforce wildcard ({', '.join(_P4_WILDCARDS)}) or '..'; "
+            "set the depot setting to the exact projects folder, e.g. p4://perforce:1666//depot/songs"
+        )
     if base.startswith("file://"):
         return f"{base}/{song}" + ("" if changelist == "latest" else f"@{int(changelist)}")
     change = "latest" if changelist == "latest" else int(changelist)

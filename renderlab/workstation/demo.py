@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,11 +117,11 @@ def _reap(proc: subprocess.Popen) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    import argparse
 
-    ap = argparse.ArgumentParser(
-        prog="python -m renderlab.workstation.demo", description=__doc__.split("\n")[0]
-    )
+    from renderlab.jobs import cli
+    from renderlab.pipeline.steps import SONG_PATTERN
+
+    ap = cli.Parser(prog="python -m renderlab.workstation.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--song", help="song project in the depot (default: the bundled demo song)")
     ap.add_argument("--frames", default=DEFAULTS["frames"], help='"all" or A-B (default %(default)s)')
     ap.add_argument("--samples", type=int, default=DEFAULTS["samples"])
@@ -134,6 +135,16 @@ def run(argv: list[str] | None = None) -> int:
     ap.add_argument("--airflow-home", type=Path, default=REPO / ".cache" / "airflow-demo")
     ap.add_argument("--no-look", dest="look", action="store_false", help="skip the look check contact sheet")
     a = ap.parse_args(argv)
+    # The DAG's Params refuse the same values, but only after Airflow has started: say it now, in one line.
+    if not re.fullmatch(r"all|[0-9]{1,6}-[0-9]{1,6}", a.frames):
+        ap.error(f"--frames {a.frames!r} is not 'all' or A-B, e.g. 1-240")
+    if a.song is not None and not re.search(SONG_PATTERN, a.song):
+        ap.error(f"--song {a.song!r} is not a project name (letters, digits, _.+-, no '..')")
+    for flag, value, lo, hi in (("--samples", a.samples, 1, 65536), ("--fps", a.fps, 1, 240),
+                                ("--resolution-percentage", a.resolution_percentage, 1, 100),
+                                ("--frames-per-chunk", a.frames_per_chunk, 1, 100000)):  # fmt: skip
+        if not lo <= value <= hi:
+            ap.error(f"{flag} {value} is out of range; use {lo}..{hi}")
 
     start = time.monotonic()
     home = a.airflow_home.resolve()
@@ -215,8 +226,17 @@ def _look(run_dir: Path, env: dict[str, str], log_path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(argv)
+    try:
+        return run(argv)
+    except SystemExit as e:  # the demo's own refusals are `SystemExit("demo: ...")`: one line, status 1
+        if isinstance(e.code, str):
+            print(e.code if e.code.startswith("demo: error:") else e.code.replace("demo: ", "demo: error: ", 1),
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        raise
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from renderlab.jobs import cli
+
+    sys.exit(cli.guard("demo", main))

@@ -14,7 +14,6 @@ the inventory's pipeline settings carry those references to the DAG, which never
 
 from __future__ import annotations
 
-import argparse
 import glob
 import hashlib
 import os
@@ -27,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from renderlab.jobs import cli
+
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements" / "lock.txt"
 NAMES = ("blender", "fetch")
@@ -35,7 +36,7 @@ STAGE = REPO / ".cache" / "images" / "context"
 # The Python packages each image's code imports; the lock supplies these and everything they need.
 IMAGE_ROOTS = {
     "blender": ["bpy", "mido", "pydantic", "pyyaml", "pyfluidsynth"],
-    "fetch": ["p4python", "rich"],
+    "fetch": ["p4python", "rich", "pydantic"],  # pydantic: the share-state schema (images/fetch/state.py)
 }
 ENGINES = ("podman", "docker")
 # The locally made base (debootstrap rootfs imported); its tag follows the rootfs build.
@@ -399,7 +400,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.workstation.images")
+    ap = cli.Parser(prog="python -m renderlab.workstation.images")
     ap.add_argument("action", choices=["build", "requirements"])
     ap.add_argument("--config", default=str(REPO / "Pulumi.example.yaml"), help="lab stack file")
     ap.add_argument("--only", choices=NAMES, action="append")
@@ -433,4 +434,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("images", main))

@@ -14,7 +14,6 @@ Two parts:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -27,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from renderlab.jobs import cli
 from renderlab.lab.config import ConfigError, load
 
 K3S_MODULE = "github.com/k3s-io/k3s"
@@ -232,7 +232,9 @@ def build(k3s_version: str, cache: Path, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.Parser(
+        prog="python -m renderlab.workstation.k3s_artifacts", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--config", default="Pulumi.example.yaml", help="the stack file whose versions.k3s is built"
     )
@@ -244,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         version = load(args.config).versions.k3s
         result = build(version, args.cache or default_cache(version))
     except (ConfigError, ArtifactsError) as e:
-        print(f"k3s-artifacts: {e}", file=sys.stderr)
+        print(f"k3s-artifacts: error: {cli.one_line(e)}", file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("k3s-artifacts", main))

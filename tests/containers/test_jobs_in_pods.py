@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from renderlab.pipeline import run_plan
+from renderlab.pipeline import settings as pipeline_settings
 from renderlab.pipeline import steps as pipeline
 from renderlab.pipeline.jobspec import JobFailed
 
@@ -20,8 +22,13 @@ PARAMS = {"song": "ode_waltz", "preset": "demo", "frames": "1-2", "samples": 1, 
 RUN = "manual__2026-01-01T00:00:00+00:00"
 
 
+def plan_run() -> dict:
+    """What the DAG's plan_run task hands on (its XCom), from the settings the Airflow Variable holds."""
+    return run_plan.resolve_run({"params": PARAMS, "run_id": RUN}, pipeline_settings.load()).xcom()
+
+
 def test_fetch_build_render_assemble_validate_in_pods(kube_play, share):
-    plan = pipeline.plan({"params": PARAMS, "run_id": RUN})
+    plan = plan_run()
     first = pipeline.fetch(plan)
     assert first["files_transferred"] == first["files_total"] == 1
     assert pipeline.fetch(plan)["files_transferred"] == 0  # the second sync transfers nothing
@@ -57,7 +64,7 @@ def test_fetch_build_render_assemble_validate_in_pods(kube_play, share):
 
 
 def test_a_share_the_job_uid_cannot_write_fails_with_the_entrypoints_message(kube_play, share):
-    plan = pipeline.plan({"params": PARAMS, "run_id": RUN})
+    plan = plan_run()
     # The assets folder left owned by root (podman hands a fresh volume's root to the pod's user, as a
     # share's top folder usually belongs to the share uid anyway).
     (share / "assets").mkdir(mode=0o755)
@@ -78,7 +85,7 @@ def test_an_image_missing_a_module_fails_with_one_clear_message(kube_play, setti
         )
         podman("build", "--network", "none", "-t", broken, str(tmp_path))
     kube_play.settings = settings.model_copy(update={"images": {**settings.images, "blender": broken}})
-    plan = pipeline.plan({"params": PARAMS, "run_id": RUN})
+    plan = plan_run()
     pipeline.fetch(plan)
     with pytest.raises(JobFailed) as e:
         pipeline.build(plan)

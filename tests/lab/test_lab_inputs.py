@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
 from pathlib import Path
@@ -128,3 +129,15 @@ def test_playbook_log_tells_vendor_stops_from_real_failures(tmp_path, monkeypatc
     assert run.vendor_blocked == ["k"]
     assert run.real_failures == {"s": ["samba : Samba running"]}
     assert run.changed == 1
+
+
+def test_secrets_folder_is_private_whatever_the_umask(tmp_path):
+    path = tmp_path / "new" / "deeper" / "secrets.yml"
+    old = os.umask(0)
+    try:
+        assert host_secrets.main(["generate", "-o", str(path)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700

@@ -160,3 +160,19 @@ def test_result_json_line_with_progress_on_stderr(tmp_path, log):
     assert res.result == {"n": 3}
     assert [ln for ln in log.lines if ln.startswith("[job] frame")] == [f"[job] frame {i}" for i in range(3)]
     assert json.loads(log.lines[-2].split("] ", 1)[1]) == {"n": 3}
+
+
+def test_a_job_gets_only_the_environment_its_spec_names(tmp_path, log, monkeypatch):
+    """As in a pod: the worker's own variables (a P4 password, cloud keys) never reach a Job that does not
+    name them; a Job that names a secret gets exactly that one."""
+    monkeypatch.setenv("P4PASSWD", "worker-secret-password")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "worker-cloud-key")
+    monkeypatch.setenv("P4USER", "render")
+    dump = "import os, json; print(json.dumps(dict(os.environ)))"
+    env = backend(tmp_path).run(py(dump, env={"MODE": "x"}), log).result
+    assert "P4PASSWD" not in env and "AWS_SECRET_ACCESS_KEY" not in env and "P4USER" not in env
+    assert env["MODE"] == "x" and env["RENDERLAB_SHARE"] == str(tmp_path)
+    assert "worker-secret-password" not in json.dumps(env)
+    named = py(dump, secrets=[SecretRef(env="P4USER", secret="renderlab-p4", key="user")])
+    env = backend(tmp_path).run(named, log).result
+    assert env["P4USER"] == "render" and "P4PASSWD" not in env

@@ -140,6 +140,9 @@ def test_params_schema(dag):
     }
     assert params["preset"]["enum"] == [None, *PRESET_NAMES]  # the content's own list, not a copy
     assert params["frames"]["pattern"].startswith("^(all|")
+    from renderlab.pipeline.steps import SONG_PATTERN
+
+    assert params["song"]["pattern"] == SONG_PATTERN  # no '..', no Perforce wildcard (test_steps)
     assert dag["defaults"]["render"] is True and dag["defaults"]["loop"] is False
     # The trigger form: every field has a title and a description a person reads; dropdown labels for enums.
     for name, schema in params.items():

@@ -87,13 +87,14 @@ def test_render_false_builds_only(airflow_home, depot, tmp_path):
 
 def test_crashed_chunk_retry_renders_only_missing_frames(airflow_home, depot, tmp_path):
     share = tmp_path / "share"
+    share.mkdir()
+    (share / ".standin-fail-after").write_text("7")  # read by the stand-in render in its working directory
     r = run_dag(
         airflow_home,
         share,
         depot,
         {"song": "tiny", "frames_per_chunk": 24},
         settings=STANDIN_SETTINGS,
-        extra_env={"STANDIN_FAIL_AFTER": "7"},
     )
     assert r["state"] == "success", r["log"][-3000:]
     chunk = r["tis"]["render_chunk[0]"]

@@ -263,3 +263,33 @@ def test_build_step_rerun_rebuilds_nothing(tmp_path):
     (project / "song.mid").write_bytes(b"MThd changed")
     _, err = run()
     assert "nothing rebuilt" not in err
+
+
+@pytest.mark.parametrize("song", ["...", "a...b", "a..b", "..", ".", "x/../y", "a*", "%%1", "a b", "", "-x"])
+def test_song_names_that_could_widen_a_depot_path_are_refused(song):
+    """The DAG Param pattern refuses them (jsonschema applies it with re.search), and so does the one place
+    that builds the depot path, for callers that bypass the Param."""
+    import re
+
+    assert re.search(pipeline.SONG_PATTERN, song) is None
+    with pytest.raises(ValueError, match="song"):
+        pipeline.fetch_source("p4://h:1666//depot/songs", song, "latest")
+    with pytest.raises(ValueError, match="song"):
+        pipeline.fetch_source("file:///d/songs", song, 3)
+
+
+@pytest.mark.parametrize("depot", ["p4://h:1666//depot/...", "p4://h:1666//depot/*/x", "p4://h:1666//d/%%1"])
+def test_depot_roots_with_wildcards_are_refused(depot):
+    with pytest.raises(ValueError, match="wildcard"):
+        pipeline.fetch_source(depot, "song", "latest")
+
+
+def test_song_names_the_pattern_keeps():
+    import re
+
+    for song in ("frere_groove", "ode_waltz", "v1.2", "A+B-c"):
+        assert re.search(pipeline.SONG_PATTERN, song)
+        assert (
+            pipeline.fetch_source("p4://h:1666//depot/songs", song, 4)
+            == f"p4://h:1666//depot/songs/{song}/...@4"
+        )

@@ -23,6 +23,11 @@ from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec, parse_resu
 from renderlab.pipeline.settings import Settings
 
 _KEEP_LINES = 200
+# What a container image brings on its own (search path, home, locale, temp dir, which GPU): the only
+# variables of the worker a local Job inherits. Everything else, a password included, stays out unless
+# the spec names it (env, or a Secret reference), as in a pod.
+_INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "CUDA_VISIBLE_DEVICES")
+_INHERITED_PREFIXES = ("LC_",)
 
 
 class ProcessBackend:
@@ -63,10 +68,12 @@ class ProcessBackend:
         return argv
 
     def _env(self, spec: JobSpec) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith(_INHERITED_PREFIXES)}
+        env["RENDERLAB_SHARE"] = str(self.share)  # as the k8s backend sets it (the share mount)
         env.update(spec.env)
         repo = str(Path(__file__).resolve().parents[3])
-        paths = [*self.settings.python_path, repo, env.get("PYTHONPATH", "")]
+        # The image's own import path: this repository, after any the settings put first.
+        paths = [*self.settings.python_path, repo, os.environ.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         env["PYTHONUNBUFFERED"] = "1"
         missing = []
@@ -74,6 +81,8 @@ class ProcessBackend:
             # Locally a Secret reference is satisfied by the same variable in the worker's environment.
             if ref.env not in os.environ:
                 missing.append(f"{ref.env} (Secret {ref.secret}/{ref.key})")
+            else:
+                env[ref.env] = os.environ[ref.env]
         if missing:
             raise JobFailed(
                 f"job {spec.name}: the local backend needs these secrets in its environment: "

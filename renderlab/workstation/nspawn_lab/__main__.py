@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from renderlab.jobs import cli
 from renderlab.lab.config import ConfigError
 from renderlab.workstation.nspawn_lab import lab
 from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = cli.Parser(prog="python -m renderlab.workstation.nspawn_lab", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     try:
@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(lab.status(s), indent=1) or "{}")
     except (LabError, ConfigError) as e:
-        print(f"lab: {e}", file=sys.stderr)
+        print(f"lab: error: {cli.one_line(e)}", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("lab", main))

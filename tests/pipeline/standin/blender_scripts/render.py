@@ -1,11 +1,11 @@
 """Stand-in `python -m blender_scripts.render --blend F --frames A-B --out DIR ...`: resumable, ffmpeg frames.
 
-STANDIN_FAIL_AFTER=N makes it exit 1 after rendering N frames (once per marker file), to act out a crash.
+A file `.standin-fail-after` holding N in the share root (the Job's working directory) makes it exit 1 after
+rendering N frames (once per marker file), to act out a crash.
 """
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +29,10 @@ def main() -> int:
         return 2
     first, last = (int(x) for x in a.frames.split("-"))
     a.out.mkdir(parents=True, exist_ok=True)
-    fail_after = int(os.environ.get("STANDIN_FAIL_AFTER", "0"))
+    # A Job gets only the environment its spec names (as in a pod), so the crash is ordered through a file
+    # in the share (the Job's working directory), not the worker's environment.
+    order = Path(".standin-fail-after")
+    fail_after = int(order.read_text()) if order.is_file() else 0
     marker = a.out / f".standin-failed-{first}"
     rendered, skipped = [], 0
     for n in range(first, last + 1):
