@@ -166,6 +166,33 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["--bogus"],
             ],
         ),
+        "renderlab.jobs.gallery": (
+            {1, 2},
+            [
+                [],
+                ["--run", f["folder"], "--out", f["proc"], "--meta", "{not json"],
+                ["--run", f["folder"], "--out", f["proc"]],
+                ["--run", f["missing"], "--out", "g", "--meta", "[]"],
+                ["--run", f["bad-utf8"], "--out", "g"],
+            ],
+        ),
+        "renderlab.lab.reference": (
+            {1, 2},
+            [["--bogus"], [f["missing"]], [f["folder"]], [f["garbage"]], [f["non-utf8"]], [f["bad-utf8"]]],
+        ),
+        "renderlab.workstation.docs_server": (
+            {1, 2},
+            [
+                ["--port", "x"],
+                ["--site", f["missing"], "--port", "0"],
+                ["--site", f["bad-utf8"], "--port", "0"],
+            ],
+        ),
+        "renderlab.workstation.local_airflow": (
+            {1, 2},
+            [[], ["sideways"], ["start", "--port", "x"], ["start", "--port", "0", "--share", f["proc"]]],
+        ),
+        "renderlab.workstation.trigger": ({2}, [["--samples", "x"], ["--bogus"], ["--frames", "lots"]]),
         "renderlab.workstation.k3s_artifacts": (
             {1, 2},
             [["--config", f["garbage"]], ["--config", f["missing"]], ["--config", f["bomb"]], ["--bogus"]],
@@ -179,13 +206,6 @@ NOT_WALKED = {
     "infra/program.py": "the Pulumi program's body (infra/__main__.py)",
     "images/fetch/__init__.py": "the package; `python -m images.fetch` is walked",
     "renderlab/workstation/nspawn_lab/__main__.py": "walked as renderlab.workstation.nspawn_lab",
-    # Arrived from main minutes before issue 14's deadline; NOT yet walked (follow-up, see the issue note):
-    # lab.reference prints a traceback for a missing file argument; the others still print argparse's two lines.
-    "renderlab/jobs/gallery.py": "FOLLOW-UP: not yet walked (new in main)",
-    "renderlab/lab/reference.py": "FOLLOW-UP: not yet walked (new in main); a missing file is a traceback today",
-    "renderlab/workstation/docs_server.py": "FOLLOW-UP: not yet walked (new in main)",
-    "renderlab/workstation/local_airflow.py": "FOLLOW-UP: not yet walked (new in main)",
-    "renderlab/workstation/trigger.py": "FOLLOW-UP: not yet walked (new in main)",
 }
 
 

@@ -14,7 +14,6 @@ runs publishing at once both end up listed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from renderlab.jobs import atomic
+from renderlab.jobs import atomic, cli
 
 PAGE = "index.html"
 RECORD = "run.json"
@@ -451,7 +450,7 @@ def timing_svg(timing: dict, width: int = 800, height: int = 280) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m renderlab.jobs.gallery", description=__doc__.split("\n")[0])
+    ap = cli.Parser(prog="python -m renderlab.jobs.gallery", description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="the run folder on the share: runs/<run id>")
     ap.add_argument("--out", type=Path, required=True, help="the gallery folder on the share: gallery")
     ap.add_argument("--meta", default="{}", help="JSON: song, changelist, params, durations, started, ...")
@@ -475,4 +474,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("gallery", main))

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from renderlab.jobs import cli
 from renderlab.lab import config as labconfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,10 +282,34 @@ def markdown(example: Path = EXAMPLE) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    sys.stdout.write(markdown(Path(args[0]) if args else EXAMPLE))
+    ap = cli.Parser(
+        prog="python -m renderlab.lab.reference", description="Print the lab config reference (Markdown)."
+    )
+    ap.add_argument(
+        "stack_file",
+        nargs="?",
+        type=Path,
+        default=EXAMPLE,
+        help="the commented stack file (default: the example)",
+    )
+    a = ap.parse_args(argv)
+    if not a.stack_file.is_file():
+        print(
+            f"reference: error: {a.stack_file} is not a file; pass a stack file such as Pulumi.example.yaml",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        text = markdown(a.stack_file)
+    except (UnicodeDecodeError, yaml.YAMLError) as e:  # its comments are read from the raw YAML
+        reason = (
+            "is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else f"is not YAML ({cli.one_line(e)})"
+        )
+        print(f"reference: error: {a.stack_file} {reason}; pass a commented stack file", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("reference", main))

@@ -9,7 +9,6 @@ interrupted.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -22,6 +21,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from renderlab.jobs import cli
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "images" / "docs" / "nginx.conf.template"
@@ -123,9 +124,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m renderlab.workstation.docs_server", description=__doc__.split("\n")[0]
-    )
+    ap = cli.Parser(prog="python -m renderlab.workstation.docs_server", description=__doc__.split("\n")[0])
     ap.add_argument("--site", type=Path, default=REPO / "build" / "site")
     ap.add_argument("--gallery", type=Path, default=REPO / "out" / "demo" / "gallery")
     ap.add_argument("--port", type=int, default=int(os.environ.get("DOCS_PORT") or 0))
@@ -145,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("docs", main))

@@ -18,7 +18,6 @@ generated key (all 0600), the SQLite database, logs, and ``airflow.pids`` -- wha
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import hashlib
@@ -36,6 +35,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from renderlab.jobs import cli
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "ansible" / "roles" / "airflow"
@@ -537,9 +538,7 @@ def _wait_foreground(local: Local, procs: dict[str, subprocess.Popen], out=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m renderlab.workstation.local_airflow", description=__doc__.split("\n")[0]
-    )
+    ap = cli.Parser(prog="python -m renderlab.workstation.local_airflow", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser(
         "start", help="start Airflow in the foreground; Ctrl-C stops every process it started"
@@ -614,4 +613,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("airflow", main))

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from renderlab.jobs import cli
+
 DAG_ID = "render"
 FINISHED = {"success", "failed"}
 TI_DONE = {"success", "skipped", "failed", "upstream_failed", "removed"}
@@ -275,9 +277,7 @@ def follow(api: Api, run_id: str, out, poll: float = 2.0, timeout: float | None 
 def main(argv: list[str] | None = None) -> int:
     from renderlab.workstation import local_airflow
 
-    ap = argparse.ArgumentParser(
-        prog="python -m renderlab.workstation.trigger", description=__doc__.split("\n")[0]
-    )
+    ap = cli.Parser(prog="python -m renderlab.workstation.trigger", description=__doc__.split("\n")[0])
     ap.add_argument("--song", default="demo", help="song project in the depot (default %(default)s)")
     ap.add_argument("--frames", default="all", help='"all" or A-B, e.g. 1-240 (default %(default)s)')
     ap.add_argument("--preset", help="demo, hd or 4k (default: the lab's)")
@@ -331,4 +331,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guard("render", main))

@@ -58,7 +58,14 @@ def test_not_a_upid_is_a_clear_error(client):
 
 def test_wait_unlocked_waits_for_the_lock_to_clear(pve, client):
     pve.snapshot_lock(9000, "clone")
-    threading.Timer(0.1, pve.unlock, args=(9000,)).start()
+
+    def unlock_once_seen_locked():  # a barrier on the client's first look, not a race with a timer
+        deadline = time.monotonic() + 30
+        while count(pve, "GET", "/qemu/9000/config") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pve.unlock(9000)
+
+    threading.Thread(target=unlock_once_seen_locked, daemon=True).start()
     client.wait_unlocked("pve1", 9000)
     assert count(pve, "GET", "/qemu/9000/config") >= 2
 
