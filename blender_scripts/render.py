@@ -81,7 +81,9 @@ def png_size(path: Path) -> tuple[int, int] | None:
 
 
 def writable_out(out: Path) -> None:
-    """Make --out and prove it takes a file, before Blender starts (one line, not a traceback, if not)."""
+    """Prove --out takes a file before Blender starts (one line, not a traceback, if not). Folders made for
+    the probe are removed again: a render refused later (bad frames, no GPU) leaves nothing behind."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
     probe = out / f".write-probe-{os.getpid()}"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +91,10 @@ def writable_out(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise _cli.output_error(e, e.filename or out, "write into") from None
+    finally:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def clean_leftovers(out: Path) -> list[str]:
@@ -172,6 +178,7 @@ def render(args: list[str]) -> dict:
     scene.render.use_persistent_data = True  # keep the BVH between frames of one run
 
     out = ns.out
+    out.mkdir(parents=True, exist_ok=True)
     for name in clean_leftovers(out):
         _cli.progress(f"render: removed {name}, left by a render that was killed")
     rendered, skipped, times = 0, 0, []
