@@ -1,13 +1,18 @@
 """Measures for the marble-music content, printed as figures (not a test).
 
-    .venv/bin/python benchmarks/blender_bench.py [--midi FILE ...] [--presets demo,hd,4k] [--samples N]
+    .venv/bin/python benchmarks/blender_bench.py [--midi FILE ...] [--presets demo,hd] [--samples N]
+        [--before REF] [--skip-big] [--skip-stress]
 
 1. impact timing error (|contact - note|, from the SAVED .blend F-curves at sub-frame resolution) and
-   marble-marble minimum distance (8 samples per frame) on the demo songs, on generated songs (type 0 and
-   1, tempo changes, chords, fast repeats, drums) and on any real-world MIDI files passed with --midi;
-2. scene build time for a 1,000-note song and peak memory (RSS) for a 5,000-note song;
+   marble-marble minimum distance / marble diameter (8 samples per frame) on the demo songs, on generated
+   songs (type 0 and 1, tempo changes, chords, fast repeats, drums), on a generated 10,000-note stress song
+   and on any real-world MIDI files passed with --midi (e.g. the 21 files inside the music21 wheel);
+2. scene build time and peak memory (RSS) for 1,000 / 5,000 / 10,000-note songs, against the targets
+   (10 / 25 / 60 s, 2.5 GB on 2 cores);
 3. determinism: the same input built twice gives identical reports, audio and keyframes;
-4. render seconds per frame at each preset (Cycles on this machine's CPU unless a GPU is found).
+4. render seconds per frame at each preset (Cycles on this machine's CPU unless a GPU is found); with
+   --before REF the same frame of the same song built and rendered by the code at git REF (a temporary
+   worktree), side by side: what the new look costs.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,19 +35,30 @@ PY = sys.executable
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 
-def cli(module: str, *args) -> tuple[dict, float, float]:
-    """Run an entrypoint; (JSON result, wall seconds, peak RSS of the child in MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def cli(module: str, *args, root: Path = ROOT) -> tuple[dict, float, float]:
+    """Run an entrypoint (of the code under `root`); (JSON result, wall seconds, peak RSS of this child
+    in MiB, from wait4's own rusage of that one process)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [PY, "-m", f"blender_scripts.{module}", *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
     )  # fmt: skip
+    streams: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: streams.__setitem__(k, f.read()))
+        for k, f in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for r in readers:
+        r.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for r in readers:
+        r.join()
     wall = time.perf_counter() - t0
     if proc.returncode:
-        raise SystemExit(f"{module} failed:\n{proc.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall, max(peak, before) / 1024
+        raise SystemExit(f"{module} failed:\n{streams['err'][-2000:]}")
+    return json.loads(streams["out"].strip().splitlines()[-1]), wall, usage.ru_maxrss / 1024
 
 
 def generated_song(path: Path, notes: int, seed: int, midi_type: int = 1) -> Path:
@@ -117,13 +133,28 @@ def measure_saved(blend: str) -> tuple[float, float, float, int, int]:
     )
 
 
-def main() -> None:
+TARGETS = {1000: (10.0, 2560.0), 5000: (25.0, 2560.0), 10000: (60.0, 2560.0)}  # s, MiB on 2 cores
+
+
+def _before_tree(ref: str, tmp: Path) -> Path:
+    """A temporary worktree of the code at `ref` (the 'before' of the render comparison)."""
+    tree = tmp / "before"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
+                   check=True, capture_output=True)  # fmt: skip
+    return tree
+
+
+def main() -> None:  # noqa: PLR0914
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--midi", nargs="*", type=Path, default=[], help="real-world MIDI files to measure too")
-    ap.add_argument("--presets", default="demo,hd,4k")
+    ap.add_argument("--presets", default="demo,hd")
     ap.add_argument("--samples", type=int, default=8, help="Cycles samples for the render timings")
-    ap.add_argument("--skip-big", action="store_true", help="skip the 1,000 / 5,000-note builds")
+    ap.add_argument("--skip-big", action="store_true", help="skip the 1,000 / 5,000 / 10,000-note builds")
+    ap.add_argument("--skip-stress", action="store_true", help="skip measuring the 10,000-note stress song")
+    ap.add_argument("--before", help="git ref whose build+render to time side by side (e.g. main)")
+    ap.add_argument("--sections", default="songs,determinism,big,render", help="which measures to run")
     ns = ap.parse_args()
+    sections = set(ns.sections.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="blender-bench-"))
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     songs = [
@@ -132,59 +163,79 @@ def main() -> None:
         ("generated type0 300", generated_song(tmp / "gen0.mid", 300, 1, 0), None),
         ("generated type1 300", generated_song(tmp / "gen1.mid", 300, 2, 1), None),
     ] + [(f"real {p.name}", p, None) for p in ns.midi]  # fmt: skip
+    if not ns.skip_stress and "songs" in sections:
+        songs.append(("stress 10000", generated_song(tmp / "stress.mid", 10000, 7), None))
     if not ns.midi:
         print("note: no real-world MIDI files given (--midi); none are bundled or downloadable here\n")
     print(
-        f"{'song':24} {'notes':>6} {'variant':>7} {'max err (ms)':>12} {'min dist/2r':>11} {'<2r':>4} {'inside':>6}"
+        f"{'song':24} {'notes':>6} {'variant':>7} {'max err (ms)':>12} {'min dist/2r':>11} {'<2r':>4} {'inside':>6} {'lanes':>5}"
     )
-    main_blend = None
-    for label, midi, arr in songs:
+    main_blend, refused = None, 0
+    for label, midi, arr in songs if "songs" in sections else []:
         extra = ["--arrangement", arr] if arr else []
         try:
             result, _, _ = cli("build", "--midi", midi, *extra, "--out", tmp / label.replace(" ", "_"))
         except SystemExit as e:
             if not label.startswith("real"):
                 raise
-            # A real file the planner cannot place is a finding to print, not a reason to stop measuring.
-            print(f"{label:24} refused: {str(e).strip().splitlines()[-1][:150]}")
+            refused += 1  # a finding to print, not a reason to stop measuring
+            print(f"{label:24} REFUSED: {str(e).strip().splitlines()[-1][:150]}")
             continue
         main_blend = main_blend or result["blend"]
+        lanes = sum(json.loads(Path(result["report"]).read_text()).get("lanes", {}).values()) or "-"
         for variant in ("blend", "loop_blend"):
             err, dist, r, bad, inside = measure_saved(result[variant])
             print(
-                f"{label:24} {result['notes']:>6} {variant.split('_')[0]:>7} {err * 1e3:>12.5f} {dist / (2 * r):>11.3f} {bad:>4} {inside:>6}"
+                f"{label:24} {result['notes']:>6} {variant.split('_')[0]:>7} {err * 1e3:>12.5f} {dist / (2 * r):>11.3f} {bad:>4} {inside:>6} {lanes:>5}"
             )
+    if "songs" in sections:
+        print(f"{len(songs) - refused} of {len(songs)} songs built, {refused} refused")
 
-    print("\ndeterminism (ode_waltz built twice):", end=" ")
-    a, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_a")
-    b, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_b")
-    ra, rb = (json.loads(Path(x["report"]).read_text()) for x in (a, b))
-    for r in (ra, rb):
-        r.pop("build_time_s"), r.pop("build_phases_s"), r.pop("outputs")
-    same_wav = Path(a["wav"]).read_bytes() == Path(b["wav"]).read_bytes()
-    print("identical report and audio" if ra == rb and same_wav else "DIFFERENT")
+    if "determinism" in sections:
+        print("\ndeterminism (ode_waltz built twice):", end=" ")
+        a, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_a")
+        b, _, _ = cli("build", "--midi", songs[0][1], "--out", tmp / "det_b")
+        ra, rb = (json.loads(Path(x["report"]).read_text()) for x in (a, b))
+        for r in (ra, rb):
+            r.pop("build_time_s"), r.pop("build_phases_s"), r.pop("outputs")
+        same_wav = Path(a["wav"]).read_bytes() == Path(b["wav"]).read_bytes()
+        print("identical report and audio" if ra == rb and same_wav else "DIFFERENT")
 
-    if not ns.skip_big:
+    if not ns.skip_big and "big" in sections:
         print()
-        for count in (1000, 5000):
+        for count, (t_max, mem_max) in TARGETS.items():
             midi = generated_song(tmp / f"big{count}.mid", count, 7)
             result, wall, peak = cli("build", "--midi", midi, "--out", tmp / f"big{count}")
             report = json.loads(Path(result["report"]).read_text())
             print(
                 f"{count}-note song ({report['loop_period_s']:.0f} s): build {report['build_time_s']:.2f} s "
-                f"(parse, plan, audio, both scenes, timing check, both saves), whole process {wall:.2f} s, "
-                f"peak RSS {peak:.0f} MiB, max err {report['max_timing_error_s'] * 1e3:.5f} ms, "
+                f"(target {t_max:.0f}), whole process {wall:.2f} s, peak RSS {peak:.0f} MiB (target "
+                f"{mem_max:.0f}), max err {report['max_timing_error_s'] * 1e3:.5f} ms, "
                 f"min dist/2r {report['min_marble_distance_m'] / (2 * report['marble_radius_m']):.3f}"
             )
             print("   phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["build_phases_s"].items()))
 
-    print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz:")
-    for preset in [p for p in ns.presets.split(",") if p]:
-        result, wall, _ = cli("render", "--blend", main_blend, "--frames", "300", "--out", tmp / f"r_{preset}",
-                              "--preset", preset, "--samples", ns.samples)  # fmt: skip
-        print(
-            f"  {preset:5} {result['resolution'][0]}x{result['resolution'][1]}  {result['per_frame_s']:.2f} s/frame on {result['device']} (process {wall:.1f} s)"
-        )
+    if "render" not in sections:
+        print(f"\noutputs kept in {tmp}")
+        return
+    trees = [("now", ROOT)] + ([(f"before ({ns.before})", _before_tree(ns.before, tmp))] if ns.before else [])
+    print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz (load {os.getloadavg()[0]:.1f}):")
+    try:
+        for name, tree in trees:
+            blend, _, _ = cli("build", "--midi", ROOT / "depot/songs/ode_waltz/song.mid", "--out",
+                              tmp / f"look_{name.split()[0]}", root=tree)  # fmt: skip
+            for preset in [p for p in ns.presets.split(",") if p]:
+                result, wall, _ = cli("render", "--blend", blend["blend"], "--frames", "300", "--out",
+                                      tmp / f"r_{name.split()[0]}_{preset}", "--preset", preset,
+                                      "--samples", ns.samples, root=tree)  # fmt: skip
+                print(
+                    f"  {name:16} {preset:8} {result['resolution'][0]}x{result['resolution'][1]}  "
+                    f"{result['per_frame_s']:.2f} s/frame on {result['device']} (process {wall:.1f} s)"
+                )
+    finally:
+        if ns.before:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "before")],
+                           check=False, capture_output=True)  # fmt: skip
     print(f"\noutputs kept in {tmp}")
 
 

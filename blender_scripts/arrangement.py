@@ -11,7 +11,21 @@ from blender_scripts.errors import ContentError
 from blender_scripts.song import Song
 
 MALLETS = ("marimba", "vibraphone", "glockenspiel")
-INSTRUMENTS = (*MALLETS, "drums")
+BARRED = (*MALLETS, "strings")  # pitched families, one element per pitch, laid out in this order
+INSTRUMENTS = (*BARRED, "drums")
+GM_PROGRAM = {"marimba": 12, "vibraphone": 11, "glockenspiel": 9, "strings": 24}  # the sound when named here
+
+
+def gm_family(program: int) -> str:
+    """The visible instrument family of a General MIDI program (0-127)."""
+    if program in (8, 9, 10, 14, 112):  # celesta, glockenspiel, music box, tubular bells, tinkle bell
+        return "glockenspiel"
+    if program == 11 or 16 <= program <= 23 or 52 <= program <= 103:  # vibes, organs, voices, winds, pads
+        return "vibraphone"
+    if 24 <= program <= 46 or 48 <= program <= 51 or 104 <= program <= 107:  # guitars, basses, strings, harp
+        return "strings"
+    return "marimba"  # pianos, marimba, xylophone, dulcimer, timpani, pitched percussion
+
 
 Vec3 = tuple[float, float, float]
 MAX_BYTES = 1 << 20
@@ -36,7 +50,8 @@ class Style(_Strict):
 class Arrangement(_Strict):
     tracks: dict[str, str] = Field(
         default_factory=dict,
-        description="track name or index -> instrument; channel 10 plays drums, others marimba by default",
+        description="track name or index -> instrument; default: channel 10 plays drums, others the family "
+        "of their General MIDI program",
     )
     marble_radius: float = Field(0.02, ge=0.005, le=0.05)
     restitution: float = Field(0.6, ge=0.3, le=0.95)
@@ -60,12 +75,26 @@ class Arrangement(_Strict):
                 )
         return value
 
-    def instrument_for(self, song: Song, track: int, percussion: bool) -> str:
+    def instrument_for(self, song: Song, track: int, percussion: bool, program: int = 0) -> str:
+        """The arrangement's instrument for the track, else the drum kit on channel 10, else the family
+        of the note's General MIDI program."""
         name = song.track_names[track]
         for key in (name, str(track)):
             if key in self.tracks:
                 return self.tracks[key]
-        return "drums" if percussion else "marimba"
+        return "drums" if percussion else gm_family(program)
+
+    def instrument_of(self, song: Song, note) -> str:
+        return self.instrument_for(song, note.track, note.is_percussion, note.program)
+
+    def program_for(self, song: Song, track: int, program: int) -> int:
+        """The General MIDI program a note sounds with: the instrument this arrangement names for its
+        track, else the program the song itself sets on the note's channel."""
+        name = song.track_names[track]
+        for key in (name, str(track)):
+            if key in self.tracks:
+                return GM_PROGRAM.get(self.tracks[key], program)
+        return program
 
     def check_tracks(self, song: Song, source: str) -> None:
         known = set(song.track_names) | {str(i) for i in range(len(song.track_names))}

@@ -1,88 +1,173 @@
-"""Synthesize the song per instrument with numpy and write it with the stdlib `wave` module.
+"""The song's audio: every note rendered by FluidSynth from a General MIDI SoundFont, mixed on its strike.
 
-Every note starts on the sample of its impact (round(t * rate)); mallets are decaying partials, drums are
-shaped noise and pitch sweeps; each element is panned by its x position. Deterministic: the noise comes
-from generators with fixed seeds. float32 and chunked output keep a long song's memory bounded.
+Each note is one FluidSynth one-shot (the note's own GM program -- or the drum kit on channel 10 --, pitch,
+velocity and duration: note-on, its duration, note-off, then the release until the voice ends), mixed into
+the song at sample round(strike time * RATE). A fresh synth state per one-shot and block-aligned rendering
+make each one-shot start on its first sample, so every onset lands on the exact sample of its impact
+(FluidSynth's own sequencer would only place events on 64-sample blocks). One-shots with the same key are
+rendered once; the channel volume (CC7 x CC11) scales each note, and each element is panned by its x.
+
+Why no numpy synthesizer any more: FluidSynth is a hard requirement of the content (Debian's
+`libfluidsynth3` + `fluid-soundfont-gm`, installed by `make setup` and in the Blender image); without it the
+build stops with one clear error instead of quietly writing a toy sound.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import wave
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from blender_scripts.layout import drum_sound
+from blender_scripts.errors import ContentError
 from blender_scripts.planner import Plan
 
 RATE = 48000
 CHUNK = 1 << 20
-MALLET_PARTIALS = {  # (frequency ratio, amplitude, decay seconds)
-    "marimba": ((1.0, 1.0, 0.9), (3.93, 0.35, 0.22), (9.2, 0.1, 0.06)),
-    "vibraphone": ((1.0, 1.0, 2.2), (4.0, 0.25, 0.5)),
-    "glockenspiel": ((1.0, 1.0, 1.4), (2.76, 0.4, 0.5), (5.4, 0.2, 0.2), (8.93, 0.1, 0.08)),
-}
+BLOCK = 64  # FluidSynth renders in blocks of this many samples; events apply at a block start
+MAX_TAIL_S = 4.0  # release tails are cut (with a short fade) after this long
+FADE = 480  # 10 ms
+TAIL_FLOOR = 10 ** (-90 / 20)
+DRUM_CHANNEL = 9
+SOUNDFONT_ENV = "RENDERLAB_SOUNDFONT"
+SOUNDFONTS = (  # Debian's fluid-soundfont-gm, then whatever the system names as its default GM font
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+)
+INSTALL_HINT = "install Debian's libfluidsynth3 and fluid-soundfont-gm (`make setup` does)"
 
 
-MALLET_SECONDS = {"marimba": 2.2, "vibraphone": 3.0, "glockenspiel": 2.5}
+def soundfont() -> Path:
+    env = os.environ.get(SOUNDFONT_ENV)
+    if env:
+        if not Path(env).is_file():
+            raise ContentError(f"{SOUNDFONT_ENV}={env} is not a file; point it at a General MIDI .sf2")
+        return Path(env)
+    for path in map(Path, SOUNDFONTS):
+        if path.is_file():
+            return path
+    raise ContentError(f"no General MIDI SoundFont found (looked at {', '.join(SOUNDFONTS)}); {INSTALL_HINT}")
+
+
+class _Synth:
+    """One FluidSynth instance (no reverb, no chorus: one-shots must not bleed into each other)."""
+
+    def __init__(self, sf2: Path):
+        try:
+            import fluidsynth
+        except ImportError as exc:  # pyfluidsynth raises ImportError when libfluidsynth is missing
+            raise ContentError(f"FluidSynth cannot be loaded ({exc}); {INSTALL_HINT}") from exc
+        settings = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1}
+        self.fs = fluidsynth.Synth(gain=0.4, samplerate=float(RATE), **settings)
+        self.sfid = self.fs.sfload(str(sf2))
+        if self.sfid < 0:
+            raise ContentError(f"FluidSynth cannot load the SoundFont {sf2}; {INSTALL_HINT}")
+        self._write = fluidsynth.cfunc(
+            "fluid_synth_write_float", ctypes.c_int,
+            ("synth", ctypes.c_void_p, 1), ("len", ctypes.c_int, 1),
+            ("lout", ctypes.c_void_p, 1), ("loff", ctypes.c_int, 1), ("lincr", ctypes.c_int, 1),
+            ("rout", ctypes.c_void_p, 1), ("roff", ctypes.c_int, 1), ("rincr", ctypes.c_int, 1),
+        )  # fmt: skip
+        self.one_shot(False, 0, 60, 64, 1)  # the very first voice of a new synth starts slightly apart
+
+    def _render(self, n: int) -> np.ndarray:
+        buf = np.zeros((n, 2), dtype=np.float32)
+        ptr = buf.ctypes.data
+        self._write(self.fs.synth, n, ptr, 0, 2, ptr, 1, 2)
+        return buf
+
+    def one_shot(self, drum: bool, program: int, pitch: int, velocity: int, blocks: int) -> np.ndarray:
+        """note-on, `blocks` blocks held, note-off, release until silent (or MAX_TAIL_S)."""
+        fs = self.fs
+        for ch in (0, DRUM_CHANNEL):
+            fs.all_sounds_off(ch)
+        fs.system_reset()  # every one-shot starts from silence and default controllers
+        channel = DRUM_CHANNEL if drum else 0
+        fs.program_select(channel, self.sfid, 128 if drum else 0, 0 if drum else program)
+        for _ in range(RATE // BLOCK):  # flush: events take effect at a block start; cut voices end
+            self._render(BLOCK)
+            if fs.get_active_voice_count() == 0:
+                break
+        fs.noteon(channel, pitch, velocity)
+        parts = [self._render(blocks * BLOCK)]
+        fs.noteoff(channel, pitch)
+        step = 8 * BLOCK
+        for _ in range(int(MAX_TAIL_S * RATE) // step):
+            parts.append(self._render(step))
+            if fs.get_active_voice_count() == 0:
+                break
+        else:
+            parts[-1][-FADE:] *= np.linspace(1.0, 0.0, min(FADE, len(parts[-1])), dtype=np.float32)[:, None]
+        out = np.concatenate(parts)
+        level = np.abs(out).max(axis=1)
+        loud = np.flatnonzero(
+            level > TAIL_FLOOR * max(float(level.max()), 1e-9)
+        )  # the tail under -90 dB goes
+        return out[: (loud[-1] + 1) if loud.size else 1]
 
 
 @functools.cache
-def _mallet(instrument: str, pitch: int) -> np.ndarray:
-    """One strike at velocity 127; mallet bars ring freely, so every strike of a bar sounds alike."""
-    t = np.arange(int(MALLET_SECONDS[instrument] * RATE)) / RATE
-    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
-    out = np.zeros_like(t)
-    for ratio, amp, decay in MALLET_PARTIALS[instrument]:
-        if f0 * ratio < RATE / 2.2:
-            out += amp * np.sin(2 * np.pi * f0 * ratio * t) * np.exp(-t / decay)
-    if instrument == "vibraphone":
-        out *= 1 - 0.25 * (1 - np.cos(2 * np.pi * 5.5 * t))
-    return out.astype(np.float32)
+def _synth() -> _Synth:
+    return _Synth(soundfont())
 
 
-@functools.cache
-def _drum(pitch: int, variant: int) -> np.ndarray:
-    """A drum hit; four noise variants per sound (seeded, so deterministic) keep repeats from cloning."""
-    rng = np.random.default_rng(pitch * 16 + variant)
-    sound = drum_sound(pitch)
-    length = {"crash": 1.6, "ride": 1.2, "china": 1.4, "splash": 0.8, "hihat_open": 0.45}.get(sound, 0.5)
-    t = np.arange(int(length * RATE)) / RATE
-    noise = rng.standard_normal(t.size)
-    if sound == "kick":
-        freq = 45 + 90 * np.exp(-t / 0.03)
-        out = np.sin(2 * np.pi * np.cumsum(freq) / RATE) * np.exp(-t / 0.28)
-    elif sound.startswith("tom"):
-        base = {"tom_low": 90, "tom_mid": 130, "tom_high": 180}[sound]
-        freq = base * (1 + 0.5 * np.exp(-t / 0.05))
-        out = np.sin(2 * np.pi * np.cumsum(freq) / RATE) * np.exp(-t / 0.3)
-    elif sound in ("snare", "clap", "stick"):
-        tone = np.sin(2 * np.pi * 185 * t) * np.exp(-t / 0.08)
-        out = 0.5 * tone + 0.6 * noise * np.exp(-t / 0.12)
-    else:
-        bright = np.diff(noise, prepend=0.0)  # first difference: a cheap high-pass for metal
-        decay = {"hihat": 0.04, "hihat_pedal": 0.03, "hihat_open": 0.18}.get(sound, length / 3)
-        out = 0.35 * bright * np.exp(-t / decay)
-    return out.astype(np.float32)
+def release() -> None:
+    """Free the synth and its loaded SoundFont (the next note renders with a fresh one)."""
+    if _synth.cache_info().currsize:
+        _synth().fs.delete()
+        _synth.cache_clear()
 
 
-def synthesize(plan: Plan, length_s: float) -> np.ndarray:
-    """Stereo float32 buffer over song time [0, length_s); notes past the end are cut off."""
+def held_blocks(duration: float) -> int:
+    """A note's held time in whole blocks, >= 1 (rounded on a 2 % grid so repeats share one-shots)."""
+    blocks = max(1.0, duration * RATE / BLOCK)
+    return max(1, round(1.02 ** round(np.log(blocks) / np.log(1.02))))
+
+
+def note_key(m, program: int) -> tuple[bool, int, int, int, int]:
+    """What one one-shot depends on: drum kit or GM program, pitch, velocity, held blocks."""
+    n = m.note
+    drum = n.is_percussion
+    return (drum, 0 if drum else program, n.pitch, n.velocity, held_blocks(n.duration))
+
+
+def onset(t: float) -> int:
+    """The sample a sound struck at song time t starts on."""
+    return int(round(t * RATE))
+
+
+def pan_gain(m) -> np.ndarray:
+    """Left/right gain of a marble's note: channel volume, constant-power pan by the element's place."""
+    angle = (m.element.pan + 1) * np.pi / 4
+    return np.float32(m.note.volume * np.sqrt(2)) * np.array([np.cos(angle), np.sin(angle)], np.float32)
+
+
+def synthesize(
+    plan: Plan, length_s: float, programs: dict[int, int] | None = None, keep: dict | None = None
+) -> np.ndarray:
+    """Stereo float32 buffer over song time [0, length_s); sound past the end is cut off.
+    `programs`: note index -> GM program (default: the note's own); `keep` collects the one-shots."""
     total = int(round(length_s * RATE))
     out = np.zeros((total, 2), dtype=np.float32)
+    groups = defaultdict(list)
     for m in plan.marbles:
-        start = int(round(m.t_impact * RATE))
-        if start >= total:
-            continue
-        el = m.element
-        sig = _drum(el.pitch, m.note.index % 4) if el.is_pad else _mallet(el.instrument, el.pitch)
-        sig = sig[: total - start]
-        gain = m.note.velocity / 127
-        angle = (el.pan + 1) * np.pi / 4  # constant-power pan
-        out[start : start + sig.size, 0] += sig * np.float32(gain * np.cos(angle))
-        out[start : start + sig.size, 1] += sig * np.float32(gain * np.sin(angle))
+        groups[note_key(m, (programs or {}).get(m.note.index, m.note.program))].append(m)
+    synth = _synth() if groups else None
+    for key in sorted(groups):  # one one-shot alive at a time: memory stays flat
+        shot = synth.one_shot(*key)
+        if keep is not None:
+            keep[key] = shot
+        for m in groups[key]:
+            start = onset(m.t_impact)
+            if start >= total:
+                continue
+            sig = shot[: total - start]
+            out[start : start + sig.shape[0]] += sig * pan_gain(m)
     return out
 
 

@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
         )
         sys.exit(2)
 
-from blender_scripts import _cli, audio, layout, planner, song
+from blender_scripts import _cli, audio, planner, song
 from blender_scripts import arrangement as arrangement_mod
 from blender_scripts.errors import ContentError, OutputError
 
@@ -145,9 +145,10 @@ def build(args: list[str]) -> dict:
     arr.check_tracks(tune, str(ns.arrangement))
     fps = ns.fps
     period = song.loop_length(tune)
-    stage = layout.build(tune, arr)
-    _cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, {len(stage.elements)} elements, planning")
-    plan = planner.plan(tune, arr, stage, fps, period)
+    _cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, planning")
+    stage, plan = planner.place(tune, arr, fps, period)
+    lanes = sum(len(e.lanes) for e in stage.elements.values())
+    _cli.progress(f"build: {tune.name}: {len(stage.elements)} elements, {lanes} lanes, every note placed")
     phases = {"parse_and_plan": time.perf_counter() - started}
     lead_in = math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + LEAD_PAD_S) * fps) / fps
     end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
@@ -184,7 +185,7 @@ def build(args: list[str]) -> dict:
     return result
 
 
-def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started, phases) -> dict:
+def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started, phases) -> dict:  # noqa: PLR0914
     mark = time.perf_counter()
 
     def phase(key: str) -> None:
@@ -200,14 +201,17 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     from blender_scripts import measure, scene
 
     name = tune.name
-    _cli.progress("build: synthesizing audio")
-    full = audio.synthesize(plan, max(frame_end / fps - lead_in, plan.period + 4.0))
+    _cli.progress("build: rendering the audio with FluidSynth")
+    programs = {n.index: arr.program_for(tune, n.track, n.program) for n in tune.notes}
+    full = audio.synthesize(plan, max(frame_end / fps - lead_in, plan.period + 4.0), programs)
     pad = int(round(lead_in * audio.RATE))
     main = full[: frame_end * audio.RATE // fps - pad]  # a view: the lead-in silence is written, not stored
     loop = audio.fold(full, plan.period)
     peak = max(float(main.max()), -float(main.min()), float(loop.max()), -float(loop.min()))
     audio.write_wav(tmp / f"{name}.wav", main, peak, lead_in=pad)
     audio.write_wav(tmp / f"{name}_loop.wav", loop, peak)
+    del full, main, loop  # a long song's buffers and the loaded SoundFont are GBs the scenes need
+    audio.release()
 
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
     phase("audio")
@@ -217,7 +221,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     windows = {}
     for m in plan.marbles:
         f = builder.frame(m.t_impact, lead_in)
-        windows[f"marble_{m.note.index:05d}"] = (f - 2.0, f + 2.0)
+        windows[f"marble_{m.note.index:05d}"] = (f - 1.0, f + 1.0)  # the planned contact +- a frame
     measured = {r["note_index"]: r for r in measure.impacts(sc, windows)}
     phase("timing_check")
     _save(bpy, tmp / f"{name}.blend")
@@ -239,6 +243,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
                 "channel": m.note.channel + 1,
                 "pitch": m.note.pitch,
                 "velocity": m.note.velocity,
+                "program": programs[m.note.index],
                 "time": m.note.time,
                 "element": m.element.name,
                 "lane": m.lane,
@@ -269,6 +274,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         "loop_bars": len([t for t in tune.bar_times if 0 < t <= plan.period + 1e-9]),
         "marble_radius_m": plan.radius,
         "elements": sorted(e.name for e in stage.elements.values()),
+        "lanes": {e.name: len(e.lanes) for e in stage.elements.values()},  # busy elements get more
         "max_timing_error_s": max(n["error"] for n in notes),
         "min_marble_distance_m": plan.min_distance(),
         "loop_min_marble_distance_m": plan.min_distance(loop=True),

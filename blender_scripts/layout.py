@@ -3,13 +3,16 @@
 Elements stand in one row along x; each has its own vertical "column" (a slab of x) that only its own
 marbles ever enter, split into lanes at least 2.2 marble radii apart. That is what lets the planner
 check collisions lane by lane and what keeps marbles away from elements they are not meant to strike.
+A busy element gets more lanes (and a wider slab): as many as the notes it must take at once, plus any
+the planner asks for when a dense passage does not fit; each lane has several strike points along y.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
-from blender_scripts.arrangement import MALLETS, Arrangement
+from blender_scripts.arrangement import BARRED, Arrangement
 from blender_scripts.song import Song
 
 NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -41,6 +44,7 @@ class Element:
     width: float  # extent along x
     lanes: tuple[float, ...]  # x offsets of the marble lanes over this element
     pan: float  # -1 left .. +1 right
+    strikes: tuple[float, ...] = (0.0,)  # y offsets of the strike points along the surface, preferred first
 
     @property
     def is_pad(self) -> bool:
@@ -60,34 +64,66 @@ class Layout:
     x_max: float
 
 
-def build(song: Song, arrangement: Arrangement) -> Layout:
+CROWD_S = 0.06  # notes on one element closer than this need lanes of their own
+
+
+def crowding(song: Song, arrangement: Arrangement) -> dict[tuple[str, int], int]:
+    """Per element: the most notes it takes within CROWD_S (unisons across tracks, flams, tremolos)."""
+    times: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for n in song.notes:
+        times[(arrangement.instrument_of(song, n), n.pitch)].append(n.time)
+    out = {}
+    for key, ts in times.items():
+        ts.sort()
+        best, j = 1, 0
+        for i, t in enumerate(ts):
+            while ts[j] < t - CROWD_S:
+                j += 1
+            best = max(best, i - j + 1)
+        out[key] = best
+    return out
+
+
+def _strikes(size: float, r: float) -> tuple[float, ...]:
+    """Strike points along the surface: the middle first, then a quarter either side if the marble fits."""
+    off = round(0.25 * size, 6)
+    return (0.0, -off, off) if off + 1.2 * r <= size / 2 else (0.0,)
+
+
+def build(
+    song: Song, arrangement: Arrangement, extra_lanes: dict[tuple[str, int], int] | None = None
+) -> Layout:
     r = arrangement.marble_radius
     dx = max(0.1, 5.0 * r)
+    lane_gap = 2.2 * r
     used: dict[str, set[int]] = {}
     for n in song.notes:
-        used.setdefault(arrangement.instrument_for(song, n.track, n.is_percussion), set()).add(n.pitch)
-    order = [i for i in (*MALLETS, "drums") if i in used]
+        used.setdefault(arrangement.instrument_of(song, n), set()).add(n.pitch)
+    crowd = crowding(song, arrangement)
+    extra = extra_lanes or {}
+    order = [i for i in (*BARRED, "drums") if i in used]
     x = 0.0
     placed: list[tuple[str, int, float, float, float, tuple[float, ...]]] = []
     for instrument in order:
         pitches = sorted(used[instrument])
         lo, hi = pitches[0], pitches[-1]
         for p in pitches:
+            base = 3 if instrument == "drums" else 2
+            count = max(base, crowd[(instrument, p)] + 1) + extra.get((instrument, p), 0)
+            lanes = tuple(round((k - (count - 1) / 2) * lane_gap, 9) for k in range(count))
             if instrument == "drums":
-                width = 2 * dx
-                size = 2 * dx - 0.02
-                lanes = (-2.2 * r, 0.0, 2.2 * r)
+                slab = max(2 * dx, count * lane_gap)
+                size = slab - 0.02
             else:
-                width = dx
+                slab = max(dx, count * lane_gap)
                 size = 0.42 - 0.2 * (p - lo) / max(1, hi - lo)  # low notes get long bars
-                lanes = (-1.1 * r, 1.1 * r)
-            placed.append((instrument, p, x + width / 2, size, width, lanes))
-            x += width
+            placed.append((instrument, p, x + slab / 2, size, slab, lanes))
+            x += slab
         x += dx  # gap between instruments
     x_max = x - dx
     center = x_max / 2
     elements = {}
-    for instrument, p, cx, size, width, lanes in placed:
+    for instrument, p, cx, size, slab, lanes in placed:
         label = drum_sound(p) if instrument == "drums" else note_name(p)
         elements[(instrument, p)] = Element(
             name=f"{instrument}_{p:03d}_{label}",
@@ -96,8 +132,10 @@ def build(song: Song, arrangement: Arrangement) -> Layout:
             x=center - cx,  # the camera looks from +y, so low notes (placed first) end up on screen left
             top_z=0.0,
             length=size,
-            width=(size if instrument == "drums" else width * 0.8),
+            # a bar is as wide as its slab less a gap, and always wide enough for a marble on every lane
+            width=(size if instrument == "drums" else max(slab - 0.2 * dx, lanes[-1] - lanes[0] + 2 * r)),
             lanes=lanes,
             pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),  # low left, high right
+            strikes=_strikes(size, r),
         )
     return Layout(elements=elements, spacing=dx, x_min=center - x_max, x_max=center)

@@ -1,10 +1,12 @@
 """Ballistic marble plan: every note becomes a marble that touches its element exactly at the note time.
 
 Each marble flies an analytic parabola from its lane's launcher (flight time T picked by the planner),
-touches the strike surface at the note time, bounces with restitution about the surface normal (+z)
-and falls into the collector. The planner tries lanes and flight times in a fixed order (deterministic)
-until the new marble keeps >= 2 radii (+2 % margin) from every marble already placed, sampled at 8 steps
-per frame, also across the loop seam (copies shifted by +-loop length). Notes it cannot place are named.
+touches one of the element's strike points at the note time, bounces with restitution about the surface
+normal (+z) and falls into the collector. The planner tries strike points, flight times and lanes in a
+fixed order (deterministic) until the new marble keeps >= 2 radii (+2 % margin) from every marble already
+placed, sampled at 8 steps per frame, also across the loop seam (copies shifted by +-loop length).
+`place` never refuses a song for density: elements whose notes do not fit get more lanes and it plans
+again; only a layout fixed by the caller (`plan`) names the notes it cannot place.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from blender_scripts import layout as layout_mod
 from blender_scripts.arrangement import Arrangement
 from blender_scripts.errors import ContentError
 from blender_scripts.layout import Element, Layout
@@ -24,6 +27,7 @@ LAUNCH_Y = -1.0
 LAUNCH_Z = 0.25
 FLOOR_Z = -0.45  # collector floor
 FLIGHT_TIMES = (0.5, 0.45, 0.56, 0.4, 0.62, 0.36, 0.68)  # tried in this order; low arcs stay in view
+FLIGHT_TIMES_MAX = max(FLIGHT_TIMES)
 STEPS_PER_FRAME = 8
 MARGIN = 1.02
 
@@ -63,10 +67,14 @@ class Marble:
         return out
 
 
-def _marble(note: Note, el: Element, lane: int, T: float, *, r: float, e: float) -> Marble | None:
+def _marble(
+    note: Note, el: Element, lane: int, T: float, *, r: float, e: float, strike: float = 0.0
+) -> Marble | None:
+    if el.is_pad and math.hypot(el.lanes[lane], strike) + r > el.length / 2:
+        return None  # off the round head
     x = el.x + el.lanes[lane]
     launch = np.array([x, LAUNCH_Y, LAUNCH_Z])
-    impact = np.array([x, 0.0, el.top_z + r])
+    impact = np.array([x, strike, el.top_z + r])
     v0 = (impact - launch) / T
     v0[2] += 0.5 * G * T
     v_in = v0 + np.array([0.0, 0.0, -G * T])
@@ -151,51 +159,94 @@ def _loop_window_distance(a: Marble, sa: float, b: Marble, sb: float, *, step: f
     return float(np.sqrt(np.min(np.einsum("ij,ij->i", d, d))))
 
 
-def _clear(m: Marble, lane: list[Marble], step: float, period: float, need: float) -> bool:
-    """m keeps `need` from the lane's earlier marbles, also from their copies one loop later."""
+def _clear(m: Marble, lane: list[Marble], step: float, period: float, need: float, *, span: float) -> bool:
+    """m keeps `need` from the lane's earlier marbles, also from their copies one loop later.
+    `span`: the longest launch-to-exit time in the lane, so older marbles are skipped unseen."""
     for o in reversed(lane):  # impact times only grow along a lane
-        if o.t_impact < m.t_launch - 3.0:
+        if o.t_impact + span < m.t_launch:
             break
         if pair_distance(m, o, step) < need:
             return False
     for o in lane:  # the loop seam: early marbles come round again one period later
-        if o.t_impact - 1.0 + period > m.t_exit:
+        if o.t_impact - FLIGHT_TIMES_MAX + period > m.t_exit:
             break
         if pair_distance(m, o, step, period) < need:
             return False
     return not (period < 4.0 and any(pair_distance(m, o, step, -period) < need for o in lane))
 
 
-def plan(song: Song, arrangement: Arrangement, layout: Layout, fps: int, period: float) -> Plan:
+def _try_notes(
+    song: Song, arrangement: Arrangement, layout: Layout, fps: int, period: float
+) -> tuple[list[Marble], list[tuple[Note, tuple[str, int]]]]:
+    """Place every note in order: the first strike point, flight time and lane that keeps clear."""
     r = arrangement.marble_radius
     e = arrangement.restitution
     step = 1.0 / (fps * STEPS_PER_FRAME)
     need = 2 * r * MARGIN
     lanes: dict[tuple[str, int, int], list[Marble]] = {}
     placed: list[Marble] = []
-    failed: list[str] = []
+    failed: list[tuple[Note, tuple[str, int]]] = []
+    span = 0.0
     for note in song.notes:
-        el = layout.elements[(arrangement.instrument_for(song, note.track, note.is_percussion), note.pitch)]
+        key = (arrangement.instrument_of(song, note), note.pitch)
+        el = layout.elements[key]
         chosen = None
-        for T in FLIGHT_TIMES:
-            for lane in range(len(el.lanes)):
-                m = _marble(note, el, lane, T, r=r, e=e)
-                if m is not None and _clear(
-                    m, lanes.get((el.instrument, el.pitch, lane), []), step, period, need
-                ):
-                    chosen = m
+        for strike in el.strikes:
+            for T in FLIGHT_TIMES:
+                for lane in range(len(el.lanes)):
+                    m = _marble(note, el, lane, T, r=r, e=e, strike=strike)
+                    if m is None:
+                        continue
+                    s = max(span, m.t_exit - m.t_launch)
+                    if _clear(m, lanes.get((el.instrument, el.pitch, lane), []), step, period, need, span=s):
+                        chosen = m
+                        break
+                if chosen:
                     break
             if chosen:
                 break
         if chosen is None:
-            failed.append(f"track {note.track} ({note.track_name}) pitch {note.pitch} at {note.time:.3f}s")
+            failed.append((note, key))
             continue
+        span = max(span, chosen.t_exit - chosen.t_launch)
         lanes.setdefault((el.instrument, el.pitch, chosen.lane), []).append(chosen)
         placed.append(chosen)
+    return placed, failed
+
+
+MAX_ROUNDS = 8
+
+
+def place(song: Song, arrangement: Arrangement, fps: int, period: float) -> tuple[Layout, Plan]:
+    """Layout and plan for any song: elements whose notes do not fit get more lanes, round by round
+    (density is never a reason to refuse; only a pathological file could exhaust the rounds)."""
+    extra: dict[tuple[str, int], int] = {}
+    for _ in range(MAX_ROUNDS):
+        stage = layout_mod.build(song, arrangement, extra)
+        placed, failed = _try_notes(song, arrangement, stage, fps, period)
+        if not failed:
+            return stage, Plan(tuple(placed), arrangement.marble_radius, fps, period)
+        counts: dict[tuple[str, int], int] = {}
+        for _, key in failed:
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            extra[key] = extra.get(key, 0) + 1 + n // 8
+    _refuse(song, failed)
+    raise AssertionError("unreachable")
+
+
+def plan(song: Song, arrangement: Arrangement, layout: Layout, fps: int, period: float) -> Plan:
+    """Plan on a given layout; names the notes that do not fit (place() grows the layout instead)."""
+    placed, failed = _try_notes(song, arrangement, layout, fps, period)
     if failed:
-        shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
-        raise ContentError(
-            f"{len(failed)} note(s) of {song.name} cannot be placed without marbles colliding: {shown}. "
-            "Thin out repeated notes on one pitch (or use a smaller marble_radius in the arrangement)"
-        )
-    return Plan(tuple(placed), r, fps, period)
+        _refuse(song, failed)
+    return Plan(tuple(placed), arrangement.marble_radius, fps, period)
+
+
+def _refuse(song: Song, failed: list[tuple[Note, tuple[str, int]]]) -> None:
+    names = [f"track {n.track} ({n.track_name}) pitch {n.pitch} at {n.time:.3f}s" for n, _ in failed]
+    shown = "; ".join(names[:20]) + (f"; and {len(names) - 20} more" if len(names) > 20 else "")
+    raise ContentError(
+        f"{len(names)} note(s) of {song.name} cannot be placed without marbles colliding: {shown}. "
+        "Thin out repeated notes on one pitch (or use a smaller marble_radius in the arrangement)"
+    )

@@ -1,6 +1,6 @@
 """Render a frame range of a built .blend with Cycles, resumable and atomic.
 
-    python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset demo|hd|4k]
+    python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset NAME (presets.py)]
         [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
 
 Each frame goes to DIR/.frame_NNNNNN.tmp-<pid>.png and is renamed to DIR/frame_NNNNNN.png once complete; a
@@ -25,12 +25,11 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
 
 from blender_scripts import _cli
 from blender_scripts.errors import ContentError, OutputError
+from blender_scripts.presets import PRESETS
 from renderlab.jobs import png
 from renderlab.jobs.share import FRAME_PATTERN, frame_name
 
-PRESETS = {"demo": (640, 360), "hd": (1920, 1080), "4k": (3840, 2160)}
 DEFAULT_PRESET = "demo"
-DEFAULT_SAMPLES = {"demo": 32, "hd": 128, "4k": 256}
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 TMP_FRAME = re.compile(r"^\.frame_\d{6}\.tmp(?:-(\d+))?\.png$")
 
@@ -41,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", required=True, type=Path)
     p.add_argument("--frames", required=True, help="inclusive range A-B (or one frame A)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--samples", type=int, help="Cycles samples (default by preset)")
     p.add_argument("--resolution-percentage", type=int, default=100, help="1..100, shrinks the preset")
@@ -62,6 +61,10 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--samples {ns.samples} is out of range; use 1..65536")
     if not 1 <= ns.resolution_percentage <= 100:
         raise ContentError(f"--resolution-percentage {ns.resolution_percentage} is out of range; use 1..100")
+    if PRESETS[ns.preset].still and ns.first != ns.last:
+        raise ContentError(
+            f"--preset {ns.preset} renders one still frame; pass --frames N (one frame), not {ns.frames}"
+        )
     if not ns.blend.is_file():
         raise ContentError(
             f"--blend {ns.blend} does not exist; build the scene first (blender_scripts.build)"
@@ -78,7 +81,9 @@ def png_size(path: Path) -> tuple[int, int] | None:
 
 
 def writable_out(out: Path) -> None:
-    """Make --out and prove it takes a file, before Blender starts (one line, not a traceback, if not)."""
+    """Prove --out takes a file before Blender starts (one line, not a traceback, if not). Folders made for
+    the probe are removed again: a render refused later (bad frames, no GPU) leaves nothing behind."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
     probe = out / f".write-probe-{os.getpid()}"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +91,10 @@ def writable_out(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise _cli.output_error(e, e.filename or out, "write into") from None
+    finally:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def clean_leftovers(out: Path) -> list[str]:
@@ -133,14 +142,14 @@ def apply_settings(
 ) -> tuple[int, int]:
     """The one place that sets a scene's render engine, size, samples and output format (the build saves
     the default preset's; each render applies its own). Returns the frame size it will write."""
-    width, height = PRESETS[preset]
+    width, height = PRESETS[preset].width, PRESETS[preset].height
     r = scene.render
     r.engine = "CYCLES"
     r.resolution_x, r.resolution_y = width, height
     r.resolution_percentage = resolution_percentage
     r.image_settings.file_format = "PNG"
     r.use_file_extension = True
-    scene.cycles.samples = samples or DEFAULT_SAMPLES[preset]
+    scene.cycles.samples = samples or PRESETS[preset].samples
     return (width * resolution_percentage // 100, height * resolution_percentage // 100)
 
 
@@ -157,11 +166,19 @@ def render(args: list[str]) -> dict:
         raise ContentError(
             f"--frames {ns.frames} is outside {ns.blend.name}'s range {scene.frame_start}-{scene.frame_end}"
         )
+    preset = PRESETS[ns.preset]
+    fps = scene.render.fps / scene.render.fps_base
+    if preset.fps and abs(fps - preset.fps) > 1e-6:
+        raise ContentError(
+            f"--preset {ns.preset} is {preset.fps} fps but {ns.blend.name} was built at {fps:g} fps; "
+            f"rebuild it with --fps {preset.fps} or pick a preset without a frame rate (demo, hd, 4k)"
+        )
     device = _device(bpy, scene, ns.device)
     expected = apply_settings(scene, ns.preset, ns.samples, ns.resolution_percentage)
     scene.render.use_persistent_data = True  # keep the BVH between frames of one run
 
     out = ns.out
+    out.mkdir(parents=True, exist_ok=True)
     for name in clean_leftovers(out):
         _cli.progress(f"render: removed {name}, left by a render that was killed")
     rendered, skipped, times = 0, 0, []

@@ -19,14 +19,15 @@ import bpy  # first: bmesh and mathutils only become importable once bpy is load
 import bmesh
 import numpy as np
 from bpy_extras import anim_utils
-from mathutils import Vector
+from mathutils import Matrix, Vector
 
-from blender_scripts import render
+from blender_scripts import camera_rig, reactions, render
 from blender_scripts.arrangement import Arrangement
 from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
 from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
 
 FLASH_DECAY_S = 0.15
+FLASH_FLOOR = 0.02  # emission strength below this does not show
 EMISSION = "Emission Strength"
 
 
@@ -74,6 +75,22 @@ def _cylinder_mesh(name: str, radius: float, depth: float, top: float, segments:
     return mesh
 
 
+def _strings_mesh(name: str, lanes, length: float, top: float, r: float) -> bpy.types.Mesh:
+    """One taut string per lane along y (a course, like a piano's unison strings), tops at z=top."""
+    mesh = bpy.data.meshes.new(name)
+    bm = bmesh.new()
+    thick = max(0.004, 0.25 * r)
+    for x in lanes:
+        made = bmesh.ops.create_cone(
+            bm, cap_ends=True, segments=10, radius1=thick, radius2=thick, depth=length,
+            matrix=Matrix.Translation((x, 0.0, top - thick)) @ Matrix.Rotation(math.pi / 2, 4, "X"),
+        )  # fmt: skip
+        del made
+    bm.to_mesh(mesh)
+    bm.free()
+    return mesh
+
+
 def _sphere_mesh(radius: float) -> bpy.types.Mesh:
     mesh = bpy.data.meshes.new("marble")
     bm = bmesh.new()
@@ -87,10 +104,23 @@ def _sphere_mesh(radius: float) -> bpy.types.Mesh:
 
 def _element_color(el: Element, layout: Layout) -> tuple[float, float, float]:
     if el.is_pad:
-        return (0.55, 0.45, 0.2) if drum_sound(el.pitch) in CYMBALS else (0.7, 0.1, 0.12)
-    hue = {"marimba": 0.05, "vibraphone": 0.55, "glockenspiel": 0.75}[el.instrument]
-    hue += 0.35 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
-    return colorsys.hsv_to_rgb(hue % 1.0, 0.75, 0.8)
+        return (0.78, 0.55, 0.22) if drum_sound(el.pitch) in CYMBALS else (0.85, 0.83, 0.78)
+    hue = {"marimba": 0.03, "vibraphone": 0.58, "glockenspiel": 0.12, "strings": 0.1}[el.instrument]
+    hue += 0.06 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
+    sat, val = {"marimba": (0.7, 0.42), "vibraphone": (0.12, 0.8), "glockenspiel": (0.08, 0.9)}.get(
+        el.instrument, (0.55, 0.85)
+    )
+    return colorsys.hsv_to_rgb(hue % 1.0, sat, val)
+
+
+def _element_finish(el: Element) -> tuple[float, float]:
+    """(metallic, roughness): rosewood marimba bars, brushed aluminium vibes, steel glockenspiel, brass
+    strings, matte drum heads, bronze cymbals."""
+    if el.is_pad:
+        return (1.0, 0.28) if drum_sound(el.pitch) in CYMBALS else (0.0, 0.55)
+    return {"marimba": (0.0, 0.38), "vibraphone": (0.9, 0.3), "glockenspiel": (0.9, 0.2)}.get(
+        el.instrument, (1.0, 0.22)
+    )
 
 
 INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}  # the enum's values, for foreach_set
@@ -138,33 +168,70 @@ class SceneBuilder:
         elements = self._elements(instruments)
         period = self.plan.period if variant == "loop" else None
         self._flashes(elements, offset, period, frame_end)
+        self._reactions(elements, offset, period)
         items = self.plan.loop_instances() if variant == "loop" else [(m, 0.0) for m in self.plan.marbles]
         self._marbles(marbles, items, offset)
-        self._stage(stage, scene)
+        self._stage(stage, scene, items, offset)
+        self._camera(stage, scene, offset, frame_end, loop=variant == "loop")
         self._sound(scene, wav_path, wav_name)
         return scene
 
     def _world(self, scene: bpy.types.Scene) -> None:
         world = bpy.data.worlds.new("world")
-        bg = world.node_tree.nodes["Background"]
+        nodes, links = world.node_tree.nodes, world.node_tree.links
+        bg = nodes["Background"]
         bg.inputs["Color"].default_value = (*self.arr.style.background, 1.0)
         bg.inputs["Strength"].default_value = 1.0
+        # the camera sees the style's dark backdrop; chrome and metal reflect a brighter studio
+        studio = nodes.new("ShaderNodeBackground")
+        studio.inputs["Color"].default_value = (0.32, 0.33, 0.36, 1.0)
+        path = nodes.new("ShaderNodeLightPath")
+        mix = nodes.new("ShaderNodeMixShader")
+        links.new(path.outputs["Is Camera Ray"], mix.inputs["Fac"])
+        links.new(studio.outputs["Background"], mix.inputs[1])
+        links.new(bg.outputs["Background"], mix.inputs[2])
+        links.new(mix.outputs["Shader"], nodes["World Output"].inputs["Surface"])
         scene.world = world
+        scene.view_settings.view_transform = "AgX"
+        scene.view_settings.look = "AgX - Medium High Contrast"
 
     def _elements(self, coll: bpy.types.Collection) -> dict[str, bpy.types.Object]:
         out = {}
         for el in sorted(self.layout.elements.values(), key=lambda e: e.x):
             if el.is_pad:
-                mesh = _cylinder_mesh(el.name, el.length / 2, 0.06, el.top_z)
+                cymbal = drum_sound(el.pitch) in CYMBALS
+                mesh = _cylinder_mesh(el.name, el.length / 2, 0.012 if cymbal else 0.06, el.top_z)
+            elif el.instrument == "strings":
+                mesh = _strings_mesh(el.name, el.lanes, el.length, el.top_z, self.plan.radius)
             else:
                 mesh = _box_mesh(el.name, el.width, el.length, 0.025, el.top_z)
-            mesh.materials.append(_material(el.name, _element_color(el, self.layout), 0.2, 0.35))
+            metallic, rough = _element_finish(el)
+            mesh.materials.append(_material(el.name, _element_color(el, self.layout), metallic, rough))
             obj = bpy.data.objects.new(el.name, mesh)
             obj.location = (el.x, 0.0, 0.0)
             obj["instrument"], obj["pitch"] = el.instrument, el.pitch
             coll.objects.link(obj)
             out[el.name] = obj
         return out
+
+    def _reactions(self, elements, offset: float, period: float | None) -> None:
+        """Each element moves on its strikes (reactions.py): at rest at every contact."""
+        strikes: dict[str, list[tuple[float, float]]] = {}
+        by_name = {el.name: el for el in self.layout.elements.values()}
+        for m in self.plan.marbles:
+            for shift in (0.0, -period) if period else (0.0,):
+                strikes.setdefault(m.element.name, []).append((m.t_impact + shift, m.note.velocity / 127))
+        for name, hits in strikes.items():
+            mo = reactions.motion(by_name[name])
+            nxt = min(t for t, _ in hits) + 2 * period if period else None  # the first hit, next pass
+            frames, values = reactions.curve(hits, mo, self.fps, offset, next_after=nxt)
+            obj = elements[name]
+            action = obj.animation_data.action if obj.animation_data else None
+            if action is None:
+                action = bpy.data.actions.new(f"{name}_react")
+                obj.animation_data_create().action = action
+            fc = action.fcurve_ensure_for_datablock(obj, mo.channel, index=mo.axis)
+            _set_keys(fc, frames.tolist(), values.tolist(), "LINEAR")
 
     def _flashes(self, elements, offset: float, period: float | None, frame_end: int) -> None:
         """Emission that jumps at each strike and decays: the element's visible reaction."""
@@ -178,11 +245,12 @@ class SceneBuilder:
             f = np.arange(1, frame_end + 1, dtype=float)
             t = (f - 1) / self.fps - offset
             env = np.zeros_like(t)
-            span = int(FLASH_DECAY_S * math.log(1e4 * max(peak, 1e-3)) * self.fps) + 2  # until < 1e-4
+            # keyed until it fades below FLASH_FLOOR (invisible): fewer keys, less memory on long songs
+            span = int(FLASH_DECAY_S * math.log(max(peak, 1e-3) / FLASH_FLOOR) * self.fps) + 2
             for th, vel in hits:
                 i = int(np.searchsorted(t, th))
                 env[i : i + span] += peak * vel * np.exp(-(t[i : i + span] - th) / FLASH_DECAY_S)
-            env[env < 1e-3] = 0.0
+            env[env < FLASH_FLOOR] = 0.0
             keep = np.ones_like(env, dtype=bool)
             keep[1:-1] = (env[1:-1] != env[:-2]) | (env[1:-1] != env[2:])  # drop the middle of flat runs
             nt = obj.active_material.node_tree
@@ -195,9 +263,7 @@ class SceneBuilder:
 
     def _marbles(self, coll, items: list[tuple[Marble, float]], offset: float) -> None:
         mesh = _sphere_mesh(self.plan.radius)
-        mesh.materials.append(
-            _material("marble", self.arr.style.marble_color, 0.35, 0.2)
-        )  # reads on a dark stage
+        mesh.materials.append(_material("marble", self.arr.style.marble_color, 1.0, 0.06))  # chrome
         for m, shift in items:
             suffix = "" if shift == 0 else ("_next" if shift > 0 else "_prev")
             obj = bpy.data.objects.new(f"marble_{m.note.index:05d}{suffix}", mesh)
@@ -240,59 +306,124 @@ class SceneBuilder:
             _set_keys(fc, (f0 - 1.0, f0, f2), (1.0, 0.0, 1.0), "CONSTANT")
         obj.location = tuple(m.launch)
 
-    def _stage(self, coll, scene: bpy.types.Scene) -> None:
+    def _stage(self, coll, scene: bpy.types.Scene, items: list[tuple[Marble, float]], offset: float) -> None:
         lay, r = self.layout, self.plan.radius
         width = lay.x_max - lay.x_min
-        lanes = sorted({(el.x + off) for el in lay.elements.values() for off in el.lanes})
-        # tubes whose mouth is the launch point, aimed along the typical launch velocity
+        centre = (lay.x_max + lay.x_min) / 2
+        # tubes whose mouth is the launch point, aimed along the typical launch velocity; each kicks
+        # forward on every launch from it
         tube = _cylinder_mesh("launcher", r * 1.4, 0.35, -r * 1.2, 16)
-        tube.materials.append(_material("launcher", (0.6, 0.62, 0.66), 1.0, 0.25))
+        tube.materials.append(_material("launcher", (0.55, 0.57, 0.62), 1.0, 0.25))
         aim = math.atan2(1.0 / FLIGHT_TIMES[0], (-LAUNCH_Z / FLIGHT_TIMES[0] + 0.5 * G * FLIGHT_TIMES[0]))
-        for i, x in enumerate(lanes):
+        launches: dict[float, list[float]] = {}
+        for m, shift in items:
+            launches.setdefault(round(float(m.launch[0]), 9), []).append(m.t_launch + shift)
+        for i, x in enumerate(
+            sorted({round(el.x + off, 9) for el in lay.elements.values() for off in el.lanes})
+        ):
             obj = bpy.data.objects.new(f"launcher_{i:03d}", tube)
             obj.location = (x, LAUNCH_Y, LAUNCH_Z)
             obj.rotation_euler = (-aim, 0.0, 0.0)
             coll.objects.link(obj)
+            self._kicks(obj, sorted(launches.get(x, [])), offset)
+        body = _box_mesh("launch_rack", width + 0.3, 0.16, 0.3, LAUNCH_Z - 0.12)
+        body.materials.append(_material("launch_rack", (0.12, 0.12, 0.14), 0.6, 0.35))
+        rack = bpy.data.objects.new("launch_rack", body)
+        rack.location = (centre, LAUNCH_Y - 0.05, 0.0)
+        coll.objects.link(rack)
         tray = bpy.data.objects.new("collector", _box_mesh("collector", width + 0.3, 1.6, 0.03, FLOOR_Z))
-        tray.data.materials.append(_material("collector", (0.08, 0.08, 0.1), 0.0, 0.6))
-        tray.location = (0.0, 1.15, 0.0)
+        tray.data.materials.append(_material("collector", (0.1, 0.08, 0.07), 0.0, 0.45))
+        tray.location = (centre, 1.15, 0.0)
         coll.objects.link(tray)
-        floor = bpy.data.objects.new("floor", _box_mesh("floor", 40.0, 40.0, 0.01, FLOOR_Z - 0.04))
-        floor.data.materials.append(_material("floor", (0.03, 0.03, 0.035), 0.0, 0.8))
+        # the return path: a trough under the stage carries caught marbles back to the launch rack
+        trough = bpy.data.objects.new(
+            "return_trough", _box_mesh("return_trough", width + 0.2, 2.2, 0.02, 0.0)
+        )
+        trough.data.materials.append(_material("return_trough", (0.08, 0.08, 0.09), 0.8, 0.4))
+        trough.location = (centre, 0.05, FLOOR_Z - 0.02)
+        trough.rotation_euler = (math.atan2(-0.2, 2.2), 0.0, 0.0)
+        coll.objects.link(trough)
+        floor = bpy.data.objects.new("floor", _box_mesh("floor", 60.0, 60.0, 0.01, FLOOR_Z - 0.25))
+        floor.data.materials.append(_material("floor", (0.05, 0.05, 0.06), 0.0, 0.3))
         coll.objects.link(floor)
         rail = bpy.data.objects.new("rail", _box_mesh("rail", width + 0.2, 0.04, 0.3, -0.025))
-        rail.data.materials.append(_material("rail", (0.1, 0.07, 0.05), 0.0, 0.5))
-        rail.location = (0.0, 0.0, 0.0)
+        rail.data.materials.append(_material("rail", (0.18, 0.1, 0.05), 0.0, 0.5))
+        rail.location = (centre, 0.0, 0.0)
         coll.objects.link(rail)
-        self._camera(coll, scene, width)
-        self._lights(coll, width)
+        self._lights(coll, width, centre)
 
-    def _camera(self, coll, scene, width: float) -> None:
+    def _kicks(self, obj, launches: list[float], offset: float) -> None:
+        """The launcher jolts forward along its bore on each launch (where launches are far enough apart)."""
+        frames, values, last = [], [], -math.inf
+        for t in launches:
+            f = self.frame(t, offset)
+            if f - 2.0 <= last:
+                continue
+            frames += [f - 2.0, f, f + 4.0]
+            values += [0.0, 0.02, 0.0]
+            last = f + 4.0
+        if not frames:
+            return
+        action = bpy.data.actions.new(f"{obj.name}_kick")
+        obj.animation_data_create().action = action
+        _set_keys(
+            action.fcurve_ensure_for_datablock(obj, "delta_location", index=1), frames, values, "LINEAR"
+        )
+
+    def _camera(self, coll, scene, offset: float, frame_end: int, *, loop: bool) -> None:
         cam_cfg = self.arr.camera
         data = bpy.data.cameras.new("camera")
         data.lens = cam_cfg.lens
+        data.sensor_width = camera_rig.SENSOR_MM
+        data.clip_end = 400.0
         cam = bpy.data.objects.new("camera", data)
-        target = Vector(cam_cfg.look_at or (0.0, -0.3, 0.2))
-        if cam_cfg.location:
-            cam.location = cam_cfg.location
-        else:  # wide enough for the row of elements plus launchers and collector
-            half_fov = math.atan(data.sensor_width / 2 / data.lens)
-            dist = max(width / 2 + 0.3, 1.25) / math.tan(half_fov)
-            cam.location = target + Vector((0.0, 0.85, 0.42)).normalized() * dist
-        cam.rotation_euler = (target - cam.location).to_track_quat("-Z", "Y").to_euler()
+        target = bpy.data.objects.new("camera_target", None)
+        coll.objects.link(target)
         coll.objects.link(cam)
         scene.camera = cam
+        data.dof.use_dof = True
+        data.dof.focus_object = target
+        data.dof.aperture_fstop = 2.8
+        if cam_cfg.location:  # a fixed camera from the arrangement
+            target.location = Vector(cam_cfg.look_at or (0.0, -0.3, 0.2))
+            cam.location = cam_cfg.location
+            cam.rotation_euler = (target.location - cam.location).to_track_quat("-Z", "Y").to_euler()
+            return
+        start, end = (0.0, self.plan.period) if loop else (-offset, (frame_end - 1) / self.fps - offset)
+        rig = camera_rig.path(self.plan, self.layout, cam_cfg.lens, start=start, end=end, loop=loop)
+        frames = np.array([self.frame(t, offset) for t in rig.times])
+        for obj, values in ((target, rig.target), (cam, rig.location)):
+            action = bpy.data.actions.new(f"{obj.name}_move")
+            obj.animation_data_create().action = action
+            for axis in range(3):
+                left, right = camera_rig.handles(frames, values[:, axis], rig.periodic)
+                fc = action.fcurve_ensure_for_datablock(obj, "location", index=axis)
+                _set_keys(fc, frames, values[:, axis], "BEZIER", left=left.tolist(), right=right.tolist())
+            obj.location = tuple(values[0])
+        track = cam.constraints.new("TRACK_TO")
+        track.target = target
+        track.track_axis, track.up_axis = "TRACK_NEGATIVE_Z", "UP_Y"
+        scene["renderlab_min_marble_px"] = camera_rig.MIN_MARBLE_PX
 
-    def _lights(self, coll, width: float) -> None:
+    def _lights(self, coll, width: float, centre: float) -> None:
         key = bpy.data.lights.new("key", "AREA")
-        key.energy = 150.0 + 60.0 * width
-        key.size = max(1.0, width)
+        key.energy = 300.0 + 80.0 * width
+        key.size = max(1.5, width)
+        key.shape = "RECTANGLE"
+        key.size_y = 1.5
         obj = bpy.data.objects.new("key", key)
-        obj.location = (0.5, 0.8, 2.2)
-        obj.rotation_euler = (math.radians(25), math.radians(10), 0.0)
+        obj.location = (centre + 0.5, 1.2, 2.6)
+        obj.rotation_euler = (math.radians(30), 0.0, 0.0)
+        coll.objects.link(obj)
+        rim = bpy.data.lights.new("rim", "AREA")
+        rim.energy = 150.0 + 50.0 * width
+        rim.size = max(1.0, width)
+        obj = bpy.data.objects.new("rim", rim)
+        obj.location = (centre, -2.2, 1.6)
+        obj.rotation_euler = (math.radians(-55), 0.0, 0.0)
         coll.objects.link(obj)
         sun = bpy.data.lights.new("fill", "SUN")
-        sun.energy = 0.6
+        sun.energy = 0.25
         obj = bpy.data.objects.new("fill", sun)
         obj.rotation_euler = (math.radians(50), 0.0, math.radians(-35))
         coll.objects.link(obj)

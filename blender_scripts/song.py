@@ -37,6 +37,8 @@ class Note:
     velocity: int
     time: float  # seconds from the start of the song
     duration: float
+    program: int = 0  # General MIDI program (0-127) on the note's channel when it starts
+    volume: float = 1.0  # channel volume x expression (CC7 x CC11, 0..1) when it starts
 
     @property
     def is_percussion(self) -> bool:
@@ -53,6 +55,22 @@ class Song:
     tempo_changes: int
     # Pitched notes moved into PITCH_MIN..PITCH_MAX: (note index, pitch in the file, pitch used)
     moved: tuple[tuple[int, int, int], ...] = ()
+
+
+class _ChannelState:
+    """Program and volume per channel over time: a type 1 file may set them in any track."""
+
+    def __init__(self, events: list[tuple[int, int, str, int]]):
+        self.ticks: dict[tuple[int, str], list[int]] = defaultdict(list)
+        self.values: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for tick, channel, kind, value in sorted(events):
+            self.ticks[(channel, kind)].append(tick)
+            self.values[(channel, kind)].append(value)
+
+    def at(self, channel: int, kind: str, tick: int, default: int) -> int:
+        ticks = self.ticks.get((channel, kind))
+        i = bisect.bisect_right(ticks, tick) - 1 if ticks else -1
+        return self.values[(channel, kind)][i] if i >= 0 else default
 
 
 class _TempoMap:
@@ -130,6 +148,7 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
     tempo_events: list[tuple[int, int]] = []
     signatures: list[tuple[int, int, int]] = []
     raw: list[tuple[int, int, int, int, int, int]] = []  # start, end, track, channel, pitch, velocity
+    controls: list[tuple[int, int, str, int]] = []  # tick, channel, program|volume|expression, value
     names: list[str] = []
     for ti, track in enumerate(midi.tracks):
         names.append(track.name.strip() or f"track{ti}")  # files pad names with spaces
@@ -141,6 +160,12 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
                 tempo_events.append((tick, msg.tempo))
             elif msg.type == "time_signature":
                 signatures.append((tick, msg.numerator, msg.denominator))
+            elif msg.type == "program_change":
+                controls.append((tick, msg.channel, "program", msg.program))
+            elif msg.type == "control_change" and msg.control in (7, 11):
+                controls.append(
+                    (tick, msg.channel, "volume" if msg.control == 7 else "expression", msg.value)
+                )
             elif msg.type == "note_on" and msg.velocity > 0:
                 open_notes[(msg.channel, msg.note)].append((tick, msg.velocity))
             elif msg.type in ("note_off", "note_on"):
@@ -165,6 +190,7 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
             "bound with --max-length SECONDS"
         )
     raw.sort(key=lambda r: (r[0], r[2], r[3], r[4], r[1]))
+    state = _ChannelState(controls)
     notes = []
     moved = []
     for i, (start, end, ti, channel, pitch, vel) in enumerate(raw):
@@ -172,7 +198,16 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
         used = pitch if channel == PERCUSSION_CHANNEL else _fold_pitch(pitch)
         if used != pitch:
             moved.append((i, pitch, used))
-        notes.append(Note(i, ti, names[ti], channel, used, vel, t0, max(tempo.at(end) - t0, 0.0)))
+        volume = (
+            state.at(channel, "volume", start, 100) * state.at(channel, "expression", start, 127) / 127**2
+        )
+        notes.append(
+            Note(
+                i, ti, names[ti], channel, used, vel, t0, max(tempo.at(end) - t0, 0.0),
+                program=state.at(channel, "program", start, 0), volume=volume,
+            )
+        )  # fmt: skip
+    end_tick = max(r[1] for r in raw)
     end_time = max(tempo.at(end_tick), max(n.time for n in notes) + 1e-3)
     return Song(
         name=path.stem,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from blender_scripts.presets import PRESET_NAMES, PRESETS  # constants: the content's own presets
 from renderlab.pipeline import depot_songs, run_plan, settings, steps
 from renderlab.pipeline import notify as notifications
 
@@ -48,12 +49,10 @@ def _params() -> dict[str, Param]:
         "preset": Param(
             None,
             type=["null", "string"],
-            enum=[None, "demo", "hd", "4k"],
+            enum=[None, *PRESET_NAMES],
             values_display={
                 "null": "Lab default (pipeline.preset)",
-                "demo": "demo: 640 x 360",
-                "hd": "hd: 1920 x 1080",
-                "4k": "4k: 3840 x 2160",
+                **{name: f"{name}: {p.width} x {p.height}, {p.description}" for name, p in PRESETS.items()},
             },
             title="Quality preset",
             description="Output size and quality; the resolution percentage below scales it.",

@@ -156,6 +156,16 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
             ],
         ),
         "blender_scripts.demo_songs": ({2, 3}, [["--depot", f["proc"]], ["--bogus"]]),
+        "blender_scripts.look": (
+            {2},
+            [
+                [],
+                ["--blend", f["missing"], "--out", "x.png"],
+                ["--blend", f["garbage"], "--out", "x.png", "--positions", "2"],
+                ["--blend", f["garbage"], "--out", "x.txt"],
+                ["--bogus"],
+            ],
+        ),
         "renderlab.jobs.gallery": (
             {1, 2},
             [

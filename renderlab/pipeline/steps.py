@@ -14,6 +14,7 @@ import logging
 import re
 from typing import Any
 
+from blender_scripts.presets import PRESETS  # a constant; the DAG's params read it too
 from renderlab.pipeline.run_plan import RunPlan, share_layout
 
 log = logging.getLogger("renderlab.pipeline.steps")
@@ -112,7 +113,8 @@ def fetch(plan: RunPlan | dict, context: dict | None = None) -> dict:
 def build(plan: RunPlan | dict, context: dict | None = None) -> dict:
     plan = RunPlan.of(plan)
     command = [PYTHON, "-m", "renderlab.jobs.build_step", "--project", plan.paths.assets]
-    command += ["--out", plan.paths.scene, "--fps", str(plan.settings.fps)]
+    fps = PRESETS[plan.preset].fps or plan.settings.fps  # 1080p60, 4k60, vertical: built at 60
+    command += ["--out", plan.paths.scene, "--fps", str(fps)]
     res = _run_job(
         plan,
         {

@@ -133,6 +133,7 @@ def run(argv: list[str] | None = None) -> int:
     ap.add_argument("--depot", type=Path, default=REPO / "depot" / "songs")
     ap.add_argument("--python-path", action="append", default=[], help="extra import path for the Jobs")
     ap.add_argument("--airflow-home", type=Path, default=REPO / ".cache" / "airflow-demo")
+    ap.add_argument("--no-look", dest="look", action="store_false", help="skip the look check contact sheet")
     a = ap.parse_args(argv)
     # The DAG's Params refuse the same values, but only after Airflow has started: say it now, in one line.
     if not re.fullmatch(r"all|[0-9]{1,6}-[0-9]{1,6}", a.frames):
@@ -201,8 +202,27 @@ def run(argv: list[str] | None = None) -> int:
     if page.is_file():
         print(f"demo: gallery page {page}")
         print(f"demo: `make docs` serves it at http://127.0.0.1:<port>/gallery/runs/{run_dir.name}/")
+    if a.look and not _look(run_dir, env, log_path):
+        return 1
     print(run_dir)
     return 0
+
+
+def _look(run_dir: Path, env: dict[str, str], log_path: Path) -> bool:
+    """The look check (blender_scripts.look): six frames at fixed song positions in one sheet."""
+    blends = [p for p in sorted((run_dir / "scene").glob("*.blend")) if not p.stem.endswith("_loop")]
+    if not blends:
+        print(f"demo: no main .blend under {run_dir / 'scene'} for the look check", file=sys.stderr)
+        return False
+    sheet = run_dir / "video" / "look.png"
+    print(f"demo: look check (6 frames at fixed song positions, demo preset) -> {sheet}", flush=True)
+    cmd = [sys.executable, "-m", "blender_scripts.look", "--blend", str(blends[0]), "--out", str(sheet),
+           "--samples", "8", "--resolution-percentage", "50"]  # fmt: skip
+    if _run(cmd, {**env, "PYTHONPATH": str(REPO)}, log_path, echo=False) != 0:
+        print(f"demo: the look check failed; see {log_path}", file=sys.stderr)
+        return False
+    print(f"  video/{sheet.name}  (look check)")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,3 +104,39 @@ def test_missing_or_corrupt_blend(tmp_path):
     assert corrupt.returncode == 2 and "cannot be opened by Blender" in corrupt.stderr
     assert not (tmp_path / "o").exists()
     assert not [line for line in corrupt.stdout.splitlines() if line.startswith("{")]
+
+
+def test_vertical_preset_and_the_poster_still(built, tmp_path):
+    from blender_scripts.presets import PRESETS
+
+    blend = built["ode_waltz"]["blend"]
+    vertical = last_json(run_cli("render", "--blend", blend, "--frames", "300", "--out", tmp_path / "v",
+                                 "--preset", "vertical", "--resolution-percentage", "2", "--samples", "1",
+                                 "--device", "cpu"))  # fmt: skip
+    assert vertical["resolution"] == [
+        PRESETS["vertical"].width * 2 // 100,
+        PRESETS["vertical"].height * 2 // 100,
+    ]
+    assert vertical["resolution"][0] < vertical["resolution"][1]  # portrait
+    poster = run_cli(
+        "render", "--blend", blend, "--frames", "300-301", "--out", tmp_path / "p", "--preset", "poster"
+    )
+    assert poster.returncode == 2 and "renders one still frame" in poster.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_look_check_tiles_frames_at_fixed_song_positions(built, tmp_path):
+    sheet = tmp_path / "look" / "sheet.png"
+    proc = run_cli("look", "--blend", built["ode_waltz"]["blend"], "--out", sheet, "--positions", "0.1,0.5,0.9,0.95",
+                   "--resolution-percentage", "5", "--samples", "1", "--device", "cpu")  # fmt: skip
+    result = last_json(proc)
+    last = built["ode_waltz"]["frames"][1]
+    assert result["frames"] == [1 + round(f * (last - 1)) for f in (0.1, 0.5, 0.9, 0.95)]
+    assert png_size(sheet) == tuple(result["size"]) == (3 * 32 + 2 * 4, 2 * 18 + 4)  # 3 columns, 2 rows
+    assert sorted(p.name for p in (tmp_path / "look" / "sheet_frames").iterdir()) == [
+        f"frame_{f:06d}.png" for f in result["frames"]
+    ]
+    bad = run_cli(
+        "look", "--blend", built["ode_waltz"]["blend"], "--out", tmp_path / "x.png", "--positions", "2"
+    )
+    assert bad.returncode == 2 and "give fractions between 0 and 1" in bad.stderr

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from blender_scripts.presets import PRESET_NAMES
 from tests.pipeline.conftest import REPO, base_env
 
 pytestmark = pytest.mark.airflow
@@ -137,7 +138,7 @@ def test_params_schema(dag):
         "render",
         "notify",
     }
-    assert params["preset"]["enum"] == [None, "demo", "hd", "4k"]
+    assert params["preset"]["enum"] == [None, *PRESET_NAMES]  # the content's own list, not a copy
     assert params["frames"]["pattern"].startswith("^(all|")
     from renderlab.pipeline.steps import SONG_PATTERN
 

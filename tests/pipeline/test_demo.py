@@ -18,9 +18,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 
 def test_demo_prints_the_run_folder_and_leaves_no_process(tmp_path, depot):
     env = base_env(tmp_path / "unused")
-    cmd = [sys.executable, "-m", "renderlab.workstation.demo", "--depot", str(depot), "--out", str(tmp_path / "out"),
-           "--airflow-home", str(tmp_path / "airflow"), "--python-path", str(STANDIN), "--frames", "1-12",
-           "--fps", "24", "--frames-per-chunk", "6"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "renderlab.workstation.demo",
+        "--depot",
+        str(depot),
+        "--out",
+        str(tmp_path / "out"),
+        "--airflow-home",
+        str(tmp_path / "airflow"),
+        "--python-path",
+        str(STANDIN),
+        "--frames",
+        "1-12",
+        "--fps",
+        "24",
+        "--frames-per-chunk",
+        "6",
+        "--no-look",
+    ]  # fmt: skip (the stand-in cannot render a look)
     before = {p.pid for p in psutil.process_iter()}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
