@@ -14,8 +14,10 @@ build stops with one clear error instead of quietly writing a toy sound.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import io
 import os
 import wave
 from collections import defaultdict
@@ -59,7 +61,10 @@ class _Synth:
 
     def __init__(self, sf2: Path):
         try:
-            import fluidsynth
+            # pyfluidsynth prints where it found the library to stdout when $CI is set; stdout is the
+            # CLI's result channel (one JSON line), so that note is dropped.
+            with contextlib.redirect_stdout(io.StringIO()):
+                import fluidsynth
         except ImportError as exc:  # pyfluidsynth raises ImportError when libfluidsynth is missing
             raise ContentError(f"FluidSynth cannot be loaded ({exc}); {INSTALL_HINT}") from exc
         settings = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1}

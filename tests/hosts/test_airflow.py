@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 pytestmark = pytest.mark.group("airflow")
 
@@ -56,8 +57,15 @@ def test_the_release_holds_only_the_code_the_dag_runs(host):
     def ls(path: str) -> list[str]:
         return sorted(n for n in host.check_output(f"ls {path}").split() if n != "__pycache__")
 
-    assert ls("/opt/airflow/app") == ["dags", "renderlab"]
-    assert ls("/opt/airflow/app/renderlab") == ["__init__.py", "jobs", "pipeline"]
+    # What the role says it ships (its default `airflow_repo_packages`) and nothing more: dags/ plus those.
+    defaults = yaml.safe_load((REPO_DAGS.parent / "ansible/roles/airflow/defaults/main.yml").read_text())
+    packages = defaults["airflow_repo_packages"]
+    tops = sorted({p.split("/")[0] for p in packages})
+    assert ls("/opt/airflow/app") == sorted(["dags", *tops])
+    for top in tops:
+        assert ls(f"/opt/airflow/app/{top}") == sorted(
+            p.split("/", 1)[1] for p in packages if p.startswith(f"{top}/")
+        )
 
 
 def test_postgres_listens_on_loopback_only(host):

@@ -52,8 +52,8 @@ def test_failure_while_booting_tears_everything_down(settings, lab_preflight, mo
     booted: list[str] = []
     real_boot = machines.boot
 
-    def boot_then_fail(m, bridge, log_dir):
-        real_boot(m, bridge, log_dir)
+    def boot_then_fail(m, bridge, log_dir, **options):
+        real_boot(m, bridge, log_dir, **options)
         booted.append(m.machine)
         if len(booted) == 2:
             raise LabError("injected failure after two hosts booted")
