@@ -53,7 +53,9 @@ class Arrangement(_Strict):
         description="track name or index -> instrument; default: channel 10 plays drums, others the family "
         "of their General MIDI program",
     )
-    marble_radius: float = Field(0.02, ge=0.005, le=0.05)
+    marble_radius: float | None = Field(
+        None, ge=0.005, le=0.05, description="metres; default: sized to the song's density (0.014 - 0.03)"
+    )
     restitution: float = Field(0.6, ge=0.3, le=0.95)
     camera: Camera = Camera()
     style: Style = Style()

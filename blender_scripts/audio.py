@@ -134,9 +134,9 @@ def held_blocks(duration: float) -> int:
     return max(1, round(1.02 ** round(np.log(blocks) / np.log(1.02))))
 
 
-def note_key(m, program: int) -> tuple[bool, int, int, int, int]:
+def note_key(hit, program: int) -> tuple[bool, int, int, int, int]:
     """What one one-shot depends on: drum kit or GM program, pitch, velocity, held blocks."""
-    n = m.note
+    n = hit.note
     drum = n.is_percussion
     return (drum, 0 if drum else program, n.pitch, n.velocity, held_blocks(n.duration))
 
@@ -146,10 +146,10 @@ def onset(t: float) -> int:
     return int(round(t * RATE))
 
 
-def pan_gain(m) -> np.ndarray:
-    """Left/right gain of a marble's note: channel volume, constant-power pan by the element's place."""
-    angle = (m.element.pan + 1) * np.pi / 4
-    return np.float32(m.note.volume * np.sqrt(2)) * np.array([np.cos(angle), np.sin(angle)], np.float32)
+def pan_gain(hit) -> np.ndarray:
+    """Left/right gain of a struck note: channel volume, constant-power pan by the element's place."""
+    angle = (hit.element.pan + 1) * np.pi / 4
+    return np.float32(hit.note.volume * np.sqrt(2)) * np.array([np.cos(angle), np.sin(angle)], np.float32)
 
 
 def synthesize(
@@ -160,19 +160,19 @@ def synthesize(
     total = int(round(length_s * RATE))
     out = np.zeros((total, 2), dtype=np.float32)
     groups = defaultdict(list)
-    for m in plan.marbles:
-        groups[note_key(m, (programs or {}).get(m.note.index, m.note.program))].append(m)
+    for _, h in plan.hits():
+        groups[note_key(h, (programs or {}).get(h.note.index, h.note.program))].append(h)
     synth = _synth() if groups else None
     for key in sorted(groups):  # one one-shot alive at a time: memory stays flat
         shot = synth.one_shot(*key)
         if keep is not None:
             keep[key] = shot
-        for m in groups[key]:
-            start = onset(m.t_impact)
+        for h in groups[key]:
+            start = onset(h.t)
             if start >= total:
                 continue
             sig = shot[: total - start]
-            out[start : start + sig.shape[0]] += sig * pan_gain(m)
+            out[start : start + sig.shape[0]] += sig * pan_gain(h)
     return out
 
 

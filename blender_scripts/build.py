@@ -218,11 +218,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     _cli.progress(f"build: main scene, {len(plan.marbles)} marbles, frames 1-{frame_end}")
     sc = builder.build("main", lead_in, frame_end, str(tmp / f"{name}.wav"), f"{name}.wav")
     phase("main_scene")
-    windows = {}
-    for m in plan.marbles:
-        f = builder.frame(m.t_impact, lead_in)
-        windows[f"marble_{m.note.index:05d}"] = (f - 1.0, f + 1.0)  # the planned contact +- a frame
-    measured = {r["note_index"]: r for r in measure.impacts(sc, windows)}
+    measured = {r["note_index"]: r for r in measure.impacts(sc)}
     phase("timing_check")
     _save(bpy, tmp / f"{name}.blend")
     phase("save_main")
@@ -233,26 +229,29 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     phase("loop_scene_and_save")
 
     notes = []
-    for m in plan.marbles:
-        got = measured[m.note.index]
+    for m, k, h in ((mb, k, h) for mb in plan.marbles for k, h in enumerate(mb.hits)):
+        got = measured[h.note.index]
         notes.append(
             {
-                "index": m.note.index,
-                "track": m.note.track,
-                "track_name": m.note.track_name,
-                "channel": m.note.channel + 1,
-                "pitch": m.note.pitch,
-                "velocity": m.note.velocity,
-                "program": programs[m.note.index],
-                "time": m.note.time,
-                "element": m.element.name,
+                "index": h.note.index,
+                "track": h.note.track,
+                "track_name": h.note.track_name,
+                "channel": h.note.channel + 1,
+                "pitch": h.note.pitch,
+                "velocity": h.note.velocity,
+                "program": programs[h.note.index],
+                "time": h.note.time,
+                "element": h.element.name,
                 "lane": m.lane,
+                "marble": f"marble_{m.note.index:05d}",
+                "strike": k + 1,  # 2: the second note of a chain
                 "launch_time": m.t_launch,
                 "impact_time": got["impact_time"],
                 "error": got["error"],
                 "exit_time": m.t_exit,
             }
         )
+    notes.sort(key=lambda n: (n["time"], n["index"]))
     files = {k: str(out / v) for k, v in
              (("blend", f"{name}.blend"), ("loop_blend", f"{name}_loop.blend"), ("wav", f"{name}.wav"),
               ("loop_wav", f"{name}_loop.wav"), ("report", "report.json"))}  # fmt: skip
@@ -273,8 +272,10 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         "loop_period_frames": plan.period * fps,  # the seam is exact when this is a whole number
         "loop_bars": len([t for t in tune.bar_times if 0 < t <= plan.period + 1e-9]),
         "marble_radius_m": plan.radius,
-        "elements": sorted(e.name for e in stage.elements.values()),
+        "elements": sorted(e.name for e in stage.all_elements()),
         "lanes": {e.name: len(e.lanes) for e in stage.elements.values()},  # busy elements get more
+        "marbles": len(plan.marbles),
+        "chains": sum(len(m.hits) > 1 for m in plan.marbles),  # marbles that strike a bar and its twin
         "max_timing_error_s": max(n["error"] for n in notes),
         "min_marble_distance_m": plan.min_distance(),
         "loop_min_marble_distance_m": plan.min_distance(loop=True),

@@ -69,8 +69,8 @@ def path(plan: Plan, layout: Layout, lens_mm: float, *, start: float, end: float
     width = layout.x_max - layout.x_min
     n = max(2, math.ceil((end - start) / KEY_STEP_S) + 1)
     times = np.linspace(start, end, n)
-    hit_t = np.array([m.t_impact for m in plan.marbles])
-    hit_x = np.array([m.impact[0] for m in plan.marbles])
+    hit_t = np.array([h.t for _, h in plan.hits()])
+    hit_x = np.array([h.point[0] for _, h in plan.hits()])
     centre, spread = _follow(times, hit_t, hit_x, plan.period if loop else None)
     dist = np.clip((2.2 * spread + 0.8) / hw, MIN_DISTANCE, d_max)
     if not loop:  # establishing view first, easing into the follow move

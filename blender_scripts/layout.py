@@ -5,12 +5,16 @@ marbles ever enter, split into lanes at least 2.2 marble radii apart. That is wh
 check collisions lane by lane and what keeps marbles away from elements they are not meant to strike.
 A busy element gets more lanes (and a wider slab): as many as the notes it must take at once, plus any
 the planner asks for when a dense passage does not fit; each lane has several strike points along y.
+A bar whose pitch repeats at a chainable gap gets a twin (same pitch, TWIN_Y behind, over its last lane),
+where a marble bouncing off the bar comes down: a chain. The marble radius follows the song's density.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blender_scripts.arrangement import BARRED, Arrangement
 from blender_scripts.song import Song
@@ -45,23 +49,64 @@ class Element:
     lanes: tuple[float, ...]  # x offsets of the marble lanes over this element
     pan: float  # -1 left .. +1 right
     strikes: tuple[float, ...] = (0.0,)  # y offsets of the strike points along the surface, preferred first
+    y: float = 0.0  # centre along y: 0 for the front row, TWIN_Y for a twin bar
+    first_lane: int = 0  # a twin's lanes are its front element's lanes from this index on
 
     @property
     def is_pad(self) -> bool:
         return self.instrument == "drums"
 
     @property
+    def is_twin(self) -> bool:
+        return self.y != 0.0
+
+    @property
+    def y_near(self) -> float:
+        return self.y - self.length / 2
+
+    @property
     def y_far(self) -> float:
         """+y edge of the strike surface: a bouncing marble must be past it before it drops again."""
-        return self.length / 2
+        return self.y + self.length / 2
+
+    def lane_x(self, lane: int) -> float:
+        """x offset of the column's lane `lane` (numbered across the front element's lanes)."""
+        return self.lanes[lane - self.first_lane]
 
 
 @dataclass(frozen=True)
 class Layout:
-    elements: dict[tuple[str, int], Element]
+    elements: dict[tuple[str, int], Element]  # the front row
     spacing: float
     x_min: float
     x_max: float
+    radius: float = 0.02  # the marble radius everything here is sized for
+    twins: dict[tuple[str, int], Element] = field(default_factory=dict)  # bars behind, for chains
+
+    def all_elements(self) -> list[Element]:
+        return [*self.elements.values(), *self.twins.values()]
+
+
+TWIN_Y = 0.8  # where a bar's twin stands behind it: where a marble bouncing off the bar comes down
+CHAIN_LANES = 1  # the front bar's last lanes, which its twin covers
+RADIUS_RANGE = (0.014, 0.03)  # automatic marble radius: dense songs get small marbles, sparse ones big
+RADIUS_AT_1_NPS = 0.06  # radius = this / sqrt(notes per second), clipped to RADIUS_RANGE
+
+
+def radius_for(song: Song, arrangement: Arrangement) -> float:
+    """The arrangement's marble radius, else one sized to the song's density: the busiest 10 s decide
+    (small marbles and narrow lanes where notes crowd, big readable ones where they do not)."""
+    if arrangement.marble_radius is not None:
+        return arrangement.marble_radius
+    times = sorted(n.time for n in song.notes)
+    window, busiest, j = 10.0, 1, 0
+    for i, t in enumerate(times):
+        while times[j] < t - window:
+            j += 1
+        busiest = max(busiest, i - j + 1)
+    rate = busiest / min(window, max(1.0, times[-1] - times[0]))
+    lo, hi = RADIUS_RANGE
+    return round(min(hi, max(lo, RADIUS_AT_1_NPS / math.sqrt(max(rate, 1e-9)))), 4)
 
 
 CROWD_S = 0.06  # notes on one element closer than this need lanes of their own
@@ -91,9 +136,14 @@ def _strikes(size: float, r: float) -> tuple[float, ...]:
 
 
 def build(
-    song: Song, arrangement: Arrangement, extra_lanes: dict[tuple[str, int], int] | None = None
+    song: Song,
+    arrangement: Arrangement,
+    extra_lanes: dict[tuple[str, int], int] | None = None,
+    twins: frozenset[tuple[str, int]] = frozenset(),
 ) -> Layout:
-    r = arrangement.marble_radius
+    """The row of elements; `twins`: bars that get a twin behind them (the planner picks those with
+    repeated notes a marble can chain across)."""
+    r = radius_for(song, arrangement)
     dx = max(0.1, 5.0 * r)
     lane_gap = 2.2 * r
     used: dict[str, set[int]] = {}
@@ -138,4 +188,21 @@ def build(
             pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),  # low left, high right
             strikes=_strikes(size, r),
         )
-    return Layout(elements=elements, spacing=dx, x_min=center - x_max, x_max=center)
+    twin_els = {}
+    for key in sorted(twins):
+        el = elements.get(key)
+        if el is None or el.is_pad or len(el.lanes) < 2:
+            continue  # drum heads are round: their twins would cover every lane
+        first = len(el.lanes) - CHAIN_LANES
+        lanes = el.lanes[first:]
+        x = el.x + (lanes[0] + lanes[-1]) / 2
+        twin_els[key] = dataclasses.replace(
+            el,
+            name=f"{el.name}_twin",
+            x=x,
+            y=TWIN_Y,
+            lanes=tuple(round(el.x + off - x, 9) for off in lanes),
+            width=lanes[-1] - lanes[0] + 1.6 * r,  # 0.8 r either side: a marble on the next lane clears it
+            first_lane=first,
+        )
+    return Layout(elements=elements, spacing=dx, x_min=center - x_max, x_max=center, radius=r, twins=twin_els)

@@ -1,8 +1,9 @@
 """Measure a built scene from its F-curves alone (works on a freshly opened .blend).
 
-- impact timing: per marble, the sub-frame where its lowest point meets the top of its element
-  (coarse scan at 8 steps per frame, then golden-section refinement of the V-shaped gap), turned back into
-  song time and compared with the note time stored on the marble;
+- impact timing: per struck note, the sub-frame where the marble's lowest point meets the top of the
+  note's element (coarse scan at 8 steps per frame within a frame of the note, then golden-section
+  refinement of the V-shaped gap), turned back into song time and compared with the note time stored
+  on the marble (a chain's marble stores both of its notes);
 - separation: every pair of marbles in play at the same time, sampled at 8 steps per frame;
 - clearance: no marble sample sinks into any element (sphere-box distance < radius - 0.1 mm);
 - reactions: each element's own motion (delta transforms) at every contact on it, which must be 0.
@@ -102,34 +103,40 @@ def contact_frame(
     return f, gap(f)
 
 
-def impacts(scene: bpy.types.Scene, windows: dict[str, tuple[float, float]] | None = None) -> list[dict]:
-    """Per marble object: the measured contact time (song seconds) and its error against the note."""
+def impacts(scene: bpy.types.Scene) -> list[dict]:
+    """Per struck note: the measured contact time (song seconds) and its error against the note. A
+    marble strikes one note, or two in a chain; each contact is searched within a frame of its note."""
     fps = scene.render.fps / scene.render.fps_base
     offset = float(scene["renderlab_offset_s"])
     radius = float(scene["renderlab_marble_radius"])
     objects = bpy.data.objects
     out = []
     for tr in _tracks(scene):
-        el = objects[tr.obj["element"]]
-        f, g = contact_frame(tr, _top(el), radius, (windows or {}).get(tr.obj.name))
-        x, y = tr.loc[0].evaluate(f), tr.loc[1].evaluate(f)
-        dims = el.dimensions
-        on_surface = abs(x - el.location.x) <= dims.x / 2 and abs(y - el.location.y) <= dims.y / 2
-        t = (f - 1) / fps - offset - float(tr.obj["shift_s"])
-        out.append(
-            {
-                "marble": tr.obj.name,
-                "note_index": int(tr.obj["note_index"]),
-                "element": el.name,
-                "note_time": float(tr.obj["note_time"]),
-                "impact_time": t,
-                "error": abs(t - float(tr.obj["note_time"])),
-                "gap_m": g,
-                "on_surface": on_surface,
-                "surface_moved": reaction_at(el, f),  # 0: the element is at rest at the contact
-                "in_scene": 1.0 <= f <= scene.frame_end + 1,
-            }
-        )
+        shift = float(tr.obj["shift_s"])
+        for index, t_note, name in zip(
+            tr.obj["hit_notes"], tr.obj["hit_times"], tr.obj["hit_elements"], strict=True
+        ):
+            el = objects[name]
+            planned = 1 + (t_note + shift + offset) * fps
+            f, g = contact_frame(tr, _top(el), radius, (planned - 1.0, planned + 1.0))
+            x, y = tr.loc[0].evaluate(f), tr.loc[1].evaluate(f)
+            dims = el.dimensions
+            on_surface = abs(x - el.location.x) <= dims.x / 2 and abs(y - el.location.y) <= dims.y / 2
+            t = (f - 1) / fps - offset - shift
+            out.append(
+                {
+                    "marble": tr.obj.name,
+                    "note_index": int(index),
+                    "element": el.name,
+                    "note_time": float(t_note),
+                    "impact_time": t,
+                    "error": abs(t - float(t_note)),
+                    "gap_m": g,
+                    "on_surface": on_surface,
+                    "surface_moved": reaction_at(el, f),  # 0: the element is at rest at the contact
+                    "in_scene": 1.0 <= f <= scene.frame_end + 1,
+                }
+            )
     return out
 
 

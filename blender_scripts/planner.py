@@ -1,18 +1,22 @@
-"""Ballistic marble plan: every note becomes a marble that touches its element exactly at the note time.
+"""Ballistic marble plan: every note is struck by a marble that touches its element exactly at the note time.
 
 Each marble flies an analytic parabola from its lane's launcher (flight time T picked by the planner),
 touches one of the element's strike points at the note time, bounces with restitution about the surface
-normal (+z) and falls into the collector. The planner tries strike points, flight times and lanes in a
-fixed order (deterministic) until the new marble keeps >= 2 radii (+2 % margin) from every marble already
-placed, sampled at 8 steps per frame, also across the loop seam (copies shifted by +-loop length).
+normal (+z) and falls into the collector. A chain is one marble for two successive notes on one pitch:
+it strikes the bar, and the bounce carries it onto the bar's twin behind (T solved from the gap). The
+planner tries a chain first where the next note allows one, then strike points, flight times and lanes in
+a fixed order (deterministic) until the new marble keeps >= 2 radii (+2 % margin) from every marble
+already placed, sampled at 8 steps per frame, also across the loop seam (copies shifted by +-loop length).
 `place` never refuses a song for density: elements whose notes do not fit get more lanes and it plans
 again; only a layout fixed by the caller (`plan`) names the notes it cannot place.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -33,48 +37,90 @@ MARGIN = 1.02
 
 
 @dataclass(frozen=True)
-class Marble:
+class Hit:
+    """One contact: the marble's centre is one radius above `element`'s surface at the note time."""
+
     note: Note
     element: Element
-    lane: int
-    launch: np.ndarray  # launch point
-    impact: np.ndarray  # marble centre at contact
-    v0: np.ndarray  # launch velocity
+    t: float
+    point: np.ndarray  # marble centre at contact
     v_in: np.ndarray  # velocity just before contact
     v_out: np.ndarray  # velocity just after the bounce
+
+
+@dataclass(frozen=True)
+class Marble:
+    """One marble's flight: launched, then one contact per hit (two for a chain), then the collector."""
+
+    hits: tuple[Hit, ...]
+    lane: int
+    launch: np.ndarray  # launch point
+    v0: np.ndarray  # launch velocity
     t_launch: float
-    t_impact: float
     t_exit: float  # reaches the collector floor and is hidden
+
+    @property
+    def note(self) -> Note:  # the first note (names the marble)
+        return self.hits[0].note
+
+    @property
+    def element(self) -> Element:  # the front element its lane belongs to
+        return self.hits[0].element
+
+    @property
+    def t_impact(self) -> float:  # the first contact
+        return self.hits[0].t
+
+    @cached_property
+    def knots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start times, start points, start velocities) of the flight's parabolic segments."""
+        times = np.array([self.t_launch, *(h.t for h in self.hits)])
+        points = np.array([self.launch, *(h.point for h in self.hits)])
+        vels = np.array([self.v0, *(h.v_out for h in self.hits)])
+        return times, points, vels
+
+    def _segment(self, t: np.ndarray):
+        times, points, vels = self.knots
+        t = np.clip(np.asarray(t, dtype=float), self.t_launch, self.t_exit)
+        k = np.searchsorted(times, t, side="right") - 1  # a contact time takes the outgoing segment
+        return t - times[k], points[k], vels[k]
 
     def positions(self, t: np.ndarray) -> np.ndarray:
         """Centre positions at song times t (clamped to the marble's life)."""
-        t = np.clip(np.asarray(t, dtype=float), self.t_launch, self.t_exit)
-        before = t < self.t_impact
-        s = np.where(before, t - self.t_launch, t - self.t_impact)
-        p = np.where(before[:, None], self.launch, self.impact)
-        v = np.where(before[:, None], self.v0, self.v_out)
+        s, p, v = self._segment(t)
         out = p + v * s[:, None]
         out[:, 2] -= 0.5 * G * s * s
         return out
 
     def velocities(self, t: np.ndarray) -> np.ndarray:
-        """Centre velocities at song times t (clamped like positions; the bounce takes the outgoing one)."""
-        t = np.clip(np.asarray(t, dtype=float), self.t_launch, self.t_exit)
-        before = t < self.t_impact
-        s = np.where(before, t - self.t_launch, t - self.t_impact)
-        out = np.where(before[:, None], self.v0, self.v_out).astype(float)
+        """Centre velocities at song times t (clamped like positions; a bounce takes the outgoing one)."""
+        s, _, v = self._segment(t)
+        out = v.astype(float)
         out[:, 2] -= G * s
         return out
 
 
+def _exit_after(point: np.ndarray, v_out: np.ndarray, ahead: tuple[Element, ...], r: float) -> float | None:
+    """Seconds from the last bounce to the collector floor, or None when the marble would come down on
+    an element ahead of it in its column (a twin bar it is not meant to strike)."""
+    back = 2 * v_out[2] / G  # back at the height it bounced from (every surface is at z = 0)
+    y_down = point[1] + v_out[1] * back
+    for el in ahead:
+        if el.y_near - r <= y_down <= el.y_far + r:
+            return None
+    drop = point[2] - FLOOR_Z - r
+    return (v_out[2] + math.sqrt(v_out[2] ** 2 + 2 * G * drop)) / G
+
+
 def _marble(
-    note: Note, el: Element, lane: int, T: float, *, r: float, e: float, strike: float = 0.0
-) -> Marble | None:
+    note: Note, el: Element, lane: int, T: float, *, r: float, e: float, strike: float = 0.0,
+    ahead: tuple[Element, ...] = (),
+) -> Marble | None:  # fmt: skip
     if el.is_pad and math.hypot(el.lanes[lane], strike) + r > el.length / 2:
         return None  # off the round head
-    x = el.x + el.lanes[lane]
+    x = el.x + el.lane_x(lane)
     launch = np.array([x, LAUNCH_Y, LAUNCH_Z])
-    impact = np.array([x, strike, el.top_z + r])
+    impact = np.array([x, el.y + strike, el.top_z + r])
     v0 = (impact - launch) / T
     v0[2] += 0.5 * G * T
     v_in = v0 + np.array([0.0, 0.0, -G * T])
@@ -83,11 +129,60 @@ def _marble(
     back = 2 * v_out[2] / G
     if impact[1] + v_out[1] * back < el.y_far + r:
         return None
-    drop = impact[2] - FLOOR_Z - r
-    s_exit = (v_out[2] + math.sqrt(v_out[2] ** 2 + 2 * G * drop)) / G
-    return Marble(
-        note, el, lane, launch, impact, v0, v_in, v_out, note.time - T, note.time, note.time + s_exit
-    )
+    s_exit = _exit_after(impact, v_out, ahead, r)
+    if s_exit is None:
+        return None
+    hit = Hit(note, el, note.time, impact, v_in, v_out)
+    return Marble((hit,), lane, launch, v0, note.time - T, note.time + s_exit)
+
+
+CHAIN_T = (0.3, 0.95)  # launch-to-first-contact flight times a chain may use (s)
+
+
+def chain_flight(gap: float, *, r: float, e: float) -> float | None:
+    """The launch flight time T after which a marble that strikes a front bar bounces onto its twin
+    exactly `gap` seconds later (the lob of the two solutions), or None when no T in CHAIN_T does.
+    The bounce's upward speed e*|v_in| must bring it back to the surface height after `gap`."""
+    h = LAUNCH_Z - r  # launch height above the contact centre (all surfaces at z = 0)
+    v_in = G * gap / (2 * e)
+    disc = v_in * v_in - 2 * G * h
+    if disc < 0:
+        return None
+    T = (v_in + math.sqrt(disc)) / G
+    return T if CHAIN_T[0] <= T <= CHAIN_T[1] else None
+
+
+def _chain(
+    first: Note, second: Note, el: Element, twin: Element, lane: int, *, r: float, e: float
+) -> Marble | None:
+    """One marble for two notes on one pitch: it strikes the front bar on `first` and bounces on onto
+    the twin bar behind it on `second`. Horizontal speed is constant, so where it lands on the front
+    bar fixes where it lands on the twin; the landing is chosen to put the second contact mid-twin."""
+    gap = second.time - first.time
+    T = chain_flight(gap, r=r, e=e)
+    if T is None:
+        return None
+    k = gap / T  # y travelled between the contacts, per metre travelled from the launcher
+    reach = el.length / 2 - 1.5 * r
+    y1 = min(max((twin.y + LAUNCH_Y * k) / (1 + k), el.y - reach), el.y + reach)
+    y2 = y1 + (y1 - LAUNCH_Y) * k
+    if abs(y2 - twin.y) > twin.length / 2 - 1.5 * r:
+        return None
+    x = el.x + el.lane_x(lane)
+    launch = np.array([x, LAUNCH_Y, LAUNCH_Z])
+    p1 = np.array([x, y1, el.top_z + r])
+    v0 = (p1 - launch) / T
+    v0[2] += 0.5 * G * T
+    v_in1 = v0 + np.array([0.0, 0.0, -G * T])
+    v_out1 = np.array([0.0, v0[1], -e * v_in1[2]])
+    p2 = np.array([x, y2, twin.top_z + r])
+    v_in2 = np.array([0.0, v0[1], -v_out1[2]])
+    v_out2 = np.array([0.0, v0[1], e * v_out1[2]])
+    if y2 + v_out2[1] * 2 * v_out2[2] / G < twin.y_far + r:
+        return None  # would come down on the twin a third time
+    s_exit = _exit_after(p2, v_out2, (), r)
+    hits = (Hit(first, el, first.time, p1, v_in1, v_out1), Hit(second, twin, second.time, p2, v_in2, v_out2))
+    return Marble(hits, lane, launch, v0, first.time - T, second.time + s_exit)
 
 
 def _grid(t0: float, t1: float, step: float) -> np.ndarray:
@@ -112,6 +207,12 @@ class Plan:
     radius: float
     fps: int
     period: float  # loop length (s)
+
+    def hits(self) -> list[tuple[Marble, Hit]]:
+        """Every contact (one per note), in time order."""
+        return sorted(
+            ((m, h) for m in self.marbles for h in m.hits), key=lambda mh: (mh[1].t, mh[1].note.index)
+        )
 
     @property
     def step(self) -> float:
@@ -162,49 +263,85 @@ def _loop_window_distance(a: Marble, sa: float, b: Marble, sb: float, *, step: f
 def _clear(m: Marble, lane: list[Marble], step: float, period: float, need: float, *, span: float) -> bool:
     """m keeps `need` from the lane's earlier marbles, also from their copies one loop later.
     `span`: the longest launch-to-exit time in the lane, so older marbles are skipped unseen."""
-    for o in reversed(lane):  # impact times only grow along a lane
+    for o in reversed(lane):  # first contacts only grow along a lane
         if o.t_impact + span < m.t_launch:
             break
         if pair_distance(m, o, step) < need:
             return False
     for o in lane:  # the loop seam: early marbles come round again one period later
-        if o.t_impact - FLIGHT_TIMES_MAX + period > m.t_exit:
+        if o.t_impact - LEAD_MAX + period > m.t_exit:
             break
         if pair_distance(m, o, step, period) < need:
             return False
     return not (period < 4.0 and any(pair_distance(m, o, step, -period) < need for o in lane))
 
 
+LEAD_MAX = max(FLIGHT_TIMES_MAX, CHAIN_T[1])  # the longest launch-to-first-contact time
+
+
+def _candidates(note: Note, el: Element, twin: Element | None, *, r: float, e: float):
+    """Single-strike flights for `note`, in the planner's order of preference: the front bar (its
+    strike points, flight times, lanes), then the twin bar behind it if there is one."""
+    chain_lanes = range(twin.first_lane, len(el.lanes)) if twin else range(0)
+    for strike in el.strikes:
+        for T in FLIGHT_TIMES:
+            for lane in range(len(el.lanes)):
+                ahead = (twin,) if lane in chain_lanes else ()
+                yield _marble(note, el, lane, T, r=r, e=e, strike=strike, ahead=ahead)
+    if twin:
+        for strike in twin.strikes:
+            for T in FLIGHT_TIMES:
+                for lane in chain_lanes:
+                    yield _marble(note, twin, lane, T, r=r, e=e, strike=strike)
+
+
 def _try_notes(
     song: Song, arrangement: Arrangement, layout: Layout, fps: int, period: float
 ) -> tuple[list[Marble], list[tuple[Note, tuple[str, int]]]]:
-    """Place every note in order: the first strike point, flight time and lane that keeps clear."""
-    r = arrangement.marble_radius
+    """Place every note in order: a chain onto the twin bar where the next note on the same pitch
+    allows one, else the first strike point, flight time and lane that keeps clear."""
+    r = layout.radius
     e = arrangement.restitution
     step = 1.0 / (fps * STEPS_PER_FRAME)
     need = 2 * r * MARGIN
+    keys = [(arrangement.instrument_of(song, n), n.pitch) for n in song.notes]
+    following: dict[int, int] = {}  # note position -> the next note's position on the same element
+    last: dict[tuple[str, int], int] = {}
+    for i, key in enumerate(keys):
+        if key in last:
+            following[last[key]] = i
+        last[key] = i
     lanes: dict[tuple[str, int, int], list[Marble]] = {}
     placed: list[Marble] = []
     failed: list[tuple[Note, tuple[str, int]]] = []
+    taken: set[int] = set()  # positions already struck as a chain's second note
     span = 0.0
-    for note in song.notes:
-        key = (arrangement.instrument_of(song, note), note.pitch)
-        el = layout.elements[key]
+
+    def fits(m: Marble | None) -> bool:
+        if m is None:
+            return False
+        s = max(span, m.t_exit - m.t_launch)
+        return _clear(
+            m, lanes.get((m.element.instrument, m.element.pitch, m.lane), []), step, period, need, span=s
+        )
+
+    for i, note in enumerate(song.notes):
+        if i in taken:
+            continue
+        key = keys[i]
+        el, twin = layout.elements[key], layout.twins.get(key)
         chosen = None
-        for strike in el.strikes:
-            for T in FLIGHT_TIMES:
-                for lane in range(len(el.lanes)):
-                    m = _marble(note, el, lane, T, r=r, e=e, strike=strike)
-                    if m is None:
-                        continue
-                    s = max(span, m.t_exit - m.t_launch)
-                    if _clear(m, lanes.get((el.instrument, el.pitch, lane), []), step, period, need, span=s):
-                        chosen = m
-                        break
-                if chosen:
+        j = following.get(i)
+        if twin and j is not None and j not in taken:
+            second = song.notes[j]
+            for lane in range(twin.first_lane, len(el.lanes)):
+                m = _chain(note, second, el, twin, lane, r=r, e=e)
+                if fits(m):
+                    chosen = m
+                    taken.add(j)
                     break
-            if chosen:
-                break
+        if chosen is None:
+            chosen = next((m for m in _candidates(note, el, twin, r=r, e=e) if fits(m)), None)
         if chosen is None:
             failed.append((note, key))
             continue
@@ -217,15 +354,29 @@ def _try_notes(
 MAX_ROUNDS = 8
 
 
+def chainable(song: Song, arrangement: Arrangement, radius: float) -> frozenset[tuple[str, int]]:
+    """Elements with two successive notes a single marble can strike (front bar, then its twin)."""
+    times: dict[tuple[str, int], list[float]] = {}
+    for n in song.notes:
+        times.setdefault((arrangement.instrument_of(song, n), n.pitch), []).append(n.time)
+    return frozenset(
+        key
+        for key, ts in times.items()
+        if any(chain_flight(b - a, r=radius, e=arrangement.restitution) for a, b in itertools.pairwise(ts))
+    )
+
+
 def place(song: Song, arrangement: Arrangement, fps: int, period: float) -> tuple[Layout, Plan]:
-    """Layout and plan for any song: elements whose notes do not fit get more lanes, round by round
-    (density is never a reason to refuse; only a pathological file could exhaust the rounds)."""
+    """Layout and plan for any song: bars with chainable repeats get a twin, and elements whose notes
+    do not fit get more lanes, round by round (density is never a reason to refuse; only a
+    pathological file could exhaust the rounds)."""
     extra: dict[tuple[str, int], int] = {}
+    twins = chainable(song, arrangement, layout_mod.radius_for(song, arrangement))
     for _ in range(MAX_ROUNDS):
-        stage = layout_mod.build(song, arrangement, extra)
+        stage = layout_mod.build(song, arrangement, extra, twins)
         placed, failed = _try_notes(song, arrangement, stage, fps, period)
         if not failed:
-            return stage, Plan(tuple(placed), arrangement.marble_radius, fps, period)
+            return stage, Plan(tuple(placed), stage.radius, fps, period)
         counts: dict[tuple[str, int], int] = {}
         for _, key in failed:
             counts[key] = counts.get(key, 0) + 1
@@ -240,7 +391,7 @@ def plan(song: Song, arrangement: Arrangement, layout: Layout, fps: int, period:
     placed, failed = _try_notes(song, arrangement, layout, fps, period)
     if failed:
         _refuse(song, failed)
-    return Plan(tuple(placed), arrangement.marble_radius, fps, period)
+    return Plan(tuple(placed), layout.radius, fps, period)
 
 
 def _refuse(song: Song, failed: list[tuple[Note, tuple[str, int]]]) -> None:

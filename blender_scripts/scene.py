@@ -197,7 +197,7 @@ class SceneBuilder:
 
     def _elements(self, coll: bpy.types.Collection) -> dict[str, bpy.types.Object]:
         out = {}
-        for el in sorted(self.layout.elements.values(), key=lambda e: e.x):
+        for el in sorted(self.layout.all_elements(), key=lambda e: (e.y, e.x)):
             if el.is_pad:
                 cymbal = drum_sound(el.pitch) in CYMBALS
                 mesh = _cylinder_mesh(el.name, el.length / 2, 0.012 if cymbal else 0.06, el.top_z)
@@ -208,7 +208,7 @@ class SceneBuilder:
             metallic, rough = _element_finish(el)
             mesh.materials.append(_material(el.name, _element_color(el, self.layout), metallic, rough))
             obj = bpy.data.objects.new(el.name, mesh)
-            obj.location = (el.x, 0.0, 0.0)
+            obj.location = (el.x, el.y, 0.0)
             obj["instrument"], obj["pitch"] = el.instrument, el.pitch
             coll.objects.link(obj)
             out[el.name] = obj
@@ -217,10 +217,10 @@ class SceneBuilder:
     def _reactions(self, elements, offset: float, period: float | None) -> None:
         """Each element moves on its strikes (reactions.py): at rest at every contact."""
         strikes: dict[str, list[tuple[float, float]]] = {}
-        by_name = {el.name: el for el in self.layout.elements.values()}
-        for m in self.plan.marbles:
+        by_name = {el.name: el for el in self.layout.all_elements()}
+        for _, h in self.plan.hits():
             for shift in (0.0, -period) if period else (0.0,):
-                strikes.setdefault(m.element.name, []).append((m.t_impact + shift, m.note.velocity / 127))
+                strikes.setdefault(h.element.name, []).append((h.t + shift, h.note.velocity / 127))
         for name, hits in strikes.items():
             mo = reactions.motion(by_name[name])
             nxt = min(t for t, _ in hits) + 2 * period if period else None  # the first hit, next pass
@@ -236,9 +236,9 @@ class SceneBuilder:
     def _flashes(self, elements, offset: float, period: float | None, frame_end: int) -> None:
         """Emission that jumps at each strike and decays: the element's visible reaction."""
         strikes: dict[str, list[tuple[float, float]]] = {}
-        for m in self.plan.marbles:
+        for _, h in self.plan.hits():
             for shift in (0.0, -period) if period else (0.0,):  # the loop wraps tails into its start
-                strikes.setdefault(m.element.name, []).append((m.t_impact + shift, m.note.velocity / 127))
+                strikes.setdefault(h.element.name, []).append((h.t + shift, h.note.velocity / 127))
         peak = self.arr.style.flash_strength
         for name, obj in elements.items():
             hits = sorted(strikes.get(name, []))
@@ -269,38 +269,40 @@ class SceneBuilder:
             obj = bpy.data.objects.new(f"marble_{m.note.index:05d}{suffix}", mesh)
             obj["note_index"], obj["note_time"], obj["shift_s"] = m.note.index, m.note.time, shift
             obj["element"], obj["track"], obj["pitch"] = m.element.name, m.note.track, m.note.pitch
+            # every note this marble strikes, in order (two for a chain: the bar, then its twin)
+            obj["hit_notes"] = [h.note.index for h in m.hits]
+            obj["hit_times"] = [h.t for h in m.hits]
+            obj["hit_elements"] = [h.element.name for h in m.hits]
             coll.objects.link(obj)
             self._animate(obj, m, shift + offset)
 
     def _animate(self, obj: bpy.types.Object, m: Marble, offset: float) -> None:
         fps = self.fps
-        f0, f1, f2 = (self.frame(t, offset) for t in (m.t_launch, m.t_impact, m.t_exit))
+        # knots: launch, every contact, the collector; each segment between them is one parabola
         # The planner owns the flight: the exit state is its, not a re-integration here.
         end, v_end = m.positions([m.t_exit])[0], m.velocities([m.t_exit])[0]
-        h_in, h_out = (f1 - f0) / 3, (f2 - f1) / 3
+        times = [m.t_launch, *(h.t for h in m.hits), m.t_exit]
+        points = [m.launch, *(h.point for h in m.hits), end]
+        leaving = [m.v0, *(h.v_out for h in m.hits), v_end]  # velocity at the start of the next segment
+        arriving = [m.v0, *(h.v_in for h in m.hits), v_end]  # velocity at the end of the last one
+        frames = [self.frame(t, offset) for t in times]
+        h = [(b - a) / 3 for a, b in zip(frames, frames[1:], strict=False)]
+        h_left, h_right = [h[0], *h], [*h, h[-1]]  # handle lengths either side of each knot
+        f0, f2 = frames[0], frames[-1]
         action = bpy.data.actions.new(obj.name)
         obj.animation_data_create().action = action
         for axis in range(3):
-            p = (m.launch[axis], m.impact[axis], end[axis])
-            d_in = (m.v0[axis] / fps * h_in, m.v_in[axis] / fps * h_in)  # value change along each handle
-            d_out = (m.v_out[axis] / fps * h_out, v_end[axis] / fps * h_out)
+            p = [pt[axis] for pt in points]
+            left = [
+                (f - hl, v - a[axis] / fps * hl)
+                for f, v, a, hl in zip(frames, p, arriving, h_left, strict=True)
+            ]
+            right = [
+                (f + hr, v + b[axis] / fps * hr)
+                for f, v, b, hr in zip(frames, p, leaving, h_right, strict=True)
+            ]
             fc = action.fcurve_ensure_for_datablock(obj, "location", index=axis)
-            _set_keys(
-                fc,
-                (f0, f1, f2),
-                p,
-                "BEZIER",
-                left=[
-                    (f0 - h_in, p[0] - d_in[0]),
-                    (f1 - h_in, p[1] - d_in[1]),
-                    (f2 - h_out, p[2] - d_out[1]),
-                ],
-                right=[
-                    (f0 + h_in, p[0] + d_in[0]),
-                    (f1 + h_out, p[1] + d_out[0]),
-                    (f2 + h_out, p[2] + d_out[1]),
-                ],
-            )
+            _set_keys(fc, frames, p, "BEZIER", left=left, right=right)
         for prop in ("hide_render", "hide_viewport"):  # hidden until launch and once in the collector
             fc = action.fcurve_ensure_for_datablock(obj, prop)
             _set_keys(fc, (f0 - 1.0, f0, f2), (1.0, 0.0, 1.0), "CONSTANT")
@@ -331,10 +333,23 @@ class SceneBuilder:
         rack = bpy.data.objects.new("launch_rack", body)
         rack.location = (centre, LAUNCH_Y - 0.05, 0.0)
         coll.objects.link(rack)
-        tray = bpy.data.objects.new("collector", _box_mesh("collector", width + 0.3, 1.6, 0.03, FLOOR_Z))
+        # the catch tray spans every marble's landing (chains land farther, beyond the twin bars)
+        landing = [float(m.positions([m.t_exit])[0][1]) for m, _ in items] or [1.15]
+        near, far = min(0.35, min(landing) - 0.2), max(1.95, max(landing) + 0.2)
+        tray = bpy.data.objects.new(
+            "collector", _box_mesh("collector", width + 0.3, far - near, 0.03, FLOOR_Z)
+        )
         tray.data.materials.append(_material("collector", (0.1, 0.08, 0.07), 0.0, 0.45))
-        tray.location = (centre, 1.15, 0.0)
+        tray.location = (centre, (near + far) / 2, 0.0)
         coll.objects.link(tray)
+        for twin in lay.twins.values():  # each twin bar stands on a post, narrower than its lane spacing
+            post = bpy.data.objects.new(
+                f"{twin.name}_post",
+                _box_mesh(f"{twin.name}_post", 0.5 * twin.width, 0.03, -FLOOR_Z - 0.03, -0.025),
+            )
+            post.data.materials.append(_material(f"{twin.name}_post", (0.18, 0.1, 0.05), 0.0, 0.5))
+            post.location = (twin.x, twin.y, 0.0)
+            coll.objects.link(post)
         # the return path: a trough under the stage carries caught marbles back to the launch rack
         trough = bpy.data.objects.new(
             "return_trough", _box_mesh("return_trough", width + 0.2, 2.2, 0.02, 0.0)

@@ -68,6 +68,11 @@ def test_saved_blend_hits_every_note_within_1ms_and_keeps_marbles_apart(built, n
     hits = measure.impacts(scene)
     assert max(h["error"] for h in hits) < 1e-3
     assert all(h["on_surface"] and abs(h["gap_m"]) < 1e-4 for h in hits)
+    by_marble: dict[str, list[str]] = {}
+    for h in sorted(hits, key=lambda h: h["impact_time"]):
+        by_marble.setdefault(h["marble"], []).append(h["element"])
+    chains = [els for els in by_marble.values() if len(els) > 1]
+    assert chains and all(els == [els[0], f"{els[0]}_twin"] for els in chains)  # a bar, then its twin
     played = sorted(h["impact_time"] for h in hits if h["marble"].count("_") == 1)  # one copy per note
     assert np.allclose(played, _mido_onsets(DEPOT / name / "song.mid"), atol=1e-3)
     clear = measure.clearance(scene)
@@ -97,20 +102,22 @@ def test_marbles_and_instruments_collections_and_visibility(built):
     report = json.loads(Path(built["frere_groove"]["report"]).read_text())
     scene = _open(built["frere_groove"]["blend"])
     marbles = scene.collection.children["Marbles"].objects
-    assert len(marbles) == len(report["notes"])
+    assert len(marbles) == report["marbles"] == len(report["notes"]) - report["chains"]
+    assert sorted(i for o in marbles for i in o["hit_notes"]) == sorted(n["index"] for n in report["notes"])
     assert sorted(o.name for o in scene.collection.children["Instruments"].objects) == report["elements"]
     offset = report["lead_in_s"]
     by_index = {n["index"]: n for n in report["notes"]}
     for obj in marbles:
         curves = {(fc.data_path, fc.array_index): fc for fc in channelbag_fcurves(obj)}
         assert all(curves[("location", i)].keyframe_points[1].interpolation == "BEZIER" for i in range(3))
-        note = by_index[obj["note_index"]]
+        notes = [by_index[i] for i in obj["hit_notes"]]
         frame = lambda t: 1 + (t + offset) * 60  # noqa: E731
         hide = curves[("hide_render", 0)]
-        assert hide.evaluate(frame(note["launch_time"]) - 0.5) == 1.0
-        assert hide.evaluate(frame(note["time"])) == 0.0
-        assert hide.evaluate(frame(note["exit_time"]) + 0.5) == 1.0
-        assert curves[("hide_viewport", 0)].evaluate(frame(note["time"])) == 0.0
+        assert hide.evaluate(frame(notes[0]["launch_time"]) - 0.5) == 1.0
+        for note in notes:  # in play on every note it strikes
+            assert hide.evaluate(frame(note["time"])) == 0.0
+            assert curves[("hide_viewport", 0)].evaluate(frame(note["time"])) == 0.0
+        assert hide.evaluate(frame(notes[-1]["exit_time"]) + 0.5) == 1.0
     strip = scene.sequence_editor.strips[0]
     assert strip.sound.filepath == "//song.wav" and strip.frame_start == 1
     assert any(fc.data_path.endswith('"Emission Strength"].default_value') for fc in _material_curves(scene))

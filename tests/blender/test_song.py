@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import mido
@@ -110,11 +111,12 @@ def _plan(path, arr=None):
 def test_marbles_touch_their_element_exactly_on_the_note(tmp_path):
     _, plan = _plan(DEPOT / "frere_groove" / "song.mid")
     for m in plan.marbles:
-        p = m.positions(np.array([m.t_impact]))[0]
-        assert p[2] - plan.radius == pytest.approx(m.element.top_z, abs=1e-12)
-        assert m.t_impact == m.note.time
-        assert m.v_in[2] < 0 < m.v_out[2]  # falls onto the surface, bounces up
-        assert abs(p[0] - m.element.x) < m.element.width / 2
+        for h in m.hits:
+            p = m.positions(np.array([h.t]))[0]
+            assert p[2] - plan.radius == pytest.approx(h.element.top_z, abs=1e-12)
+            assert h.t == h.note.time
+            assert h.v_in[2] < 0 < h.v_out[2]  # falls onto the surface, bounces up
+            assert abs(p[0] - h.element.x) < h.element.width / 2
 
 
 def test_fast_repeats_and_unisons_are_spread_over_lanes_and_flight_times(tmp_path):
@@ -157,13 +159,15 @@ def test_dense_passages_place_with_more_lanes_and_strike_points(tmp_path):
     assert len(plan.marbles) == len(tune.notes) == 64 + 48 + 64
     busy = stage.elements[("marimba", 62)]
     assert len(busy.lanes) >= 5  # a unison of 4 + the tremolo
-    assert min(np.diff(busy.lanes)) >= 2.2 * arr.marble_radius - 1e-12
+    assert min(np.diff(busy.lanes)) >= 2.2 * stage.radius - 1e-12
     assert plan.min_distance() >= 2 * plan.radius
     assert plan.min_distance(loop=True) >= 2 * plan.radius
-    for m in plan.marbles:  # still exact: centre one radius above the surface, at the note time
-        assert m.positions(np.array([m.note.time]))[0][2] - plan.radius == pytest.approx(0.0, abs=1e-12)
-        assert abs(m.impact[0] - m.element.x) + plan.radius <= m.element.width / 2 + 1e-9 or m.element.is_pad
-        assert abs(m.impact[1]) + plan.radius <= m.element.length / 2 + 1e-9
+    for _, h in plan.hits():  # still exact: centre one radius above the surface, at the note time
+        el = h.element
+        assert h.t == h.note.time
+        assert h.point[2] - plan.radius == pytest.approx(el.top_z, abs=1e-12)
+        assert abs(h.point[0] - el.x) + plan.radius <= el.width / 2 + 1e-9 or el.is_pad
+        assert abs(h.point[1] - el.y) + plan.radius <= el.length / 2 + 1e-9
 
 
 def test_strike_points_along_a_bar_take_a_unison_on_one_lane(tmp_path):
@@ -175,8 +179,93 @@ def test_strike_points_along_a_bar_take_a_unison_on_one_lane(tmp_path):
     one_lane = {k: dataclasses.replace(el, lanes=el.lanes[:1]) for k, el in stage.elements.items()}
     plan = planner.plan(tune, arr, dataclasses.replace(stage, elements=one_lane), 60, song.loop_length(tune))
     (el,) = one_lane.values()
-    assert sorted(m.impact[1] for m in plan.marbles) == [el.strikes[1], 0.0]  # middle, then a quarter in
+    assert sorted(m.hits[0].point[1] for m in plan.marbles) == [el.strikes[1], 0.0]  # middle, then a quarter
     assert plan.min_distance() >= 2 * plan.radius
+
+
+def _sinks_into_an_element(plan, stage, m) -> bool:
+    """Whether the marble's sphere comes closer than its radius (less 0.1 mm) to any element's box,
+    sampled at 8 steps per frame (the box of a bar: width x length x 25 mm thick, top at z=0)."""
+    t = np.arange(m.t_launch, m.t_exit, plan.step)
+    p = m.positions(t)
+    for el in stage.all_elements():
+        lo = np.array([el.x - el.width / 2, el.y - el.length / 2, el.top_z - 0.025])
+        hi = np.array([el.x + el.width / 2, el.y + el.length / 2, el.top_z])
+        d = np.linalg.norm(np.maximum(np.maximum(lo - p, 0), p - hi), axis=1)
+        if (d < plan.radius - 1e-4).any():
+            return True
+    return False
+
+
+def test_repeats_chain_from_a_bar_onto_its_twin_exactly(tmp_path):
+    """Quarter notes on one pitch at 150 bpm (0.4 s apart): one marble strikes the bar and bounces on
+    onto the twin bar behind it, each contact on its note; the bounce keeps the physics (restitution
+    about the normal, constant horizontal speed) and nothing else lands on the twin."""
+    notes = [(i, 62, 0.5) for i in range(16)] + [(16 + i / 4, 64, 0.2) for i in range(16)]
+    tune = song.load(write_midi(tmp_path / "repeats.mid", [notes], bpm=150))
+    arr = arrangement.Arrangement()
+    stage, plan = planner.place(tune, arr, 60, song.loop_length(tune))
+    twin = stage.twins[("marimba", 62)]
+    assert ("marimba", 64) not in stage.twins  # sixteenths (0.1 s) are too close to chain
+    chains = [m for m in plan.marbles if len(m.hits) == 2]
+    assert len(chains) >= 4
+    assert sum(len(m.hits) for m in plan.marbles) == len(tune.notes)
+    for m in chains:
+        a, b = m.hits
+        assert (a.element.name, b.element.name) == (stage.elements[("marimba", 62)].name, twin.name)
+        assert b.note.time - a.note.time == pytest.approx(0.4)
+        for h in m.hits:
+            p = m.positions(np.array([h.t]))[0]
+            assert np.allclose(p, h.point, atol=1e-12)
+            assert h.point[2] - plan.radius == pytest.approx(h.element.top_z, abs=1e-12)
+            assert abs(h.point[1] - h.element.y) + plan.radius <= h.element.length / 2
+            assert abs(h.point[0] - h.element.x) < h.element.width / 2  # the contact is on the surface
+        assert np.allclose(b.v_in, a.v_out - [0, 0, planner.G * (b.t - a.t)])  # free flight between
+        assert a.v_out[2] == pytest.approx(-arr.restitution * a.v_in[2])
+        assert b.v_out[2] == pytest.approx(-arr.restitution * b.v_in[2])
+        assert a.v_in[1] == a.v_out[1] == b.v_out[1] > 0
+    assert not any(_sinks_into_an_element(plan, stage, m) for m in plan.marbles)
+    assert plan.min_distance() >= 2 * plan.radius
+    assert plan.min_distance(loop=True) >= 2 * plan.radius
+
+
+def test_a_note_aimed_at_the_bar_never_comes_down_on_its_twin():
+    """The twin stands where a bounce off the bar lands: single strikes on the twin's lane are only
+    kept when they fly clear over it."""
+    el = layout.Element(
+        "bar", "marimba", 60, x=0.0, top_z=0.0, length=0.4, width=0.1, lanes=(-0.022, 0.022), pan=0.0,
+        strikes=(0.0, -0.1, 0.1),
+    )  # fmt: skip
+    twin = dataclasses.replace(el, name="bar_twin", x=0.022, width=0.03, lanes=(0.0,), y=0.8, first_lane=1)
+    note = song.Note(0, 0, "t", 0, 60, 90, 1.0, 0.5)
+    kept = dropped = 0
+    for T in planner.FLIGHT_TIMES:
+        for strike in el.strikes:
+            free = planner._marble(note, el, 1, T, r=0.02, e=0.6, strike=strike)
+            guarded = planner._marble(note, el, 1, T, r=0.02, e=0.6, strike=strike, ahead=(twin,))
+            if free is None:
+                continue
+            back = 2 * free.hits[0].v_out[2] / planner.G
+            down = free.hits[0].point[1] + free.hits[0].v_out[1] * back
+            on_twin = twin.y_near - 0.02 <= down <= twin.y_far + 0.02
+            assert (guarded is None) == on_twin
+            kept, dropped = kept + (guarded is not None), dropped + (guarded is None)
+    assert dropped > 0
+
+
+def test_marble_size_follows_the_density(tmp_path):
+    sparse = song.load(write_midi(tmp_path / "sparse.mid", [[(i, 60 + i % 5, 1) for i in range(16)]], bpm=60))
+    dense = song.load(
+        write_midi(tmp_path / "dense.mid", [[(i / 4, 60 + i % 12, 0.25) for i in range(400)]] * 3, bpm=160)
+    )
+    auto = arrangement.Arrangement()
+    r_sparse, r_dense = layout.radius_for(sparse, auto), layout.radius_for(dense, auto)
+    assert r_sparse == layout.RADIUS_RANGE[1] and r_dense == layout.RADIUS_RANGE[0]
+    assert layout.build(sparse, auto).spacing > layout.build(dense, auto).spacing  # spacing follows
+    fixed = arrangement.Arrangement(marble_radius=0.02)
+    assert layout.radius_for(sparse, fixed) == layout.radius_for(dense, fixed) == 0.02
+    _, plan = planner.place(dense, auto, 60, song.loop_length(dense))
+    assert plan.radius == r_dense and plan.min_distance() >= 2 * r_dense
 
 
 def test_neighbouring_columns_never_share_x():
@@ -185,7 +274,7 @@ def test_neighbouring_columns_never_share_x():
     arr = arrangement.Arrangement()
     stage = layout.build(tune, arr, {key: 4 for key in list(layout.build(tune, arr).elements)[::2]})
     xs = sorted(el.x + off for el in stage.elements.values() for off in el.lanes)
-    assert min(np.diff(xs)) >= 2.2 * arr.marble_radius - 1e-9
+    assert min(np.diff(xs)) >= 2.2 * stage.radius - 1e-9
 
 
 def test_plan_is_deterministic():
