@@ -121,7 +121,8 @@ def path(plan: Plan, layout: Layout, lens_mm: float, *, start: float, end: float
     mid = (layout.x_min + layout.x_max) / 2
     hit_t, hit_x = _hits(plan)
     room_max = max(width / 2 + 0.4 - d_max * hw, 0.0)  # how far the target may go from the middle at d_max
-    sweep = not loop and (width / 2 + 0.5) / hw > d_max  # the whole machine does not fit in the view
+    # the whole machine does not fit in the view (room_max 0: it does all but the static view's margin)
+    sweep = not loop and (width / 2 + 0.5) / hw > d_max and room_max > 0
     if sweep:
         lo, hi = view_x_range(0.0, d_max, lens_mm)
         view = float(hi - lo)
