@@ -170,7 +170,7 @@ def main() -> None:  # noqa: PLR0914
     if not ns.midi:
         print("note: no real-world MIDI files given (--midi); none are bundled or downloadable here\n")
     print(
-        f"{'song':24} {'notes':>6} {'variant':>7} {'max err (ms)':>12} {'min dist/2r':>11} {'<2r':>4} {'inside':>6} {'lanes':>5}"
+        f"{'song':24} {'notes':>6} {'variant':>7} {'max err (ms)':>12} {'min dist/2r':>11} {'<2r':>4} {'inside':>6} {'lanes':>5} {'r mm':>5} {'chains':>6} {'s':>5}"
     )
     main_blend, refused = None, 0
     for label, midi, arr in songs if "songs" in sections else []:
@@ -184,11 +184,13 @@ def main() -> None:  # noqa: PLR0914
             print(f"{label:24} REFUSED: {str(e).strip().splitlines()[-1][:150]}")
             continue
         main_blend = main_blend or result["blend"]
-        lanes = sum(json.loads(Path(result["report"]).read_text()).get("lanes", {}).values()) or "-"
+        report = json.loads(Path(result["report"]).read_text())
+        lanes = sum(report.get("lanes", {}).values()) or "-"
+        extra_cols = f"{report['marble_radius_m'] * 1e3:>5.1f} {report.get('chains', 0):>6} {report['build_time_s']:>5.1f}"
         for variant in ("blend", "loop_blend"):
             err, dist, r, bad, inside = measure_saved(result[variant])
             print(
-                f"{label:24} {result['notes']:>6} {variant.split('_')[0]:>7} {err * 1e3:>12.5f} {dist / (2 * r):>11.3f} {bad:>4} {inside:>6} {lanes:>5}"
+                f"{label:24} {result['notes']:>6} {variant.split('_')[0]:>7} {err * 1e3:>12.5f} {dist / (2 * r):>11.3f} {bad:>4} {inside:>6} {lanes:>5} {extra_cols}"
             )
     if "songs" in sections:
         print(f"{len(songs) - refused} of {len(songs)} songs built, {refused} refused")

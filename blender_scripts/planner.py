@@ -101,13 +101,13 @@ class Marble:
 
 
 def _exit_after(point: np.ndarray, v_out: np.ndarray, ahead: tuple[Element, ...], r: float) -> float | None:
-    """Seconds from the last bounce to the collector floor, or None when the marble would come down on
-    an element ahead of it in its column (a twin bar it is not meant to strike)."""
+    """Seconds from the last bounce to the collector floor, or None when the marble would not fly clear
+    over an element ahead of it in its column (a twin bar it is not meant to strike): coming down short
+    of it, it would still run into its front face on the way to the floor."""
     back = 2 * v_out[2] / G  # back at the height it bounced from (every surface is at z = 0)
     y_down = point[1] + v_out[1] * back
-    for el in ahead:
-        if el.y_near - r <= y_down <= el.y_far + r:
-            return None
+    if any(y_down <= el.y_far + r for el in ahead):
+        return None
     drop = point[2] - FLOOR_Z - r
     return (v_out[2] + math.sqrt(v_out[2] ** 2 + 2 * G * drop)) / G
 
@@ -116,7 +116,7 @@ def _marble(
     note: Note, el: Element, lane: int, T: float, *, r: float, e: float, strike: float = 0.0,
     ahead: tuple[Element, ...] = (),
 ) -> Marble | None:  # fmt: skip
-    if el.is_pad and math.hypot(el.lanes[lane], strike) + r > el.length / 2:
+    if el.is_pad and math.hypot(el.lane_x(lane), strike) + r > el.length / 2:
         return None  # off the round head
     x = el.x + el.lane_x(lane)
     launch = np.array([x, LAUNCH_Y, LAUNCH_Z])
