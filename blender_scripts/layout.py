@@ -57,10 +57,6 @@ class Element:
         return self.instrument == "drums"
 
     @property
-    def is_twin(self) -> bool:
-        return self.y != 0.0
-
-    @property
     def y_near(self) -> float:
         return self.y - self.length / 2
 
@@ -99,12 +95,8 @@ def radius_for(song: Song, arrangement: Arrangement) -> float:
     if arrangement.marble_radius is not None:
         return arrangement.marble_radius
     times = sorted(n.time for n in song.notes)
-    window, busiest, j = 10.0, 1, 0
-    for i, t in enumerate(times):
-        while times[j] < t - window:
-            j += 1
-        busiest = max(busiest, i - j + 1)
-    rate = busiest / min(window, max(1.0, times[-1] - times[0]))
+    window = 10.0
+    rate = most_within(times, window) / min(window, max(1.0, times[-1] - times[0]))
     lo, hi = RADIUS_RANGE
     return round(min(hi, max(lo, RADIUS_AT_1_NPS / math.sqrt(max(rate, 1e-9)))), 4)
 
@@ -117,16 +109,17 @@ def crowding(song: Song, arrangement: Arrangement) -> dict[tuple[str, int], int]
     times: dict[tuple[str, int], list[float]] = defaultdict(list)
     for n in song.notes:
         times[(arrangement.instrument_of(song, n), n.pitch)].append(n.time)
-    out = {}
-    for key, ts in times.items():
-        ts.sort()
-        best, j = 1, 0
-        for i, t in enumerate(ts):
-            while ts[j] < t - CROWD_S:
-                j += 1
-            best = max(best, i - j + 1)
-        out[key] = best
-    return out
+    return {key: most_within(sorted(ts), CROWD_S) for key, ts in times.items()}
+
+
+def most_within(times: list[float], window: float) -> int:
+    """The most of the sorted `times` that fall within `window` seconds of one another."""
+    best, j = 1, 0
+    for i, t in enumerate(times):
+        while times[j] < t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
 
 
 def _strikes(size: float, r: float) -> tuple[float, ...]:
