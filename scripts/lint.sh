@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bin=.venv/bin
 step() { echo "lint: $*"; }
 
-step ruff; $bin/ruff check . && $bin/ruff format --check .
+step ruff; $bin/ruff check .; $bin/ruff format --check .  # `a && b` would not stop set -e
 step yamllint; $bin/yamllint -s .
 step "lab config example"; $bin/python -m renderlab.lab.check_config Pulumi.example.yaml >/dev/null
 
