@@ -7,6 +7,11 @@ make each one-shot start on its first sample, so every onset lands on the exact 
 (FluidSynth's own sequencer would only place events on 64-sample blocks). One-shots with the same key are
 rendered once; the channel volume (CC7 x CC11) scales each note, and each element is panned by its x.
 
+A build renders the one-shots in SHARES processes while it builds the scenes (`SongAudio`): each process
+mixes an interleaved share of the sorted one-shot keys into its own float32 file, the last step sums the
+shares in a fixed order and writes the WAVs. The share count is fixed, not the core count, so the WAV's bits do
+not depend on the machine.
+
 Why no numpy synthesizer any more: FluidSynth is a hard requirement of the content (Debian's
 `libfluidsynth3` + `fluid-soundfont-gm`, installed by `make setup` and in the Blender image); without it the
 build stops with one clear error instead of quietly writing a toy sound.
@@ -18,10 +23,15 @@ import contextlib
 import ctypes
 import functools
 import io
+import multiprocessing
 import os
+import pickle
+import signal
+import threading
 import wave
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +45,8 @@ MAX_TAIL_S = 4.0  # release tails are cut (with a short fade) after this long
 FADE = 480  # 10 ms
 TAIL_FLOOR = 10 ** (-90 / 20)
 DRUM_CHANNEL = 9
+PR_SET_PDEATHSIG = 1  # prctl(2)
+SHARES = 2  # one-shot renders run in this many processes (fixed: the sum order, so the bits, stay put)
 SOUNDFONT_ENV = "RENDERLAB_SOUNDFONT"
 SOUNDFONTS = (  # Debian's fluid-soundfont-gm, then whatever the system names as its default GM font
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -49,6 +61,11 @@ def soundfont() -> Path:
     if env:
         if not Path(env).is_file():
             raise ContentError(f"{SOUNDFONT_ENV}={env} is not a file; point it at a General MIDI .sf2")
+        with open(env, "rb") as f:  # checked here: FluidSynth would only fail later, in a worker, verbosely
+            head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:] not in (b"sfbk", b"DLS "):
+            raise ContentError(f"{SOUNDFONT_ENV}={env} is not a SoundFont (no RIFF sfbk header); "
+                               "point it at a General MIDI .sf2")  # fmt: skip
         return Path(env)
     for path in map(Path, SOUNDFONTS):
         if path.is_file():
@@ -155,28 +172,190 @@ def pan_gain(hit) -> np.ndarray:
     return np.float32(hit.note.volume * np.sqrt(2)) * np.array([np.cos(angle), np.sin(angle)], np.float32)
 
 
-def synthesize(
-    plan: Plan, length_s: float, programs: dict[int, int] | None = None, keep: dict | None = None
-) -> np.ndarray:
-    """Stereo float32 buffer over song time [0, length_s); sound past the end is cut off.
-    `programs`: note index -> GM program (default: the note's own); `keep` collects the one-shots."""
-    total = int(round(length_s * RATE))
-    out = np.zeros((total, 2), dtype=np.float32)
+def _groups(plan: Plan, programs: dict[int, int] | None) -> dict[tuple, list[tuple[int, np.ndarray]]]:
+    """One-shot key -> [(onset sample, left/right gain)] of every hit that plays it."""
     groups = defaultdict(list)
     for _, h in plan.hits():
-        groups[note_key(h, (programs or {}).get(h.note.index, h.note.program))].append(h)
+        key = note_key(h, (programs or {}).get(h.note.index, h.note.program))
+        groups[key].append((onset(h.t), pan_gain(h)))
+    return groups
+
+
+def _mix(groups: dict, out: np.ndarray, keep: dict | None = None) -> None:
+    """Render each key's one-shot (sorted key order: one one-shot alive at a time, memory stays flat)
+    and add it at each of its onsets; sound past the buffer's end is cut off."""
+    total = out.shape[0]
     synth = _synth() if groups else None
-    for key in sorted(groups):  # one one-shot alive at a time: memory stays flat
+    for key in sorted(groups):
         shot = synth.one_shot(*key)
         if keep is not None:
             keep[key] = shot
-        for h in groups[key]:
-            start = onset(h.t)
+        for start, gain in groups[key]:
             if start >= total:
                 continue
             sig = shot[: total - start]
-            out[start : start + sig.shape[0]] += sig * pan_gain(h)
+            out[start : start + sig.shape[0]] += sig * gain
+
+
+def synthesize(
+    plan: Plan, length_s: float, programs: dict[int, int] | None = None, keep: dict | None = None
+) -> np.ndarray:
+    """Stereo float32 buffer over song time [0, length_s), in this process (a build uses SongAudio).
+    `programs`: note index -> GM program (default: the note's own); `keep` collects the one-shots."""
+    out = np.zeros((int(round(length_s * RATE)), 2), dtype=np.float32)
+    _mix(_groups(plan, programs), out, keep)
     return out
+
+
+def _share_file(path: str, total: int, mode: str) -> np.memmap:
+    return np.memmap(path, dtype=np.float32, mode=mode, shape=(total, 2))
+
+
+def _render_share(job: str, total: int, path: str) -> str:
+    """A worker: mix the one-shots listed in `job` into a float32 file of the whole song."""
+    groups = pickle.loads(Path(job).read_bytes())
+    os.unlink(job)
+    with open(path, "wb") as f:  # its blocks taken now: a full disk is ENOSPC here, not SIGBUS mid-mix
+        os.posix_fallocate(f.fileno(), 0, total * 2 * 4)
+    out = _share_file(path, total, "r+")  # allocated blocks read as zeros
+    _mix(groups, out)
+    out.flush()
+    del out
+    release()
+    return path
+
+
+class _SongFiles(NamedTuple):
+    main_samples: int  # the song WAV's length after its lead-in
+    lead_in: int  # silent frames before the first sample of song time
+    period_s: float  # the loop's length: what lies past it is folded back onto its start
+    wav: str
+    loop_wav: str
+
+
+def _write_song(shares: list[str], total: int, files: _SongFiles) -> None:
+    """A worker: sum the shares (in share order), write the song's WAV and its loop's."""
+    main_samples, lead_in, period_s, wav, loop_wav = files
+    full = _share_file(shares[0], total, "r+")
+    for other in shares[1:]:
+        part = _share_file(other, total, "r")
+        for i in range(0, total, CHUNK):
+            full[i : i + CHUNK] += part[i : i + CHUNK]
+        del part
+        os.unlink(other)
+    main = full[:main_samples]
+    loop = fold(full, period_s)
+    peak = max(_peak(main), _peak(loop))
+    write_wav(Path(wav), main, peak, lead_in=lead_in)
+    write_wav(Path(loop_wav), loop, peak)
+    del full, main
+    os.unlink(shares[0])
+
+
+def _peak(buf: np.ndarray) -> float:
+    return max((float(np.abs(buf[i : i + CHUNK]).max()) for i in range(0, buf.shape[0], CHUNK)), default=0.0)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this worker when the build that started it dies (even by SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above ran
+        os._exit(1)
+
+
+def _worker(target, args: tuple, conn, parent: int) -> None:
+    """A worker process's body: run `target`, send back None or the exception it raised."""
+    _die_with_parent(parent)
+    try:
+        target(*args)
+        conn.send(None)
+    except BaseException as e:  # ContentError/OSError pickle; anything else is sent as its text
+        try:
+            conn.send(e)
+        except Exception:
+            conn.send(RuntimeError(f"{type(e).__name__}: {e}"))
+
+
+def start_worker(ctx, target, *args):
+    """Start `target(*args)` in a `ctx` process that dies with this one; returns it and the pipe end on
+    which it reports."""
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(target, args, send, os.getpid()), daemon=True)
+    proc.start()
+    send.close()
+    return proc, recv
+
+
+class SongAudio:
+    """The song's WAV and loop WAV, rendered by worker processes while the caller goes on.
+    `wait()` returns once both files are written (or raises what a worker raised); `cancel()` stops it."""
+
+    def __init__(self, plan: Plan, programs: dict[int, int], *, length_s: float, main_samples: int,
+                 lead_in: int, period_s: float, wav: Path, loop_wav: Path):  # fmt: skip
+        soundfont()  # a missing SoundFont is one clear error here, before any process starts
+        total = int(round(length_s * RATE))
+        groups = _groups(plan, programs)
+        keys = sorted(groups)
+        shares = [str(wav.parent / f".{wav.stem}.share{i}.f32") for i in range(SHARES)]
+        # spawn, not fork: the caller has Blender's threads running by the time the last worker starts
+        self._ctx = multiprocessing.get_context("spawn")
+        self._procs: list = []
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._error: BaseException | None = None
+        files = _SongFiles(main_samples, lead_in, period_s, str(wav), str(loop_wav))
+        # The share workers start here, in the caller's thread, before it goes on to import Blender (an
+        # import in a second thread during bpy's own import deadlocks); their keys go through files, since a
+        # spawn blocks until its child has read its arguments.
+        running = []
+        for i, path in enumerate(shares):
+            job = Path(f"{path}.job")
+            job.write_bytes(pickle.dumps({k: groups[k] for k in keys[i::SHARES]}, pickle.HIGHEST_PROTOCOL))
+            running.append(self._spawn(_render_share, str(job), total, path))
+
+        def finish() -> None:
+            try:
+                for proc in running:
+                    self._join(*proc)
+                self._join(*self._spawn(_write_song, shares, total, files))
+            except BaseException as e:  # handed to wait()
+                self._error = e
+
+        self._thread = threading.Thread(target=finish, name="song-audio", daemon=True)
+        self._thread.start()
+
+    def _spawn(self, target, *args):
+        with self._lock:  # no worker starts once cancel() has run
+            if self._cancelled:
+                raise ContentError("the song's audio was cancelled")
+            proc, recv = start_worker(self._ctx, target, *args)
+            self._procs.append(proc)
+        return proc, recv
+
+    @staticmethod
+    def _join(proc, recv) -> None:
+        try:
+            error = recv.recv()
+        except EOFError:  # it died without a word (killed, out of memory)
+            proc.join()
+            error = ContentError(f"an audio worker ended with exit status {proc.exitcode} and no result")
+        proc.join()
+        if error is not None:
+            raise error
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+        for proc in self._procs:
+            proc.kill()
+            proc.join()
+        self._thread.join(timeout=5)
 
 
 def fold(buffer: np.ndarray, period_s: float) -> np.ndarray:

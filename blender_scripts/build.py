@@ -194,6 +194,33 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         phases[key] = now - mark
         mark = now
 
+    name = tune.name
+    _cli.progress("build: rendering the audio with FluidSynth (in worker processes, beside the scenes)")
+    programs = {n.index: arr.program_for(tune, n.track, n.program) for n in tune.notes}
+    pad = int(round(lead_in * audio.RATE))
+    wav, loop_wav = tmp / f"{name}.wav", tmp / f"{name}_loop.wav"
+    song_audio = audio.SongAudio(
+        plan,
+        programs,
+        length_s=max(frame_end / fps - lead_in, plan.period + 4.0),
+        main_samples=frame_end * audio.RATE // fps - pad,
+        lead_in=pad,
+        period_s=plan.period,
+        wav=wav,
+        loop_wav=loop_wav,
+    )
+    phase("start_audio")
+    try:
+        return _scenes(tmp, out, song_audio, tune=tune, arr=arr, stage=stage, plan=plan, fps=fps,
+                       lead_in=lead_in, frame_end=frame_end, loop_end=loop_end, started=started,
+                       phases=phases, programs=programs, phase=phase)  # fmt: skip
+    except BaseException:
+        song_audio.cancel()
+        raise
+
+
+def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_end, started,  # noqa: PLR0914
+            phases, programs, phase) -> dict:  # fmt: skip
     import bpy
 
     phase("import_bpy")
@@ -201,30 +228,22 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
     from blender_scripts import measure, scene
 
     name = tune.name
-    _cli.progress("build: rendering the audio with FluidSynth")
-    programs = {n.index: arr.program_for(tune, n.track, n.program) for n in tune.notes}
-    full = audio.synthesize(plan, max(frame_end / fps - lead_in, plan.period + 4.0), programs)
-    pad = int(round(lead_in * audio.RATE))
-    main = full[: frame_end * audio.RATE // fps - pad]  # a view: the lead-in silence is written, not stored
-    loop = audio.fold(full, plan.period)
-    peak = max(float(main.max()), -float(main.min()), float(loop.max()), -float(loop.min()))
-    audio.write_wav(tmp / f"{name}.wav", main, peak, lead_in=pad)
-    audio.write_wav(tmp / f"{name}_loop.wav", loop, peak)
-    del full, main, loop  # a long song's buffers and the loaded SoundFont are GBs the scenes need
-    audio.release()
-
+    wav, loop_wav = tmp / f"{name}.wav", tmp / f"{name}_loop.wav"
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
-    phase("audio")
     _cli.progress(f"build: main scene, {len(plan.marbles)} marbles, frames 1-{frame_end}")
-    sc = builder.build("main", lead_in, frame_end, str(tmp / f"{name}.wav"), f"{name}.wav")
+    sc = builder.build("main", lead_in, frame_end)
     phase("main_scene")
     measured = {r["note_index"]: r for r in measure.impacts(sc)}
     phase("timing_check")
+    song_audio.wait()  # the sound strips need the WAVs
+    phase("audio_wait")
+    builder.add_sound(sc, str(wav), wav.name)
     _save(bpy, tmp / f"{name}.blend")
     phase("save_main")
 
     _cli.progress(f"build: loop scene, {plan.period:.3f} s, frames 1-{loop_end}")
-    builder.build("loop", 0.0, loop_end, str(tmp / f"{name}_loop.wav"), f"{name}_loop.wav")
+    loop = builder.build("loop", 0.0, loop_end)
+    builder.add_sound(loop, str(loop_wav), loop_wav.name)
     _save(bpy, tmp / f"{name}_loop.blend")
     phase("loop_scene_and_save")
 

@@ -149,7 +149,7 @@ class SceneBuilder:
     def frame(self, t: float, offset: float) -> float:
         return 1.0 + (t + offset) * self.fps
 
-    def build(self, variant: str, offset: float, frame_end: int, wav_path: str, wav_name: str):
+    def build(self, variant: str, offset: float, frame_end: int):
         """variant 'main' (offset = lead-in) or 'loop' (offset 0, marbles copied across the seam)."""
         reset()
         scene = bpy.context.scene
@@ -173,7 +173,6 @@ class SceneBuilder:
         self._marbles(marbles, items, offset)
         self._stage(stage, scene, items, offset)
         self._camera(stage, scene, offset, frame_end, loop=variant == "loop")
-        self._sound(scene, wav_path, wav_name)
         return scene
 
     def _world(self, scene: bpy.types.Scene) -> None:
@@ -443,7 +442,7 @@ class SceneBuilder:
         obj.rotation_euler = (math.radians(50), 0.0, math.radians(-35))
         coll.objects.link(obj)
 
-    def _sound(self, scene: bpy.types.Scene, wav_path: str, wav_name: str) -> None:
+    def add_sound(self, scene: bpy.types.Scene, wav_path: str, wav_name: str) -> None:
         """The song's WAV as a sound strip at frame 1, referenced next to the .blend."""
         seq = scene.sequence_editor_create()
         strip = seq.strips.new_sound("song", wav_path, channel=1, frame_start=1)
