@@ -233,8 +233,13 @@ class _SongFiles(NamedTuple):
     loop_wav: str
 
 
-def _write_song(shares: list[str], total: int, files: _SongFiles) -> None:
-    """A worker: sum the shares (in share order), write the song's WAV and its loop's."""
+def _write_song(shares: list[str], total: int, files: _SongFiles, go) -> None:
+    """A worker: once `go` says the shares are done, sum them (in share order), write the song's WAV and
+    its loop's. `go` closed without a word: the shares failed or were cancelled, nothing to write."""
+    try:
+        go.recv()
+    except EOFError:
+        return
     main_samples, lead_in, period_s, wav, loop_wav = files
     full = _share_file(shares[0], total, "r+")
     for other in shares[1:]:
@@ -298,29 +303,37 @@ class SongAudio:
         groups = _groups(plan, programs)
         keys = sorted(groups)
         shares = [str(wav.parent / f".{wav.stem}.share{i}.f32") for i in range(SHARES)]
-        # spawn, not fork: the caller has Blender's threads running by the time the last worker starts
+        # spawn, not fork: a fork would copy the caller's threads' held locks (a DAG task, a test runner)
         self._ctx = multiprocessing.get_context("spawn")
         self._procs: list = []
         self._lock = threading.Lock()
         self._cancelled = False
         self._error: BaseException | None = None
         files = _SongFiles(main_samples, lead_in, period_s, str(wav), str(loop_wav))
-        # The share workers start here, in the caller's thread, before it goes on to import Blender (an
-        # import in a second thread during bpy's own import deadlocks); their keys go through files, since a
-        # spawn blocks until its child has read its arguments.
+        # Every worker starts here, in the caller's thread, before it goes on to import Blender: an import
+        # in a second thread during bpy's own import deadlocks, and while bpy imports, __main__ is not this
+        # program (a spawn then would re-run "<blender string>"). The share keys go through files, since a
+        # spawn blocks until its child has read its arguments; the writer waits for a word on `go`.
         running = []
         for i, path in enumerate(shares):
             job = Path(f"{path}.job")
             job.write_bytes(pickle.dumps({k: groups[k] for k in keys[i::SHARES]}, pickle.HIGHEST_PROTOCOL))
             running.append(self._spawn(_render_share, str(job), total, path))
+        go_recv, go_send = self._ctx.Pipe(duplex=False)
+        writer = self._spawn(_write_song, shares, total, files, go_recv)
+        go_recv.close()
 
         def finish() -> None:
             try:
                 for proc in running:
                     self._join(*proc)
-                self._join(*self._spawn(_write_song, shares, total, files))
+                with contextlib.suppress(OSError):  # a writer that died says so through its own pipe
+                    go_send.send(True)
+                self._join(*writer)
             except BaseException as e:  # handed to wait()
                 self._error = e
+            finally:
+                go_send.close()  # a writer still waiting reads EOF and ends
 
         self._thread = threading.Thread(target=finish, name="song-audio", daemon=True)
         self._thread.start()
