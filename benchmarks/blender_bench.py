@@ -12,7 +12,9 @@
 3. determinism: the same input built twice gives identical reports, audio and keyframes;
 4. render seconds per frame at each preset (Cycles on this machine's CPU unless a GPU is found); with
    --before REF the same frame of the same song built and rendered by the code at git REF (a temporary
-   worktree), side by side: what the new look costs.
+   worktree), side by side: what the new look costs;
+5. with --before REF and --sections build-before: each --midi song (else a 5,000-note one) built by the
+   code now and at REF, alternating, twice each: the build-time ratio.
 """
 
 from __future__ import annotations
@@ -37,30 +39,35 @@ PY = sys.executable
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 
-def _tree_rss_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
-    """Sample the summed RSS of `pid` and all its descendants (the build's audio workers) every 50 ms.
-    A sum of RSS counts pages shared between them (libraries, the share files) more than once: an upper
-    bound, which is what a memory target is checked against."""
+def _rss_peaks(pid: int, stop: threading.Event, peaks: list[float]) -> None:
+    """Sample every 50 ms the RSS of `pid` alone and summed over it and all its descendants (the build's
+    audio workers); keep the peaks in MiB. A sum of RSS counts pages shared between them (libraries, the
+    share files) more than once: an upper bound, which is what a memory target is checked against. (Not
+    wait4's ru_maxrss: Linux carries the high-water mark across exec, so a child of this bench, which has
+    loaded Blender to measure .blend files, would report this bench's size.)"""
     try:
         root = psutil.Process(pid)
     except psutil.NoSuchProcess:
         return
     while not stop.is_set():
-        total = 0
         try:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:  # a child ended while its family was listed: next sample
             procs = [root]
+        total = 0.0
         for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                total += proc.memory_info().rss
-        peak[0] = max(peak[0], total / 2**20)
+            with contextlib.suppress(psutil.Error):  # ended since the listing
+                rss = proc.memory_info().rss / 2**20
+                total += rss
+                if proc is root:
+                    peaks[0] = max(peaks[0], rss)
+        peaks[1] = max(peaks[1], total)
         stop.wait(0.05)
 
 
 def cli(module: str, *args, root: Path = ROOT) -> tuple[dict, float, float, float]:
-    """Run an entrypoint (of the code under `root`); (JSON result, wall seconds, peak RSS of the entrypoint
-    process alone in MiB from wait4's rusage, peak of the RSS summed over it and its children in MiB)."""
+    """Run an entrypoint (of the code under `root`); (JSON result, wall seconds, peak RSS in MiB of the
+    entrypoint process alone, and summed over it and its children)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [PY, "-m", f"blender_scripts.{module}", *map(str, args)],
@@ -68,23 +75,21 @@ def cli(module: str, *args, root: Path = ROOT) -> tuple[dict, float, float, floa
         env={**os.environ, "PYTHONPATH": str(root)},
     )  # fmt: skip
     streams: dict[str, str] = {}
-    stop, tree_peak = threading.Event(), [0.0]
+    stop, peaks = threading.Event(), [0.0, 0.0]
     threads = [
         threading.Thread(target=lambda k=k, f=f: streams.__setitem__(k, f.read()))
         for k, f in (("out", proc.stdout), ("err", proc.stderr))
-    ] + [threading.Thread(target=_tree_rss_peak, args=(proc.pid, stop, tree_peak))]
+    ] + [threading.Thread(target=_rss_peaks, args=(proc.pid, stop, peaks))]
     for t in threads:
         t.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
     stop.set()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{module} failed:\n{streams['err'][-2000:]}")
-    result = json.loads(streams["out"].strip().splitlines()[-1])
-    return result, wall, usage.ru_maxrss / 1024, tree_peak[0]
+    return json.loads(streams["out"].strip().splitlines()[-1]), wall, peaks[0], peaks[1]
 
 
 def generated_song(path: Path, notes: int, seed: int, midi_type: int = 1, pace: float = 1.0) -> Path:
@@ -180,7 +185,11 @@ def main() -> None:  # noqa: PLR0914
     ap.add_argument("--skip-big", action="store_true", help="skip the 1,000 / 5,000 / 10,000-note builds")
     ap.add_argument("--skip-stress", action="store_true", help="skip measuring the 10,000-note stress song")
     ap.add_argument("--before", help="git ref whose build+render to time side by side (e.g. main)")
-    ap.add_argument("--sections", default="songs,determinism,big,render", help="which measures to run")
+    ap.add_argument(
+        "--sections",
+        default="songs,determinism,big,render",
+        help="which measures to run (also: build-before, with --before)",
+    )
     ns = ap.parse_args()
     sections = set(ns.sections.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="blender-bench-"))
@@ -246,39 +255,62 @@ def main() -> None:  # noqa: PLR0914
             )
             print("   phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["build_phases_s"].items()))
 
-    if "render" not in sections:
+    compare = {"render", "build-before"} & sections
+    if not compare:
         print(f"\noutputs kept in {tmp}")
         return
     trees = [("now", ROOT)] + ([(f"before ({ns.before})", _before_tree(ns.before, tmp))] if ns.before else [])
-    print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz (load {os.getloadavg()[0]:.1f}):")
     try:
-        blends = {}
-        for name, tree in trees:
-            blend, *_ = cli("build", "--midi", ROOT / "depot/songs/ode_waltz/song.mid", "--out",
-                              tmp / f"look_{name.split()[0]}", root=tree)  # fmt: skip
-            blends[name] = blend["blend"]
-        # Presets outer, trees inner: each before/after pair is rendered back to back, so a change of
-        # machine load between the pairs does not skew a ratio.
-        for preset in [p for p in ns.presets.split(",") if p]:
-            per_frame = {}
-            for name, tree in trees:
-                result, wall, *_ = cli("render", "--blend", blends[name], "--frames", "300", "--out",
-                                      tmp / f"r_{name.split()[0]}_{preset}", "--preset", preset,
-                                      "--samples", ns.samples, root=tree)  # fmt: skip
-                per_frame[name] = result["per_frame_s"]
-                print(
-                    f"  {name:16} {preset:8} {result['resolution'][0]}x{result['resolution'][1]}  "
-                    f"{result['per_frame_s']:.2f} s/frame on {result['device']} (process {wall:.1f} s, "
-                    f"load {os.getloadavg()[0]:.1f})"
-                )
-            if len(per_frame) == 2:
-                now, before = per_frame.values()
-                print(f"  {'':16} {preset:8} now / before = {now / before:.2f}x")
+        if "build-before" in sections and ns.before:
+            _compare_builds(trees, ns.midi or [generated_song(tmp / "cmp5000.mid", 5000, 7, pace=DENSE)], tmp)
+        if "render" in sections:
+            _render_section(trees, ns, tmp)
     finally:
         if ns.before:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "before")],
                            check=False, capture_output=True)  # fmt: skip
     print(f"\noutputs kept in {tmp}")
+
+
+def _compare_builds(trees: list[tuple[str, Path]], midis: list[Path], tmp: Path) -> None:
+    """Each song built by the code now and at --before, back to back, twice: build seconds and the ratio."""
+    print(f"\nbuild time, now vs {trees[1][0]}, each twice, alternating (load {os.getloadavg()[0]:.1f}):")
+    for midi in midis:
+        times: dict[str, list[float]] = {name: [] for name, _ in trees}
+        for _ in range(2):
+            for name, tree in trees:
+                result, *_ = cli("build", "--midi", midi, "--out", tmp / f"cmp_{name.split()[0]}", root=tree)
+                times[name].append(json.loads(Path(result["report"]).read_text())["build_time_s"])
+        now, before = (sum(t) / len(t) for t in times.values())
+        print(
+            f"  {midi.name:24} now {now:6.1f} s, before {before:6.1f} s: now / before = {now / before:.2f}x"
+        )
+
+
+def _render_section(trees: list[tuple[str, Path]], ns: argparse.Namespace, tmp: Path) -> None:
+    print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz (load {os.getloadavg()[0]:.1f}):")
+    blends = {}
+    for name, tree in trees:
+        blend, *_ = cli("build", "--midi", ROOT / "depot/songs/ode_waltz/song.mid", "--out",
+                        tmp / f"look_{name.split()[0]}", root=tree)  # fmt: skip
+        blends[name] = blend["blend"]
+    # Presets outer, trees inner: each before/after pair is rendered back to back, so a change of
+    # machine load between the pairs does not skew a ratio.
+    for preset in [p for p in ns.presets.split(",") if p]:
+        per_frame = {}
+        for name, tree in trees:
+            result, wall, *_ = cli("render", "--blend", blends[name], "--frames", "300", "--out",
+                                   tmp / f"r_{name.split()[0]}_{preset}", "--preset", preset,
+                                   "--samples", ns.samples, root=tree)  # fmt: skip
+            per_frame[name] = result["per_frame_s"]
+            print(
+                f"  {name:16} {preset:8} {result['resolution'][0]}x{result['resolution'][1]}  "
+                f"{result['per_frame_s']:.2f} s/frame on {result['device']} (process {wall:.1f} s, "
+                f"load {os.getloadavg()[0]:.1f})"
+            )
+        if len(per_frame) == 2:
+            now, before = per_frame.values()
+            print(f"  {'':16} {preset:8} now / before = {now / before:.2f}x")
 
 
 if __name__ == "__main__":
