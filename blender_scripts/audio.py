@@ -211,7 +211,7 @@ def _share_file(path: str, total: int, mode: str) -> np.memmap:
     return np.memmap(path, dtype=np.float32, mode=mode, shape=(total, 2))
 
 
-def _render_share(job: str, total: int, path: str) -> str:
+def _render_share(job: str, total: int, path: str) -> None:
     """A worker: mix the one-shots listed in `job` into a float32 file of the whole song."""
     groups = pickle.loads(Path(job).read_bytes())
     os.unlink(job)
@@ -222,7 +222,6 @@ def _render_share(job: str, total: int, path: str) -> str:
     out.flush()
     del out
     release()
-    return path
 
 
 class _SongFiles(NamedTuple):
@@ -299,6 +298,7 @@ class SongAudio:
     def __init__(self, plan: Plan, programs: dict[int, int], *, length_s: float, main_samples: int,
                  lead_in: int, period_s: float, wav: Path, loop_wav: Path):  # fmt: skip
         soundfont()  # a missing SoundFont is one clear error here, before any process starts
+        self.wav, self.loop_wav = wav, loop_wav
         total = int(round(length_s * RATE))
         groups = _groups(plan, programs)
         keys = sorted(groups)

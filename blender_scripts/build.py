@@ -228,7 +228,6 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
     from blender_scripts import measure, scene
 
     name = tune.name
-    wav, loop_wav = tmp / f"{name}.wav", tmp / f"{name}_loop.wav"
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
     _cli.progress(f"build: main scene, {len(plan.marbles)} marbles, frames 1-{frame_end}")
     sc = builder.build("main", lead_in, frame_end)
@@ -237,13 +236,13 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
     phase("timing_check")
     song_audio.wait()  # the sound strips need the WAVs
     phase("audio_wait")
-    builder.add_sound(sc, str(wav), wav.name)
+    builder.add_sound(sc, str(song_audio.wav), song_audio.wav.name)
     _save(bpy, tmp / f"{name}.blend")
     phase("save_main")
 
     _cli.progress(f"build: loop scene, {plan.period:.3f} s, frames 1-{loop_end}")
     loop = builder.build("loop", 0.0, loop_end)
-    builder.add_sound(loop, str(loop_wav), loop_wav.name)
+    builder.add_sound(loop, str(song_audio.loop_wav), song_audio.loop_wav.name)
     _save(bpy, tmp / f"{name}_loop.blend")
     phase("loop_scene_and_save")
 
