@@ -55,6 +55,26 @@ def test_invalid(path: Path):
     assert len(info.value.problems) >= len(expected_messages(path))
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["unknown-key-typo", "section-key-typo", "section-name-typo", "optional-key-typo", "endpoint-with-api-path"],
+)
+def test_one_mistake_is_one_problem(name: str):
+    """A misspelt key is one "did you mean", not "unknown key" plus "required key is missing"."""
+    with pytest.raises(ConfigError) as info:
+        load(FIXTURES / "invalid" / f"{name}.yaml")
+    assert len(info.value.problems) == 1, info.value.problems
+
+
+def test_the_placeholders_are_the_examples_own():
+    """The refused placeholders are exactly what Pulumi.example.yaml holds (it validates only as itself)."""
+    from renderlab.lab import config as lab_config
+
+    text = (ROOT / "Pulumi.example.yaml").read_text()
+    assert lab_config.EXAMPLE_TOKEN in text and lab_config.EXAMPLE_KEY in text
+    load(ROOT / "Pulumi.example.yaml")
+
+
 def test_many_problems_are_reported_at_once():
     with pytest.raises(ConfigError) as info:
         load(FIXTURES / "invalid" / "many-problems-at-once.yaml")

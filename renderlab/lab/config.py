@@ -10,11 +10,13 @@ form (``{secure: ...}``, written by ``pulumi config set --secret``).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -29,6 +31,7 @@ from pydantic import (
 )
 
 from renderlab.lab.patterns import (
+    PATTERNS,
     ImageUrl,
     LinuxUser,
     Name,
@@ -52,6 +55,12 @@ SECRET_KEYS = {
     "kubeconfig": "optional: the k3s kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
 }
 REQUIRED_SECRETS = ("proxmox_api_token",)
+# Pulumi.example.yaml's placeholders: they let the example validate as it is, and are refused in any other
+# stack file (a copied example that still holds them would reach PVE with a fake token and lock the admin
+# out of the VMs with a key nobody has). tests/test_config.py keeps them equal to the example's.
+EXAMPLE_FILE = "Pulumi.example.yaml"
+EXAMPLE_TOKEN = "v1:EXAMPLE-ONLY-replace-with-pulumi-config-set-secret"
+EXAMPLE_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithYourOwnPublicKey0000"
 # A plain value under a key named like this is almost certainly a leaked secret.
 _SECRETISH = re.compile(r"(password|passwd|secret|token|api_key|apikey|private_key)$", re.IGNORECASE)
 _FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly", "*", "x"}
@@ -425,25 +434,128 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _format_errors(err: ValidationError, skip: set[str]) -> list[str]:
-    problems = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        if loc in skip:
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts at `loc` (the path of a mapping in the stack file), for "did you mean"."""
+    annotation: Any = LabConfig
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]  # a name -> model mapping (hosts): any key, then its model
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] / Annotated[X, ...] -> X."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
             continue
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
+# What a value matching each shared pattern looks like, said the way a user can act on it.
+_PATTERN_HINTS = {
+    PATTERNS["PveEndpoint"]: "the PVE API's base URL, https://host:8006, without a path (no /api2/json)",
+    PATTERNS["PveTokenId"]: (
+        "the token's full id user@realm!tokenname, e.g. renderlab@pve!pulumi (as `pveum user token list "
+        "renderlab@pve` names it: the user, '!', the token's name)"
+    ),
+    PATTERNS["Name"]: (
+        "a short DNS label: lowercase letters, digits and '-', starting with a letter (for proxmox.node: "
+        "the node's name as `pvecm nodes` or the PVE web UI shows it)"
+    ),
+    PATTERNS["PveStorage"]: "a PVE storage id as `pvesm status` lists it, e.g. local-lvm",
+    PATTERNS["PveBridge"]: "a Linux bridge name as `ip link` shows it on the node, e.g. vmbr0",
+    PATTERNS["SshPublicKey"]: "one public key line, e.g. the contents of ~/.ssh/id_ed25519.pub",
+    PATTERNS["ImageUrl"]: "an https:// URL of a .qcow2, .img or .raw cloud image",
+    PATTERNS["Sha512"]: "128 lowercase hex digits (the image's line in SHA512SUMS)",
+}
+
+
+def _pattern_problem(loc: str, value: Any, pattern: str) -> str | None:
+    hint = _PATTERN_HINTS.get(pattern)
+    if hint is None:
+        return None
+    text = str(value)
+    if pattern == PATTERNS["PveEndpoint"] and re.search(r"/api2(/json)?/?$", text):
+        fixed = re.sub(r"/api2(/json)?/?$", "", text)
+        return f"{loc}: '{text}' ends in the API path; write {fixed} (the client adds /api2/json itself)"
+    if pattern == PATTERNS["PveTokenId"] and "!" not in text:
+        return f"{loc}: '{text}' has no token name after '!'; it must be {hint}"
+    return f"{loc}: '{text}' is not {hint}"
+
+
+def _format_errors(err: ValidationError, skip: set[str]) -> list[str]:
+    errors = [e for e in err.errors(include_url=False) if ".".join(str(p) for p in e["loc"]) not in skip]
+    # A misspelt key is one mistake: "unknown key" and "required key missing" become one "did you mean".
+    missing = {e["loc"]: e for e in errors if e["type"] == "missing"}
+    replaced: set[tuple[Any, ...]] = set()
+    problems = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            problems.append(f"{loc}: unknown key; check its spelling against Pulumi.example.yaml")
+            parent, key = e["loc"][:-1], str(e["loc"][-1])
+            absent = [str(m[-1]) for m in missing if m[:-1] == parent and m not in replaced]
+            guess = difflib.get_close_matches(key, absent, n=1, cutoff=0.6)
+            if guess:
+                replaced.add((*parent, guess[0]))
+            else:
+                guess = difflib.get_close_matches(key, _known_keys(parent), n=1, cutoff=0.6)
+            mean = f"did you mean {guess[0]}?" if guess else "check its spelling against Pulumi.example.yaml"
+            problems.append(f"{loc}: unknown key; {mean}")
         elif e["type"] == "missing":
-            problems.append(f"{loc}: required key is missing; see Pulumi.example.yaml")
+            continue  # after the loop: only those no typo accounts for
+        elif e["type"] == "string_pattern_mismatch" and _pattern_problem(
+            loc, e["input"], e["ctx"]["pattern"]
+        ):
+            problems.append(str(_pattern_problem(loc, e["input"], e["ctx"]["pattern"])))
         else:
             for line in e["msg"].removeprefix("Value error, ").split("\n"):
                 # Whole-lab checks (empty loc) already name their own key paths.
                 problems.append(f"{loc}: {line}" if loc else line)
+    for where in missing:
+        if where not in replaced:
+            problems.append(f"{'.'.join(str(p) for p in where)}: required key is missing; see Pulumi.example.yaml")
     return problems
 
 
-def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
-    """Validate a loaded stack file (the whole YAML document); raise ConfigError listing every problem."""
+def _placeholders(section: dict[str, Any]) -> list[str]:
+    """The example's placeholders left in a stack file that is not the example."""
+    found = []
+    token = section.get("proxmox_api_token")
+    if isinstance(token, dict) and token.get("secure") == EXAMPLE_TOKEN:
+        found.append(
+            "proxmox_api_token: still the example's placeholder; run `pulumi config set --secret "
+            f"{NAMESPACE}:proxmox_api_token <token-uuid>` (the UUID `pveum user token add` printed)"
+        )
+    ssh = section.get("ssh")
+    keys = ssh.get("public_keys") if isinstance(ssh, dict) else None
+    for i, key in enumerate(keys if isinstance(keys, list) else []):
+        if isinstance(key, str) and EXAMPLE_KEY in key.split():
+            found.append(
+                f"ssh.public_keys[{i}]: the example's placeholder key (nobody holds its private half); "
+                "put your own public key there, e.g. the line in ~/.ssh/id_ed25519.pub"
+            )
+    return found
+
+
+def parse(stack: dict[str, Any], source: str = "<stack>", example: bool = False) -> LabConfig:
+    """Validate a loaded stack file (the whole YAML document); raise ConfigError listing every problem.
+    `example`: the file is Pulumi.example.yaml, the only one whose placeholders are accepted."""
     if not isinstance(stack, dict) or not isinstance(stack.get("config"), dict):
         raise ConfigError(source, ["the file has no 'config:' mapping; copy Pulumi.example.yaml to start"])
     problems: list[str] = []
@@ -460,6 +572,8 @@ def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
             )
             continue
         section[name] = value
+    if not example:
+        problems.extend(_placeholders(section))
     flagged: set[str] = set()
     for key, hint in SECRET_KEYS.items():
         value = section.get(key)
@@ -634,4 +748,4 @@ def load(path: str | Path, limits: Limits | None = None) -> LabConfig:
         raise ConfigError(str(path), [_yaml_problem(e)]) from None
     except ValueError as e:
         raise ConfigError(str(path), [str(e)]) from None
-    return parse(data, str(path))
+    return parse(data, str(path), example=path.name == EXAMPLE_FILE)

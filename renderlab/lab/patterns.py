@@ -19,3 +19,19 @@ LinuxUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$"
 SshPublicKey = Annotated[str, StringConstraints(pattern=r"^(ssh-(ed25519|rsa)|ecdsa-sha2-\S+)\s+\S+")]
 ImageUrl = Annotated[str, StringConstraints(pattern=r"^https://\S+\.(qcow2|img|raw)$")]
 Sha512 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+
+# name -> regex, for the lab config's errors (renderlab/lab/config.py explains each in words).
+PATTERNS = {
+    name: next(m.pattern for m in alias.__metadata__ if isinstance(m, StringConstraints))
+    for name, alias in {
+        "PveEndpoint": PveEndpoint,
+        "PveTokenId": PveTokenId,
+        "PveStorage": PveStorage,
+        "PveBridge": PveBridge,
+        "Name": Name,
+        "LinuxUser": LinuxUser,
+        "SshPublicKey": SshPublicKey,
+        "ImageUrl": ImageUrl,
+        "Sha512": Sha512,
+    }.items()
+}

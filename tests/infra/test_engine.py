@@ -20,6 +20,7 @@ import yaml
 from infra.proxmox.guest import ENDPOINTS_ENV
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
+from tests.example_stack import own
 from tests.infra.conftest import TOKEN_ID, TOKEN_SECRET, Guests
 from tests.infra.engine import ROOT, Engine, missing_tools, ops
 
@@ -70,7 +71,7 @@ def lane(fakepve_session, fakepve_cafile, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engine")
     engine = Engine(tmp)
     engine.env[ENDPOINTS_ENV] = agents.env
-    example = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]
+    example = own()["config"]  # the example with the lane's own token and key
     config = {k: v for k, v in example.items() if k != "renderlab:proxmox_api_token"}
     px = config["renderlab:proxmox"]
     px.update(endpoint=pve.url, ca_file=fakepve_cafile, verify_tls=True, node=NODE)

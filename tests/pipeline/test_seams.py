@@ -33,6 +33,7 @@ from renderlab.lab.inventory import inventory
 from renderlab.pipeline import notify, settings
 from renderlab.pipeline.backends import kubernetes as kb
 from renderlab.workstation import images
+from tests.example_stack import own
 from tests.pipeline.conftest import REPO
 from tests.pipeline.dag_jobs import dag_specs
 
@@ -61,7 +62,7 @@ CLIS = {
 
 
 def _stack(tmp_path: Path) -> Path:
-    data = yaml.safe_load((REPO / "Pulumi.example.yaml").read_text())
+    data = own()  # the example with the test's own token and key
     cfg = data["config"]
     cfg["renderlab:pipeline"].update(KNOBS)
     cfg["renderlab:pipeline"]["registry"]["node_port"] = 31234
