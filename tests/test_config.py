@@ -57,7 +57,13 @@ def test_invalid(path: Path):
 
 @pytest.mark.parametrize(
     "name",
-    ["unknown-key-typo", "section-key-typo", "section-name-typo", "optional-key-typo", "endpoint-with-api-path"],
+    [
+        "unknown-key-typo",
+        "section-key-typo",
+        "section-name-typo",
+        "optional-key-typo",
+        "endpoint-with-api-path",
+    ],
 )
 def test_one_mistake_is_one_problem(name: str):
     """A misspelt key is one "did you mean", not "unknown key" plus "required key is missing"."""
@@ -127,3 +133,21 @@ def test_make_check_config_wiring():
     )
     assert ko.returncode != 0
     assert "network.hosts.storage 10.0.1.5 is outside 10.20.0.0/24" in ko.stderr
+
+
+def test_a_share_too_small_for_one_song_at_the_preset_is_a_warning(tmp_path: Path):
+    """Valid (exit 0), but check-config says the storage disk cannot hold one song's 4K frames."""
+    text = (FIXTURES / "valid" / "example-compact.yaml").read_text()
+    small = text.replace("preset: demo", "preset: 4k60").replace(
+        "storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 200}",
+        "storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 20}",
+    )
+    assert small.count("disk_gib: 20}") == 1 and "4k60" in small
+    path = tmp_path / "Pulumi.small.yaml"
+    path.write_text(small)
+    result = _check(path)
+    assert result.returncode == 0, result.stderr
+    assert "warning: hosts.storage.disk_gib 20 GiB leaves ~16 GiB for the share" in result.stderr
+    assert "preset 4k60 take ~" in result.stderr
+    ok = _check(FIXTURES / "valid" / "example-compact.yaml")
+    assert ok.returncode == 0 and "warning" not in ok.stderr

@@ -65,6 +65,7 @@ EXAMPLE_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithYourOwnPublicKey000
 _SECRETISH = re.compile(r"(password|passwd|secret|token|api_key|apikey|private_key)$", re.IGNORECASE)
 _FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly", "*", "x"}
 
+JOB_MEMORY = r"^[1-9]\d*(Mi|Gi)$"
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]*$")]
 
 
@@ -238,6 +239,16 @@ class Pipeline(_Model):
     )
     notify: Notify = _pipeline_default("notify")
     registry: Registry = Registry()
+    # Each render (and scene build) Job's CPU and memory, as Kubernetes quantities (requests = limits).
+    cpu: Annotated[str, *_PipelineSettings.model_fields["cpu"].metadata] = _pipeline_default("cpu")
+    memory: Annotated[str, StringConstraints(pattern=JOB_MEMORY)] = _pipeline_default("memory")
+
+    def memory_mib(self) -> int:
+        number = int(self.memory[:-2])
+        return number * 1024 if self.memory.endswith("Gi") else number
+
+    def cpu_cores(self) -> float:
+        return float(self.cpu[:-1]) / 1000 if self.cpu.endswith("m") else float(self.cpu)
 
 
 class Docs(_Model):
@@ -361,6 +372,22 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
                 f"({SECRET_KEYS[key]})"
             )
     pipeline: Pipeline | None = s.get("pipeline")
+    if pipeline is not None and hosts is not None:
+        nodes = [(n, h) for n, h in hosts.items() if h.role in ("k3s_server", "k3s_agent")]
+        if nodes:
+            # The render namespace's LimitRange caps a container at the biggest node (infra/manifests.py).
+            name, big = max(nodes, key=lambda nh: (nh[1].cores, nh[1].memory_mib))
+            if pipeline.cpu_cores() > big.cores:
+                problems.append(
+                    f"pipeline.cpu {pipeline.cpu} is more than the biggest k3s node has ({name}: {big.cores} "
+                    "cores); a render Job could never be scheduled: lower it or give the node more cores"
+                )
+            if pipeline.memory_mib() > big.memory_mib:
+                problems.append(
+                    f"pipeline.memory {pipeline.memory} is more than the biggest k3s node has ({name}: "
+                    f"{big.memory_mib} MiB); a render Job could never be scheduled: lower it or give the node "
+                    "more memory"
+                )
     docs: Docs | None = s.get("docs")
     if pipeline is not None and docs is not None and docs.node_port == pipeline.registry.node_port:
         problems.append(
@@ -373,6 +400,41 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             f"`pulumi config set --secret {NAMESPACE}:notify_webhook_url URL` or set notify: none"
         )
     return problems
+
+
+# Sizing the share (the storage VM's disk): what one song's frames take at the configured preset. An estimate,
+# not a measure: Blender's PNG frames (8-bit RGBA, compression 15) of a noisy Cycles render keep about 3 bytes
+# per pixel; a song of 3 minutes; the OS takes ~4 GiB of the disk.
+SONG_SECONDS = 180
+PNG_BYTES_PER_PIXEL = 3
+OS_GIB = 4
+
+
+def song_frames_gib(preset: str, fps: int, seconds: int = SONG_SECONDS) -> float:
+    """The share space one song's frames take at `preset` (estimate; see above)."""
+    from blender_scripts.presets import PRESETS
+
+    p = PRESETS[preset]
+    frames = 1 if p.still else (p.fps or fps) * seconds
+    return frames * p.width * p.height * PNG_BYTES_PER_PIXEL / 1024**3
+
+
+def lab_warnings(config: LabConfig) -> list[str]:
+    """What validates but will hurt: said by `make check-config`, never an error."""
+    warnings = []
+    storage = next(iter(config.hosts_by_role("storage").items()), None)
+    if storage is not None:
+        name, host = storage
+        need = song_frames_gib(config.pipeline.preset, config.pipeline.fps)
+        room = host.disk_gib - OS_GIB
+        if need > room:
+            warnings.append(
+                f"hosts.{name}.disk_gib {host.disk_gib} GiB leaves ~{room} GiB for the share, but one "
+                f"{SONG_SECONDS // 60}-minute song's frames at preset {config.pipeline.preset} take "
+                f"~{need:.0f} GiB (estimate); raise disk_gib to at least {need + OS_GIB:.0f} or pick a "
+                "smaller preset"
+            )
+    return warnings
 
 
 def _plain_secretish(data: Any, path: str = "") -> list[tuple[str, Any]]:
@@ -483,6 +545,7 @@ _PATTERN_HINTS = {
     PATTERNS["SshPublicKey"]: "one public key line, e.g. the contents of ~/.ssh/id_ed25519.pub",
     PATTERNS["ImageUrl"]: "an https:// URL of a .qcow2, .img or .raw cloud image",
     PATTERNS["Sha512"]: "128 lowercase hex digits (the image's line in SHA512SUMS)",
+    JOB_MEMORY: "a Kubernetes memory quantity in Mi or Gi, e.g. 4Gi or 3584Mi",
 }
 
 
@@ -529,7 +592,9 @@ def _format_errors(err: ValidationError, skip: set[str]) -> list[str]:
                 problems.append(f"{loc}: {line}" if loc else line)
     for where in missing:
         if where not in replaced:
-            problems.append(f"{'.'.join(str(p) for p in where)}: required key is missing; see Pulumi.example.yaml")
+            problems.append(
+                f"{'.'.join(str(p) for p in where)}: required key is missing; see Pulumi.example.yaml"
+            )
     return problems
 
 

@@ -51,6 +51,8 @@ KNOBS = {
     "frames_per_chunk": 5,
     "notify": "webhook",
     "namespace": "renders",
+    "cpu": "3",
+    "memory": "6Gi",
 }
 CLIS = {
     "images.fetch": fetch_cli.build_parser,
@@ -132,6 +134,14 @@ def test_the_airflow_variable_is_the_inventorys_structure_unchanged(lab, monkeyp
     assert s.run_as_uid == 2345 and s.backend == "kubernetes"
     assert s.depot == "p4://ssl:10.20.0.14:1777//depot/songs"
     assert s.share_pvc == cluster_names.SHARE_PVC and s.p4_secret == cluster_names.P4_SECRET
+    # The render and build Jobs get the stack file's cpu and memory (they were fixed at 2 / 4Gi).
+    from types import SimpleNamespace
+
+    from renderlab.pipeline import steps
+
+    for kind in ("render", "build"):
+        res = steps._resources(SimpleNamespace(settings=s), kind)
+        assert (res.cpu, res.memory) == ("3", "6Gi"), kind
 
 
 def test_the_webhook_url_reaches_the_notifier(lab, monkeypatch):
