@@ -94,8 +94,12 @@ infra-bench: venv ## benchmark: creating the five VMs sequentially vs in paralle
 	$(PY) benchmarks/infra_lab_create.py
 
 # The Pulumi CLI: the one on PATH, else the one `make tools` built (PULUMI_BIN). Plugins are never downloaded.
+# The stack's passphrase: PULUMI_CONFIG_PASSPHRASE if set, else a file (PULUMI_CONFIG_PASSPHRASE_FILE, or
+# ~/.renderlab/pulumi-passphrase created 0600 on the first run: renderlab/lab/passphrase.py). Never a prompt.
 PULUMI_RUN = cli=$$(command -v pulumi || echo "$(PULUMI_BIN)/pulumi"); \
   [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (docs/building.md: Build the lab)" >&2; exit 1; }; \
+  pass=$$($(PY) -m renderlab.lab.passphrase ensure) || exit 1; \
+  [ -z "$$pass" ] || export PULUMI_CONFIG_PASSPHRASE_FILE="$$pass"; \
   PATH="$(CURDIR)/$(VENV)/bin:$$(dirname "$$cli"):$$PATH" PULUMI_SKIP_UPDATE_CHECK=true \
   PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true "$$cli"
 
