@@ -82,7 +82,14 @@ def run(pki, cafile, args, workers: int, serialize: bool) -> tuple[float, int]:
     try:
         with (
             patch,
-            mock.patch.dict("os.environ", {"PROXMOX_API_TOKEN": TOKEN_SECRET, ENDPOINTS_ENV: agents.env}),
+            mock.patch.dict(
+                "os.environ",
+                {
+                    "PROXMOX_API_TOKEN": TOKEN_SECRET,
+                    ENDPOINTS_ENV: agents.env,
+                    "RENDERLAB_KNOWN_HOSTS": "/dev/null",
+                },
+            ),
         ):
             start = time.perf_counter()
             with ThreadPoolExecutor(workers) as pool:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from infra.proxmox import guest
 from infra.proxmox.client import Connection, ProxmoxError, Pve, describe
 from infra.proxmox.provider import PveProvider, check_failures, problems
+from renderlab.lab import known_hosts
 from renderlab.lab.patterns import LinuxUser, PveBridge, PveEndpoint, PveStorage, PveTokenId, SshPublicKey
 
 log = logging.getLogger("renderlab.proxmox.vm")
@@ -242,6 +243,9 @@ class ProxmoxVmProvider(PveProvider):
                 f"{address} already answers SSH ({squatter}) before VM {vmid} started: another machine holds "
                 f"that address; give {spec.name} a free one in network.hosts"
             )
+        # A new VM has new host keys: the lab's known_hosts forgets the address's old ones, and `make
+        # lab-known-hosts` records the new on first contact (renderlab/lab/known_hosts.py).
+        known_hosts.forget(address)
         pve.vm_power(node, vmid, "start")
         self._wait_up(pve, spec)
         return self._outs(spec)

@@ -127,7 +127,7 @@ class Guests:
 
 
 @pytest.fixture
-def pve(fakepve, monkeypatch) -> Iterator:
+def pve(fakepve, monkeypatch, tmp_path) -> Iterator:
     """fakepve with the API token and a cloud-init template (VMID 9000) on node pve1."""
     fakepve.apitokens[TOKEN_ID] = TOKEN_SECRET
     fakepve.add_vm(
@@ -156,6 +156,8 @@ def pve(fakepve, monkeypatch) -> Iterator:
     }
     guests = Guests(fakepve)
     monkeypatch.setenv(ENDPOINTS_ENV, guests.env)
+    # The VM provider forgets a recreated VM's host keys in the lab's known_hosts: never the user's here.
+    monkeypatch.setenv("RENDERLAB_KNOWN_HOSTS", str(tmp_path / "known_hosts"))
     fakepve.guests = guests
     try:
         yield fakepve

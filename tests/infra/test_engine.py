@@ -71,6 +71,7 @@ def lane(fakepve_session, fakepve_cafile, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engine")
     engine = Engine(tmp)
     engine.env[ENDPOINTS_ENV] = agents.env
+    engine.env["RENDERLAB_KNOWN_HOSTS"] = str(tmp / "known_hosts")  # the providers forget recreated VMs' keys
     example = own()["config"]  # the example with the lane's own token and key
     config = {k: v for k, v in example.items() if k != "renderlab:proxmox_api_token"}
     px = config["renderlab:proxmox"]

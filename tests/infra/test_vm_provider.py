@@ -255,3 +255,19 @@ def test_vmid_taken_during_create_is_never_destroyed(pve, fakepve_cafile, monkey
     with pytest.raises(Exception, match="already exists"):
         provider().create(spec(pve, fakepve_cafile))
     assert pve.vm(211) is not None and pve.vm(211).name == "someone-else"
+
+
+def test_a_created_vm_forgets_its_address_in_the_labs_known_hosts(pve, fakepve_cafile, tmp_path):
+    """A recreated VM has new host keys: the program that recreated it drops the old ones (first contact
+    records the new, make lab-known-hosts), so ssh does not refuse it as an impostor."""
+    from renderlab.lab import known_hosts
+
+    path = tmp_path / "known_hosts"  # RENDERLAB_KNOWN_HOSTS (the pve fixture)
+    path.write_text("10.20.0.11 ssh-ed25519 AAAAold\n10.20.0.12 ssh-ed25519 AAAAother\n")
+    provider().create(spec(pve, fakepve_cafile))
+    assert path.read_text() == "10.20.0.12 ssh-ed25519 AAAAother\n"
+    scanned = known_hosts.record(
+        ["10.20.0.11", "10.20.0.12"], path, scan=lambda a: [f"{a} ssh-ed25519 AAAAnew"]
+    )
+    assert scanned == ["10.20.0.11"]  # first contact only; the known one is kept
+    assert known_hosts.known(path) == {"10.20.0.11", "10.20.0.12"}
