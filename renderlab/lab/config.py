@@ -208,7 +208,7 @@ class Perforce(_Model):
     projects_path: Annotated[str, StringConstraints(pattern=r"^//[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")]
     service_user: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")] = "renderlab"
     data_root: AbsPath = "/opt/perforce/servers/renderlab"
-    # The p4d SSL certificate's fingerprint (`p4 -p ssl:<host>:<port> trust -l` once p4d runs); the cluster
+    # The p4d SSL certificate's fingerprint (`p4d -Gf` on the Perforce VM once p4d runs); the cluster
     # layer hands it to the fetch Job, which refuses an ssl: port it cannot verify. Not a secret.
     trust_fingerprint: (
         Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{2}(:[0-9A-F]{2}){19,31}$")] | None
