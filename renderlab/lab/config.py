@@ -412,7 +412,7 @@ OS_GIB = 4
 
 def song_frames_gib(preset: str, fps: int, seconds: int = SONG_SECONDS) -> float:
     """The share space one song's frames take at `preset` (estimate; see above)."""
-    from blender_scripts.presets import PRESETS
+    from renderlab.base.presets import PRESETS
 
     p = PRESETS[preset]
     frames = 1 if p.still else (p.fps or fps) * seconds

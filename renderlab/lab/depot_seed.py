@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 from renderlab.pipeline.depot_songs import DEFAULT_SONG
 
 BUNDLED = Path(__file__).resolve().parents[2] / "depot" / "songs"

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.jobs import atomic, cli
+from renderlab.base import atomic, cli
 from renderlab.lab import passphrase
 
 PULUMI_OUTPUT = "host_secrets"

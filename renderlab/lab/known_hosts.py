@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 
 ENV = "RENDERLAB_KNOWN_HOSTS"
 

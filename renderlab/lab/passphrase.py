@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 
 ENV = "PULUMI_CONFIG_PASSPHRASE"
 FILE_ENV = "PULUMI_CONFIG_PASSPHRASE_FILE"

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 from renderlab.lab import passphrase
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
