@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.stack_file)
     except ConfigError as e:
-        print(f"FAIL config: {e}")
+        print(f"prereqs: error: {e}", file=sys.stderr)
         return 1
     checks: list[Check] = [(True, f"config: {args.stack_file} is valid")]
     token = proxmox_token(args.stack)

@@ -279,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     from renderlab.workstation import local_airflow
 
     ap = cli.Parser(prog="python -m renderlab.workstation.trigger", description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--song", default=DEFAULT_SONG, help="song project in the depot (default %(default)s)"
-    )
+    ap.add_argument("--song", default=DEFAULT_SONG, help="song project in the depot (default %(default)s)")
     ap.add_argument("--frames", default="all", help='"all" or A-B, e.g. 1-240 (default %(default)s)')
     ap.add_argument("--preset", help="demo, hd or 4k (default: the lab's)")
     ap.add_argument("--changelist", help='"latest" or a changelist number')
