@@ -123,7 +123,7 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 .PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-known-hosts lab-hosts lab-airflow-connection lab-depot
 LAB_SECRETS ?= $(HOME)/.renderlab/$(STACK)-secrets.yml
 LAB_KNOWN_HOSTS ?= $(HOME)/.renderlab/known_hosts
-ANSIBLE_LAB = cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i ../$(INVENTORY) \
+ANSIBLE_LAB = cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i $(abspath $(INVENTORY)) \
   -e @$(LAB_SECRETS) --ssh-common-args "-o UserKnownHostsFile=$(LAB_KNOWN_HOSTS) -o StrictHostKeyChecking=yes"
 
 lab: venv ## build the whole lab for STACK, stage by stage; skips the stages done, resumes where one failed
