@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import html
 import json
 import os
 import shutil
@@ -29,30 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from renderlab.jobs import atomic, cli
+from renderlab.jobs.gallery_pages import PAGE, index_page, run_page
 
-PAGE = "index.html"
 RECORD = "run.json"
 MEDIA = "media"
-# Shown per run, in this order, when the DAG's params carry them.
-PARAM_KEYS = ("preset", "frames", "fps", "samples", "resolution_percentage", "frames_per_chunk", "loop")
-PALETTE = (
-    "#4e79a7",
-    "#f28e2b",
-    "#e15759",
-    "#76b7b2",
-    "#59a14f",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-    "#bab0ac",
-    "#1f77b4",
-    "#2ca02c",
-    "#9467bd",
-    "#8c564b",
-    "#17becf",
-    "#bcbd22",
-)
 
 
 class GalleryError(RuntimeError):
@@ -262,188 +241,11 @@ def index_records(out: Path) -> list[dict]:
     )
 
 
-# --- HTML and SVG ----------------------------------------------------------------------------------------
-
-CSS = """
-body{font-family:system-ui,sans-serif;margin:0;background:#f7f7f9;color:#1d1d22}
-header{background:#263238;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5rem;align-items:baseline}
-header a{color:#cfd8dc}main{max-width:64rem;margin:0 auto;padding:1rem 1.5rem}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{padding:.25rem .8rem;border-bottom:1px solid #ddd;
-text-align:left;vertical-align:top}.ok{color:#1b7f3b;font-weight:600}.bad{color:#b3261e;font-weight:600}
-video,img.sheet{width:100%;max-width:48rem;background:#000;display:block;margin:.3rem 0 1rem}
-figure{margin:0 0 1.5rem}figcaption{color:#555;font-size:.9rem}img.thumb{width:12rem}
-"""
-
-
-def _esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+# --- numbers ---------------------------------------------------------------------------------------------
 
 
 def _ms(seconds: Any) -> float | None:
     return round(float(seconds) * 1000, 4) if isinstance(seconds, int | float) else None
-
-
-def _doc(title: str, body: str, home: str) -> str:
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">'
-        f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>"
-        f'<header><strong>renderlab gallery</strong><a href="{home}index.html">all runs</a>'
-        f'<a href="{home}../index.html">documentation</a></header>'
-        f"<main>{body}</main></body></html>\n"
-    )
-
-
-def _verdict(ok: Any, attrs: str = ' id="verdict"') -> str:
-    if ok is True:
-        return f'<span class="ok"{attrs}>passed</span>'
-    if ok is False:
-        return f'<span class="bad"{attrs}>failed</span>'
-    return f"<span{attrs}>not validated</span>"
-
-
-def run_page(data: dict, media: dict[str, dict[str, str | None]]) -> str:
-    meta = data["meta"]
-    validation = data["validation"] or {}
-    params = meta.get("params") or {}
-    rows = [
-        ("song", meta.get("song")),
-        ("changelist", meta.get("changelist")),
-        ("run", meta.get("run_id")),
-        ("Airflow run", meta.get("airflow_run_id")),
-        ("backend", meta.get("backend")),
-        ("started", meta.get("started")),
-    ] + [(k, params[k]) for k in PARAM_KEYS if k in params]
-    facts = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows if v is not None)
-    durations = meta.get("durations") or {}
-    dur_rows = "".join(
-        f"<tr><td>{_esc(task)}</td><td>{float(s):.1f} s</td></tr>"
-        for task, s in durations.items()
-        if isinstance(s, int | float)
-    )
-    total = sum(s for s in durations.values() if isinstance(s, int | float))
-    problems = "".join(f"<li>{_esc(p)}</li>" for p in validation.get("problems") or [])
-    parts = [
-        f"<h1>{_esc(meta.get('song'))} <small>{_esc(meta.get('run_id'))}</small></h1>",
-        f"<p>Validation: {_verdict(validation.get('ok'))}</p>",
-        f"<ul>{problems}</ul>" if problems else "",
-    ]
-    for name, v in data["variants"].items():
-        m = media[name]
-        title = "The render" if name == "main" else ("The loop" if name == "loop" else name)
-        loop_attr = " loop" if name == "loop" else ""
-        dur = v.get("duration_s")
-        caption = f"{_esc(v.get('frames'))} frames at {_esc(v.get('fps'))} fps" + (
-            f", {float(dur):.3f} s" if isinstance(dur, int | float) else ""
-        )
-        parts.append(
-            f'<h2>{title}</h2><figure><video id="video-{_esc(name)}" controls preload="metadata"{loop_attr}'
-            f' data-duration="{_esc(dur)}" src="{_esc(m["video"])}"></video>'
-            f'<figcaption>{caption} (<a href="{_esc(m["video"])}">MP4 with audio</a>)</figcaption></figure>'
-        )
-        if m.get("contact_sheet"):
-            parts.append(
-                f'<figure><img class="sheet" src="{_esc(m["contact_sheet"])}" alt="contact sheet of the {_esc(name)} render">'
-                f"<figcaption>contact sheet ({_esc(name)})</figcaption></figure>"
-            )
-    if not data["variants"]:
-        parts.append("<p>This run rendered no video (render=false): only the scene was built.</p>")
-    parts.append("<h2>Timing error per note</h2>")
-    parts.append(timing_svg(data["timing"]))
-    parts.append(f"<h2>Run</h2><table>{facts}</table>")
-    if dur_rows:
-        parts.append(
-            f'<h2>Durations per task</h2><table id="durations">{dur_rows}'
-            f"<tr><th>total</th><th>{total:.1f} s</th></tr></table>"
-        )
-    return _doc(f"{meta.get('song')} - {meta.get('run_id')}", "".join(parts), "../../")
-
-
-def index_page(runs: list[dict]) -> str:
-    rows = []
-    for r in runs:
-        main = (r.get("variants") or {}).get("main") or {}
-        link = f"runs/{_esc(r['run_id'])}/{PAGE}"
-        thumb = (
-            f'<img class="thumb" src="runs/{_esc(r["run_id"])}/{_esc(main["contact_sheet"])}" alt="">'
-            if main.get("contact_sheet")
-            else ""
-        )
-        dur = main.get("duration_s")
-        length = f"{float(dur):.2f} s" if isinstance(dur, int | float) else "-"
-        rows.append(
-            f'<tr class="run"><td><a href="{link}">{_esc(r.get("song"))}</a><br>'
-            f"<small>{_esc(r['run_id'])}</small></td>"
-            f"<td>{_esc(r.get('started') or r.get('published'))}</td><td>{_verdict(r.get('ok'), '')}</td>"
-            f"<td>{length}</td><td>{thumb}</td></tr>"
-        )
-    body = "<h1>Render gallery</h1><p>Every published run, newest first.</p>" + (
-        "<table><tr><th>song / run</th><th>started</th><th>validation</th><th>length</th><th></th></tr>"
-        + "".join(rows)
-        + "</table>"
-        if rows
-        else "<p>No run has been published yet.</p>"
-    )
-    return _doc("renderlab gallery", body, "")
-
-
-def timing_svg(timing: dict, width: int = 800, height: int = 280) -> str:
-    """A dot per note: x its time in the song, y its impact timing error (ms); colour per instrument."""
-    notes = timing["notes"]
-    if not notes:
-        return "<p>No timing report for this run.</p>"
-    elements = sorted({str(n.get("element") or "?") for n in notes})
-    # The legend is a column beside the plot: grow the figure to hold every instrument.
-    left, right, top, bottom = 70, 200, 20, 40
-    height = max(height, top + 16 * len(elements) + 8 + bottom)
-    pw, ph = width - left - right, height - top - bottom
-    t_max = max(n["time"] for n in notes) or 1.0
-    errs = [n["error"] * 1000 for n in notes]
-    lo = min(0.0, *errs)
-    hi = max(errs)
-    span = (hi - lo) or max(abs(hi), 1e-6)
-    hi, lo = hi + span * 0.08, lo - (span * 0.08 if lo < 0 else 0)
-
-    def x(t: float) -> float:
-        return left + pw * t / t_max
-
-    def y(ms: float) -> float:
-        return top + ph * (1 - (ms - lo) / (hi - lo))
-
-    color = {e: PALETTE[i % len(PALETTE)] for i, e in enumerate(elements)}
-    out = [
-        f'<svg id="timing-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="timing error per note" font-size="11">',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
-    ]
-    for i in range(5):
-        ms = lo + (hi - lo) * i / 4
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(ms):.1f}" y2="{y(ms):.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{left - 6}" y="{y(ms) + 4:.1f}" text-anchor="end">{ms:.4g}</text>')
-        t = t_max * i / 4
-        out.append(f'<text x="{x(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{t:.3g}</text>')
-    out.append(
-        f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">note time in the song (s)</text>'
-    )
-    out.append(
-        f'<text transform="translate(14 {top + ph / 2}) rotate(-90)" text-anchor="middle">timing error (ms)</text>'
-    )
-    for n, ms in zip(notes, errs, strict=True):
-        el = str(n.get("element") or "?")
-        out.append(
-            f'<circle class="note" cx="{x(n["time"]):.2f}" cy="{y(ms):.2f}" r="3" fill="{color[el]}">'
-            f"<title>note {_esc(n.get('index'))} {_esc(n.get('track_name'))} pitch {_esc(n.get('pitch'))} "
-            f"at {n['time']:.3f} s on {_esc(el)}: {ms:.4f} ms</title></circle>"
-        )
-    for i, el in enumerate(elements):
-        ly = top + 12 + i * 16
-        out.append(f'<circle cx="{left + pw + 16}" cy="{ly - 4}" r="4" fill="{color[el]}"/>')
-        out.append(f'<text x="{left + pw + 26}" y="{ly}">{_esc(el)}</text>')
-    out.append("</svg>")
-    summary = f"{len(notes)} notes; worst {max(abs(e) for e in errs):.4f} ms"
-    if timing.get("threshold_ms") is not None:
-        summary += f" (threshold {float(timing['threshold_ms']):.2f} ms)"
-    return "".join(out) + f'<p id="timing-summary">{summary}</p>'
 
 
 # --- CLI -------------------------------------------------------------------------------------------------

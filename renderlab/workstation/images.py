@@ -36,7 +36,7 @@ CONTAINERS_CONF = REPO / "images" / "containers.conf"
 STAGE = REPO / ".cache" / "images" / "context"
 # The Python packages each image's code imports; the lock supplies these and everything they need.
 IMAGE_ROOTS = {
-    "blender": ["bpy", "mido", "pydantic", "pyyaml", "pyfluidsynth"],
+    "blender": ["bpy", "mido", "pydantic", "pyyaml", "pyfluidsynth", "jinja2"],  # jinja2: the gallery pages
     "fetch": ["p4python", "rich", "pydantic"],  # pydantic: the share-state schema (images/fetch/state.py)
 }
 ENGINES = ("podman", "docker")
