@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -27,11 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from renderlab.jobs import atomic, cli
+from renderlab.jobs import atomic, cli, gallery_pages
 from renderlab.jobs.gallery_pages import PAGE, index_page, run_page
 
 RECORD = "run.json"
 MEDIA = "media"
+PUBLISHED_MODE = 0o644  # what the gallery writes is published: the docs server (another user) reads it
 
 
 class GalleryError(RuntimeError):
@@ -41,12 +43,57 @@ class GalleryError(RuntimeError):
 # --- reading the run -------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path, what: str) -> dict | None:
-    if not path.is_file():
+def _warn(message: str) -> None:
+    print(f"gallery: warning: {message}", file=sys.stderr)
+
+
+def inside(run: Path, rel: str, folder: bool = False) -> os.stat_result | None:
+    """The lstat of run/rel when it is a regular file (a real folder with `folder`) reached without passing
+    through a link; None otherwise. Anyone who can write the share can put a link in a run folder: the
+    gallery reads and publishes only what is really inside the run."""
+    here = run
+    st = None
+    for part in rel.split("/") if rel else []:
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            _warn(
+                f"{here} is a symbolic link; the gallery does not follow links out of the run, so it is skipped"
+            )
+            return None
+    if st is None:
+        return None
+    wanted = stat.S_ISDIR if folder else stat.S_ISREG
+    return st if wanted(st.st_mode) else None
+
+
+def _open_regular(path: Path, expected: os.stat_result | None = None) -> int:
+    """A descriptor on `path`, opened without following a link, refused unless it is a regular file (and the
+    same file as `expected`, when given: nothing swapped it in between)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (
+        expected is not None and (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino)
+    ):
+        os.close(fd)
+        raise GalleryError(
+            f"{path} is not a regular file inside the run (it changed while publishing); re-run"
+        )
+    return fd
+
+
+def _read_json(run: Path, rel: str, what: str) -> dict | None:
+    path = run / rel
+    st = inside(run, rel)
+    if st is None:
         return None
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        with open(_open_regular(path, st), "rb") as f:
+            value = json.loads(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise GalleryError(
             f"{path}: the {what} is not readable JSON ({e}); re-run the step that wrote it"
         ) from e
@@ -55,19 +102,37 @@ def _read_json(path: Path, what: str) -> dict | None:
     return value
 
 
+def video_files(run: Path) -> dict[str, os.stat_result]:
+    """The regular files of run/video by name (links, devices and folders left out, with a warning)."""
+    if inside(run, "video", folder=True) is None:
+        return {}
+    out = {}
+    for name in sorted(os.listdir(run / "video")):
+        if name.endswith((".mp4", ".png")):
+            st = inside(run, f"video/{name}")
+            if st is not None:
+                out[name] = st
+            elif not os.path.islink(run / "video" / name):
+                _warn(f"{run / 'video' / name} is not a regular file; skipped")
+    return out
+
+
 def collect(run: Path, meta: dict) -> dict:
     """Everything a run page shows, from the run folder (share layout) and the DAG's metadata."""
+    if os.path.islink(run):
+        raise GalleryError(
+            f"run folder {run} is a symbolic link; the gallery publishes only a real run folder"
+        )
     if not run.is_dir():
         raise GalleryError(f"run folder {run} does not exist; pass --run runs/<run id> on the share")
     song = meta.get("song") or ""
-    validation = _read_json(run / "report" / "validation.json", "validation report")
-    timing = _read_json(run / "scene" / "report.json", "timing report")
+    validation = _read_json(run, "report/validation.json", "validation report")
+    timing = _read_json(run, "scene/report.json", "timing report")
     video = run / "video"
     variants: dict[str, dict] = {}
-    found = (
-        sorted(video.glob("*.mp4"), key=lambda p: (p.stem != f"{song}_main", p.name))
-        if video.is_dir()
-        else []
+    files = video_files(run)
+    found = sorted(
+        (video / n for n in files if n.endswith(".mp4")), key=lambda p: (p.stem != f"{song}_main", p.name)
     )
     for mp4 in found:
         name = mp4.stem.removeprefix(f"{song}_") if song else mp4.stem
@@ -76,7 +141,7 @@ def collect(run: Path, meta: dict) -> dict:
         sheet = video / f"{mp4.stem}_contact.png"
         variants[name] = {
             "video": mp4,
-            "contact_sheet": sheet if sheet.is_file() else None,
+            "contact_sheet": sheet if sheet.name in files else None,
             "frames": info.get("frames"),
             "fps": info.get("fps"),
             # What the run was asked to produce; the probed stream length is shown beside it.
@@ -105,15 +170,12 @@ def inputs_digest(run: Path, meta: dict) -> str:
     """Changes when the metadata or any file the page is made from changes (path, size, mtime)."""
     h = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
     for rel in ("report/validation.json", "scene/report.json"):
-        p = run / rel
-        if p.is_file():
-            st = p.stat()
+        if st := inside(run, rel):
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    for p in sorted((run / "video").glob("*")) if (run / "video").is_dir() else []:
-        if p.suffix in (".mp4", ".png"):
-            st = p.stat()
-            h.update(f"video/{p.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    h.update(Path(__file__).read_bytes())  # a new page design republishes
+    for name, st in video_files(run).items():
+        h.update(f"video/{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    for code in (__file__, gallery_pages.__file__):  # a new page design republishes
+        h.update(Path(code).read_bytes())
     return h.hexdigest()
 
 
@@ -121,20 +183,38 @@ def inputs_digest(run: Path, meta: dict) -> str:
 
 
 def publish_media(src: Path, dst: Path) -> bool:
-    """Put `src` at `dst` (a hard link where the share allows, else a copy); False when already there."""
-    s = src.stat()
-    if dst.is_file():
-        d = dst.stat()
-        if (d.st_ino == s.st_ino and d.st_dev == s.st_dev) or (
-            d.st_size == s.st_size and d.st_mtime_ns == s.st_mtime_ns
-        ):
-            return False
-    with atomic.target(dst) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:  # no hard links on this filesystem (or across devices): copy, keeping the mtime
-            shutil.copy2(src, tmp)
+    """Put `src` at `dst` (a hard link where the share allows, else a copy); False when already there.
+
+    `src` is opened without following a link and must be a regular file; the copy is made from that
+    descriptor, and a hard link is kept only if it names the very file that was opened."""
+    fd = _open_regular(src)
+    try:
+        s = os.fstat(fd)
+        with contextlib.suppress(OSError):
+            d = os.lstat(dst)
+            if stat.S_ISREG(d.st_mode) and (
+                (d.st_ino == s.st_ino and d.st_dev == s.st_dev)
+                or (d.st_size == s.st_size and d.st_mtime_ns == s.st_mtime_ns)
+            ):
+                return False
+        with atomic.target(dst, mode=PUBLISHED_MODE) as tmp:
+            tmp.unlink()
+            linked = False
+            # A hard link shares the file's mode: only a file the server may already read is linked.
+            if s.st_mode & 0o004:
+                with contextlib.suppress(OSError):  # no hard links here (or across devices): copy
+                    os.link(src, tmp, follow_symlinks=False)
+                    t = os.lstat(tmp)
+                    linked = (t.st_dev, t.st_ino) == (s.st_dev, s.st_ino)
+            if not linked:
+                tmp.unlink(missing_ok=True)
+                out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PUBLISHED_MODE)
+                with open(out_fd, "wb") as out, open(os.dup(fd), "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+                    os.fchmod(out.fileno(), PUBLISHED_MODE)
+                os.utime(tmp, ns=(s.st_atime_ns, s.st_mtime_ns))
+    finally:
+        os.close(fd)
     return True
 
 
@@ -144,7 +224,7 @@ def write_text_if_changed(path: Path, text: str) -> bool:
             return False
     except OSError:
         pass
-    with atomic.target(path) as tmp:
+    with atomic.target(path, mode=PUBLISHED_MODE) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return True
 
@@ -168,7 +248,7 @@ def publish(run: Path, out: Path, meta: dict) -> dict:
     page_dir = out / "runs" / run_id
     digest = inputs_digest(run, meta)
     try:
-        previous = _read_json(page_dir / RECORD, "gallery record")
+        previous = _read_json(page_dir, RECORD, "gallery record")
     except GalleryError:
         previous = None  # a damaged record of our own: publish the page again
     written: list[str] = []
@@ -209,7 +289,7 @@ def publish(run: Path, out: Path, meta: dict) -> dict:
         # Media, then the page, then the record: the record (with the inputs' digest) says "published", so a
         # crash before it makes the next run publish again.
         write_text_if_changed(page_dir / PAGE, run_page(data, media))
-        atomic.write_json(page_dir / RECORD, record)
+        atomic.write_json(page_dir / RECORD, record, mode=PUBLISHED_MODE)
         written += [str(page_dir / PAGE), str(page_dir / RECORD)]
     with locked(out):
         runs = index_records(out)

@@ -4,6 +4,7 @@ params must not get markup into a page, files out through it, or the index stuck
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -96,3 +97,43 @@ def test_markup_in_a_record_does_not_reach_the_index(share):
     index = (root / "gallery" / "index.html").read_text()
     assert_inert(index)
     assert "&lt;img src=x" in index
+
+
+# --- class 3: files leave through the gallery ------------------------------------------------------------
+
+
+def test_only_regular_files_inside_the_run_are_published(share, tmp_path: Path, capsys):
+    root, meta = share
+    run = root / "runs" / meta["run_id"]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    (run / "video" / "tiny_leak.mp4").symlink_to(secret)  # a link to a secret file
+    (run / "video" / "tiny_leak_contact.png").symlink_to(secret)
+    os.mkfifo(run / "video" / "tiny_fifo.mp4")  # would block a reader forever
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "problems.json").write_text(json.dumps({"ok": False, "problems": ["TOP SECRET"]}))
+    shutil.rmtree(run / "report")
+    (run / "report").symlink_to(outside)  # a linked folder on the way to a record
+    (outside / "validation.json").symlink_to(outside / "problems.json")
+    gallery.publish(run, root / "gallery", meta)
+    page_dir = root / "gallery" / "runs" / meta["run_id"]
+    published = {p.name for p in (page_dir / "media").iterdir()}
+    assert published == {"tiny_main.mp4", "tiny_loop.mp4", "tiny_main_contact.png", "tiny_loop_contact.png"}
+    for f in page_dir.rglob("*"):
+        assert not f.is_symlink() and b"TOP SECRET" not in (f.read_bytes() if f.is_file() else b"")
+    assert "symbolic link" in capsys.readouterr().err
+
+
+def test_a_linked_video_folder_or_run_folder_publishes_nothing_from_outside(share, tmp_path: Path):
+    root, meta = share
+    run = root / "runs" / meta["run_id"]
+    outside = tmp_path / "private"
+    (run / "video").rename(outside)
+    (run / "video").symlink_to(outside)
+    gallery.publish(run, root / "gallery", meta)
+    assert not (root / "gallery" / "runs" / meta["run_id"] / "media").exists()
+    linked = root / "runs" / "r-linked"
+    linked.symlink_to(tmp_path)
+    with pytest.raises(gallery.GalleryError, match="symbolic link"):
+        gallery.publish(linked, root / "gallery", {**meta, "run_id": "r-linked"})
