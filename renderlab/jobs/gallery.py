@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from renderlab.jobs import atomic, cli, gallery_pages
+from renderlab.base import atomic, cli
+from renderlab.jobs import gallery_pages
 from renderlab.jobs.gallery_pages import PAGE, index_page, run_page
 
 RECORD = "run.json"
