@@ -147,3 +147,42 @@ def test_the_inventory_marks_every_string_unsafe_and_ansible_keeps_it_literal(tm
     variables["common_admin_ssh_keys"] = variables["renderlab_ssh_public_keys"]
     text = Templar(loader=DataLoader(), variables=variables).template(template)
     assert "ssh-ed25519 AAAA {{ 6 * 7 }}" in text and "42" not in text
+
+
+# --- issue 28, class 5: destructive paths are refused ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("share.path", "/"), ("share.path", "/etc"), ("share.path", "/etc/samba"), ("share.path", "/srv"),
+     ("share.path", "/srv/../etc"), ("share.path", "/srv/render/"), ("share.path", "/srv//render"),
+     ("share.path", "/usr/local/render"), ("share.path", "/home"), ("share.path", "/var/lib"),
+     ("perforce.data_root", "/"), ("perforce.data_root", "/opt"), ("perforce.data_root", "/root/p4"),
+     ("perforce.data_root", "/opt/./perforce"), ("perforce.data_root", "/var/lib/../../boot"),
+     ("perforce.projects_path", "//depot/songs/.."), ("perforce.projects_path", "//depot/./songs")],
+)  # fmt: skip
+def test_system_folders_and_non_normalized_paths_are_refused(tmp_path: Path, field: str, value: str):
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    section, key = field.split(".")
+    doc["config"][f"renderlab:{section}"][key] = value
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = check(str(path))
+    assert res.returncode == 1, res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert field in line, line
+
+
+@pytest.mark.parametrize("value", ["/srv/render", "/data/render", "/var/lib/renderlab", "/opt/perforce/x"])
+def test_ordinary_data_folders_pass(tmp_path: Path, value: str):
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["config"]["renderlab:share"]["path"] = value
+    doc["config"]["renderlab:perforce"]["data_root"] = value + "-p4"
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = check(str(path))
+    assert res.returncode == 0, res.stderr

@@ -61,3 +61,45 @@ def ssh_public_key(value: str) -> str:
 SshPublicKey = Annotated[str, AfterValidator(ssh_public_key)]
 ImageUrl = Annotated[str, StringConstraints(pattern=r"^https://\S+\.(qcow2|img|raw)$")]
 Sha512 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+
+
+# Folders a role must never take over (chown, chmod, create files in): the system's own trees, and the top
+# of the ones that hold other things (/srv itself, /opt itself, /var/lib itself ...).
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+                "/run", "/sbin", "/sys", "/tmp", "/usr")  # fmt: skip
+SYSTEM_FOLDERS = ("/", "/media", "/mnt", "/opt", "/srv", "/var", "/var/cache", "/var/lib", "/var/local",
+                  "/var/log", "/var/mail", "/var/opt", "/var/spool", "/var/tmp", "/var/backups")  # fmt: skip
+
+
+def data_folder(value: str) -> str:
+    """An absolute, normalized folder that a role may own: not a system folder, nothing under /etc, /usr ..."""
+    if not re.fullmatch(r"/[A-Za-z0-9_./-]*", value):
+        raise ValueError("must be an absolute path of letters, digits and _ . / - only")
+    parts = value.split("/")[1:]
+    if value != "/" and any(p in ("", ".", "..") for p in parts):
+        raise ValueError(
+            f"{value!r} is not normalized (an empty, '.' or '..' segment, or a trailing /); write the folder "
+            "itself, e.g. /srv/render"
+        )
+    tree = next((t for t in SYSTEM_TREES if value == t or value.startswith(t + "/")), None)
+    if value in SYSTEM_FOLDERS or tree:
+        raise ValueError(
+            f"{value!r} is {'inside ' + tree if tree and value != tree else 'a system folder'}: the role would "
+            "take ownership of it and change its mode; use a folder of its own, e.g. /srv/render"
+        )
+    return value
+
+
+DataFolder = Annotated[str, AfterValidator(data_folder)]
+
+
+def depot_folder(value: str) -> str:
+    """A depot path `//depot/dir/...` without '.' or '..' segments (Perforce would not name one folder)."""
+    if not re.fullmatch(r"//[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*", value):
+        raise ValueError("must look like //depot/dir (letters, digits and _ . - in each folder name)")
+    if any(p in (".", "..") or set(p) == {"."} for p in value[2:].split("/")):
+        raise ValueError(f"{value!r} holds a '.' or '..' segment; name the folder itself, e.g. //depot/songs")
+    return value
+
+
+DepotFolder = Annotated[str, AfterValidator(depot_folder)]
