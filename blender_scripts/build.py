@@ -7,7 +7,8 @@ Writes DIR/<song>.blend, DIR/<song>_loop.blend, DIR/<song>.wav (plus <song>_loop
 DIR/report.json, then prints one JSON line naming them. Everything is written in a temp folder inside DIR
 (DIR/.build.tmp-<pid>: the same filesystem, so the final renames are atomic even when DIR is a mount point)
 and moved in at the end, so a failure leaves nothing in DIR; a later run removes the temp folders of
-killed runs (only those whose pid is gone). Bounds: --max-length (song seconds) and --tempo-range (BPM).
+killed runs (only those whose pid is gone). Bounds: --max-length (song seconds), --tempo-range (BPM),
+--max-notes and --max-notes-at-once (notes on one pitch within 60 ms: planning grows with its square).
 """
 
 from __future__ import annotations
@@ -64,6 +65,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MIN-MAX",
         help=f"refuse tempos outside this many BPM (default {d.min_bpm:g}-{d.max_bpm:g})",
     )
+    p.add_argument(
+        "--max-notes",
+        type=int,
+        default=d.max_notes,
+        metavar="N",
+        help=f"refuse songs with more notes than this (default {d.max_notes})",
+    )
+    p.add_argument(
+        "--max-notes-at-once",
+        type=int,
+        default=d.max_at_once,
+        metavar="N",
+        help=f"refuse more notes than this on one pitch within {song.AT_ONCE_S * 1000:.0f} ms "
+        f"(default {d.max_at_once}; planning time grows with its square)",
+    )
     return p
 
 
@@ -89,7 +105,17 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--tempo-range {ns.tempo_range!r} is not MIN-MAX in BPM, e.g. 10-1000") from None
     if not 0 < lo <= hi < 1e6:
         raise ContentError(f"--tempo-range {ns.tempo_range}: need 0 < MIN <= MAX")
-    ns.limits = song.Limits(max_seconds=ns.max_length, min_bpm=lo, max_bpm=hi)
+    if not 1 <= ns.max_notes <= 10_000_000:
+        raise ContentError(f"--max-notes {ns.max_notes} is out of range; give 1..10000000")
+    if not 1 <= ns.max_notes_at_once <= 10_000:
+        raise ContentError(f"--max-notes-at-once {ns.max_notes_at_once} is out of range; give 1..10000")
+    ns.limits = song.Limits(
+        max_seconds=ns.max_length,
+        min_bpm=lo,
+        max_bpm=hi,
+        max_notes=ns.max_notes,
+        max_at_once=ns.max_notes_at_once,
+    )
     return ns
 
 

@@ -110,6 +110,7 @@ def fetch(plan: RunPlan | dict, context: dict | None = None) -> dict:
             ],
             "secrets": secrets,
             "resources": _resources(plan, "fetch"),
+            "timeout_s": plan.timeout_s("fetch"),
             "backoff_limit": 1,
             "description": f"sync {source}",
         },
@@ -130,6 +131,7 @@ def build(plan: RunPlan | dict, context: dict | None = None) -> dict:
             "image": "blender",
             "command": command,
             "resources": _resources(plan, "build"),
+            "timeout_s": plan.timeout_s("build"),
             "description": f"build the scene for {plan.song}",
         },
         context,
@@ -214,6 +216,7 @@ def render_chunk(plan: RunPlan | dict, chunk: dict, context: dict | None = None)
             "image": "blender",
             "command": render_command(plan, chunk),
             "resources": _resources(plan, "render"),
+            "timeout_s": plan.timeout_s("render"),
             "labels": {"renderlab/chunk": f"{chunk['variant']}-{chunk['first']}-{chunk['last']}"},
             "description": chunk["label"],
         },
@@ -261,6 +264,7 @@ def assemble(
                 "image": "blender",
                 "command": cmd,
                 "resources": _resources(plan, "assemble"),
+                "timeout_s": plan.timeout_s("assemble"),
             },
             context,
         )
@@ -291,6 +295,7 @@ def validate(plan: RunPlan | dict, built: dict, assembled: dict | None, context:
             "image": "blender",
             "command": [PYTHON, "-m", "renderlab.jobs.validate", "--spec", json.dumps(spec), "--out", out],
             "resources": _resources(plan, "validate"),
+            "timeout_s": plan.timeout_s("validate"),
         },
         context,
     )
@@ -376,6 +381,7 @@ def gallery(plan: RunPlan | dict, steps: dict[str, Any], context: dict | None = 
                 json.dumps(meta),
             ],  # fmt: skip
             "resources": _resources(plan, "gallery"),
+            "timeout_s": plan.timeout_s("gallery"),
             "description": "publish the run's gallery page",
         },
         context,

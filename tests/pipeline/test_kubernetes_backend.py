@@ -243,3 +243,21 @@ def test_real_cluster_runs_the_dag(airflow_home, tmp_path):
         timeout=1800,
     )
     assert r["state"] == "success", r["log"][-4000:]
+
+
+def test_every_job_has_a_timeout_from_the_plan_and_the_cluster_enforces_it(settings, no_cluster):
+    """Issue 28, class 7: a Job that hangs on hostile input ends (activeDeadlineSeconds), and its task's
+    own execution_timeout is never shorter than the Job's bound."""
+    from renderlab.pipeline import run_plan
+
+    specs, plan = dag_specs(settings, with_plan=True)
+    the_plan = run_plan.RunPlan.of(plan)
+    for spec in specs:
+        kind = spec.name.split("-")[0]
+        assert spec.timeout_s == the_plan.timeout_s(kind), spec.name
+        assert spec.timeout_s <= run_plan.task_timeout_s(kind) - run_plan.TASK_MARGIN_S
+        job = as_dict(kb.build_job(spec, settings))
+        assert job["spec"]["activeDeadlineSeconds"] == spec.timeout_s
+    render = the_plan.timeout_s("render")
+    bigger = the_plan.model_copy(update={"frames_per_chunk": the_plan.frames_per_chunk * 4})
+    assert render < bigger.timeout_s("render") <= run_plan.RENDER_CHUNK_MAX_S  # grows with the chunk
