@@ -43,6 +43,7 @@ from blender_scripts.errors import ContentError, OutputError
 
 LEAD_PAD_S = 0.25
 AUDIO_TAIL_S = 1.5
+MAX_PAD_S = 60.0  # what lead-in, marble flights and the audio tail may add to the song's length
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -180,6 +181,14 @@ def build(args: list[str]) -> dict:
     end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
     frame_end = math.ceil((lead_in + end) * fps) + 1
     loop_end = round(period * fps)
+    # Every length the scenes, the audio and the frames are sized from stays within the bound (the song's
+    # own is checked at load; lead-in, flights and the audio tail add seconds, never hours).
+    longest = max(frame_end, loop_end) / fps
+    if longest > ns.limits.max_seconds + MAX_PAD_S:
+        raise ContentError(
+            f"{ns.midi}: the scenes would last {longest:.0f} s, more than --max-length {ns.limits.max_seconds:.0f} s "
+            f"plus {MAX_PAD_S:.0f} s of lead-in and tail; check the file's tempo and meter"
+        )
 
     tmp, made = _prepare_out(out)
     ok = False

@@ -219,7 +219,7 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
     _check_counts(path, notes, limits)
     end_tick = max(r[1] for r in raw)
     end_time = max(tempo.at(end_tick), max(n.time for n in notes) + 1e-3)
-    return Song(
+    tune = Song(
         name=path.stem,
         notes=tuple(notes),
         track_names=tuple(names),
@@ -228,6 +228,17 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
         tempo_changes=len({t for _, t in tempo_events}),
         moved=tuple(moved),
     )
+    # Derived lengths are bounded too, not only the song's own: the loop (and its audio, frames and render
+    # chunks) is the song rounded up to a whole bar, and one bar of an extreme meter can last hours.
+    loop = loop_length(tune)
+    if loop > limits.max_seconds:
+        bars = [b for b in tune.bar_times if b < end_time] or [0.0]
+        raise ContentError(
+            f"MIDI file {path}: its loop (the song rounded up to a whole bar) lasts {loop:.0f} s, longer than the "
+            f"{limits.max_seconds:.0f} s bound: the bar from {bars[-1]:.1f} s lasts {loop - bars[-1]:.0f} s (its "
+            "time signature and tempo); fix the meter in the file, or raise the bound with --max-length SECONDS"
+        )
+    return tune
 
 
 def _check_counts(path: Path, notes: list[Note], limits: Limits) -> None:

@@ -25,6 +25,7 @@ PYTHON = "python"  # the image's interpreter; the local backend maps it to this 
 # become a Perforce wildcard ('...'), a parent folder, or reach '*' / '%%N' (not in the class at all).
 SONG_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 _P4_WILDCARDS = ("...", "*", "%%")
+MAX_CHUNKS = 1024  # render tasks per run: Airflow's default max_map_length
 
 
 def _label(value: str) -> str:
@@ -172,6 +173,15 @@ def chunks(plan: RunPlan | dict, built: dict) -> list[dict]:
             raise ValueError("loop=true but the build produced no loop scene (loop_blend, loop_frames)")
         variants.append(("loop", built["loop_blend"], loop))
     size = plan.frames_per_chunk
+    # Bounded before any chunk is made: the frame counts come from the build's result (the share), and a
+    # render task is mapped per chunk (Airflow refuses more than its max_map_length, 1024 by default).
+    count = sum(-(-(last - first + 1) // size) for _, _, (first, last) in variants)
+    if count > MAX_CHUNKS:
+        frames = sum(last - first + 1 for _, _, (first, last) in variants)
+        raise ValueError(
+            f"{frames} frames in chunks of {size} make {count} render tasks, more than {MAX_CHUNKS}; raise "
+            f"frames_per_chunk to at least {-(-frames // MAX_CHUNKS)} (or render a frames range)"
+        )
     out = []
     for variant, blend, (first, last) in variants:
         for a in range(first, last + 1, size):

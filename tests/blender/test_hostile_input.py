@@ -334,3 +334,32 @@ def test_build_cli_names_the_note_bounds_in_one_line(tmp_path: Path):
     assert "--max-notes-at-once" in line and not (tmp_path / "o").exists()
     bad = run_cli("build", "--midi", path, "--out", tmp_path / "o", "--max-notes-at-once", "0")
     assert bad.returncode == 2 and "--max-notes-at-once 0 is out of range" in bad.stderr
+
+
+# Issue 28, class 8: every length derived from the song is bounded before work, not only the song's own.
+
+
+def _extreme_meter(tmp_path: Path) -> Path:
+    """A tiny file: 10 BPM and a bar of 255 whole notes; one short note. The song lasts 3 s, its bar 102 min."""
+    return _midi(
+        tmp_path / "meter.mid",
+        [mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(10)),
+         mido.MetaMessage("time_signature", numerator=255, denominator=1), *_note(length=10)],
+    )  # fmt: skip
+
+
+def test_a_loop_of_hours_from_an_extreme_meter_is_refused_at_load(tmp_path: Path):
+    path = _extreme_meter(tmp_path)
+    assert path.stat().st_size < 80
+    with pytest.raises(
+        ContentError, match=r"its loop .* lasts 6120 s, longer than the 900 s bound.*--max-length"
+    ):
+        song.load(path)
+    assert song.loop_length(song.load(path, song.Limits(max_seconds=7000))) == pytest.approx(6120)
+
+
+def test_build_refuses_the_extreme_meter_in_one_line_before_writing(tmp_path: Path):
+    proc = run_cli("build", "--midi", _extreme_meter(tmp_path), "--out", tmp_path / "o", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "its loop" in line and not (tmp_path / "o").exists()
