@@ -144,7 +144,7 @@ def test_a_stock_cloud_image_comes_up_without_a_guest_agent(pve, fakepve_cafile)
 
 def test_a_guest_that_never_answers_ssh_times_out_and_is_removed(pve, fakepve_cafile):
     pve.guests.enabled = False  # stuck in its boot
-    with pytest.raises(Timeout, match=r"VM 211 \(k3s-server\): no SSH answer on 10.20.0.11:22 after 5s"):
+    with pytest.raises(Timeout, match=r"VM 211 \(control-plane\): no SSH answer on 10.20.0.11:22 after 5s"):
         provider().create(spec(pve, fakepve_cafile))
     assert pve.vm(211) is None
 
@@ -156,7 +156,7 @@ def test_an_address_that_already_answers_ssh_is_refused(pve, fakepve_cafile):
     with pytest.raises(
         ProxmoxError, match=r"10.20.0.11 already answers SSH \(SSH-2.0-OpenSSH.*network.hosts"
     ):
-        p.create(spec(pve, fakepve_cafile, vmid=212, name="k3s-agent"))
+        p.create(spec(pve, fakepve_cafile, vmid=212, name="worker"))
     assert pve.vm(212) is None and pve.vm(211).status == "running"
 
 
