@@ -122,12 +122,15 @@ def read_record(run: Path, rel: str, model: type[M], what: str) -> M | None:
 
 
 def video_files(run: Path) -> dict[str, os.stat_result]:
-    """The regular files of run/video by name (links, devices and folders left out, with a warning)."""
+    """The regular files of run/video by name (links, devices and folders left out, with a warning; hidden
+    temp files left out)."""
     if inside(run, "video", folder=True) is None:
         return {}
     out = {}
     for name in sorted(os.listdir(run / "video")):
-        if name.endswith((".mp4", ".png")):
+        # A hidden name is a writer's temp file (renderlab.base.atomic: `.<name>.<random>.tmp.mp4`), left by a
+        # killed assemble: never a variant.
+        if name.endswith((".mp4", ".png")) and not name.startswith("."):
             st = inside(run, f"video/{name}")
             if st is not None:
                 out[name] = st

@@ -198,3 +198,19 @@ def test_a_meta_of_the_wrong_shape_is_one_error(share, bad: dict):
     root, meta = share
     with pytest.raises(gallery.GalleryError, match="--meta"):
         gallery.publish(root / "runs" / meta["run_id"], root / "gallery", {**meta, **bad})
+
+
+# --- class 10: a killed assemble's temp MP4 is never a variant --------------------------------------------
+
+
+def test_a_killed_assembles_temp_mp4_is_not_published(share):
+    root, meta = share
+    video = root / "runs" / meta["run_id"] / "video"
+    # The name the one atomic writer gives its temp file (renderlab.base.atomic.target), as a kill leaves it.
+    shutil.copy(video / "tiny_main.mp4", video / ".tiny_main.mp4.k3j9x0.tmp.mp4")
+    shutil.copy(video / "tiny_main_contact.png", video / ".tiny_main_contact.png.a1b2.tmp.png")
+    gallery.publish(root / "runs" / meta["run_id"], root / "gallery", meta)
+    page_dir = root / "gallery" / "runs" / meta["run_id"]
+    assert not [p for p in (page_dir / "media").iterdir() if p.name.startswith(".")]
+    assert ".tmp" not in (page_dir / "index.html").read_text()
+    assert set(json.loads((page_dir / "run.json").read_text())["variants"]) == {"main", "loop"}
