@@ -295,6 +295,11 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             problems.append(
                 f"network.gateway {net.gateway} is outside {net.cidr}; use an address inside the CIDR"
             )
+        elif net.gateway in (net.cidr.network_address, net.cidr.broadcast_address):
+            problems.append(
+                f"network.gateway {net.gateway} is the network or broadcast address of {net.cidr}; use the "
+                "router's own address"
+            )
         seen: dict[ipaddress.IPv4Address, str] = {}
         for name, addr in net.hosts.items():
             where = f"network.hosts.{name}"
@@ -411,11 +416,16 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
                 key_node.start_mark,
             )
         key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
+        # The model strips the blanks around every name: 'storage' and 'storage ' would be one key, the
+        # last silently winning. So keys are compared as the model will see them.
+        same = {k.strip() if isinstance(k, str) else k: k for k in mapping}
+        bare = key.strip() if isinstance(key, str) else key
+        if bare in same:
+            also = "" if same[bare] == key else " (keys that differ only by blanks around them are one key)"
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                f"duplicate key '{key}' (line {key_node.start_mark.line + 1})",
+                f"duplicate key '{bare}' (line {key_node.start_mark.line + 1}){also}",
                 key_node.start_mark,
             )
         mapping[key] = loader.construct_object(value_node, deep=deep)

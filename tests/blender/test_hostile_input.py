@@ -363,3 +363,21 @@ def test_build_refuses_the_extreme_meter_in_one_line_before_writing(tmp_path: Pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     [line] = proc.stderr.strip().splitlines()
     assert "its loop" in line and not (tmp_path / "o").exists()
+
+
+# Issue 28, class 11: NaN and infinity are not numbers a scene can use.
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"camera: {location: [.nan, 0, 1]}\n", b"camera: {look_at: [0, .inf, 0]}\n",
+     b"style: {background: [.nan, .nan, .nan]}\n", b"style: {marble_color: [1, -.inf, 0]}\n",
+     b"style: {marble_color: [2, 0, 0]}\n", b"camera: {lens: .nan}\n"],
+    ids=["camera-nan", "look-at-inf", "background-nan", "colour-inf", "colour-above-1", "lens-nan"],
+)  # fmt: skip
+def test_nan_and_infinite_camera_and_colours_are_refused(tmp_path: Path, content: bytes):
+    path = tmp_path / "a.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ContentError) as info:
+        arrangement.load(path)
+    assert "\n" not in str(info.value)

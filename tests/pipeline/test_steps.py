@@ -293,3 +293,19 @@ def test_song_names_the_pattern_keeps():
             pipeline.fetch_source("p4://h:1666//depot/songs", song, 4)
             == f"p4://h:1666//depot/songs/{song}/...@4"
         )
+
+
+@pytest.mark.parametrize("worst", ["NaN", "Infinity", "-Infinity", "true"])
+def test_validate_fails_a_timing_error_that_is_not_a_number(tmp_path, worst):
+    """Issue 28, class 11: NaN compares false with every threshold; it used to pass as ok."""
+    report = tmp_path / "report.json"
+    report.write_text('{"max_timing_error_s": ' + worst + "}")
+    problems, _ = validate.check_timing(report, 41.7)
+    assert len(problems) == 1 and "max_timing_error_s" in problems[0]
+    assert (
+        validate.validate({"variants": {}, "timing_report": str(report), "timing_threshold_ms": 41.7})["ok"]
+        is False
+    )
+    assert "finite" in validate.spec_problem(
+        {"variants": {}, "timing_report": "r", "timing_threshold_ms": float("inf")}
+    )
