@@ -309,3 +309,24 @@ def test_validate_fails_a_timing_error_that_is_not_a_number(tmp_path, worst):
     assert "finite" in validate.spec_problem(
         {"variants": {}, "timing_report": "r", "timing_threshold_ms": float("inf")}
     )
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_notify_a_4xx_is_final_not_retried(hook, tmp_path, monkeypatch, status):
+    """Issue 28, class 15: a 4xx says the URL or the body is wrong; sending it again changes nothing."""
+    monkeypatch.setattr(notify.time, "sleep", lambda s: None)
+    _Hook.status = status
+    rec = notify.notify("webhook", SUMMARY, tmp_path)
+    assert len(_Hook.bodies) == 1
+    assert rec["notification"]["delivered"] is False and f"HTTP {status}" in rec["notification"]["error"]
+
+
+def test_notify_with_debug_logging_never_logs_the_webhook_token(hook, tmp_path, caplog):
+    """Issue 28, class 15: urllib3 logs each request line at DEBUG, path (and token) included."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        notify.notify("webhook", SUMMARY, tmp_path)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "POST" in text and "/<redacted>" in text  # urllib3's request line was logged, redacted
+    assert "secret-token" not in text
