@@ -215,3 +215,27 @@ def test_a_gateway_at_the_network_or_broadcast_address_is_refused(tmp_path: Path
     path.write_text(yaml.safe_dump(doc))
     res = check(str(path))
     assert res.returncode == 1 and "network.gateway" in res.stderr and "broadcast" in res.stderr, res.stderr
+
+
+# --- issue 28, class 14: clear errors for a merge key and for huge values ----------------------------------
+
+
+def test_a_yaml_merge_key_is_named_as_such(tmp_path: Path):
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text("config:\n  renderlab:x: &x {a: 1}\n  renderlab:y:\n    <<: *x\n")
+    res = check(str(path))
+    assert res.returncode == 1
+    [line] = res.stderr.strip().splitlines()
+    assert "merge key ('<<', line 4) is not supported" in line and "not valid YAML" not in line
+
+
+def test_a_one_megabyte_value_is_not_echoed_whole(tmp_path: Path):
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["config"]["renderlab:network"]["cidr"] = "x" * 1_000_000
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump(doc, width=10**7))
+    res = check(str(path), "--max-yaml-bytes", str(4 << 20))
+    assert res.returncode == 1
+    assert len(res.stderr) < 2000 and "(1000000 characters)" in res.stderr, res.stderr[:500]
