@@ -60,7 +60,7 @@ def _params() -> dict[str, Param]:
         "frames": Param(
             "all",
             type="string",
-            pattern=r"^(all|[0-9]{1,6}-[0-9]{1,6})$",
+            pattern=r"^(all|[1-9][0-9]{0,5}-[1-9][0-9]{0,5})$",
             title="Frames",
             description='"all", or the first and last frame to render, inclusive, such as 1-240.',
         ),

@@ -381,6 +381,11 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             problems.append(
                 f"network.gateway {net.gateway} is outside {net.cidr}; use an address inside the CIDR"
             )
+        elif net.gateway in (net.cidr.network_address, net.cidr.broadcast_address):
+            problems.append(
+                f"network.gateway {net.gateway} is the network or broadcast address of {net.cidr}; use the "
+                "router's own address"
+            )
         seen: dict[ipaddress.IPv4Address, str] = {}
         for name, addr in net.hosts.items():
             where = f"network.hosts.{name}"
@@ -555,12 +560,25 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
                 f"a {kind} used as a mapping key (line {key_node.start_mark.line + 1}); keys are plain names",
                 key_node.start_mark,
             )
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
+        if key_node.tag == "tag:yaml.org,2002:merge":
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                f"duplicate key '{key}' (line {key_node.start_mark.line + 1})",
+                f"a YAML merge key ('<<', line {key_node.start_mark.line + 1}) is not supported in a stack "
+                "file; write the keys out in full",
+                key_node.start_mark,
+            )
+        key = loader.construct_object(key_node, deep=deep)
+        # The model strips the blanks around every name: 'storage' and 'storage ' would be one key, the
+        # last silently winning. So keys are compared as the model will see them.
+        same = {k.strip() if isinstance(k, str) else k: k for k in mapping}
+        bare = key.strip() if isinstance(key, str) else key
+        if bare in same:
+            also = "" if same[bare] == key else " (keys that differ only by blanks around them are one key)"
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key '{bare}' (line {key_node.start_mark.line + 1}){also}",
                 key_node.start_mark,
             )
         mapping[key] = loader.construct_object(value_node, deep=deep)
@@ -665,13 +683,22 @@ def _format_errors(err: ValidationError, skip: set[str]) -> list[str]:
         else:
             for line in e["msg"].removeprefix("Value error, ").split("\n"):
                 # Whole-lab checks (empty loc) already name their own key paths.
-                problems.append(f"{loc}: {line}" if loc else line)
+                problems.append(_clip(f"{loc}: {line}" if loc else line))
     for where in missing:
         if where not in replaced:
             problems.append(
                 f"{'.'.join(str(p) for p in where)}: required key is missing; see Pulumi.example.yaml"
             )
     return problems
+
+
+_LONG_QUOTED = re.compile(r"'([^'\n]{40})[^'\n]{40,}'")
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    """A problem line with long values shortened: a 1 MB value is not echoed back whole."""
+    text = _LONG_QUOTED.sub(lambda m: f"'{m.group(1)}...' ({len(m.group(0)) - 2} characters)", text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _placeholders(section: dict[str, Any]) -> list[str]:
@@ -799,6 +826,8 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
     ctx = f" ({context} at line {cmark.line + 1})" if context and cmark is not None else ""
+    if isinstance(e, yaml.constructor.ConstructorError):  # well-formed YAML this loader does not accept
+        return f"YAML not accepted{where}: {problem}{ctx} (the line is not shown: it may hold a secret)"
     return f"not valid YAML{where}: {problem}{ctx}; fix the syntax there (the line is not shown: it may hold a secret)"
 
 
