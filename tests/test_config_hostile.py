@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from renderlab.lab.config import ConfigError, Limits, load
+from tests.example_stack import own_text
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = ROOT / "tests" / "fixtures" / "config" / "invalid"
@@ -100,7 +101,9 @@ def _with_key(tmp_path: Path, key_yaml: str) -> Path:
     text = EXAMPLE.read_text()
     assert KEY_LINE in text
     path = tmp_path / "Pulumi.lab.yaml"
-    path.write_text(text.replace(KEY_LINE, key_yaml))
+    path.write_text(
+        own_text(text.replace(KEY_LINE, key_yaml))
+    )  # the example's token placeholder replaced too
     return path
 
 
@@ -164,7 +167,7 @@ def test_the_inventory_marks_every_string_unsafe_and_ansible_keeps_it_literal(tm
 def test_system_folders_and_non_normalized_paths_are_refused(tmp_path: Path, field: str, value: str):
     import yaml
 
-    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc = yaml.safe_load(own_text())
     section, key = field.split(".")
     doc["config"][f"renderlab:{section}"][key] = value
     path = tmp_path / "Pulumi.lab.yaml"
@@ -179,7 +182,7 @@ def test_system_folders_and_non_normalized_paths_are_refused(tmp_path: Path, fie
 def test_ordinary_data_folders_pass(tmp_path: Path, value: str):
     import yaml
 
-    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc = yaml.safe_load(own_text())
     doc["config"]["renderlab:share"]["path"] = value
     doc["config"]["renderlab:perforce"]["data_root"] = value + "-p4"
     path = tmp_path / "Pulumi.lab.yaml"
@@ -192,7 +195,7 @@ def test_ordinary_data_folders_pass(tmp_path: Path, value: str):
 
 
 def test_host_keys_that_differ_only_by_blanks_are_a_duplicate(tmp_path: Path):
-    text = EXAMPLE.read_text()
+    text = own_text()
     path = tmp_path / "Pulumi.lab.yaml"
     line = "    storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 200}\n"
     assert line in text
@@ -208,7 +211,7 @@ def test_host_keys_that_differ_only_by_blanks_are_a_duplicate(tmp_path: Path):
 def test_a_gateway_at_the_network_or_broadcast_address_is_refused(tmp_path: Path, gateway: str):
     import yaml
 
-    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc = yaml.safe_load(own_text())
     assert str(doc["config"]["renderlab:network"]["cidr"]) == "10.20.0.0/24"
     doc["config"]["renderlab:network"]["gateway"] = gateway
     path = tmp_path / "Pulumi.lab.yaml"
@@ -232,7 +235,7 @@ def test_a_yaml_merge_key_is_named_as_such(tmp_path: Path):
 def test_a_one_megabyte_value_is_not_echoed_whole(tmp_path: Path):
     import yaml
 
-    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc = yaml.safe_load(own_text())
     doc["config"]["renderlab:network"]["cidr"] = "x" * 1_000_000
     path = tmp_path / "Pulumi.lab.yaml"
     path.write_text(yaml.safe_dump(doc, width=10**7))
