@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -162,7 +163,8 @@ def test_every_binary_reports_the_pinned_version():
 @pytest.mark.skipif(not shutil.which("podman"), reason="needs podman (make setup)")
 def test_archives_load_into_podman_and_the_iptables_image_runs(tmp_path: Path):
     """podman reads the archives as any OCI archive; kube-proxy's image runs its binary and Debian's iptables."""
-    store = ["--root", str(tmp_path / "root"), "--runroot", str(tmp_path / "run"), "--storage-driver", "vfs"]
+    run = Path(tempfile.mkdtemp(prefix="rl-podman-", dir="/tmp"))  # podman refuses a runroot over 50 chars
+    store = ["--root", str(tmp_path / "root"), "--runroot", str(run), "--storage-driver", "vfs"]
     env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
     def podman(*args: str) -> str:
