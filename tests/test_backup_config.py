@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from renderlab.jobs.share import ShareLayout
+from renderlab.base.share import ShareLayout
 from renderlab.lab import backup_plan, host_secrets, oncalendar
 from renderlab.lab.config import load
 from renderlab.lab.inventory import lab_vars

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from renderlab.jobs.share import ShareLayout
+from renderlab.base.share import ShareLayout
 from renderlab.lab.config import BACKUP_DATA_ROLE, BackupToLabHost, BackupToS3, BackupToSftp, LabConfig
 
 # The system user that owns the repositories on a lab_host target; the hosts log in as it with their own key.
