@@ -105,6 +105,13 @@ def write(path: Path, values: dict[str, str]) -> None:
     atomic.write_yaml(path, values, mode=0o600)  # private from the first byte
 
 
+def write_private(path: Path, text: str) -> None:
+    """A secret as a text file: 0600 from the first byte, its missing folders 0700 (the workstation backup's
+    repository password)."""
+    _private_folders(path.absolute().parent)
+    atomic.write_text(path, text, mode=0o600)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.lab.host_secrets",
