@@ -34,7 +34,7 @@ def _site_backup_play() -> dict:
     return next(r for p in plays for r in p.get("roles", []) if r["role"] == "backup")
 
 
-def role_vars(host: str, **overrides) -> dict:
+def role_vars(host: str, p4d_installed: bool = True, **overrides) -> dict:
     """What the role sees on `host`: its defaults, then site.yml's mapping templated from the inventory."""
     config = load(ROOT / "Pulumi.example.yaml")
     inv = {
@@ -50,7 +50,7 @@ def role_vars(host: str, **overrides) -> dict:
     values.update(overrides)
     values["backup_active_sets"] = (
         values["backup_sets"]
-        if values["backup_perforce_available"]
+        if p4d_installed
         else [s for s in values["backup_sets"] if s["kind"] != "p4d_checkpoint"]
     )
     return {**inv, **values}
@@ -278,7 +278,7 @@ def test_without_p4d_the_perforce_set_fails_clearly(sandbox):
     v = role_vars("perforce", backup_sets=sets, backup_p4d_bin=str(tmp / "no-p4d"))
     done = _run([_script(tmp, "renderlab-backup", v)], env)
     assert done.returncode == 1 and "no-p4d is not installed; no checkpoint taken" in done.stdout
-    # Where site.yml found p4d missing, the set is left out of the scripts altogether.
+    # Where the role finds no p4d, the set is left out of the scripts altogether.
     assert "backup_p4d_checkpoint perforce" not in render(
-        "renderlab-backup.j2", role_vars("perforce", backup_perforce_available=False)
+        "renderlab-backup.j2", role_vars("perforce", p4d_installed=False)
     )
