@@ -7,9 +7,6 @@ import pytest
 from renderlab.workstation.nspawn_lab import lab as locallab
 from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
-# Prefixes of the labs this session booted (the restore drill works on one of those, or on one already up).
-BOOTED: set[str] = set()
-
 
 @pytest.fixture(scope="session")
 def lab_preflight() -> None:
@@ -31,11 +28,17 @@ def say(capsys):
 
 
 @pytest.fixture(scope="session")
-def lab(lab_preflight):
+def booted() -> set[str]:
+    """Prefixes of the labs this session booted (the restore drill works on one of those, or on one already up)."""
+    return set()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_preflight, booted):
     """One lab for the session: test_local_lab proves it, then the restore drill works on it; torn down at the end."""
     s = LabOptions.from_env()
     with locallab.running_lab(s) as running:
-        BOOTED.add(s.prefix)
+        booted.add(s.prefix)
         yield running
 
 

@@ -34,7 +34,6 @@ import yaml
 
 from renderlab.workstation.nspawn_lab import lab as locallab
 from renderlab.workstation.nspawn_lab.options import ROOT, LabOptions
-from tests.lab.conftest import BOOTED
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -43,9 +42,9 @@ SHARE_SETS = ("share_runs", "share_gallery")
 
 
 @pytest.fixture(scope="module")
-def drill_lab(request, lab_preflight):
+def drill_lab(request, lab_preflight, booted):
     s = LabOptions.from_env()
-    if locallab.status(s) and s.prefix not in BOOTED:
+    if locallab.status(s) and s.prefix not in booted:
         lab = locallab.attach(s)  # up already (make lab-local): make sure the roles are in place, leave it up
         run = locallab.run_site(lab, "site-drill.log")
         assert run.real_failures == {}, f"see {run.log}"
