@@ -206,11 +206,14 @@ lab-restore-workstation: venv ## restore the workstation's backup from BACKUP_RE
 lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a secrets file), restore, prove; boots a lab unless one is up
 	$(VENV)/bin/pytest tests/lab/test_restore_drill.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
-# --- cluster (k3s in the local lab) ---
-.PHONY: k3s-artifacts
+# --- cluster (upstream Kubernetes with kubeadm: its binaries and images built here) ---
+.PHONY: k8s-artifacts k8s-vulncheck
 
-k3s-artifacts: venv ## the k3s air-gap folder (binary from its Go module, pause image built here), cached in ~/.cache/renderlab/k3s
-	$(PY) -m renderlab.workstation.k3s_artifacts --config $(CONFIG)
+k8s-artifacts: venv ## Kubernetes, containerd, runc, CNI, CoreDNS, kube-router and kubeadm's images from their Go modules, into ~/.cache/renderlab/k8s/v<version> (once)
+	$(PY) -m renderlab.workstation.k8s_artifacts --config $(CONFIG)
+
+k8s-vulncheck: venv ## govulncheck (built from its Go module) over every binary k8s-artifacts built
+	$(PY) -m renderlab.workstation.k8s_vulncheck --config $(CONFIG)
 
 # --- hostsroles ---
 .PHONY: airflow-host-lock airflow-bench
