@@ -226,6 +226,23 @@ lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear do
 lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/lab_bench.py
 
+# --- backups ---
+BACKUP_REPO ?=
+BACKUP_SECRETS ?= ansible/inventory/host-secrets-$(STACK).yml
+.PHONY: lab-backup-workstation lab-restore-workstation lab-restore-drill
+
+lab-backup-workstation: venv ## back up Pulumi.STACK.yaml, its Pulumi state and BACKUP_SECRETS with restic into BACKUP_REPO (encrypted)
+	@[ -n "$(BACKUP_REPO)" ] || { echo "set BACKUP_REPO (a folder on another disk, sftp:user@host:/path or s3:https://...)" >&2; exit 2; }
+	$(PY) -m renderlab.workstation.backup backup --repo $(BACKUP_REPO) --stack-file Pulumi.$(STACK).yaml \
+	  $(if $(wildcard $(BACKUP_SECRETS)),--file $(BACKUP_SECRETS)) $(if $(NO_STATE),,--pulumi-stack $(STACK))
+
+lab-restore-workstation: venv ## restore the workstation's backup from BACKUP_REPO in place (TARGET=/ by default)
+	@[ -n "$(BACKUP_REPO)" ] || { echo "set BACKUP_REPO" >&2; exit 2; }
+	$(PY) -m renderlab.workstation.backup restore --repo $(BACKUP_REPO) --target $(or $(TARGET),/)
+
+lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a secrets file), restore, prove; boots a lab unless one is up
+	$(VENV)/bin/pytest tests/lab/test_restore_drill.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
+
 # --- cluster (upstream Kubernetes with kubeadm: its binaries and images built here) ---
 .PHONY: k8s-artifacts k8s-vulncheck
 

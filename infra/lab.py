@@ -76,6 +76,8 @@ class Lab(pulumi.ComponentResource):
         images: dict[str, str] | None = None,
         webhook_url: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        stack_secrets: dict[str, pulumi.Output[str]] | None = None,
     ):
         super().__init__("renderlab:index:Lab", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -101,6 +103,11 @@ class Lab(pulumi.ComponentResource):
         self.inventory = pulumi.Output.all(*(vm.ipv4 for vm in self.vms.values())).apply(lambda _: inv)
         self.addresses = {host: vm.ipv4 for host, vm in self.vms.items()}
         # The stack's own notify_webhook_url rides along (the airflow role makes it the notify connection).
-        handed = {**self.secrets, **({WEBHOOK_URL: webhook_url} if webhook_url is not None else {})}
+        # So do the other stack secrets the hosts need (the S3 backup target's key pair), by host secret name.
+        handed = {
+            **self.secrets,
+            **({WEBHOOK_URL: webhook_url} if webhook_url is not None else {}),
+            **(stack_secrets or {}),
+        }
         self.host_secrets = pulumi.Output.secret(pulumi.Output.all(**handed))
         self.register_outputs({"inventory": self.inventory, "addresses": self.addresses})

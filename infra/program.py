@@ -11,6 +11,7 @@ from infra.cluster import ClusterLayer
 from infra.lab import Lab
 from renderlab.lab import image_refs
 from renderlab.lab.cluster_names import SHARE_PVC
+from renderlab.lab.host_secrets import FROM_STACK, WEBHOOK_URL
 from renderlab.lab.pipeline_settings import recorded_images
 
 
@@ -24,6 +25,9 @@ def main() -> dict[str, Any]:
         config,
         images=recorded_images(config, stack_file),
         webhook_url=secrets.get("notify_webhook_url"),
+        stack_secrets={
+            name: secrets[key] for key, name in FROM_STACK.items() if key in secrets and name != WEBHOOK_URL
+        },
     )
     outputs: dict[str, Any] = {
         # Read by ansible/: `pulumi stack output inventory --json > inventory.json` (JSON is YAML).

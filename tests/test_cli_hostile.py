@@ -225,6 +225,17 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
             [[], ["sideways"], ["start", "--port", "x"], ["start", "--port", "0", "--share", f["proc"]]],
         ),
         "renderlab.workstation.trigger": ({2}, [["--samples", "x"], ["--bogus"], ["--frames", "lots"]]),
+        "renderlab.workstation.backup": (
+            {1, 2},
+            [
+                [],
+                ["backup", "--repo", f["folder"]],
+                ["backup", "--repo", f["folder"], "--file", f["missing"]],
+                ["backup", "--repo", f["proc"], "--password-file", f["proc"], "--file", f["garbage"]],
+                ["restore", "--repo", f["folder"], "--password-file", f["missing"], "--target", f["folder"]],
+                ["restore", "--repo", f["folder"], "--password-file", f["garbage"], "--target", f["folder"]],
+            ],
+        ),
         "renderlab.workstation.k8s_artifacts": (
             {1, 2},
             [["--config", f["garbage"]], ["--config", f["missing"]], ["--config", f["bomb"]], ["--bogus"]],

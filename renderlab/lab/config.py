@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from renderlab.lab.oncalendar import OnCalendar
 from renderlab.lab.patterns import (
     PATTERNS,
     DataFolder,
@@ -61,6 +62,8 @@ SECRET_KEYS = {
     "proxmox_api_token": "required: the Proxmox API token secret (the UUID part of the token)",
     "notify_webhook_url": "optional: webhook URL for run notifications (often carries a token)",
     "kubeconfig": "optional: the cluster's admin kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
+    "backup_s3_access_key_id": "needed when backup.target.kind is s3: the S3 access key id",
+    "backup_s3_secret_access_key": "needed when backup.target.kind is s3: the S3 secret access key",
 }
 REQUIRED_SECRETS = ("proxmox_api_token",)
 # Pulumi.example.yaml's placeholders: they let the example validate as it is, and are refused in any other
@@ -321,6 +324,75 @@ class Docs(_Model):
     node_port: int = Field(default=30080, ge=30000, le=32767)
 
 
+class BackupToLabHost(_Model):
+    """A folder on another lab host, reached over SFTP (restic's sftp backend) with a key only the backup uses."""
+
+    kind: Literal["lab_host"]
+    host: Name = Field(description="a host in `hosts` that holds none of the data it stores")
+    path: DataFolder
+
+
+class BackupToSftp(_Model):
+    """An SFTP server outside the lab (a NAS, another site); each backed-up host's key must be authorized there."""
+
+    kind: Literal["sftp"]
+    host: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")]
+    port: int = Field(default=22, ge=1, le=65535)
+    user: LinuxUser
+    path: DataFolder
+    # The server's host key (`ssh-keyscan -t ed25519 HOST`, checked by hand): no trust on first use.
+    host_key: SshPublicKey
+
+
+class BackupToS3(_Model):
+    """An S3 endpoint (MinIO, Garage, a provider); the access key pair is a Pulumi secret (backup_s3_*)."""
+
+    kind: Literal["s3"]
+    endpoint: Annotated[str, StringConstraints(pattern=r"^https://[^/\s]+/?$")]
+    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,200}$")] = "renderlab"
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")] | None = None
+
+
+BackupTarget = Annotated[BackupToLabHost | BackupToSftp | BackupToS3, Field(discriminator="kind")]
+
+
+class BackupRetention(_Model):
+    """What `restic forget --prune` keeps after each backup (per data set)."""
+
+    keep_daily: int = Field(default=7, ge=0, le=3660)
+    keep_weekly: int = Field(default=5, ge=0, le=520)
+    keep_monthly: int = Field(default=12, ge=0, le=1200)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> BackupRetention:
+        if self.keep_daily + self.keep_weekly + self.keep_monthly == 0:
+            raise ValueError("keeps no snapshot at all; set keep_daily, keep_weekly or keep_monthly above 0")
+        return self
+
+
+class BackupData(_Model):
+    """Which data the backup holds. Each is on one host: airflow_db on the airflow host, perforce on the
+    perforce host, share_* on the storage host."""
+
+    airflow_db: bool = True  # run history, connections, variables (a pg_dump, never the live files)
+    perforce: bool = True  # checkpoint + rotated journal + versioned files, taken together
+    share_runs: bool = True  # renders that took hours
+    share_gallery: bool = True  # the published gallery
+    # Off by default: the assets are a synced copy of the depot and are re-fetched from it (the perforce data).
+    share_assets: bool = False
+
+
+class Backup(_Model):
+    target: BackupTarget
+    schedule: OnCalendar = "*-*-* 02:30:00"
+    check_schedule: OnCalendar = "Sun *-*-* 05:00:00"
+    # How long after a scheduled run a missing snapshot counts as late (a slow upload, a host that was off).
+    late_after_hours: int = Field(default=6, ge=1, le=168)
+    retention: BackupRetention = BackupRetention()
+    data: BackupData = BackupData()
+
+
 class Ssh(_Model):
     admin_user: LinuxUser = "renderlab"
     public_keys: list[SshPublicKey] = Field(min_length=1)
@@ -345,10 +417,13 @@ class LabConfig(_Model):
     pipeline: Pipeline = Pipeline()
     docs: Docs = Docs()
     ssh: Ssh
+    backup: Backup | None = None
     # Secrets: names only (their values stay encrypted in the stack file).
     proxmox_api_token: SecureValue | None = None
     notify_webhook_url: SecureValue | None = None
     kubeconfig: SecureValue | None = None
+    backup_s3_access_key_id: SecureValue | None = None
+    backup_s3_secret_access_key: SecureValue | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> LabConfig:
@@ -478,6 +553,47 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             f"pipeline.notify is {pipeline.notify} but notify_webhook_url is not set; run "
             f"`pulumi config set --secret {NAMESPACE}:notify_webhook_url URL` or set notify: none"
         )
+    problems += _backup_problems(s.get("backup"), hosts, s)
+    return problems
+
+
+# Which host role holds each kind of backed-up data.
+BACKUP_DATA_ROLE = {
+    "airflow_db": "airflow",
+    "perforce": "perforce",
+    "share_runs": "storage",
+    "share_gallery": "storage",
+    "share_assets": "storage",
+}
+
+
+def _backup_problems(backup: Backup | None, hosts: dict[str, Host] | None, s: dict[str, Any]) -> list[str]:
+    if backup is None:
+        return []
+    problems: list[str] = []
+    target = backup.target
+    if isinstance(target, BackupToLabHost) and hosts is not None:
+        if target.host not in hosts:
+            problems.append(
+                f"backup.target.host: no host named '{target.host}' in hosts; name the lab host that keeps the backups"
+            )
+        else:
+            role = hosts[target.host].role
+            held = [d for d, on in backup.data if on and BACKUP_DATA_ROLE[d] == role]
+            if held:
+                problems.append(
+                    f"backup.target.host: {target.host} holds {', '.join(held)} itself; a backup on the same VM "
+                    "dies with it. Pick another host (e.g. a Kubernetes worker), an sftp or an s3 target"
+                )
+    if isinstance(target, BackupToS3):
+        for key in ("backup_s3_access_key_id", "backup_s3_secret_access_key"):
+            if s.get(key) is None:
+                problems.append(
+                    f"{key}: backup.target.kind is s3 but the key is not set; run "
+                    f"`pulumi config set --secret {NAMESPACE}:{key}`"
+                )
+    if not any(on for _, on in backup.data):
+        problems.append("backup.data: every kind of data is off; turn one on or remove the backup section")
     return problems
 
 

@@ -32,12 +32,21 @@ SERVICE_SECRETS = {
     "renderlab_airflow_admin_password": (40, "Airflow admin user password (airflow role)"),
     "renderlab_airflow_db_password": (40, "Airflow's PostgreSQL password (airflow role)"),
     "renderlab_airflow_secret_key": (48, "Airflow API/JWT secret key (airflow role)"),
+    "renderlab_backup_password": (48, "password of the hosts' restic repositories (backup role)"),
 }
 SECRET_NAMES = {name: why for name, (_, why) in SERVICE_SECRETS.items()}
 # Not generated: the stack's own secret notify_webhook_url, in the map only when the stack sets it.
 WEBHOOK_URL = "renderlab_notify_webhook_url"
 OPTIONAL_NAMES = {
-    WEBHOOK_URL: "run notifications' webhook URL (airflow role; the stack's notify_webhook_url)"
+    WEBHOOK_URL: "run notifications' webhook URL (airflow role; the stack's notify_webhook_url)",
+    "renderlab_backup_s3_access_key_id": "the S3 backup target's access key id (the stack's backup_s3_access_key_id)",
+    "renderlab_backup_s3_secret_access_key": "the S3 backup target's secret key (the stack's backup_s3_secret_access_key)",
+}
+# The stack's own secrets handed on to the hosts unchanged: stack key -> host secret name.
+FROM_STACK = {
+    "notify_webhook_url": WEBHOOK_URL,
+    "backup_s3_access_key_id": "renderlab_backup_s3_access_key_id",
+    "backup_s3_secret_access_key": "renderlab_backup_s3_secret_access_key",
 }
 
 
@@ -109,6 +118,13 @@ def _private_folders(folder: Path) -> None:
 def write(path: Path, values: dict[str, str]) -> None:
     _private_folders(path.absolute().parent)
     atomic.write_yaml(path, values, mode=0o600)  # private from the first byte
+
+
+def write_private(path: Path, text: str) -> None:
+    """A secret as a text file: 0600 from the first byte, its missing folders 0700 (the workstation backup's
+    repository password)."""
+    _private_folders(path.absolute().parent)
+    atomic.write_text(path, text, mode=0o600)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from renderlab.base import atomic, cli
-from renderlab.lab import ansible_unsafe, cluster_names
+from renderlab.lab import ansible_unsafe, backup_plan, cluster_names
 from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
@@ -52,6 +52,8 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
         "renderlab_registry_node_port": config.pipeline.registry.node_port,
         "renderlab_launcher_token_secret": cluster_names.LAUNCHER_TOKEN,
         "renderlab_pipeline_settings": pipeline_settings(config, images),
+        # Which host backs up what, and where (None without a backup section: site.yml skips the role).
+        "renderlab_backup": backup_plan.plan(config),
     }
 
 

@@ -232,8 +232,25 @@ def _keys(model: type[BaseModel], prefix: str, comments: dict[str, str], values:
         else:
             out.append(Key(path, "section", _default(info), cons, comment, ""))
         if sub is not None:
-            out += _keys(sub, path + extra, comments, values)
+            # A choice of sections (e.g. backup.target by its kind): every kind's keys, each path once.
+            seen = {k.path for k in out}
+            for kind in _union_models(tp) or [sub]:
+                for k in _keys(kind, path + extra, comments, values):
+                    if k.path not in seen:
+                        seen.add(k.path)
+                        out.append(k)
     return out
+
+
+def _union_models(tp: Any) -> list[type[BaseModel]]:
+    """The section models of a union field (a discriminated choice), in order; [] for anything else."""
+    if typing.get_origin(tp) is typing.Annotated:
+        return _union_models(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        found = [m for a in typing.get_args(tp) for m in ([_model_of(a)[0]] if _model_of(a)[0] else [])]
+        nested = [m for a in typing.get_args(tp) for m in _union_models(a)]
+        return [*found, *(m for m in nested if m not in found)] if len(found) + len(nested) > 1 else []
+    return []
 
 
 def _cell(text: str) -> str:

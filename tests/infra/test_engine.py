@@ -19,6 +19,7 @@ import yaml
 
 from infra.proxmox.guest import ENDPOINTS_ENV
 from renderlab.lab import ansible_unsafe
+from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
 from tests.example_stack import own
@@ -219,7 +220,7 @@ def test_inventory_output_is_the_ansible_inventory(step):
 def test_state_holds_no_plaintext_secret(step):
     engine = step.engine
     secrets = engine.outputs(secrets=True)["host_secrets"]
-    assert len(secrets) == 7 and len(set(secrets.values())) == 7
+    assert len(secrets) == len(hosts_secrets.SERVICE_SECRETS) and len(set(secrets.values())) == len(secrets)
     for key, value in secrets.items():
         assert re.fullmatch(r"[A-Za-z0-9]{40,48}", value), key
     state = engine.state_text() + engine.stack_file.read_text()

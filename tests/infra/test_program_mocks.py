@@ -120,7 +120,10 @@ def test_five_vms_from_config(stack_config):
 def test_service_secrets_are_generated_and_secret(stack_config):
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
     generated = mocks.of("pulumi-python:dynamic/renderlab:GeneratedSecret")
-    assert sorted(i["length"] for _, i in generated) == [40, 40, 40, 40, 40, 48, 48]
+    assert sorted(i["length"] for _, i in generated) == sorted(
+        n for n, _ in hosts_secrets.SERVICE_SECRETS.values()
+    )
+    assert len(generated) == 8  # the seven service secrets and the backup repositories' password
     host_secrets, secret = resolved["host_secrets"]
     assert secret is True
     # Exactly the keys the hosts layer reads, and the hosts layer's own check accepts the map.
@@ -139,6 +142,20 @@ def test_the_stacks_webhook_url_is_handed_to_the_hosts_as_a_secret(stack_config)
     assert secret is True and host_secrets[hosts_secrets.WEBHOOK_URL] == url
     assert hosts_secrets.check(host_secrets, "output")[hosts_secrets.WEBHOOK_URL] == url
     assert url not in json.dumps(resolved["inventory"])
+
+
+def test_the_stacks_s3_backup_keys_are_handed_to_the_hosts_as_secrets(stack_config):
+    keys = {
+        "renderlab:backup_s3_access_key_id": "AKIAEXAMPLE",
+        "renderlab:backup_s3_secret_access_key": "s3cr3t",
+    }
+    _, _, resolved = run(stack_config, {**SECRET_VALUES, **keys})
+    host_secrets, secret = resolved["host_secrets"]
+    assert secret is True
+    assert host_secrets["renderlab_backup_s3_access_key_id"] == "AKIAEXAMPLE"
+    assert host_secrets["renderlab_backup_s3_secret_access_key"] == "s3cr3t"
+    assert hosts_secrets.check(host_secrets, "output") == host_secrets
+    assert "s3cr3t" not in json.dumps(resolved["inventory"])
 
 
 def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from renderlab.workstation.nspawn_lab import lab as locallab
-from renderlab.workstation.nspawn_lab.options import LabError
+from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,23 @@ def say(capsys):
             print(msg, flush=True)
 
     return _say
+
+
+@pytest.fixture(scope="session")
+def booted() -> set[str]:
+    """Prefixes of the labs this session booted (the restore drill works on one of those, or on one already up)."""
+    return set()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_preflight, booted):
+    """One lab for the session: test_local_lab proves it, then the restore drill works on it; torn down at the end."""
+    s = LabOptions.from_env()
+    with locallab.running_lab(s) as running:
+        booted.add(s.prefix)
+        yield running
+
+
+@pytest.fixture(scope="session")
+def first_run(lab):
+    return locallab.run_site(lab, "site-1.log")

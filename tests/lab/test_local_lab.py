@@ -25,17 +25,6 @@ FIRST_RUN_BUDGET_S = 600
 SECOND_RUN_BUDGET_S = 120
 
 
-@pytest.fixture(scope="module")
-def lab(lab_preflight):
-    with locallab.running_lab() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def first_run(lab):
-    return locallab.run_site(lab, "site-1.log")
-
-
 def _report(say, label: str, run: locallab.PlaybookRun, budget: int) -> None:
     say(f"\nsite.yml {label}: {run.seconds:.0f} s, changed={run.changed} (budget {budget} s)")
     if run.vendor_blocked:

@@ -26,6 +26,7 @@ SECRET_VARS = {
     "k3s_agent": ("k3s_agent_token",),
     "perforce": ("perforce_super_password", "perforce_service_password"),
     "samba": ("samba_users", "item.password", "renderlab_share_password"),
+    "backup": ("backup_password", "backup_s3_access_key_id", "backup_s3_secret_access_key"),
 }  # fmt: skip
 # Secret arguments; a dotted name is an option of a list's elements (samba_users[].password).
 SECRET_ARGS = {
@@ -35,6 +36,7 @@ SECRET_ARGS = {
     "k3s_agent": {"k3s_agent_token"},
     "perforce": {"perforce_super_password", "perforce_service_password"},
     "samba": {"samba_users.password"},
+    "backup": {"backup_password"},
 }
 
 
@@ -121,7 +123,7 @@ def test_secrets_are_required_hidden_arguments_without_defaults(role):
 def test_site_plays_run_in_the_documented_order():
     plays = yaml.safe_load((ROOT / "ansible" / "site.yml").read_text())
     order = [r["role"] for p in plays for r in p.get("roles", [])]
-    assert order[-4:] == ["perforce", "k3s_server", "k3s_agent", "airflow"]
+    assert order[-5:] == ["perforce", "k3s_server", "k3s_agent", "airflow", "backup"]
     by_name = {p["name"]: p for p in plays}
     k8s = next(p for n, p in by_name.items() if "Kubernetes connection" in n)
     assert "never" in k8s["tags"], "the k8s connection play must not run before the cluster layer exists"

@@ -241,6 +241,17 @@ def down(s: LabOptions) -> None:
         log(f"removed {s.state}")
 
 
+def attach(s: LabOptions) -> Lab:
+    """The lab that is up for these options (`make lab-local`), to work on without owning it."""
+    ms = [Machine(**{**m, "directory": Path(m["directory"])}) for m in status(s).get("machines", [])]
+    if not ms or not all(machines.is_ours(m) for m in ms):
+        raise LabError(
+            f"no local lab with prefix {s.prefix} is up (or some of its hosts stopped); run `make lab-local` "
+            "(same RENDERLAB_LAB_* env) or `make lab-local-down` to clear a broken one"
+        )
+    return Lab(s, ms)
+
+
 @contextlib.contextmanager
 def running_lab(s: LabOptions | None = None) -> Iterator[Lab]:
     """A lab that is torn down when the block exits, whatever happens inside it."""
