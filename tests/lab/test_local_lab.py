@@ -9,15 +9,20 @@ RENDERLAB_LAB_REQUIRE_ALL=1 (with air-gap artifacts given to the roles) to requi
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+from collections import defaultdict
 
 import pytest
 
+from renderlab.lab.config import load
 from renderlab.workstation.nspawn_lab import lab as locallab
 from renderlab.workstation.nspawn_lab.options import ROOT
+from tests.lab import firewall_probes
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -88,3 +93,57 @@ def test_testinfra_suite_passes_against_the_lab(lab, first_run, say):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", summary).group(1))
     assert passed >= 40
+
+
+def _probe(lab, config, sender: str, address: str, targets: list[tuple[str, int]]) -> dict[str, str]:
+    args = firewall_probes.probe_args("", targets)
+    if sender in ("workstation", "outsider"):  # from this machine, with the sender's address as the source
+        cmd = [sys.executable, "-", address, args[1]]
+    else:
+        remote = f"python3 - {' '.join(shlex.quote(a) for a in args)}"
+        cmd = [*lab.ssh_base(), f"{config.ssh.admin_user}@{address}", remote]
+    proc = subprocess.run(
+        cmd, input=firewall_probes.PROBE, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, f"probe from {sender} failed: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_firewall_lets_each_rule_in_and_drops_the_rest(lab, first_run, say):
+    """Every TCP rule of every host, from every lab host, the workstation (the bridge's address) and an outsider
+    (an address on the bridge outside the lab network and the workstation): allowed pairs get through (connect
+    or a reset: the host's stack answered), the others are dropped (no answer at all)."""
+    assert first_run.real_failures == {}
+    config = load(lab.stack_file)
+    subnet = lab.settings.subnet
+    outsider = f"198.18.{subnet.network_address.packed[2]}.1"  # the benchmarking range: never a real host
+    pairs = firewall_probes.pairs(config, outsider)
+    senders = firewall_probes.sources(config, outsider)
+    by_sender: dict[str, list[firewall_probes.Pair]] = defaultdict(list)
+    for pair in pairs:
+        by_sender[pair.source].append(pair)
+    subprocess.run(["ip", "addr", "add", f"{outsider}/32", "dev", lab.settings.bridge], check=True)
+    try:
+        outcome = {}
+        for sender, mine in by_sender.items():
+            targets = sorted({(config.address(p.target), p.port) for p in mine})
+            found = _probe(lab, config, sender, senders[sender], targets)
+            for p in mine:
+                outcome[p] = found[f"{config.address(p.target)}:{p.port}"]
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{outsider}/32", "dev", lab.settings.bridge], check=False)
+    wrong = [
+        f"{p.source} -> {p.target}:{p.port} ({p.rule}): {'allowed' if p.allowed else 'refused'} but {outcome[p]}"
+        for p in pairs
+        if (p.allowed and outcome[p] not in ("open", "refused"))
+        or (not p.allowed and outcome[p] != "dropped")
+    ]
+    rules = {(p.target, p.rule) for p in pairs}
+    say(
+        f"\nfirewall: {len(rules)} TCP rules on {len(config.hosts)} hosts, {len(pairs)} pairs: "
+        f"{sum(p.allowed for p in pairs)} allowed got through, {sum(not p.allowed for p in pairs)} others dropped; "
+        f"wrong: {len(wrong)}"
+    )
+    assert wrong == []
+    for rule in rules:  # each rule proven both ways
+        assert {p.allowed for p in pairs if (p.target, p.rule) == rule} == {True, False}, rule

@@ -22,6 +22,7 @@ SECRET_VARS = {
                 "airflow_jwt_secret", "airflow_fernet_key", "airflow_k8s_token", "airflow_token",
                 "airflow_notify_webhook_url"),
     "common": (),
+    "firewall": (),
     "k3s_server": ("k3s_server_token", "k3s_server_kubeconfig"),
     "k3s_agent": ("k3s_agent_token",),
     "perforce": ("perforce_super_password", "perforce_service_password"),
@@ -31,6 +32,7 @@ SECRET_VARS = {
 SECRET_ARGS = {
     "airflow": {"airflow_admin_password", "airflow_db_password", "airflow_secret_key"},
     "common": set(),
+    "firewall": set(),
     "k3s_server": {"k3s_server_token"},
     "k3s_agent": {"k3s_agent_token"},
     "perforce": {"perforce_super_password", "perforce_service_password"},
