@@ -33,7 +33,10 @@ def test_the_loaded_rules_are_the_hosts_rules(host, lab_vars):
         assert f'comment "{rule["name"]}"' in text, rule["name"]
         for source in rule["sources"]:
             net = ipaddress.IPv4Network(source)
-            assert (str(net.network_address) if net.prefixlen == 32 else str(net)) in text, (rule["name"], source)
+            assert (str(net.network_address) if net.prefixlen == 32 else str(net)) in text, (
+                rule["name"],
+                source,
+            )
     if lab_vars["renderlab_firewall_nodeport_range"]:
         first, last = lab_vars["renderlab_firewall_nodeport_range"]
         assert "chain nodeports" in text and f"tcp dport {first}-{last} drop" in text
