@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from renderlab.lab.config import load
+from renderlab.lab.host_secrets import SERVICE_SECRETS
 from renderlab.lab.inventory import inventory
 from tests.infra.conftest import TOKEN_ID, TOKEN_SECRET, GuestAgents
 from tests.infra.engine import ROOT, Engine, missing_tools, ops
@@ -131,7 +132,7 @@ def test_up_builds_the_template_the_five_vms_and_the_secrets(step):
     types = sorted(
         r["type"].rsplit(":", 1)[-1] for r in engine.resources() if r["type"].startswith("pulumi-python")
     )
-    assert types == ["CloudInitTemplate"] + ["GeneratedSecret"] * 7 + ["ProxmoxVm"] * 5
+    assert types == ["CloudInitTemplate"] + ["GeneratedSecret"] * len(SERVICE_SECRETS) + ["ProxmoxVm"] * 5
     out = engine.outputs()
     config = step.lab_config()
     assert out["addresses"] == {n: config.address(n) for n in config.hosts}

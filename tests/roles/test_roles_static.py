@@ -18,9 +18,9 @@ HOST_REQUIREMENTS = ROLES / "airflow" / "files" / "requirements.txt"
 ALL_ROLES = tuple(sorted(p.name for p in ROLES.iterdir() if (p / "tasks").is_dir()))
 # Variables that hold a secret, or a value derived from one (every role listed, also one without any).
 SECRET_VARS = {
-    "airflow": ("airflow_admin_password", "airflow_db_password", "airflow_secret_key", "airflow_api_secret_key",
-                "airflow_jwt_secret", "airflow_fernet_key", "airflow_k8s_token", "airflow_token",
-                "airflow_notify_webhook_url"),
+    "airflow": ("airflow_admin_password", "airflow_db_password", "airflow_api_secret_key", "airflow_jwt_secret",
+                "airflow_fernet_key", "airflow_fernet_previous_keys", "airflow_fernet_digest", "airflow_k8s_token",
+                "airflow_token", "airflow_notify_webhook_url"),
     "common": (),
     "firewall": (),
     "k3s_server": ("k3s_server_token", "k3s_server_kubeconfig"),
@@ -30,7 +30,13 @@ SECRET_VARS = {
 }  # fmt: skip
 # Secret arguments; a dotted name is an option of a list's elements (samba_users[].password).
 SECRET_ARGS = {
-    "airflow": {"airflow_admin_password", "airflow_db_password", "airflow_secret_key"},
+    "airflow": {
+        "airflow_admin_password",
+        "airflow_db_password",
+        "airflow_api_secret_key",
+        "airflow_jwt_secret",
+        "airflow_fernet_key",
+    },
     "common": set(),
     "firewall": set(),
     "k3s_server": {"k3s_server_token"},
