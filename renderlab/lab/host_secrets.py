@@ -32,7 +32,7 @@ from typing import Literal
 
 import yaml
 
-from renderlab.jobs import atomic, cli
+from renderlab.base import atomic, cli
 
 PULUMI_OUTPUT = "host_secrets"
 ALPHABET = string.ascii_letters + string.digits  # safe in every config file format
