@@ -195,3 +195,9 @@ def test_nftables_accepts_the_rendered_ruleset(host, tmp_path):
         for src in rule.sources:
             net = ipaddress.IPv4Network(src)
             assert (str(net.network_address) if net.prefixlen == 32 else str(net)) in loaded.stdout
+
+
+def test_the_security_page_lists_every_rule():
+    page = (ROOT / "docs" / "security.md").read_text()
+    names = {r.name for rules in firewall.host_rules(CONFIG).values() for r in rules} | {"ssh"}
+    assert {n for n in names if f"`{n}`" not in page} == set()
