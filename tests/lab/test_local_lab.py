@@ -131,7 +131,8 @@ def test_firewall_lets_each_rule_in_and_drops_the_rest(lab, first_run, say):
     assert first_run.real_failures == {}
     config = load(lab.stack_file)
     subnet = lab.settings.subnet
-    outsider = f"198.18.{subnet.network_address.packed[2]}.1"  # the benchmarking range: never a real host
+    # The benchmarking range (never a real host), one address per lab subnet so that two labs never share it.
+    outsider = f"198.18.{subnet.network_address.packed[1]}.{subnet.network_address.packed[2] % 254 + 1}"
     pairs = firewall_probes.pairs(config, outsider)
     senders = firewall_probes.sources(config, outsider)
     by_sender: dict[str, list[firewall_probes.Pair]] = defaultdict(list)

@@ -135,10 +135,10 @@ def test_overlapping_sources_are_merged_and_an_empty_rule_stays_closed():
         {"name": "a-b", "set": "src_a_b", "proto": "tcp", "ports": [1, 2], "sources": ["10.0.0.0/23"],
          "before_nat": False}
     ]  # fmt: skip
-    assert F.firewall_allows(["10.0.0.0/23"], "10.0.1.9") and not F.firewall_allows(
-        ["10.0.0.0/23"], "10.0.2.1"
+    assert F.firewall_allows("10.0.1.9", ["10.0.0.0/23"]) and not F.firewall_allows(
+        "10.0.2.1", ["10.0.0.0/23"]
     )
-    assert not F.firewall_allows(["10.0.0.0/23"], "garbage")
+    assert not F.firewall_allows("garbage", ["10.0.0.0/23"])
 
 
 def render(host: str) -> str:
@@ -180,9 +180,14 @@ UNSHARE = shutil.which("unshare")
 def test_nftables_accepts_the_rendered_ruleset(host, tmp_path):
     path = tmp_path / "firewall.nft"
     path.write_text(render(host))
-    # Checked in a network namespace of its own: nothing on this machine is touched.
+    # Checked in a network namespace of its own (nothing on this machine is touched), and without /etc/protocols
+    # and /etc/services, as on a minimal host (a protocol name nft cannot resolve there failed in the lab).
+    hide = "mount --bind /dev/null /etc/protocols && mount --bind /dev/null /etc/services"
     proc = subprocess.run(
-        [UNSHARE, "-n", NFT, "-c", "-f", str(path)], capture_output=True, text=True, check=False
+        [UNSHARE, "-n", "-m", "sh", "-c", f"{hide} && {NFT} -c -f {path}"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     loaded = subprocess.run(

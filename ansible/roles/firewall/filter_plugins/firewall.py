@@ -88,8 +88,8 @@ def firewall_port_range(value) -> list[int]:
     return [first, last]
 
 
-def firewall_allows(networks, address: str) -> bool:
-    """Is `address` inside one of `networks`?"""
+def firewall_allows(address: str, networks) -> bool:
+    """`address | firewall_allows(networks)`: is the address inside one of the networks?"""
     try:
         ip = ipaddress.IPv4Address(str(address))
     except ValueError:
