@@ -207,4 +207,4 @@ def test_no_generated_secret_reaches_a_log(lab, first_run, say):
     say(
         f"\nsecrets in logs: {len(secrets)} secrets over {len(logs)} lab logs and {len(lab.machines)} hosts: {len(found)} found"
     )
-    assert found == []
+    assert found == [], found

@@ -143,6 +143,24 @@ def unsafe_tasks(role_dir: Path, names: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize("role", ALL_ROLES)
+def test_no_secret_goes_through_a_tasks_environment(role):
+    """Ansible writes a task's `environment` onto the become command line (`sudo ... /bin/sh -c 'VAR=value
+    python3'`), which sudo logs to the journal and `ps` shows: found by the lab lane's log scan (PGPASSWORD).
+    Secrets go to commands on stdin."""
+    found = []
+    for path in sorted((ROLES / role).glob("*/*.yml")):
+        if path.parent.name in ("tasks", "handlers"):
+            for task in _tasks(yaml.safe_load(path.read_text()), []):
+                text = yaml.safe_dump(task.get("environment", {}))
+                found += [
+                    f"{path.name}: {task.get('name')}: {n}"
+                    for n in SECRET_VARS[role]
+                    if re.search(rf"\b{n}\b", text)
+                ]
+    assert found == []
+
+
+@pytest.mark.parametrize("role", ALL_ROLES)
 def test_every_task_touching_a_secret_has_no_log(role):
     assert unsafe_tasks(ROLES / role, SECRET_VARS[role]) == []
 
