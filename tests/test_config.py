@@ -31,7 +31,7 @@ def test_fixture_sets_are_big_enough():
 def test_example_is_valid_and_complete():
     config = load(ROOT / "Pulumi.example.yaml")
     assert sorted(h.role for h in config.hosts.values()) == sorted(
-        ["k3s_server", "k3s_agent", "storage", "perforce", "airflow"]
+        ["control_plane", "worker", "storage", "perforce", "airflow"]
     )
     assert config.address("storage") == "10.20.0.13"
     assert config.proxmox_api_token is not None
@@ -53,6 +53,32 @@ def test_invalid(path: Path):
         assert message in text
     # Every problem is listed with its key path (or the file-level reason) on its own line.
     assert len(info.value.problems) >= len(expected_messages(path))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unknown-key-typo",
+        "section-key-typo",
+        "section-name-typo",
+        "optional-key-typo",
+        "endpoint-with-api-path",
+    ],
+)
+def test_one_mistake_is_one_problem(name: str):
+    """A misspelt key is one "did you mean", not "unknown key" plus "required key is missing"."""
+    with pytest.raises(ConfigError) as info:
+        load(FIXTURES / "invalid" / f"{name}.yaml")
+    assert len(info.value.problems) == 1, info.value.problems
+
+
+def test_the_placeholders_are_the_examples_own():
+    """The refused placeholders are exactly what Pulumi.example.yaml holds (it validates only as itself)."""
+    from renderlab.lab import config as lab_config
+
+    text = (ROOT / "Pulumi.example.yaml").read_text()
+    assert lab_config.EXAMPLE_TOKEN in text and lab_config.EXAMPLE_KEY in text
+    load(ROOT / "Pulumi.example.yaml")
 
 
 def test_many_problems_are_reported_at_once():
@@ -107,3 +133,37 @@ def test_make_check_config_wiring():
     )
     assert ko.returncode != 0
     assert "network.hosts.storage 10.0.1.5 is outside 10.20.0.0/24" in ko.stderr
+
+
+def test_a_share_too_small_for_one_song_at_the_preset_is_a_warning(tmp_path: Path):
+    """Valid (exit 0), but check-config says the storage disk cannot hold one song's 4K frames."""
+    text = (FIXTURES / "valid" / "example-compact.yaml").read_text()
+    small = text.replace("preset: demo", "preset: 4k60").replace(
+        "storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 200}",
+        "storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 20}",
+    )
+    assert small.count("disk_gib: 20}") == 1 and "4k60" in small
+    path = tmp_path / "Pulumi.small.yaml"
+    path.write_text(small)
+    result = _check(path)
+    assert result.returncode == 0, result.stderr
+    assert "warning: hosts.storage.disk_gib 20 GiB leaves ~16 GiB for the share" in result.stderr
+    assert "preset 4k60 take ~" in result.stderr
+    ok = _check(FIXTURES / "valid" / "example-compact.yaml")
+    assert ok.returncode == 0 and "warning" not in ok.stderr
+
+
+def test_a_k3s_stack_file_gets_one_error_naming_every_rename():
+    """A stack file from before kubeadm: one line that says what to rename, not a cascade of follow-on errors."""
+    with pytest.raises(ConfigError) as info:
+        load(FIXTURES / "invalid" / "k3s-stack-file.yaml")
+    (problem,) = info.value.problems
+    for old, new in (("versions.k3s", "renderlab:kubernetes:"), ("k3s_server", "control_plane")):
+        assert old in problem and new in problem
+    assert "k3s_agent -> role worker" in problem
+
+
+def test_kubernetes_ranges_are_checked():
+    config = load(ROOT / "Pulumi.example.yaml")
+    assert config.kubernetes.version == "1.35.8" and config.kubernetes.pause == "3.10.1"
+    assert not config.kubernetes.pod_cidr.overlaps(config.kubernetes.service_cidr)

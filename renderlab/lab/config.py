@@ -10,11 +10,13 @@ form (``{secure: ...}``, written by ``pulumi config set --secret``).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -29,6 +31,9 @@ from pydantic import (
 )
 
 from renderlab.lab.patterns import (
+    PATTERNS,
+    DataFolder,
+    DepotFolder,
     ImageUrl,
     LinuxUser,
     Name,
@@ -43,20 +48,32 @@ from renderlab.pipeline.settings import Backend, Notify, Preset
 from renderlab.pipeline.settings import Settings as _PipelineSettings
 
 NAMESPACE = "renderlab"
-ROLES = ("k3s_server", "k3s_agent", "storage", "perforce", "airflow")
+ROLES = ("control_plane", "worker", "storage", "perforce", "airflow")
+# The names a k3s-era stack file used, and what each became (check_config says so in one line).
+K3S_RENAMES = {
+    "versions.k3s": "a `renderlab:kubernetes:` section (see Pulumi.example.yaml)",
+    "role k3s_server": "role control_plane",
+    "role k3s_agent": "role worker",
+}
 
 # Keys that hold secrets: they must be Pulumi-encrypted ({secure: ...}) in the stack file.
 SECRET_KEYS = {
     "proxmox_api_token": "required: the Proxmox API token secret (the UUID part of the token)",
     "notify_webhook_url": "optional: webhook URL for run notifications (often carries a token)",
-    "kubeconfig": "optional: the k3s kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
+    "kubeconfig": "optional: the cluster's admin kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
 }
 REQUIRED_SECRETS = ("proxmox_api_token",)
+# Pulumi.example.yaml's placeholders: they let the example validate as it is, and are refused in any other
+# stack file (a copied example that still holds them would reach PVE with a fake token and lock the admin
+# out of the VMs with a key nobody has). tests/test_config.py keeps them equal to the example's.
+EXAMPLE_FILE = "Pulumi.example.yaml"
+EXAMPLE_TOKEN = "v1:EXAMPLE-ONLY-replace-with-pulumi-config-set-secret"
+EXAMPLE_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithYourOwnPublicKey0000"
 # A plain value under a key named like this is almost certainly a leaked secret.
 _SECRETISH = re.compile(r"(password|passwd|secret|token|api_key|apikey|private_key)$", re.IGNORECASE)
 _FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly", "*", "x"}
 
-AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]*$")]
+JOB_MEMORY = r"^[1-9]\d*(Mi|Gi)$"
 
 
 class ConfigError(Exception):
@@ -80,6 +97,14 @@ def _pinned(value: str, pattern: str, example: str) -> str:
     if value.lower() in _FLOATING or not re.fullmatch(pattern, value):
         raise ValueError(f"'{value}' is not a pinned version; pin an exact release such as {example}")
     return value
+
+
+def _strict_network(v: Any) -> Any:
+    try:
+        ipaddress.IPv4Network(str(v), strict=True)
+    except ValueError as e:
+        raise ValueError(f"'{v}' is not a network address with prefix (e.g. 10.20.0.0/24): {e}") from e
+    return v
 
 
 class Template(_Model):
@@ -146,25 +171,21 @@ class Network(_Model):
     @field_validator("cidr", mode="before")
     @classmethod
     def _strict_cidr(cls, v: Any) -> Any:
-        try:
-            ipaddress.IPv4Network(str(v), strict=True)
-        except ValueError as e:
-            raise ValueError(f"'{v}' is not a network address with prefix (e.g. 10.20.0.0/24): {e}") from e
-        return v
+        return _strict_network(v)
 
 
 class Host(_Model):
-    role: Literal["k3s_server", "k3s_agent", "storage", "perforce", "airflow"]
+    role: Literal["control_plane", "worker", "storage", "perforce", "airflow"]
     vmid: int = Field(ge=100, le=999_999_999)
     cores: int = Field(ge=1, le=128)
     memory_mib: int = Field(ge=1024, le=1_048_576)
     disk_gib: int = Field(ge=8, le=65_536)
 
 
-# Floors per role, below which the service does not run (k3s + Blender renders need headroom).
+# Floors per role, below which the service does not run (kubeadm wants 2 CPUs; Blender renders need headroom).
 MIN_SIZE = {
-    "k3s_server": (2, 4096, 20),
-    "k3s_agent": (2, 4096, 20),
+    "control_plane": (2, 4096, 20),
+    "worker": (2, 4096, 20),
     "storage": (1, 1024, 20),
     "perforce": (1, 2048, 20),
     "airflow": (2, 4096, 20),
@@ -173,7 +194,6 @@ MIN_SIZE = {
 
 class Versions(_Model):
     debian: str = Field(description="Debian release of the cloud image, e.g. 12")
-    k3s: str
     airflow: str
     blender: str
     p4d: str
@@ -185,11 +205,6 @@ class Versions(_Model):
     @classmethod
     def _debian(cls, v: str) -> str:
         return _pinned(v, r"1[2-9]", "12")
-
-    @field_validator("k3s")
-    @classmethod
-    def _k3s(cls, v: str) -> str:
-        return _pinned(v, r"v\d+\.\d+\.\d+\+k3s\d+", "v1.31.4+k3s1")
 
     @field_validator("airflow", "blender")
     @classmethod
@@ -207,9 +222,69 @@ class Versions(_Model):
         return _pinned(v, r"20\d\d\.[12](/\d+)?", "2025.1")
 
 
+class Kubernetes(_Model):
+    """Upstream Kubernetes, installed with kubeadm; every component pinned, and built here by
+    `make k8s-artifacts` at exactly these versions (renderlab/workstation/k8s_artifacts.py).
+
+    The set is the least risky one that builds from its Go modules here: Kubernetes 1.35 is the newest minor
+    whose kubeadm still names these etcd/CoreDNS/pause tags and whose kubelet still runs on a cgroup v1 host
+    (with failCgroupV1: false); containerd 2.2 and runc 1.3 are the lines it was released against (Debian 12's
+    containerd 1.6 is below its minimum); etcd, CoreDNS and pause are the tags kubeadm 1.35 names (a mismatch
+    is refused by `make k8s-artifacts`, which compares with `kubeadm config images list`); CNI plugins 1.9.1 is
+    the current line; cri-tools 1.34.0 is the newest release served here that is not newer than the cluster
+    (crictl speaks CRI v1 to any containerd 2); kube-router 2.1.0 is the only kube-router whose Go module
+    builds here (flannel, Calico, Cilium, Antrea and kindnet do not)."""
+
+    version: str = Field(description="Kubernetes release (kubeadm, kubelet, kubectl, the control plane)")
+    containerd: str
+    runc: str
+    etcd: str
+    coredns: str
+    pause: str
+    cni_plugins: str
+    cri_tools: str
+    kube_router: str
+    # The pod network (each node gets a /24 of it, kube-router routes between them) and the Services' range.
+    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+
+    @field_validator(
+        "version", "containerd", "runc", "etcd", "coredns", "cni_plugins", "cri_tools", "kube_router"
+    )
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        return _pinned(v, r"\d+\.\d+\.\d+", "1.35.8 (no leading v)")
+
+    @field_validator("pause")
+    @classmethod
+    def _pause(cls, v: str) -> str:
+        return _pinned(v, r"\d+\.\d+(\.\d+)?", "3.10.1")
+
+    @field_validator("pod_cidr", "service_cidr", mode="before")
+    @classmethod
+    def _strict(cls, v: Any) -> Any:
+        return _strict_network(v)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Kubernetes:
+        if self.pod_cidr.prefixlen > 22:
+            raise ValueError(
+                f"pod_cidr {self.pod_cidr} is too small: each node takes a /24 of it; use /22 or larger (e.g. /16)"
+            )
+        if not 12 <= self.service_cidr.prefixlen <= 24:
+            raise ValueError(
+                f"service_cidr {self.service_cidr}: the API server takes /12 to /24 for Services (e.g. 10.96.0.0/12)"
+            )
+        if self.pod_cidr.overlaps(self.service_cidr):
+            raise ValueError(
+                f"pod_cidr {self.pod_cidr} overlaps service_cidr {self.service_cidr}; give them separate ranges"
+            )
+        return self
+
+
 class Share(_Model):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")] = "render"
-    path: AbsPath = "/srv/render"
+    path: DataFolder = "/srv/render"
     user: LinuxUser = "render"
     uid: int = Field(default=2000, ge=1000, le=60000)
 
@@ -218,10 +293,10 @@ class Perforce(_Model):
     port: int = Field(default=1666, ge=1, le=65535)
     ssl: bool = True
     depot: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] = "depot"
-    projects_path: Annotated[str, StringConstraints(pattern=r"^//[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")]
+    projects_path: DepotFolder
     service_user: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")] = "renderlab"
-    data_root: AbsPath = "/opt/perforce/servers/renderlab"
-    # The p4d SSL certificate's fingerprint (`p4 -p ssl:<host>:<port> trust -l` once p4d runs); the cluster
+    data_root: DataFolder = "/opt/perforce/servers/renderlab"
+    # The p4d SSL certificate's fingerprint (`p4d -Gf` on the Perforce VM once p4d runs); the cluster
     # layer hands it to the fetch Job, which refuses an ssl: port it cannot verify. Not a secret.
     trust_fingerprint: (
         Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{2}(:[0-9A-F]{2}){19,31}$")] | None
@@ -252,10 +327,20 @@ class Pipeline(_Model):
     )
     notify: Notify = _pipeline_default("notify")
     registry: Registry = Registry()
+    # Each render (and scene build) Job's CPU and memory, as Kubernetes quantities (requests = limits).
+    cpu: Annotated[str, *_PipelineSettings.model_fields["cpu"].metadata] = _pipeline_default("cpu")
+    memory: Annotated[str, StringConstraints(pattern=JOB_MEMORY)] = _pipeline_default("memory")
+
+    def memory_mib(self) -> int:
+        number = int(self.memory[:-2])
+        return number * 1024 if self.memory.endswith("Gi") else number
+
+    def cpu_cores(self) -> float:
+        return float(self.cpu[:-1]) / 1000 if self.cpu.endswith("m") else float(self.cpu)
 
 
 class Docs(_Model):
-    # The documentation site and render gallery (images/docs), served on every k3s node at this port.
+    # The documentation site and render gallery (images/docs), served on every Kubernetes node at this port.
     node_port: int = Field(default=30080, ge=30000, le=32767)
 
 
@@ -277,6 +362,7 @@ class LabConfig(_Model):
     network: Network
     hosts: dict[Name, Host]
     versions: Versions
+    kubernetes: Kubernetes
     share: Share = Share()
     perforce: Perforce
     pipeline: Pipeline = Pipeline()
@@ -317,6 +403,11 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
         if net.gateway not in net.cidr:
             problems.append(
                 f"network.gateway {net.gateway} is outside {net.cidr}; use an address inside the CIDR"
+            )
+        elif net.gateway in (net.cidr.network_address, net.cidr.broadcast_address):
+            problems.append(
+                f"network.gateway {net.gateway} is the network or broadcast address of {net.cidr}; use the "
+                "router's own address"
             )
         seen: dict[ipaddress.IPv4Address, str] = {}
         for name, addr in net.hosts.items():
@@ -368,8 +459,16 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             count = roles.count(role)
             if count == 0:
                 problems.append(f"hosts: no host has role {role}; the lab needs one")
-            elif count > 1 and role != "k3s_agent":
+            elif count > 1 and role != "worker":
                 problems.append(f"hosts: {count} hosts have role {role}; exactly one is supported")
+    kube: Kubernetes | None = s.get("kubernetes")
+    if net is not None and kube is not None:
+        for key in ("pod_cidr", "service_cidr"):
+            if getattr(kube, key).overlaps(net.cidr):
+                problems.append(
+                    f"kubernetes.{key} {getattr(kube, key)} overlaps the lab network {net.cidr}; "
+                    "pick a range the hosts do not use"
+                )
     p4: Perforce | None = s.get("perforce")
     if p4 is not None and not (p4.projects_path + "/").startswith(f"//{p4.depot}/"):
         problems.append(
@@ -382,6 +481,22 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
                 f"({SECRET_KEYS[key]})"
             )
     pipeline: Pipeline | None = s.get("pipeline")
+    if pipeline is not None and hosts is not None:
+        nodes = [(n, h) for n, h in hosts.items() if h.role in ("control_plane", "worker")]
+        if nodes:
+            # The render namespace's LimitRange caps a container at the biggest node (infra/manifests.py).
+            name, big = max(nodes, key=lambda nh: (nh[1].cores, nh[1].memory_mib))
+            if pipeline.cpu_cores() > big.cores:
+                problems.append(
+                    f"pipeline.cpu {pipeline.cpu} is more than the biggest Kubernetes node has ({name}: {big.cores} "
+                    "cores); a render Job could never be scheduled: lower it or give the node more cores"
+                )
+            if pipeline.memory_mib() > big.memory_mib:
+                problems.append(
+                    f"pipeline.memory {pipeline.memory} is more than the biggest Kubernetes node has ({name}: "
+                    f"{big.memory_mib} MiB); a render Job could never be scheduled: lower it or give the node "
+                    "more memory"
+                )
     docs: Docs | None = s.get("docs")
     if pipeline is not None and docs is not None and docs.node_port == pipeline.registry.node_port:
         problems.append(
@@ -394,6 +509,41 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             f"`pulumi config set --secret {NAMESPACE}:notify_webhook_url URL` or set notify: none"
         )
     return problems
+
+
+# Sizing the share (the storage VM's disk): what one song's frames take at the configured preset. An estimate,
+# not a measure: Blender's PNG frames (8-bit RGBA, compression 15) of a noisy Cycles render keep about 3 bytes
+# per pixel; a song of 3 minutes; the OS takes ~4 GiB of the disk.
+SONG_SECONDS = 180
+PNG_BYTES_PER_PIXEL = 3
+OS_GIB = 4
+
+
+def song_frames_gib(preset: str, fps: int, seconds: int = SONG_SECONDS) -> float:
+    """The share space one song's frames take at `preset` (estimate; see above)."""
+    from renderlab.base.presets import PRESETS
+
+    p = PRESETS[preset]
+    frames = 1 if p.still else (p.fps or fps) * seconds
+    return frames * p.width * p.height * PNG_BYTES_PER_PIXEL / 1024**3
+
+
+def lab_warnings(config: LabConfig) -> list[str]:
+    """What validates but will hurt: said by `make check-config`, never an error."""
+    warnings = []
+    storage = next(iter(config.hosts_by_role("storage").items()), None)
+    if storage is not None:
+        name, host = storage
+        need = song_frames_gib(config.pipeline.preset, config.pipeline.fps)
+        room = host.disk_gib - OS_GIB
+        if need > room:
+            warnings.append(
+                f"hosts.{name}.disk_gib {host.disk_gib} GiB leaves ~{room} GiB for the share, but one "
+                f"{SONG_SECONDS // 60}-minute song's frames at preset {config.pipeline.preset} take "
+                f"~{need:.0f} GiB (estimate); raise disk_gib to at least {need + OS_GIB:.0f} or pick a "
+                "smaller preset"
+            )
+    return warnings
 
 
 def _plain_secretish(data: Any, path: str = "") -> list[tuple[str, Any]]:
@@ -440,12 +590,25 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
                 f"a {kind} used as a mapping key (line {key_node.start_mark.line + 1}); keys are plain names",
                 key_node.start_mark,
             )
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
+        if key_node.tag == "tag:yaml.org,2002:merge":
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                f"duplicate key '{key}' (line {key_node.start_mark.line + 1})",
+                f"a YAML merge key ('<<', line {key_node.start_mark.line + 1}) is not supported in a stack "
+                "file; write the keys out in full",
+                key_node.start_mark,
+            )
+        key = loader.construct_object(key_node, deep=deep)
+        # The model strips the blanks around every name: 'storage' and 'storage ' would be one key, the
+        # last silently winning. So keys are compared as the model will see them.
+        same = {k.strip() if isinstance(k, str) else k: k for k in mapping}
+        bare = key.strip() if isinstance(key, str) else key
+        if bare in same:
+            also = "" if same[bare] == key else " (keys that differ only by blanks around them are one key)"
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key '{bare}' (line {key_node.start_mark.line + 1}){also}",
                 key_node.start_mark,
             )
         mapping[key] = loader.construct_object(value_node, deep=deep)
@@ -455,25 +618,142 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _format_errors(err: ValidationError, skip: set[str]) -> list[str]:
-    problems = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        if loc in skip:
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts at `loc` (the path of a mapping in the stack file), for "did you mean"."""
+    annotation: Any = LabConfig
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]  # a name -> model mapping (hosts): any key, then its model
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] / Annotated[X, ...] -> X."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
             continue
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
+_MORE_HINTS = {
+    "ImageUrl": "an https:// URL of a .qcow2, .img or .raw cloud image",
+    "Sha512": "128 lowercase hex digits (the image's line in SHA512SUMS)",
+}
+# What a value matching each shared pattern looks like, said the way a user can act on it.
+_PATTERN_HINTS = {
+    PATTERNS["PveEndpoint"]: "the PVE API's base URL, https://host:8006, without a path (no /api2/json)",
+    PATTERNS["PveTokenId"]: (
+        "the token's full id user@realm!tokenname, e.g. renderlab@pve!pulumi (as `pveum user token list "
+        "renderlab@pve` names it: the user, '!', the token's name)"
+    ),
+    PATTERNS["Name"]: (
+        "a short DNS label: lowercase letters, digits and '-', starting with a letter (for proxmox.node: "
+        "the node's name as `pvecm nodes` or the PVE web UI shows it)"
+    ),
+    PATTERNS["PveStorage"]: "a PVE storage id as `pvesm status` lists it, e.g. local-lvm",
+    PATTERNS["PveBridge"]: "a Linux bridge name as `ip link` shows it on the node, e.g. vmbr0",
+    **{PATTERNS[k]: v for k, v in _MORE_HINTS.items() if k in PATTERNS},
+    JOB_MEMORY: "a Kubernetes memory quantity in Mi or Gi, e.g. 4Gi or 3584Mi",
+}
+
+
+def _pattern_problem(loc: str, value: Any, pattern: str) -> str | None:
+    hint = _PATTERN_HINTS.get(pattern)
+    if hint is None:
+        return None
+    text = str(value)
+    if pattern == PATTERNS["PveEndpoint"] and re.search(r"/api2(/json)?/?$", text):
+        fixed = re.sub(r"/api2(/json)?/?$", "", text)
+        return f"{loc}: '{text}' ends in the API path; write {fixed} (the client adds /api2/json itself)"
+    if pattern == PATTERNS["PveTokenId"] and "!" not in text:
+        return f"{loc}: '{text}' has no token name after '!'; it must be {hint}"
+    return f"{loc}: '{text}' is not {hint}"
+
+
+def _format_errors(err: ValidationError, skip: set[str]) -> list[str]:
+    errors = [e for e in err.errors(include_url=False) if ".".join(str(p) for p in e["loc"]) not in skip]
+    # A misspelt key is one mistake: "unknown key" and "required key missing" become one "did you mean".
+    missing = {e["loc"]: e for e in errors if e["type"] == "missing"}
+    replaced: set[tuple[Any, ...]] = set()
+    problems = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            problems.append(f"{loc}: unknown key; check its spelling against Pulumi.example.yaml")
+            parent, key = e["loc"][:-1], str(e["loc"][-1])
+            absent = [str(m[-1]) for m in missing if m[:-1] == parent and m not in replaced]
+            guess = difflib.get_close_matches(key, absent, n=1, cutoff=0.6)
+            if guess:
+                replaced.add((*parent, guess[0]))
+            else:
+                guess = difflib.get_close_matches(key, _known_keys(parent), n=1, cutoff=0.6)
+            mean = f"did you mean {guess[0]}?" if guess else "check its spelling against Pulumi.example.yaml"
+            problems.append(f"{loc}: unknown key; {mean}")
         elif e["type"] == "missing":
-            problems.append(f"{loc}: required key is missing; see Pulumi.example.yaml")
+            continue  # after the loop: only those no typo accounts for
+        elif e["type"] == "string_pattern_mismatch" and _pattern_problem(
+            loc, e["input"], e["ctx"]["pattern"]
+        ):
+            problems.append(str(_pattern_problem(loc, e["input"], e["ctx"]["pattern"])))
         else:
             for line in e["msg"].removeprefix("Value error, ").split("\n"):
                 # Whole-lab checks (empty loc) already name their own key paths.
-                problems.append(f"{loc}: {line}" if loc else line)
+                problems.append(_clip(f"{loc}: {line}" if loc else line))
+    for where in missing:
+        if where not in replaced:
+            problems.append(
+                f"{'.'.join(str(p) for p in where)}: required key is missing; see Pulumi.example.yaml"
+            )
     return problems
 
 
-def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
-    """Validate a loaded stack file (the whole YAML document); raise ConfigError listing every problem."""
+_LONG_QUOTED = re.compile(r"'([^'\n]{40})[^'\n]{40,}'")
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    """A problem line with long values shortened: a 1 MB value is not echoed back whole."""
+    text = _LONG_QUOTED.sub(lambda m: f"'{m.group(1)}...' ({len(m.group(0)) - 2} characters)", text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _placeholders(section: dict[str, Any]) -> list[str]:
+    """The example's placeholders left in a stack file that is not the example."""
+    found = []
+    token = section.get("proxmox_api_token")
+    if isinstance(token, dict) and token.get("secure") == EXAMPLE_TOKEN:
+        found.append(
+            "proxmox_api_token: still the example's placeholder; run `pulumi config set --secret "
+            f"{NAMESPACE}:proxmox_api_token <token-uuid>` (the UUID `pveum user token add` printed)"
+        )
+    ssh = section.get("ssh")
+    keys = ssh.get("public_keys") if isinstance(ssh, dict) else None
+    for i, key in enumerate(keys if isinstance(keys, list) else []):
+        if isinstance(key, str) and EXAMPLE_KEY in key.split():
+            found.append(
+                f"ssh.public_keys[{i}]: the example's placeholder key (nobody holds its private half); "
+                "put your own public key there, e.g. the line in ~/.ssh/id_ed25519.pub"
+            )
+    return found
+
+
+def parse(stack: dict[str, Any], source: str = "<stack>", example: bool = False) -> LabConfig:
+    """Validate a loaded stack file (the whole YAML document); raise ConfigError listing every problem.
+    `example`: the file is Pulumi.example.yaml, the only one whose placeholders are accepted."""
     if not isinstance(stack, dict) or not isinstance(stack.get("config"), dict):
         raise ConfigError(source, ["the file has no 'config:' mapping; copy Pulumi.example.yaml to start"])
     problems: list[str] = []
@@ -490,6 +770,18 @@ def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
             )
             continue
         section[name] = value
+    if k3s := _k3s_names(section):
+        # The rest would only be errors that follow from these names; one line says what to rename.
+        renames = "; ".join(f"{old} -> {K3S_RENAMES[old]}" for old in k3s)
+        raise ConfigError(
+            source,
+            [
+                f"this stack file is for k3s, which the lab no longer runs (it runs upstream Kubernetes with "
+                f"kubeadm); rename {renames}"
+            ],
+        )
+    if not example:
+        problems.extend(_placeholders(section))
     flagged: set[str] = set()
     for key, hint in SECRET_KEYS.items():
         value = section.get(key)
@@ -522,6 +814,19 @@ def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
     return config
 
 
+def _k3s_names(section: dict[str, Any]) -> list[str]:
+    """The k3s-era names a stack file still uses, as keys of K3S_RENAMES."""
+    found = []
+    versions, hosts = section.get("versions"), section.get("hosts")
+    if isinstance(versions, dict) and "k3s" in versions:
+        found.append("versions.k3s")
+    roles = (
+        {h.get("role") for h in hosts.values() if isinstance(h, dict)} if isinstance(hosts, dict) else set()
+    )
+    found += [f"role {r}" for r in ("k3s_server", "k3s_agent") if r in roles]
+    return found
+
+
 def _valid_sections(section: dict[str, Any], broken: set[Any]) -> dict[str, Any]:
     valid: dict[str, Any] = {}
     for name, field in LabConfig.model_fields.items():
@@ -551,6 +856,8 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
     ctx = f" ({context} at line {cmark.line + 1})" if context and cmark is not None else ""
+    if isinstance(e, yaml.constructor.ConstructorError):  # well-formed YAML this loader does not accept
+        return f"YAML not accepted{where}: {problem}{ctx} (the line is not shown: it may hold a secret)"
     return f"not valid YAML{where}: {problem}{ctx}; fix the syntax there (the line is not shown: it may hold a secret)"
 
 
@@ -664,4 +971,4 @@ def load(path: str | Path, limits: Limits | None = None) -> LabConfig:
         raise ConfigError(str(path), [_yaml_problem(e)]) from None
     except ValueError as e:
         raise ConfigError(str(path), [str(e)]) from None
-    return parse(data, str(path))
+    return parse(data, str(path), example=path.name == EXAMPLE_FILE)

@@ -21,18 +21,13 @@ AIRFLOW_API = 8080  # the airflow role's API server port (site.yml hands it this
 KUBE_API = 6443
 KUBELET = 10250
 BGP = 179  # kube-router's node-to-node routes
-VXLAN = 8472  # flannel's VXLAN overlay (k3s's default backend)
 # The Kubernetes NodePort range (the API server's --service-node-port-range default): every port in it that no
 # rule opens is closed on the nodes.
 NODEPORT_RANGE = (30000, 32767)
-# Pods of a node reach the node itself (CoreDNS and the launcher's Jobs talk to the API server, the kubelet
-# serves their probes) from the cluster's pod network: k3s's default cluster CIDR. The kubeadm cluster hands
-# its own --pod-network-cidr here when it lands.
-POD_CIDR = "10.42.0.0/16"
 
 # Which lab roles are the cluster's control plane and which are nodes (the control plane is a node too).
-CONTROL_PLANE_ROLES = ("k3s_server",)
-NODE_ROLES = ("k3s_server", "k3s_agent")
+CONTROL_PLANE_ROLES = ("control_plane",)
+NODE_ROLES = ("control_plane", "worker")
 # Every role is placed somewhere above or here (a renamed role fails the test that checks this).
 SERVICE_ROLES = ("storage", "perforce", "airflow")
 
@@ -81,7 +76,6 @@ def host_rules(config: LabConfig) -> dict[str, list[Rule]]:
     node_rules = [
         Rule("kubelet", "tcp", (KUBELET,), _nets(control)),
         Rule("overlay-bgp", "tcp", (BGP,), _nets(nodes)),
-        Rule("overlay-vxlan", "udp", (VXLAN,), _nets(nodes)),
         Rule("overlay-ipip", "ipip", (), _nets(nodes)),
         Rule("docs", "tcp", (config.docs.node_port,), _nets([str(config.network.cidr)], ws), before_nat=True),
         Rule("registry", "tcp", (config.pipeline.registry.node_port,), _nets(nodes, ws), before_nat=True),
@@ -109,7 +103,8 @@ def host_vars(config: LabConfig) -> dict[str, dict]:
         node = is_node(config, name)
         out[name] = {
             "renderlab_firewall_rules": [r.as_var() for r in rules],
-            "renderlab_firewall_local_networks": [POD_CIDR] if node else [],
+            # Pods of a node reach the node itself (the API server, the kubelet's probes) from the pod network.
+            "renderlab_firewall_local_networks": [str(config.kubernetes.pod_cidr)] if node else [],
             "renderlab_firewall_nodeport_range": list(NODEPORT_RANGE) if node else [],
         }
     return out

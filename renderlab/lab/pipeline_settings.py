@@ -26,8 +26,8 @@ def depot_url(config: LabConfig) -> str:
 
 
 def gallery_url(config: LabConfig) -> str:
-    """Where the docs site (infra.manifests.docs: a NodePort on every k3s node) serves the share's gallery."""
-    (server,) = config.hosts_by_role("k3s_server")
+    """Where the docs site (infra.manifests.docs: a NodePort on every Kubernetes node) serves the share's gallery."""
+    (server,) = config.hosts_by_role("control_plane")
     return f"http://{config.address(server)}:{config.docs.node_port}/gallery/"
 
 
@@ -50,6 +50,8 @@ def pipeline_settings(config: LabConfig, images: dict[str, str] | None = None) -
         "fps": p.fps,
         "samples": p.samples,
         "frames_per_chunk": p.frames_per_chunk,
+        "cpu": p.cpu,
+        "memory": p.memory,
         "gallery_url": gallery_url(config),
     }
     return Settings.model_validate(values).model_dump(mode="json", exclude_defaults=False)

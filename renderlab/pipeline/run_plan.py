@@ -37,8 +37,8 @@ def share_layout() -> ShareLayout:
 class FrameRange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    first: int = Field(ge=0)
-    last: int = Field(ge=0)
+    first: int = Field(ge=1)  # a song's frames are numbered from 1: frames 0-0 is no frame at all
+    last: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> FrameRange:
@@ -72,6 +72,21 @@ class RunPaths(BaseModel):
     gallery_page: str  # this run's page in it
 
 
+# The longest each Job may run before it is stopped (the k8s Job's activeDeadlineSeconds, the local backend's
+# watchdog): a Job that hangs on hostile input ends, and its task fails with one line. A render chunk's
+# bound grows with its frames, samples and resolution (RENDER_S_PER_FRAME at 32 samples, 100 %).
+JOB_TIMEOUT_S = {"fetch": 2 * 3600, "build": 2 * 3600, "assemble": 3600, "validate": 1800, "gallery": 600}
+RENDER_S_PER_FRAME = 120
+RENDER_CHUNK_MAX_S = 24 * 3600
+# Airflow stops a task this long after its Job's own bound (the Job is stopped first, and says why).
+TASK_MARGIN_S = 300
+
+
+def task_timeout_s(kind: str) -> int:
+    """The DAG task's execution_timeout: its Job's longest bound, plus a margin."""
+    return (RENDER_CHUNK_MAX_S if kind == "render" else JOB_TIMEOUT_S[kind]) + TASK_MARGIN_S
+
+
 class RunPlan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -99,10 +114,29 @@ class RunPlan(BaseModel):
     def xcom(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def timeout_s(self, kind: str) -> int:
+        """The Job's timeout, from the plan: fixed per kind, a render chunk's from its size and samples."""
+        if kind != "render":
+            return JOB_TIMEOUT_S[kind]
+        per_frame = RENDER_S_PER_FRAME * max(1.0, self.samples / 32) * (self.resolution_percentage / 100) ** 2
+        return int(min(RENDER_CHUNK_MAX_S, 600 + self.frames_per_chunk * per_frame))
+
+
+# The render DAG's params (dags/render.py defines them; a test keeps the two lists equal).
+PARAM_NAMES = ("song", "changelist", "preset", "frames", "samples", "resolution_percentage", "frames_per_chunk",
+               "loop", "render", "notify")  # fmt: skip
+
 
 def resolve_run(context: dict, settings: Settings) -> RunPlan:
     """Resolve the run from the DAG's params and the settings: run folder, share paths, effective values."""
     params = dict(context["params"])
+    # Airflow keeps conf keys that are no param: a typo ('sampels') would render with the defaults.
+    unknown = sorted(set(params) - set(PARAM_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown param(s) {', '.join(map(repr, unknown))} in the run's conf; the render DAG takes "
+            f"{', '.join(PARAM_NAMES)}"
+        )
     run_id = run_folder_id(context["run_id"])
     lay = share_layout()
     song = params["song"]

@@ -310,3 +310,107 @@ def test_render_resume_rerenders_a_frame_with_zeroed_middle_bytes(built, tmp_pat
     again = last_json(run_cli("render", "--blend", blend, "--frames", "120-121", "--out", out, *tiny))
     assert (again["rendered"], again["skipped"]) == (1, 1)
     assert png.verify(out / "frame_000121.png") == (32, 18)
+
+
+# Issue 28, class 7: planning grows with the square of notes on one pitch at once; that count is bounded
+# (--max-notes-at-once) and so is the note count (--max-notes), before any planning.
+
+
+def test_thousands_of_notes_at_one_tick_are_refused_before_planning(tmp_path: Path):
+    path = write_midi(tmp_path / "wall.mid", [[(0.0, 60, 1.0)] * 5000])
+    with pytest.raises(ContentError, match=r"5000 notes on pitch 60 within 60 ms.*--max-notes-at-once"):
+        song.load(path)
+    loaded = song.load(path, song.Limits(max_at_once=5000))  # the bound is an option, not a wall
+    assert len(loaded.notes) == 5000
+    with pytest.raises(ContentError, match=r"5000 notes, more than the 4000 bound.*--max-notes"):
+        song.load(path, song.Limits(max_at_once=5000, max_notes=4000))
+
+
+def test_build_cli_names_the_note_bounds_in_one_line(tmp_path: Path):
+    path = write_midi(tmp_path / "wall.mid", [[(0.0, 60, 1.0)] * 5000])
+    proc = run_cli("build", "--midi", path, "--out", tmp_path / "o", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "--max-notes-at-once" in line and not (tmp_path / "o").exists()
+    bad = run_cli("build", "--midi", path, "--out", tmp_path / "o", "--max-notes-at-once", "0")
+    assert bad.returncode == 2 and "--max-notes-at-once 0 is out of range" in bad.stderr
+
+
+# Issue 28, class 8: every length derived from the song is bounded before work, not only the song's own.
+
+
+def _extreme_meter(tmp_path: Path) -> Path:
+    """A tiny file: 10 BPM and a bar of 255 whole notes; one short note. The song lasts 3 s, its bar 102 min."""
+    return _midi(
+        tmp_path / "meter.mid",
+        [mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(10)),
+         mido.MetaMessage("time_signature", numerator=255, denominator=1), *_note(length=10)],
+    )  # fmt: skip
+
+
+def test_a_loop_of_hours_from_an_extreme_meter_is_refused_at_load(tmp_path: Path):
+    path = _extreme_meter(tmp_path)
+    assert path.stat().st_size < 80
+    with pytest.raises(
+        ContentError, match=r"its loop .* lasts 6120 s, longer than the 900 s bound.*--max-length"
+    ):
+        song.load(path)
+    assert song.loop_length(song.load(path, song.Limits(max_seconds=7000))) == pytest.approx(6120)
+
+
+def test_build_refuses_the_extreme_meter_in_one_line_before_writing(tmp_path: Path):
+    proc = run_cli("build", "--midi", _extreme_meter(tmp_path), "--out", tmp_path / "o", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "its loop" in line and not (tmp_path / "o").exists()
+
+
+# Issue 28, class 11: NaN and infinity are not numbers a scene can use.
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"camera: {location: [.nan, 0, 1]}\n", b"camera: {look_at: [0, .inf, 0]}\n",
+     b"style: {background: [.nan, .nan, .nan]}\n", b"style: {marble_color: [1, -.inf, 0]}\n",
+     b"style: {marble_color: [2, 0, 0]}\n", b"camera: {lens: .nan}\n"],
+    ids=["camera-nan", "look-at-inf", "background-nan", "colour-inf", "colour-above-1", "lens-nan"],
+)  # fmt: skip
+def test_nan_and_infinite_camera_and_colours_are_refused(tmp_path: Path, content: bytes):
+    path = tmp_path / "a.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ContentError) as info:
+        arrangement.load(path)
+    assert "\n" not in str(info.value)
+
+
+# Issue 28, class 14: every error names what is wrong and how to fix it.
+
+
+def _raw_midi(path: Path, tracks: int, division: int, body: bytes = b"") -> Path:
+    track = b"MTrk" + struct.pack(">I", 8) + bytes([0, 0x90, 60, 90, 0x60, 0x80, 60, 0])
+    path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 1, tracks, division) + (body or track))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [(lambda p: _raw_midi(p, 1, 0), "declares 0 ticks per beat"),
+     (lambda p: _raw_midi(p, 1, 0x8000 | 25), "SMPTE"),
+     (lambda p: (p.write_bytes(b"MThd\x00\x00\x00\x06\x00"), p)[1], "holds 9 of the 14 bytes"),
+     (lambda p: _raw_midi(p, 40000, 480), "declares 40000 tracks in its header but holds 0"),
+     (lambda p: _raw_midi(p, 2, 480), "EOFError: the file ends early")],
+    ids=["tpb-0", "smpte", "truncated-header", "32768-plus-tracks", "missing-track"],
+)  # fmt: skip
+def test_damaged_midi_headers_are_named(tmp_path: Path, make, says: str):
+    path = make(tmp_path / "s.mid")
+    with pytest.raises(ContentError, match=says) as info:
+        song.load(path)
+    assert "()" not in str(info.value) and "has no notes" not in str(info.value)
+
+
+def test_a_midi_file_name_too_long_for_the_outputs_is_named_not_blamed_on_out(tmp_path: Path):
+    path = write_midi(tmp_path / ("n" * 230 + ".mid"), [[(0.0, 60, 1.0)]])
+    proc = run_cli("build", "--midi", path, "--out", tmp_path / "o", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "MIDI file name" in line and "rename the file" in line and "--out" not in line

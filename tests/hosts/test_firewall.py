@@ -49,7 +49,9 @@ def test_other_tables_survive_a_reload(host):
     with host.sudo():
         host.check_output("nft add table inet renderlab_probe_other")
         try:
-            host.check_output("nft -f /etc/renderlab/firewall.nft")  # what the unit's ExecStart/ExecReload run
+            host.check_output(
+                "nft -f /etc/renderlab/firewall.nft"
+            )  # what the unit's ExecStart/ExecReload run
             assert "table inet renderlab_probe_other" in host.check_output("nft list tables")
         finally:
             host.run("nft delete table inet renderlab_probe_other")

@@ -23,7 +23,7 @@ from tests.infra.conftest import FAST, TOKEN_SECRET
 from tests.infra.test_vm_provider import spec
 
 ROOT = Path(__file__).resolve().parents[2]
-URN = "urn:pulumi:test::renderlab::pulumi-python:dynamic/renderlab:ProxmoxVm::k3s-server"
+URN = "urn:pulumi:test::renderlab::pulumi-python:dynamic/renderlab:ProxmoxVm::control-plane"
 
 
 def struct(props: dict):
@@ -35,7 +35,7 @@ def plain(message) -> dict:
 
 
 @pytest.fixture
-def dynamic_server(tmp_path):
+def dynamic_server(tmp_path, pve):  # after pve: the server inherits its RENDERLAB_GUEST_SSH
     env = {k: v for k, v in os.environ.items() if k != "PROXMOX_API_TOKEN"}
     env.update(PYTHONPATH=str(ROOT), PULUMI_PROJECT="renderlab")
     errors = tmp_path / "provider.stderr"

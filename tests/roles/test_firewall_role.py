@@ -55,25 +55,25 @@ def test_workstation_defaults_to_the_gateway():
 
 def test_each_service_is_open_only_to_the_hosts_that_need_it():
     ws = {"10.20.0.1/32"}
-    nodes = {addr("k3s-server"), addr("k3s-agent")}
+    nodes = {addr("control-plane"), addr("worker")}
     assert sources("storage", "smb") == nodes | ws
     assert sources("perforce", "perforce") == nodes | ws
     assert sources("airflow", "airflow-api") == ws
-    assert sources("k3s-server", "kube-api") == nodes | {addr("airflow")} | ws
-    assert sources("k3s-server", "kubelet") == sources("k3s-agent", "kubelet") == {addr("k3s-server")}
-    assert sources("k3s-agent", "registry") == nodes | ws
+    assert sources("control-plane", "kube-api") == nodes | {addr("airflow")} | ws
+    assert sources("control-plane", "kubelet") == sources("worker", "kubelet") == {addr("control-plane")}
+    assert sources("worker", "registry") == nodes | ws
     # The LAN may read the docs (the workstation is inside it here, so the merged set is the LAN alone).
-    assert sources("k3s-agent", "docs") == {"10.20.0.0/24"}
-    for overlay in ("overlay-bgp", "overlay-vxlan", "overlay-ipip"):
-        assert sources("k3s-agent", overlay) == nodes
+    assert sources("worker", "docs") == {"10.20.0.0/24"}
+    for overlay in ("overlay-bgp", "overlay-ipip"):
+        assert sources("worker", overlay) == nodes
     names = {h: sorted(r.name for r in rs) for h, rs in firewall.host_rules(CONFIG).items()}
     assert (
         names["storage"] == ["smb"]
         and names["perforce"] == ["perforce"]
         and names["airflow"] == ["airflow-api"]
     )
-    assert "kube-api" not in names["k3s-agent"]
-    ports = {r.name: r.ports for r in firewall.host_rules(CONFIG)["k3s-agent"]}
+    assert "kube-api" not in names["worker"]
+    ports = {r.name: r.ports for r in firewall.host_rules(CONFIG)["worker"]}
     assert ports["docs"] == (CONFIG.docs.node_port,) and ports["registry"] == (
         CONFIG.pipeline.registry.node_port,
     )
@@ -88,7 +88,7 @@ def test_the_inventory_hands_each_host_its_rules():
         storage["renderlab_firewall_nodeport_range"] == []
         and storage["renderlab_firewall_local_networks"] == []
     )
-    agent = inv["all"]["children"]["k3s_agent"]["hosts"]["k3s-agent"]
+    agent = inv["all"]["children"]["worker"]["hosts"]["worker"]
     assert agent["renderlab_firewall_nodeport_range"] == list(firewall.NODEPORT_RANGE)
 
 

@@ -171,7 +171,7 @@ def test_p4d_reaches_the_network_only_after_every_setting_is_in_place():
         "Mark the server configured",
     ):
         assert names.index(step) < opened, step
-    assert names[-1] == "Wait for p4d on the host's address"
+    assert names.index("Wait for p4d on the host's address") > opened
     # The vendor download comes first: where it cannot be had, the host stops before any p4d step.
     assert names.index("Check it is the one pinned key") < first_start
     install = yaml.safe_load((ROLE / "tasks" / "install.yml").read_text())
