@@ -16,8 +16,6 @@ import sys
 from typing import Any
 
 from renderlab.base import atomic, cli
-
-
 from renderlab.lab import ansible_unsafe, cluster_names, firewall
 from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
