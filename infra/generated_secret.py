@@ -1,4 +1,6 @@
-"""A generated service secret: letters and digits, made once on create and kept in the stack state as a secret.
+"""A generated service secret: letters and digits, or a Fernet key (32 random bytes, url-safe base64), made once
+on create and kept in the stack state as a secret. The values come from renderlab.lab.host_secrets.make_value,
+which the local lab's `generate` runs too.
 
 It takes the place of pulumi-random's RandomPassword: that provider's Go module is not served by the Go module
 proxy these machines reach, so its plugin cannot be built (README: Build the lab), and a program that needs a
@@ -10,18 +12,23 @@ like the Proxmox ones. The value is drawn from `secrets` (the OS CSPRNG) and is 
 from __future__ import annotations
 
 import secrets
-import string
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, Resource, ResourceProvider
 
-ALPHABET = string.ascii_letters + string.digits  # safe in every config file format
+from renderlab.lab.host_secrets import FERNET_LENGTH, Secret, make_value
+
 MIN_LENGTH, MAX_LENGTH = 16, 256
+FORMATS = ("alphanumeric", "fernet")
 
 
-def generate(length: int) -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+def generate(length: int, fmt: str = "alphanumeric") -> str:
+    return make_value(Secret(length, "", fmt))  # type: ignore[arg-type]
+
+
+def _format(props: dict[str, Any]) -> str:
+    return props.get("format") or "alphanumeric"  # state written before formats existed: alphanumeric
 
 
 class GeneratedSecretProvider(ResourceProvider):
@@ -33,6 +40,13 @@ class GeneratedSecretProvider(ResourceProvider):
         whole = (
             isinstance(length, int | float) and not isinstance(length, bool) and float(length).is_integer()
         )
+        fmt = news.get("format", "alphanumeric")
+        if fmt not in FORMATS:
+            return CheckResult(
+                news, [CheckFailure("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")]
+            )
+        if fmt == "fernet" and length != FERNET_LENGTH:
+            return CheckResult(news, [CheckFailure("length", f"a Fernet key is {FERNET_LENGTH} characters")])
         if not whole or not MIN_LENGTH <= length <= MAX_LENGTH:
             return CheckResult(
                 news,
@@ -45,15 +59,19 @@ class GeneratedSecretProvider(ResourceProvider):
         return CheckResult(news, [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        length = int(props["length"])
-        return CreateResult(secrets.token_hex(8), {"length": length, "result": generate(length)})
+        length, fmt = int(props["length"]), _format(props)
+        return CreateResult(
+            secrets.token_hex(8), {"length": length, "format": fmt, "result": generate(length, fmt)}
+        )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # A new length is a new secret; nothing else is an input, so an unchanged config diffs empty.
-        changed = float(olds.get("length") or 0) != float(news.get("length") or 0)
-        return DiffResult(
-            changes=changed, replaces=["length"] if changed else [], delete_before_replace=False
-        )
+        # A new length or format is a new secret; nothing else is an input, so an unchanged config diffs empty.
+        replaces = []
+        if float(olds.get("length") or 0) != float(news.get("length") or 0):
+            replaces.append("length")
+        if _format(olds) != _format(news):
+            replaces.append("format")
+        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
 
     def update(
         self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
@@ -66,8 +84,12 @@ class GeneratedSecret(Resource, module="renderlab", name="GeneratedSecret"):
 
     result: pulumi.Output[str]
 
-    def __init__(self, name: str, length: int, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, length: int, opts: pulumi.ResourceOptions | None = None, fmt: str = "alphanumeric"
+    ):
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=["result"])
         )
-        super().__init__(GeneratedSecretProvider(), name, {"length": length, "result": None}, opts)
+        super().__init__(
+            GeneratedSecretProvider(), name, {"length": length, "format": fmt, "result": None}, opts
+        )

@@ -90,11 +90,12 @@ class Lab(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, depends_on=[self.template]),
             )
         self.secrets: dict[str, pulumi.Output[str]] = {}
-        for key, (length, _why) in SERVICE_SECRETS.items():
+        for key, spec in SERVICE_SECRETS.items():
             pw = GeneratedSecret(
                 key.removeprefix("renderlab_").replace("_", "-"),
-                length,
+                spec.length,
                 pulumi.ResourceOptions(parent=self),
+                fmt=spec.format,
             )
             self.secrets[key] = pulumi.Output.secret(pw.result)
         # The Ansible inventory: its shape comes from the config; it is ready once every VM answered.

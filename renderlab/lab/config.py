@@ -147,6 +147,29 @@ class Network(_Model):
     search_domain: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")]
     # One static address per host, keyed by the host's name in `hosts`.
     hosts: dict[Name, ipaddress.IPv4Address]
+    # The workstation: where Ansible, `make render` and kubectl run from (addresses or networks). The hosts'
+    # firewalls let SSH, Airflow's API, the Kubernetes API, the registry and the share in from here only.
+    # Unset: the gateway (a workstation behind it is seen as it when the gateway NATs, as the local lab's does).
+    workstation: list[ipaddress.IPv4Network] | None = Field(default=None, min_length=1)
+
+    @field_validator("workstation", mode="before")
+    @classmethod
+    def _workstation_networks(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        nets = []
+        for item in v:
+            try:
+                nets.append(ipaddress.IPv4Network(str(item), strict=True))
+            except ValueError as e:
+                raise ValueError(
+                    f"'{item}' is not an IPv4 address or network (e.g. 10.20.0.50 or 192.168.1.0/24): {e}"
+                ) from e
+        return nets
+
+    @property
+    def workstation_networks(self) -> list[ipaddress.IPv4Network]:
+        return list(self.workstation or [ipaddress.IPv4Network(f"{self.gateway}/32")])
 
     @field_validator("cidr", mode="before")
     @classmethod
@@ -473,6 +496,13 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             if addr in seen:
                 problems.append(f"{where} {addr} is already used by {seen[addr]}; addresses must be unique")
             seen.setdefault(addr, name)
+        for net_ in net.workstation or []:
+            inside = sorted(n for n, a in net.hosts.items() if a in net_)
+            if net_.prefixlen == 0 or inside:
+                problems.append(
+                    f"network.workstation {net_} covers the lab host(s) {', '.join(inside) or 'everywhere'}: the "
+                    "workstation is let into every service; name only the machine(s) Ansible runs from"
+                )
     if net is not None and hosts is not None:
         for name in sorted(set(hosts) - set(net.hosts)):
             problems.append(f"network.hosts.{name}: host '{name}' has no address; add one inside {net.cidr}")

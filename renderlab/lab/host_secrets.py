@@ -5,40 +5,74 @@ map with exactly the keys in SECRET_NAMES; `from-pulumi` writes that output to a
 `ansible-playbook -e @FILE` (or encrypt it with `ansible-vault encrypt FILE`). Local lab: `generate` makes
 fresh random values. Every task that reads one of these has `no_log: true`.
 
+Each secret is drawn on its own from the OS CSPRNG (`make_value`, also what Pulumi's GeneratedSecret runs):
+no key is derived from another. Rotation (docs/security.md): `rotate NAME` draws a new value; for Airflow's
+Fernet key the old one is kept in PREVIOUS_FERNET_KEYS so that Airflow can still read what it encrypted
+(`fernet_key = new,old`, then `airflow rotate-fernet-key`), and `retire-fernet` drops it afterwards.
+
     python -m renderlab.lab.host_secrets generate -o FILE
     python -m renderlab.lab.host_secrets from-pulumi -o FILE [--stack STACK]
+    python -m renderlab.lab.host_secrets rotate NAME -f FILE
+    python -m renderlab.lab.host_secrets retire-fernet -f FILE
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import secrets
+import string
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import yaml
 
 from renderlab.base import atomic, cli
 from renderlab.lab import passphrase
 
 PULUMI_OUTPUT = "host_secrets"
-# The generated service secrets, name -> (length Pulumi generates, what it is for). Pulumi's Lab component
-# generates exactly these (infra/lab.py) and the hosts layer reads exactly these.
+ALPHABET = string.ascii_letters + string.digits  # safe in every config file format
+
+
+@dataclass(frozen=True)
+class Secret:
+    length: int
+    why: str
+    # alphanumeric: `length` letters and digits; fernet: a Fernet key (32 random bytes, url-safe base64: 44).
+    format: Literal["alphanumeric", "fernet"] = "alphanumeric"
+
+
+FERNET_LENGTH = 44
+# The generated service secrets. Pulumi's Lab component generates exactly these (infra/lab.py) and the hosts
+# layer reads exactly these.
 SERVICE_SECRETS = {
-    "renderlab_share_password": (40, "SMB password of the share user (samba role)"),
-    "renderlab_k3s_token": (48, "k3s cluster join token (k3s roles)"),
-    "renderlab_p4_super_password": (40, "Perforce super user password (perforce role)"),
-    "renderlab_p4_service_password": (40, "Perforce read-only service user password (the fetch Job)"),
-    "renderlab_airflow_admin_password": (40, "Airflow admin user password (airflow role)"),
-    "renderlab_airflow_db_password": (40, "Airflow's PostgreSQL password (airflow role)"),
-    "renderlab_airflow_secret_key": (48, "Airflow API/JWT secret key (airflow role)"),
-    "renderlab_backup_password": (48, "password of the hosts' restic repositories (backup role)"),
+    "renderlab_share_password": Secret(40, "SMB password of the share user (samba role)"),
+    "renderlab_k3s_token": Secret(48, "k3s cluster join token (k3s roles)"),
+    "renderlab_p4_super_password": Secret(40, "Perforce super user password (perforce role)"),
+    "renderlab_p4_service_password": Secret(40, "Perforce read-only service user password (the fetch Job)"),
+    "renderlab_airflow_admin_password": Secret(40, "Airflow admin user password (airflow role)"),
+    "renderlab_airflow_db_password": Secret(40, "Airflow's PostgreSQL password (airflow role)"),
+    "renderlab_airflow_api_secret_key": Secret(48, "Airflow API server's secret key (airflow role)"),
+    "renderlab_airflow_jwt_secret": Secret(48, "Airflow's JWT signing secret: API tokens (airflow role)"),
+    "renderlab_airflow_fernet_key": Secret(
+        FERNET_LENGTH, "Airflow's Fernet key: encrypts connections and variables (airflow role)", "fernet"
+    ),
+    "renderlab_backup_password": Secret(48, "password of the hosts' restic repositories (backup role)"),
 }
-SECRET_NAMES = {name: why for name, (_, why) in SERVICE_SECRETS.items()}
-# Not generated: the stack's own secret notify_webhook_url, in the map only when the stack sets it.
+SECRET_NAMES = {name: spec.why for name, spec in SERVICE_SECRETS.items()}
+FERNET_KEY = "renderlab_airflow_fernet_key"
+# Not generated: the stack's own secret notify_webhook_url, in the map only when the stack sets it; and the Fernet
+# keys a rotation retired but Airflow may still need to read (a list, newest first).
 WEBHOOK_URL = "renderlab_notify_webhook_url"
+PREVIOUS_FERNET_KEYS = "renderlab_airflow_fernet_previous_keys"
 OPTIONAL_NAMES = {
     WEBHOOK_URL: "run notifications' webhook URL (airflow role; the stack's notify_webhook_url)",
+    PREVIOUS_FERNET_KEYS: "Fernet keys replaced by a rotation, still accepted until `retire-fernet`",
     "renderlab_backup_s3_access_key_id": "the S3 backup target's access key id (the stack's backup_s3_access_key_id)",
     "renderlab_backup_s3_secret_access_key": "the S3 backup target's secret key (the stack's backup_s3_secret_access_key)",
 }
@@ -54,24 +88,85 @@ class SecretsError(Exception):
     pass
 
 
+def make_value(spec: Secret) -> str:
+    """A fresh value from the OS CSPRNG, independent of every other."""
+    if spec.format == "fernet":
+        return base64.urlsafe_b64encode(
+            secrets.token_bytes(32)
+        ).decode()  # = cryptography's Fernet.generate_key
+    return "".join(secrets.choice(ALPHABET) for _ in range(spec.length))
+
+
+def is_fernet_key(value: str) -> bool:
+    try:
+        return len(value) == FERNET_LENGTH and len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
+
+
 def generate() -> dict[str, str]:
-    # URL-safe, no quoting issues in config files; 32 bytes of entropy each.
-    return {name: secrets.token_urlsafe(32) for name in SECRET_NAMES}
+    return {name: make_value(spec) for name, spec in SERVICE_SECRETS.items()}
 
 
-def check(values: dict, source: str) -> dict[str, str]:
+def check(values: dict, source: str) -> dict:
     missing = sorted(set(SECRET_NAMES) - set(values))
     unknown = sorted(set(values) - set(SECRET_NAMES) - set(OPTIONAL_NAMES))
-    empty = sorted(k for k in values if not str(values[k]))
+    empty = sorted(k for k in values if k != PREVIOUS_FERNET_KEYS and not str(values[k]))
     problems = [f"missing {k} ({SECRET_NAMES[k]})" for k in missing]
     problems += [f"unknown key {k}" for k in unknown]
     problems += [f"{k} is empty" for k in empty]
+    fernet = [values.get(FERNET_KEY)] if values.get(FERNET_KEY) else []
+    previous = values.get(PREVIOUS_FERNET_KEYS, [])
+    if not isinstance(previous, list):
+        problems.append(f"{PREVIOUS_FERNET_KEYS} is not a list")
+        previous = []
+    if not all(isinstance(k, str) and is_fernet_key(k) for k in fernet + previous):
+        problems.append(
+            f"{FERNET_KEY} and {PREVIOUS_FERNET_KEYS} must be Fernet keys (32 bytes, url-safe base64); "
+            f"draw a new one with `rotate {FERNET_KEY}`"
+        )
     if problems:
         raise SecretsError(
             f"{source}: " + "; ".join(problems) + f". The map must hold exactly: {', '.join(SECRET_NAMES)}"
             f" (and optionally {', '.join(OPTIONAL_NAMES)})"
         )
-    return {k: str(values[k]) for k in [*SECRET_NAMES, *OPTIONAL_NAMES] if k in values}
+    out: dict = {k: str(values[k]) for k in [*SECRET_NAMES, WEBHOOK_URL] if k in values}
+    if previous:
+        out[PREVIOUS_FERNET_KEYS] = [str(k) for k in previous]
+    return out
+
+
+def read(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SecretsError(f"cannot read {path}: {e.strerror}; give the secrets file `generate` wrote") from e
+    except yaml.YAMLError:
+        raise SecretsError(f"{path} is not YAML; give the secrets file `generate` wrote") from None
+    if not isinstance(data, dict):
+        raise SecretsError(f"{path} holds no mapping; give the secrets file `generate` wrote")
+    return check(data, str(path))
+
+
+def rotate(values: dict, name: str) -> dict:
+    """A new value for `name`; a replaced Fernet key stays readable (first in the previous keys)."""
+    if name not in SERVICE_SECRETS:
+        raise SecretsError(f"no secret named {name}; rotate one of: {', '.join(SERVICE_SECRETS)}")
+    out = {**values, name: make_value(SERVICE_SECRETS[name])}
+    if name == FERNET_KEY:
+        out[PREVIOUS_FERNET_KEYS] = [values[FERNET_KEY], *values.get(PREVIOUS_FERNET_KEYS, [])]
+    return out
+
+
+def keep_replaced_fernet_key(new: dict, old: dict) -> dict:
+    """`new` with the Fernet key of `old` kept as a previous key when they differ (a replaced secret in Pulumi)."""
+    if not old or old.get(FERNET_KEY) in (None, new[FERNET_KEY]):
+        return new
+    kept = [old[FERNET_KEY], *old.get(PREVIOUS_FERNET_KEYS, []), *new.get(PREVIOUS_FERNET_KEYS, [])]
+    return {
+        **new,
+        PREVIOUS_FERNET_KEYS: [k for i, k in enumerate(kept) if k not in kept[:i] and k != new[FERNET_KEY]],
+    }
 
 
 def from_pulumi(stack: str | None) -> dict[str, str]:
@@ -130,7 +225,7 @@ def write_private(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.lab.host_secrets",
-        description="Write the hosts' service secrets to a 0600 vars file.",
+        description="Write the hosts' service secrets to a 0600 vars file, and rotate them.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="fresh random secrets (local lab)")
@@ -138,21 +233,40 @@ def main(argv: list[str] | None = None) -> int:
     pul = sub.add_parser("from-pulumi", help=f"the stack output {PULUMI_OUTPUT} (real lab)")
     pul.add_argument("-o", "--output", required=True)
     pul.add_argument("--stack")
+    rot = sub.add_parser("rotate", help="a new value for one secret (then run site.yml)")
+    rot.add_argument("name", choices=sorted(SERVICE_SECRETS))
+    rot.add_argument("-f", "--file", required=True)
+    ret = sub.add_parser("retire-fernet", help="drop the previous Fernet keys (after site.yml re-encrypted)")
+    ret.add_argument("-f", "--file", required=True)
     args = parser.parse_args(argv)
+    path = Path(getattr(args, "output", None) or args.file)
     try:
-        values = generate() if args.command == "generate" else from_pulumi(args.stack)
+        if args.command == "generate":
+            values = generate()
+        elif args.command == "from-pulumi":
+            values = from_pulumi(args.stack)
+            if path.exists():  # a Fernet key Pulumi replaced stays readable until retired
+                values = keep_replaced_fernet_key(values, read(path))
+        elif args.command == "rotate":
+            values = rotate(read(path), args.name)
+        else:
+            values = {k: v for k, v in read(path).items() if k != PREVIOUS_FERNET_KEYS}
     except SecretsError as e:
         print(f"host_secrets: error: {e}", file=sys.stderr)
         return 1
     try:
-        write(Path(args.output), values)
+        write(path, values)
     except OSError as e:
         print(
-            f"host_secrets: error: cannot write {args.output}: {e.strerror or e}; pick a writable path",
+            f"host_secrets: error: cannot write {path}: {e.strerror or e}; pick a writable path",
             file=sys.stderr,
         )
         return 1
-    print(f"{args.output}: {len(values)} secrets written (mode 0600)")
+    kept = len(values.get(PREVIOUS_FERNET_KEYS, []))
+    print(
+        f"{path}: {len(values)} secrets written (mode 0600)"
+        + (f"; {kept} previous Fernet key(s) kept" if kept else "")
+    )
     return 0
 
 

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from renderlab.base import atomic, cli
-from renderlab.lab import ansible_unsafe, backup_plan, cluster_names
+from renderlab.lab import ansible_unsafe, backup_plan, cluster_names, firewall
 from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
@@ -33,6 +33,9 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
         "renderlab_dns": [str(a) for a in config.network.dns],
         "renderlab_search_domain": config.network.search_domain,
         "renderlab_host_addresses": {n: config.address(n) for n in sorted(config.hosts)},
+        # Where Ansible runs from: the only source SSH is open to (renderlab/lab/firewall.py for the rest).
+        "renderlab_workstation": firewall.workstation(config),
+        "renderlab_airflow_api_port": firewall.AIRFLOW_API,
         "renderlab_debian_version": v.debian,
         "renderlab_airflow_version": v.airflow,
         "renderlab_blender_version": v.blender,
@@ -80,8 +83,9 @@ def inventory(
     """Ansible YAML inventory: groups control_plane, worker, storage, perforce, airflow under `all`."""
     extra_host_vars = extra_host_vars or {}
     children: dict[str, Any] = {role: {"hosts": {}} for role in ROLES}
+    firewall_vars = firewall.host_vars(config)
     for name, host in sorted(config.hosts.items()):
-        host_vars = {"ansible_host": config.address(name), "renderlab_vmid": host.vmid}
+        host_vars = {"ansible_host": config.address(name), "renderlab_vmid": host.vmid, **firewall_vars[name]}
         host_vars.update(extra_host_vars.get(name, {}))
         children[host.role]["hosts"][name] = host_vars
     all_vars = {

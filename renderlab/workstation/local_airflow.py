@@ -4,8 +4,8 @@ What is shared with the VM, read from the airflow role rather than typed again:
   * the components, one process each: the role's ``airflow_components`` (api-server, scheduler,
     dag-processor, triggerer) -- each in its own process group, as a systemd unit with KillMode=mixed;
   * ``airflow.cfg`` and the unit environment: the role's own templates rendered with local values
-    (LocalExecutor, SimpleAuthManager with a passwords file, parallelism capped, secrets derived from one
-    generated key by the role's own expressions);
+    (LocalExecutor, SimpleAuthManager with a passwords file, parallelism capped, the API secret key, JWT
+    secret and Fernet key each generated on its own, as renderlab.lab.host_secrets makes them for the VM);
   * the pipeline settings: the Airflow Variable ``renderlab`` (AIRFLOW_VAR_RENDERLAB), derived from the lab
     config by renderlab.lab.pipeline_settings as for the VM, with the local backend, a share folder and
     the repository's demo depot as the local defaults.
@@ -13,7 +13,7 @@ What differs, and why: SQLite instead of PostgreSQL (no database server on a wor
 127.0.0.1 only, and a parallelism cap for a small machine.
 
 Everything lives in one folder outside git (default .cache/airflow): airflow.cfg, passwords.json and the
-generated key (all 0600), the SQLite database, logs, and ``airflow.pids`` -- what `stop` kills.
+generated keys (all 0600), the SQLite database, logs, and ``airflow.pids`` -- what `stop` kills.
 """
 
 from __future__ import annotations
@@ -79,14 +79,30 @@ def role_components() -> list[str]:
     return list(_yaml(ROLE / "vars" / "main.yml")["airflow_components"])
 
 
-def role_values(secret_key: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The role's defaults, its derived keys (vars/main.yml, evaluated as Ansible would), then `overrides`."""
+# The role's keys, each drawn on its own as the lab's host secrets are (renderlab.lab.host_secrets).
+ROLE_KEYS = {
+    "airflow_api_secret_key": "renderlab_airflow_api_secret_key",
+    "airflow_jwt_secret": "renderlab_airflow_jwt_secret",
+    "airflow_fernet_key": "renderlab_airflow_fernet_key",
+}
+
+
+def new_keys() -> dict[str, str]:
+    from renderlab.lab import host_secrets
+
+    return {
+        var: host_secrets.make_value(host_secrets.SERVICE_SECRETS[name]) for var, name in ROLE_KEYS.items()
+    }
+
+
+def role_values(keys: dict[str, str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The role's defaults, its vars (vars/main.yml, evaluated as Ansible would), the keys, then `overrides`."""
     env = _jinja()
-    values: dict[str, Any] = {**_yaml(ROLE / "defaults" / "main.yml"), **overrides}
-    values["airflow_secret_key"] = secret_key
+    values: dict[str, Any] = {**_yaml(ROLE / "defaults" / "main.yml"), **keys, **overrides}
     for key, expr in _yaml(ROLE / "vars" / "main.yml").items():
-        if isinstance(expr, str) and "{{" in expr:
-            values[key] = env.from_string(expr.strip()).render(**values)
+        values[key] = (
+            env.from_string(expr.strip()).render(**values) if isinstance(expr, str) and "{{" in expr else expr
+        )
     return values
 
 
@@ -214,9 +230,9 @@ def prepare(
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     share.mkdir(parents=True, exist_ok=True)
-    key_file = home / "secret_key"
+    key_file = home / "keys.json"
     if not key_file.is_file():
-        _private(key_file, secrets.token_urlsafe(32) + "\n")
+        _private(key_file, json.dumps(new_keys()) + "\n")
     password_file = home / "passwords.json"
     if not password_file.is_file():
         _private(password_file, json.dumps({ADMIN: secrets.token_urlsafe(12)}) + "\n")
@@ -227,7 +243,7 @@ def prepare(
         app.symlink_to(REPO, target_is_directory=True)
     url = f"http://127.0.0.1:{port}"
     values = role_values(
-        key_file.read_text(encoding="utf-8").strip(),
+        json.loads(key_file.read_text(encoding="utf-8")),
         {
             "airflow_home": str(home),
             "airflow_api_host": "127.0.0.1",

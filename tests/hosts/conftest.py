@@ -11,6 +11,7 @@ run on that group's hosts only.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -82,3 +83,67 @@ def lab_secrets() -> dict:
 @pytest.fixture(scope="module")
 def in_container(host) -> bool:
     return host.run("systemd-detect-virt --container").rc == 0
+
+
+# --- the per-role, per-host report (tests/lab/host_checks.py judges it) ---------------------------------------
+REPORT_ENV = "RENDERLAB_HOST_REPORT"
+
+
+def _unit(item: pytest.Item) -> str:
+    """The checks' unit: the module's role (test_samba -> samba), with the class for a module split by group."""
+    role = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    return f"{role}.{item.cls.__name__}" if item.cls else role
+
+
+def _describe(item: pytest.Item) -> dict:
+    marker = item.get_closest_marker("group")
+    callspec = getattr(item, "callspec", None)
+    testinfra_host = callspec.params.get("_testinfra_host") if callspec else None
+    variables = testinfra_host.ansible.get_variables() if hasattr(testinfra_host, "ansible") else {}
+    groups, host = variables.get("group_names", []), variables.get("inventory_hostname", "")
+    return {"unit": _unit(item), "group": marker.args[0] if marker else None, "host": host,
+            "host_groups": list(groups), "outcome": None, "reason": ""}  # fmt: skip
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if os.environ.get(REPORT_ENV):
+        session.config._renderlab_report = {item.nodeid: _describe(item) for item in session.items}
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    # Items deselected by the group filter above: recorded so that a check no host ran is seen.
+    config = items[0].config if items else None
+    if config is not None and os.environ.get(REPORT_ENV):
+        deselected = getattr(config, "_renderlab_deselected", {})
+        deselected.update({item.nodeid: {**_describe(item), "outcome": "deselected"} for item in items})
+        config._renderlab_deselected = deselected
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not os.environ.get(REPORT_ENV):
+        return
+    entry = _RESULTS.setdefault(report.nodeid, {"outcome": None, "reason": ""})
+    if report.failed:
+        entry["outcome"] = "failed"
+    elif report.skipped and entry["outcome"] != "failed":
+        entry["outcome"] = "skipped"
+        longrepr = report.longrepr
+        entry["reason"] = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr).removeprefix(
+            "Skipped: "
+        )
+    elif report.when == "call" and report.passed and entry["outcome"] is None:
+        entry["outcome"] = "passed"
+
+
+_RESULTS: dict[str, dict] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get(REPORT_ENV)
+    if not path:
+        return
+    items = {**getattr(session.config, "_renderlab_deselected", {})}
+    for nodeid, entry in getattr(session.config, "_renderlab_report", {}).items():
+        items[nodeid] = {**entry, **_RESULTS.get(nodeid, {"outcome": "not run", "reason": ""})}
+    Path(path).write_text(json.dumps(items, indent=1, sort_keys=True))

@@ -72,3 +72,16 @@ def test_depot_typemap_and_protections(p4, lab_vars, p4d_installed):
     svc, path = lab_vars["renderlab_perforce_service_user"], lab_vars["renderlab_perforce_projects_path"]
     assert p4(f"protects -u {svc} -m {path}/...").strip() == "read"
     assert p4(f"protects -u {svc} -m //{lab_vars['renderlab_perforce_depot']}/other/...").strip() == "none"
+
+
+def test_users_are_made_by_super_only_and_tls_has_a_floor(p4, p4d_installed):
+    wanted = {"dm.user.noautocreate": 2, "dm.user.setinitialpasswd": 0, "run.users.authorize": 1,
+              "ssl.tls.version.min": 12}  # fmt: skip
+    for name, value in wanted.items():
+        assert f"{name}={value} " in p4(f"configure show {name}") + " ", name
+
+
+def test_p4d_reaches_the_network_only_once_configured(host, lab_vars, p4d_installed):
+    """The role keeps p4d on loopback until the protections and settings are in place, then writes its mark."""
+    assert host.file(f"{lab_vars['renderlab_perforce_data_root']}/root/.renderlab-configured").exists
+    assert host.socket(f"tcp://0.0.0.0:{lab_vars['renderlab_perforce_port']}").is_listening

@@ -21,6 +21,7 @@ from infra.proxmox.guest import ENDPOINTS_ENV
 from renderlab.lab import ansible_unsafe
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import load
+from renderlab.lab.host_secrets import SERVICE_SECRETS
 from renderlab.lab.inventory import inventory
 from tests.example_stack import own
 from tests.infra.conftest import TOKEN_ID, TOKEN_SECRET, Guests
@@ -139,7 +140,7 @@ def test_up_builds_the_template_the_five_vms_and_the_secrets(step):
     types = sorted(
         r["type"].rsplit(":", 1)[-1] for r in engine.resources() if r["type"].startswith("pulumi-python")
     )
-    assert types == ["CloudInitTemplate"] + ["GeneratedSecret"] * 7 + ["ProxmoxVm"] * 5
+    assert types == ["CloudInitTemplate"] + ["GeneratedSecret"] * len(SERVICE_SECRETS) + ["ProxmoxVm"] * 5
     out = engine.outputs()
     config = step.lab_config()
     assert out["addresses"] == {n: config.address(n) for n in config.hosts}

@@ -31,3 +31,22 @@ def test_unchanged_length_diffs_empty_and_a_new_length_replaces():
     assert same.changes is False and same.replaces == []
     longer = provider.diff("x", outs, {"length": 48, "result": None})
     assert longer.changes is True and longer.replaces == ["length"]
+
+
+def test_a_fernet_secret_is_a_fernet_key_and_old_state_keeps_its_value():
+    from cryptography.fernet import Fernet
+
+    provider = GeneratedSecretProvider()
+    assert provider.check({}, {"length": 44, "format": "fernet"}).failures == []
+    (bad,) = provider.check({}, {"length": 40, "format": "fernet"}).failures
+    assert bad.property == "length"
+    (bad,) = provider.check({}, {"length": 40, "format": "hex"}).failures
+    assert bad.property == "format"
+    outs = provider.create({"length": 44, "format": "fernet"}).outs
+    Fernet(outs["result"].encode())  # raises unless 32 url-safe base64 bytes
+    assert outs["format"] == "fernet"
+    # State written before formats existed is alphanumeric: the same secret, no replacement.
+    old = {"length": 40, "result": "x" * 40}
+    assert provider.diff("x", old, {"length": 40, "format": "alphanumeric", "result": None}).changes is False
+    changed = provider.diff("x", old, {"length": 44, "format": "fernet", "result": None})
+    assert changed.changes is True and set(changed.replaces) == {"length", "format"}

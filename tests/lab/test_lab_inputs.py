@@ -60,6 +60,7 @@ def test_generated_secrets_file_is_private_and_complete(tmp_path):
     assert set(values) == set(host_secrets.SECRET_NAMES)
     assert len(set(values.values())) == len(values)
     assert all(len(v) >= 40 for v in values.values())
+    assert host_secrets.is_fernet_key(values[host_secrets.FERNET_KEY])
 
 
 def test_secrets_check_names_every_problem():
@@ -78,7 +79,7 @@ def test_secrets_check_names_every_problem():
 def test_from_pulumi_reads_the_stack_output(tmp_path, monkeypatch):
     # The Pulumi CLI cannot be installed here: a stand-in prints what `pulumi stack output --json` prints.
     fake = tmp_path / "pulumi"
-    values = {k: f"value-{i}" for i, k in enumerate(host_secrets.SECRET_NAMES)}
+    values = host_secrets.generate()
     fake.write_text(
         f"#!{sys.executable}\nimport json, sys\n"
         "assert sys.argv[1:5] == ['stack', 'output', 'host_secrets', '--show-secrets'], sys.argv\n"

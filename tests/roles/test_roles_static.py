@@ -4,6 +4,7 @@ required, hidden arguments."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -18,10 +19,11 @@ HOST_REQUIREMENTS = ROLES / "airflow" / "files" / "requirements.txt"
 ALL_ROLES = tuple(sorted(p.name for p in ROLES.iterdir() if (p / "tasks").is_dir()))
 # Variables that hold a secret, or a value derived from one (every role listed, also one without any).
 SECRET_VARS = {
-    "airflow": ("airflow_admin_password", "airflow_db_password", "airflow_secret_key", "airflow_api_secret_key",
-                "airflow_jwt_secret", "airflow_fernet_key", "airflow_k8s_token", "airflow_token",
-                "airflow_notify_webhook_url"),
+    "airflow": ("airflow_admin_password", "airflow_db_password", "airflow_api_secret_key", "airflow_jwt_secret",
+                "airflow_fernet_key", "airflow_fernet_previous_keys", "airflow_fernet_digest", "airflow_k8s_token",
+                "airflow_token", "airflow_notify_webhook_url"),
     "common": (),
+    "firewall": (),
     "k3s_server": ("k3s_server_token", "k3s_server_kubeconfig"),
     "k3s_agent": ("k3s_agent_token",),
     "perforce": ("perforce_super_password", "perforce_service_password"),
@@ -30,8 +32,15 @@ SECRET_VARS = {
 }  # fmt: skip
 # Secret arguments; a dotted name is an option of a list's elements (samba_users[].password).
 SECRET_ARGS = {
-    "airflow": {"airflow_admin_password", "airflow_db_password", "airflow_secret_key"},
+    "airflow": {
+        "airflow_admin_password",
+        "airflow_db_password",
+        "airflow_api_secret_key",
+        "airflow_jwt_secret",
+        "airflow_fernet_key",
+    },
     "common": set(),
+    "firewall": set(),
     "k3s_server": {"k3s_server_token"},
     "k3s_agent": {"k3s_agent_token"},
     "perforce": {"perforce_super_password", "perforce_service_password"},
@@ -67,37 +76,133 @@ def test_host_requirements_agree_with_the_repo_lock_and_are_all_hashed():
 
 
 def _tasks(node, found: list[dict]) -> list[dict]:
+    """Every task of a tasks/handlers file: each element of a task list is a task or a block, whatever its module
+    is called (FQCN, short or ansible.legacy)."""
     if isinstance(node, list):
         for item in node:
             _tasks(item, found)
     elif isinstance(node, dict):
-        if "name" in node and any("." in k for k in node) or "block" in node:
-            found.append(node)
+        found.append(node)
         for key in ("block", "rescue", "always"):
             _tasks(node.get(key), found)
     return found
 
 
-def _leaks(task: dict, names: tuple[str, ...]) -> list[str]:
-    """Secret names a task uses in its module args, vars, environment or stdin (not in when/until/name)."""
+TEMPLATE_MODULES = {"template", "ansible.builtin.template", "ansible.legacy.template"}
+TEMPLATE_LOOKUP = re.compile(
+    r"lookup\(\s*['\"](?:ansible\.builtin\.)?template['\"]\s*,\s*['\"]([^'\"]+)['\"]"
+)
+
+
+def _rendered_templates(task: dict, role_dir: Path) -> list[Path]:
+    """The template files a task renders: a template module's src (each item of a literal loop), and any
+    lookup('template', ...). A src the test cannot resolve means every template of the role."""
+    srcs: list[str] = []
+    for key, args in task.items():
+        if key in TEMPLATE_MODULES:
+            free_form = isinstance(args, str)  # src=x dest=y
+            options = dict(p.split("=", 1) for p in args.split() if "=" in p) if free_form else args
+            srcs.append(str(options.get("src", "")))
+    srcs += TEMPLATE_LOOKUP.findall(json.dumps(task))
+    found: list[Path] = []
+    templates = role_dir / "templates"
+    for src in srcs:
+        loop = task.get("loop") or task.get("with_items")
+        if "{{ item }}" in src and isinstance(loop, list) and all(isinstance(i, str) for i in loop):
+            found += [templates / src.replace("{{ item }}", i) for i in loop]
+        elif "{{" in src or not (templates / src).is_file():
+            found += sorted(templates.rglob("*"))
+        else:
+            found.append(templates / src)
+    return [p for p in found if p.is_file()]
+
+
+def _leaks(task: dict, names: tuple[str, ...], role_dir: Path) -> list[str]:
+    """Secret names a task uses in its module args, vars, environment or stdin (not in when/until/name), or in
+    the templates it renders."""
     text = yaml.safe_dump(
         {k: v for k, v in task.items() if k not in ("name", "when", "until", "block", "rescue", "always")}
     )
-    return [n for n in names if re.search(rf"\b{n}\b", text)]
+    rendered = "".join(p.read_text() for p in _rendered_templates(task, role_dir))
+    # A list of secret-bearing records read for one harmless field only (e.g. the share users' names).
+    rendered = re.sub(r"\b(\w+)\s*\|\s*map\(attribute=['\"](?!password)\w+['\"]\)", "", rendered)
+    return [n for n in names if re.search(rf"\b{re.escape(n)}\b", text + rendered)]
+
+
+def unsafe_tasks(role_dir: Path, names: tuple[str, ...]) -> list[str]:
+    unsafe = []
+    for path in sorted(role_dir.glob("*/*.yml")):
+        if path.parent.name not in ("tasks", "handlers"):
+            continue
+        for task in _tasks(yaml.safe_load(path.read_text()), []):
+            used = _leaks(task, names, role_dir)
+            # A register of a secret-bearing result is fine only if the task itself hides its output.
+            if used and task.get("no_log") is not True:
+                unsafe.append(
+                    f"{path.relative_to(role_dir.parent)}: {task.get('name', '(unnamed)')} uses {used}"
+                )
+    return unsafe
+
+
+@pytest.mark.parametrize("role", ALL_ROLES)
+def test_no_secret_goes_through_a_tasks_environment(role):
+    """Ansible writes a task's `environment` onto the become command line (`sudo ... /bin/sh -c 'VAR=value
+    python3'`), which sudo logs to the journal and `ps` shows: found by the lab lane's log scan (PGPASSWORD).
+    Secrets go to commands on stdin."""
+    found = []
+    for path in sorted((ROLES / role).glob("*/*.yml")):
+        if path.parent.name in ("tasks", "handlers"):
+            for task in _tasks(yaml.safe_load(path.read_text()), []):
+                text = yaml.safe_dump(task.get("environment", {}))
+                found += [
+                    f"{path.name}: {task.get('name')}: {n}"
+                    for n in SECRET_VARS[role]
+                    if re.search(rf"\b{n}\b", text)
+                ]
+    assert found == []
 
 
 @pytest.mark.parametrize("role", ALL_ROLES)
 def test_every_task_touching_a_secret_has_no_log(role):
-    unsafe = []
-    for path in sorted((ROLES / role).glob("*/*.yml")):
-        if path.parent.name not in ("tasks", "handlers"):
-            continue
-        for task in _tasks(yaml.safe_load(path.read_text()), []):
-            used = _leaks(task, SECRET_VARS[role])
-            # A register of a secret-bearing result is fine only if the task itself hides its output.
-            if used and task.get("no_log") is not True:
-                unsafe.append(f"{path.relative_to(ROOT)}: {task['name']} uses {used}")
-    assert unsafe == []
+    assert unsafe_tasks(ROLES / role, SECRET_VARS[role]) == []
+
+
+def test_the_no_log_check_follows_templates_and_every_module_name(tmp_path):
+    """What the check used to miss: a short module name, and a secret that reaches a file through a template."""
+    role = tmp_path / "demo"
+    (role / "tasks").mkdir(parents=True)
+    (role / "templates").mkdir()
+    (role / "templates" / "conf.j2").write_text("password = {{ demo_secret }}\n")
+    (role / "templates" / "plain.j2").write_text("port = {{ demo_port }}\n")
+    (role / "templates" / "a.spec.j2").write_text("x\n")
+    (role / "templates" / "b.spec.j2").write_text("{{ demo_secret }}\n")
+    tasks = [
+        {"name": "short template", "template": {"src": "conf.j2", "dest": "/etc/x"}},
+        {"name": "free-form legacy", "ansible.legacy.template": "src=conf.j2 dest=/etc/y"},
+        {"name": "short command", "command": "echo {{ demo_secret }}"},
+        {
+            "name": "looped",
+            "ansible.builtin.template": {"src": "{{ item }}.spec.j2", "dest": "/x"},
+            "loop": ["a", "b"],
+        },
+        {
+            "name": "lookup",
+            "ansible.builtin.copy": {"content": "{{ lookup('template', 'conf.j2') }}", "dest": "/z"},
+        },
+        {"name": "hidden", "template": {"src": "conf.j2", "dest": "/etc/x"}, "no_log": True},
+        {"name": "harmless", "template": {"src": "plain.j2", "dest": "/etc/p"}},
+        {"block": [{"name": "in a block", "shell": "echo {{ demo_secret }}"}]},
+    ]
+    (role / "tasks" / "main.yml").write_text(yaml.safe_dump(tasks))
+    found = [line.split(": ", 1)[1] for line in unsafe_tasks(role, ("demo_secret",))]
+    assert found == [
+        "short template uses ['demo_secret']",
+        "free-form legacy uses ['demo_secret']",
+        "short command uses ['demo_secret']",
+        "looped uses ['demo_secret']",
+        "lookup uses ['demo_secret']",
+        "in a block uses ['demo_secret']",
+    ]
 
 
 @pytest.mark.parametrize("role", ALL_ROLES)

@@ -47,7 +47,9 @@ def test_airflow_cfg_is_the_roles_template_with_local_values(local):
     cfg = _cfg(local.home / "airflow.cfg")
     # Every key the lab's VM gets (the role's template, rendered with its defaults) is there.
     role = configparser.ConfigParser(interpolation=None)
-    values = local_airflow.role_values("k", {"airflow_db_password": "", "airflow_admin_user": "admin"})
+    values = local_airflow.role_values(
+        local_airflow.new_keys(), {"airflow_db_password": "", "airflow_admin_user": "admin"}
+    )
     role.read_string(local_airflow.render_role_template("airflow.cfg.j2", values))
     for section in role.sections():
         assert set(role[section]) <= set(cfg[section]), section
@@ -71,17 +73,23 @@ def test_airflow_cfg_is_the_roles_template_with_local_values(local):
     assert local.env["PYTHONPATH"] == str(local.home / "app")
 
 
-def test_keys_derived_as_the_role_derives_them_are_valid_for_their_consumers(local):
+def test_the_keys_are_independent_and_valid_for_their_consumers(local):
     from cryptography.fernet import Fernet
 
     cfg = _cfg(local.home / "airflow.cfg")
     Fernet(cfg["core"]["fernet_key"].encode())  # raises if not 32 url-safe base64 bytes
-    assert re.fullmatch(r"[0-9a-f]{64}", cfg["api_auth"]["jwt_secret"])
-    assert cfg["api_auth"]["jwt_secret"] != cfg["api"]["secret_key"]
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", cfg["api_auth"]["jwt_secret"])
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", cfg["api"]["secret_key"])
+    keys = json.loads((local.home / "keys.json").read_text())
+    assert keys == {
+        "airflow_api_secret_key": cfg["api"]["secret_key"],
+        "airflow_jwt_secret": cfg["api_auth"]["jwt_secret"],
+        "airflow_fernet_key": cfg["core"]["fernet_key"],
+    }
 
 
 def test_secrets_are_private_and_survive_a_restart(local, tmp_path):
-    for name in ("airflow.cfg", "passwords.json", "secret_key"):
+    for name in ("airflow.cfg", "passwords.json", "keys.json"):
         assert (local.home / name).stat().st_mode & 0o777 == 0o600, name
     assert local.home.stat().st_mode & 0o777 == 0o700
     password, cfg = local.password, (local.home / "airflow.cfg").read_text()

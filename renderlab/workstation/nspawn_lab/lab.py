@@ -114,6 +114,8 @@ def write_stack(s: LabOptions, pubkey: str, dns: list[str]) -> dict[str, str]:
         "dns": dns,
         "search_domain": "lab.local",
         "hosts": addresses,
+        # Ansible runs here, reaching the hosts from the bridge's own address.
+        "workstation": [str(s.gateway)],
     }
     cfg["renderlab:ssh"] = {**cfg.get("renderlab:ssh", {}), "public_keys": [pubkey.strip()]}
     # No PVE behind the local lab: a token of its own in Pulumi's encrypted shape stands in for the example's
