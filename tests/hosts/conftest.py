@@ -17,8 +17,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from testinfra.utils import ansible_runner
+
+from renderlab.lab import ansible_unsafe
 
 HOW = "pytest tests/hosts --hosts=ansible://all --ansible-inventory=INVENTORY"
+
+# testinfra reads the inventory through `ansible-inventory --list`, whose JSON keeps the lab inventory's unsafe
+# marking ({"__ansible_unsafe": "10.231.0.11"} for ansible_host); unwrap it as Ansible's own loader does.
+_ansible_inventory = ansible_runner.get_ansible_inventory
+
+
+def _plain_inventory(*args, **kwargs):
+    return ansible_unsafe.plain(_ansible_inventory(*args, **kwargs))
+
+
+ansible_runner.get_ansible_inventory = _plain_inventory
 
 
 def _no_hosts(config: pytest.Config) -> bool:
