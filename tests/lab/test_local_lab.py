@@ -26,12 +26,10 @@ from tests.lab import firewall_probes, host_checks
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1500)]
 
-FIRST_RUN_BUDGET_S = 600
-SECOND_RUN_BUDGET_S = 120
 
-
-def _report(say, label: str, run: locallab.PlaybookRun, budget: int) -> None:
-    say(f"\nsite.yml {label}: {run.seconds:.0f} s, changed={run.changed} (budget {budget} s)")
+# The run times are printed, not asserted (a loaded machine is no bug); `make lab-bench` measures them.
+def _report(say, label: str, run: locallab.PlaybookRun) -> None:
+    say(f"\nsite.yml {label}: {run.seconds:.0f} s, changed={run.changed}")
     if run.vendor_blocked:
         say(
             f"  stopped at an unreachable vendor download (no artifacts given): {', '.join(run.vendor_blocked)}"
@@ -39,13 +37,12 @@ def _report(say, label: str, run: locallab.PlaybookRun, budget: int) -> None:
 
 
 def test_site_first_run_configures_every_host(lab, first_run, say):
-    _report(say, "first run", first_run, FIRST_RUN_BUDGET_S)
+    _report(say, "first run", first_run)
     # Every host is either fully configured or stopped only at its role's vendor-download step.
     assert first_run.real_failures == {}, f"see {first_run.log}"
     assert first_run.rc in (0, 2)
     assert set(first_run.recap) == {m.name for m in lab.machines}
     assert first_run.changed > 0
-    assert first_run.seconds <= FIRST_RUN_BUDGET_S
     if os.environ.get("RENDERLAB_LAB_REQUIRE_ALL"):
         assert first_run.vendor_blocked == [], "RENDERLAB_LAB_REQUIRE_ALL is set but some hosts were blocked"
 
@@ -54,11 +51,10 @@ def test_site_second_run_changes_nothing(lab, first_run, say):
     assert first_run.real_failures == {}
     second = locallab.run_site(lab, "site-2.log")
     changed = {h: r["changed"] for h, r in second.recap.items() if r["changed"]}
-    _report(say, "second run", second, SECOND_RUN_BUDGET_S)
+    _report(say, "second run", second)
     assert second.real_failures == {}, f"see {second.log}"
     assert second.vendor_blocked == first_run.vendor_blocked
     assert changed == {}, f"not idempotent: {changed}; see {second.log}"
-    assert second.seconds <= SECOND_RUN_BUDGET_S
 
 
 def _inventory_groups(lab) -> dict[str, list[str]]:
