@@ -1,7 +1,8 @@
 """Write files so that readers see either the old file or the complete new one (temp name, then rename).
 
-The one atomic-write helper of the repository: the Jobs, the fetch image, the DAG's records, the inventory,
-the secrets file, the rendered manifests and the local lab's state all write through it.
+The one atomic-write helper of the repository: the Jobs, the fetch, the content's outputs (audio, frames, the
+contact sheet), the DAG's records, the inventory, the secrets file, the rendered manifests and the local
+lab's and Airflow's state all write through it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +21,11 @@ from typing import Any
 def target(path: str | Path, mode: int | None = None, temp: Path | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success it is renamed over `path`, on error removed.
 
-    `mode`: the file's permissions, set before the rename (a secrets file is never readable by others,
-    not even for a moment; default 0600). `temp`: the temp file's own name, for a writer that recognises
-    and cleans up the temp files a killed run of its own left behind (the fetch)."""
+    The temp file is created 0600, so nobody else reads it while it is written (a secrets file is never
+    readable by others, not even for a moment). `mode`: the file's permissions, set once it is written and
+    before the rename (so a read-only mode does not stop the writer; default 0600). `temp`: the temp file's
+    own name, for a writer that recognises and cleans up the temp files a killed run of its own left behind
+    (the fetch, the render)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if temp is None:
@@ -31,12 +35,26 @@ def target(path: str | Path, mode: int | None = None, temp: Path | None = None) 
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        yield tmp_path
         if mode is not None:
             os.chmod(tmp_path, mode)
-        yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder(path: str | Path, temp: str | Path) -> Iterator[Path]:
+    """A folder built whole under `temp` (beside `path`; a stale one is removed first), renamed to `path` on
+    success (replacing what stood there), removed on error: a reader finds the complete folder or none."""
+    path, temp = Path(path), Path(temp)
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        yield temp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(temp, path)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def write_bytes(

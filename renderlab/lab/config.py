@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from renderlab.base.errors import CommandError
 from renderlab.lab.patterns import (
     ImageUrl,
     LinuxUser,
@@ -59,8 +60,10 @@ _FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly",
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]*$")]
 
 
-class ConfigError(Exception):
-    """All problems found in one stack file, each as 'key.path: message'."""
+class ConfigError(CommandError):
+    """All problems found in one stack file, each as 'key.path: message' (several: one a line)."""
+
+    keep_lines = True
 
     def __init__(self, source: str, problems: list[str]):
         self.source = source

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from renderlab.base import atomic, cli
+from renderlab.base.errors import CommandError
 
 PULUMI_OUTPUT = "host_secrets"
 # The generated service secrets, name -> (length Pulumi generates, what it is for). Pulumi's Lab component
@@ -40,7 +41,7 @@ OPTIONAL_NAMES = {
 }
 
 
-class SecretsError(Exception):
+class SecretsError(CommandError):
     pass
 
 
@@ -96,6 +97,7 @@ def write(path: Path, values: dict[str, str]) -> None:
     atomic.write_yaml(path, values, mode=0o600)  # private from the first byte
 
 
+@cli.command("host_secrets")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.lab.host_secrets",
@@ -108,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     pul.add_argument("-o", "--output", required=True)
     pul.add_argument("--stack")
     args = parser.parse_args(argv)
-    try:
-        values = generate() if args.command == "generate" else from_pulumi(args.stack)
-    except SecretsError as e:
-        print(f"host_secrets: error: {e}", file=sys.stderr)
-        return 1
+    values = generate() if args.command == "generate" else from_pulumi(args.stack)
     try:
         write(Path(args.output), values)
     except OSError as e:
@@ -126,4 +124,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("host_secrets", main))
+    sys.exit(main())

@@ -16,7 +16,7 @@ from typing import Any
 
 from renderlab.base import atomic, cli
 from renderlab.lab import cluster_names
-from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
+from renderlab.lab.config import ROLES, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
 
@@ -76,6 +76,7 @@ def inventory(
     return {"all": {"vars": all_vars, "children": children}}
 
 
+@cli.command("inventory")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.lab.inventory",
@@ -85,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="inventory file to write (YAML)")
     parser.add_argument("--ssh-user", help="SSH user (default: ssh.admin_user from the stack file)")
     args = parser.parse_args(argv)
-    try:
-        config = load(args.stack_file)
-    except ConfigError as e:
-        print(f"inventory: error: {e}", file=sys.stderr)
-        return 1
+    config = load(args.stack_file)
     images = recorded_images(config, args.stack_file)
     try:
         atomic.write_yaml(args.output, inventory(config, ssh_user=args.ssh_user, images=images), mode=0o644)
@@ -101,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("inventory", main))
+    sys.exit(main())

@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderlab.base import cli
-from renderlab.lab.config import ConfigError, load
+from renderlab.base import atomic, cli
+from renderlab.base.errors import CommandError
+from renderlab.lab.config import load
 
 K3S_MODULE = "github.com/k3s-io/k3s"
 IMAGES_TAR = "k3s-airgap-images-amd64.tar.zst"
@@ -40,7 +41,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
-class ArtifactsError(Exception):
+class ArtifactsError(CommandError):
     """One clear message: what failed, where, and how to fix it."""
 
 
@@ -206,9 +207,7 @@ def build_pause_images(parts: Path, log=print) -> tuple[Path, bool]:
     if images.exists() and stamp.exists() and stamp.read_text() == ref:
         return images, False
     log(f"pause image {ref} from {CATATONIT} ...")
-    tmp = images.with_name(images.name + ".tmp")
-    tmp.write_bytes(zstd(pause_image(CATATONIT.read_bytes(), ref)))
-    tmp.rename(images)
+    atomic.write_bytes(images, zstd(pause_image(CATATONIT.read_bytes(), ref)), mode=0o644)
     stamp.write_text(ref)
     return images, True
 
@@ -231,6 +230,7 @@ def build(k3s_version: str, cache: Path, log=print) -> dict:
     )
 
 
+@cli.command("k3s-artifacts")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.workstation.k3s_artifacts", description=__doc__.split("\n\n")[0]
@@ -242,15 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cache", type=Path, help="the artifacts folder (default ~/.cache/renderlab/k3s/<version>)"
     )
     args = parser.parse_args(argv)
-    try:
-        version = load(args.config).versions.k3s
-        result = build(version, args.cache or default_cache(version))
-    except (ConfigError, ArtifactsError) as e:
-        print(f"k3s-artifacts: error: {cli.one_line(e)}", file=sys.stderr)
-        return 1
+    version = load(args.config).versions.k3s
+    result = build(version, args.cache or default_cache(version))
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("k3s-artifacts", main))
+    sys.exit(main())
