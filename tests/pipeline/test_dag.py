@@ -149,3 +149,13 @@ def test_params_schema(dag):
         assert schema.get("title") and len(dag["descriptions"][name] or "") > 20, name
         if "enum" in schema:
             assert set(schema["values_display"]) == {"null" if v is None else v for v in schema["enum"]}, name
+
+
+def test_the_trigger_form_is_grouped_in_sections(dag):
+    """Airflow's params UI groups fields by `section`: song, quality, frames, output, each field in one of them
+    and each section's fields together, in the form's order."""
+    sections = [schema.get("section") for schema in dag["params"].values()]
+    assert list(dict.fromkeys(sections)) == ["Song", "Quality", "Frames", "Output"]
+    assert sections == sorted(sections, key=["Song", "Quality", "Frames", "Output"].index)
+    by_section = {s: [k for k, v in dag["params"].items() if v.get("section") == s] for s in sections}
+    assert by_section["Song"] == ["song", "changelist"] and "preset" in by_section["Quality"]

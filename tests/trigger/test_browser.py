@@ -19,14 +19,19 @@ from renderlab.workstation.trigger import Api
 REPO = Path(__file__).resolve().parents[2]
 
 
-def preset_labels() -> list[str]:
-    """The labels the DAG file gives the preset dropdown (loaded the way the dag-processor loads it)."""
+def _dag_module():
+    """The DAG file, loaded the way the dag-processor loads it."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("render_dag_labels", REPO / "dags" / "render.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    display = module._params()["preset"].schema["values_display"]
+    return module
+
+
+def preset_labels() -> list[str]:
+    """The labels the DAG file gives the preset dropdown."""
+    display = _dag_module()._params()["preset"].schema["values_display"]
     return [label for value, label in display.items() if value != "null"]
 
 
@@ -48,6 +53,9 @@ def open_trigger_form(page, airflow):
     page.goto(f"{airflow.url}/dags/render")
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.get_by_role("dialog")
+    # The form's sections (the DAG's `section=`) start folded: open each, as a person would.
+    for section in _dag_module().SECTIONS:
+        dialog.get_by_role("button", name=section, exact=True).click()
     page.locator("#element_frames").wait_for()
     return dialog
 
