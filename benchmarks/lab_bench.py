@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python benchmarks/lab_bench.py      (or: make lab-bench)
 
-Budgets (issue 7): first run <= 600 s, second run <= 120 s with changed=0. The lab is torn down at the end.
+Budgets (the hosts layer's targets): first run <= 600 s, second run <= 120 s with changed=0. The lab is torn down at the end.
 """
 
 from __future__ import annotations

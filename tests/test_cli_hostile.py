@@ -1,4 +1,4 @@
-"""Every command-line entry point in the repository, walked over hostile and careless input (issue 14).
+"""Every command-line entry point in the repository, walked over hostile and careless input.
 
 For each: no Python traceback, exactly one line on stderr, and an exit status the command documents --
 never 0 and never 70 (70 is the "internal error" every entry point keeps for what it did not foresee: a

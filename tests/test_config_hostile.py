@@ -1,4 +1,4 @@
-"""Hostile and careless stack files (issue 14): bounded work, one clear line, no traceback, no secret shown."""
+"""Hostile and careless stack files: bounded work, one clear line, no traceback, no secret shown."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile and careless input to the content entrypoints (issue 14): bounded songs, refused or mapped values
+"""Hostile and careless input to the content entrypoints: bounded songs, refused or mapped values
 that are said out loud, output folders that cannot be written, leftovers of killed runs, damaged frames."""
 
 from __future__ import annotations

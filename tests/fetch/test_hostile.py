@@ -1,4 +1,4 @@
-"""Hostile and careless input to the fetch (issue 14): what is read back from the share is untrusted, modes
+"""Hostile and careless input to the fetch: what is read back from the share is untrusted, modes
 are never widened, skipped symlinks are reported, odd file names and endless retries get one clear error."""
 
 from __future__ import annotations

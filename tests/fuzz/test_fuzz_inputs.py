@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the three readers that take untrusted bytes (issue 14): the MIDI parser, the
+"""Property-based fuzzing of the three readers that take untrusted bytes: the MIDI parser, the
 lab-config loader and the fetch's share-state reader. Each either returns a sound value or raises its one
 documented error -- never anything else, and never slowly."""
 
