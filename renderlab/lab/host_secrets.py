@@ -23,7 +23,7 @@ from renderlab.base.errors import CommandError
 
 PULUMI_OUTPUT = "host_secrets"
 # The generated service secrets, name -> (length Pulumi generates, what it is for). Pulumi's Lab component
-# generates exactly these (infra/lab.py) and the hosts layer reads exactly these.
+# generates exactly these (infra/vms.py) and the hosts layer reads exactly these.
 SERVICE_SECRETS = {
     "renderlab_share_password": (40, "SMB password of the share user (samba role)"),
     "renderlab_k3s_token": (48, "k3s cluster join token (k3s roles)"),

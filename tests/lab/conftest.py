@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import LabError
 
 
 @pytest.fixture(scope="session")
 def lab_preflight() -> None:
     try:
-        locallab.preflight()
+        lifecycle.preflight()
     except LabError as e:
         pytest.skip(f"local lab unavailable here: {e}")
 

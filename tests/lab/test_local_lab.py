@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import ROOT
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -27,16 +27,16 @@ SECOND_RUN_BUDGET_S = 120
 
 @pytest.fixture(scope="module")
 def lab(lab_preflight):
-    with locallab.running_lab() as running:
+    with lifecycle.running_lab() as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def first_run(lab):
-    return locallab.run_site(lab, "site-1.log")
+    return lifecycle.run_site(lab, "site-1.log")
 
 
-def _report(say, label: str, run: locallab.PlaybookRun, budget: int) -> None:
+def _report(say, label: str, run: lifecycle.PlaybookRun, budget: int) -> None:
     say(f"\nsite.yml {label}: {run.seconds:.0f} s, changed={run.changed} (budget {budget} s)")
     if run.vendor_blocked:
         say(
@@ -58,7 +58,7 @@ def test_site_first_run_configures_every_host(lab, first_run, say):
 
 def test_site_second_run_changes_nothing(lab, first_run, say):
     assert first_run.real_failures == {}
-    second = locallab.run_site(lab, "site-2.log")
+    second = lifecycle.run_site(lab, "site-2.log")
     changed = {h: r["changed"] for h, r in second.recap.items() if r["changed"]}
     _report(say, "second run", second, SECOND_RUN_BUDGET_S)
     assert second.real_failures == {}, f"see {second.log}"

@@ -6,7 +6,7 @@ import json
 import sys
 
 from renderlab.base import cli
-from renderlab.workstation.nspawn_lab import lab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import LabOptions
 
 
@@ -17,12 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     s = LabOptions.from_env()
     if args.command == "up":
-        up = lab.up(s)
+        up = lifecycle.up(s)
         print(f"inventory: {up.inventory}\nsecrets:   {up.secrets}\nstop it:   make lab-local-down")
     elif args.command == "down":
-        lab.down(s)
+        lifecycle.down(s)
     else:
-        print(json.dumps(lab.status(s), indent=1) or "{}")
+        print(json.dumps(lifecycle.status(s), indent=1) or "{}")
     return 0
 
 
