@@ -189,11 +189,14 @@ lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear do
 lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/lab_bench.py
 
-# --- cluster (k3s in the local lab) ---
-.PHONY: k3s-artifacts
+# --- cluster (upstream Kubernetes with kubeadm: its binaries and images built here) ---
+.PHONY: k8s-artifacts k8s-vulncheck
 
-k3s-artifacts: venv ## the k3s air-gap folder (binary from its Go module, pause image built here), cached in ~/.cache/renderlab/k3s
-	$(PY) -m renderlab.workstation.k3s_artifacts --config $(CONFIG)
+k8s-artifacts: venv ## Kubernetes, containerd, runc, CNI, CoreDNS, kube-router and kubeadm's images from their Go modules, into ~/.cache/renderlab/k8s/v<version> (once)
+	$(PY) -m renderlab.workstation.k8s_artifacts --config $(CONFIG)
+
+k8s-vulncheck: venv ## govulncheck (built from its Go module) over every binary k8s-artifacts built
+	$(PY) -m renderlab.workstation.k8s_vulncheck --config $(CONFIG)
 
 # --- hostsroles ---
 .PHONY: airflow-host-lock airflow-bench

@@ -49,6 +49,10 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--positions {ns.positions!r}: give fractions between 0 and 1, e.g. 0.1,0.5,0.9")
     if ns.out.suffix.lower() != ".png":
         raise ContentError(f"--out {ns.out} must name a .png file")
+    try:
+        atomic.refuse_non_regular(ns.out)  # the sheet is renamed over it: never over a link or a device
+    except OSError as e:
+        raise ContentError(f"--out {ns.out}: {e.strerror}") from None
     if not ns.blend.is_file():
         raise ContentError(
             f"--blend {ns.blend} does not exist; build the scene first (blender_scripts.build)"

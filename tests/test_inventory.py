@@ -10,9 +10,9 @@ def test_inventory_groups_and_addresses_come_from_config():
     config = load(ROOT / "Pulumi.example.yaml")
     inv = inventory(config)
     groups = inv["all"]["children"]
-    assert set(groups) == {"k3s_server", "k3s_agent", "storage", "perforce", "airflow"}
+    assert set(groups) == {"control_plane", "worker", "storage", "perforce", "airflow"}
     assert groups["storage"]["hosts"]["storage"]["ansible_host"] == "10.20.0.13"
-    assert groups["k3s_agent"]["hosts"]["k3s-agent"]["renderlab_vmid"] == 212
+    assert groups["worker"]["hosts"]["worker"]["renderlab_vmid"] == 212
     assert inv["all"]["vars"]["ansible_user"] == "renderlab"
 
 
@@ -24,7 +24,7 @@ def test_extra_host_vars_and_user_override():
 
 
 def test_inventory_cli_carries_the_recorded_image_refs_in_the_pipeline_settings(tmp_path, monkeypatch):
-    from renderlab.lab import image_refs
+    from renderlab.lab import ansible_unsafe, image_refs
     from renderlab.lab import inventory as inventory_cli
 
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "records")
@@ -37,7 +37,7 @@ def test_inventory_cli_carries_the_recorded_image_refs_in_the_pipeline_settings(
     assert inventory_cli.main([str(stack), "-o", str(tmp_path / "inv.yml")]) == 0
     import yaml
 
-    settings = yaml.safe_load((tmp_path / "inv.yml").read_text())["all"]["vars"][
+    settings = ansible_unsafe.plain(yaml.safe_load((tmp_path / "inv.yml").read_text()))["all"]["vars"][
         "renderlab_pipeline_settings"
     ]
     assert settings["images"] == {

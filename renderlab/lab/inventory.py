@@ -5,8 +5,9 @@ exports exactly this structure (plus nothing secret), and the local test lab use
 Every lab value the roles need is derived here into `all.vars` (`renderlab_*`), so nothing from the stack
 file is retyped in ansible/.
 
-``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory as YAML (atomically), with the
-image references `make images` recorded for that stack file.
+``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory (JSON, which is YAML; atomically),
+with the image references `make images` recorded for that stack file. Every string in it is marked unsafe for
+Ansible's templating (renderlab.lab.ansible_unsafe): a stack value is data, never a template.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from typing import Any
 
 from renderlab.base import atomic, cli
-from renderlab.lab import cluster_names
+from renderlab.lab import ansible_unsafe, cluster_names
 from renderlab.lab.config import ROLES, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
@@ -33,10 +34,10 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
         "renderlab_search_domain": config.network.search_domain,
         "renderlab_host_addresses": {n: config.address(n) for n in sorted(config.hosts)},
         "renderlab_debian_version": v.debian,
-        "renderlab_k3s_version": v.k3s,
         "renderlab_airflow_version": v.airflow,
         "renderlab_blender_version": v.blender,
         "renderlab_p4d_version": v.p4d,
+        **kubernetes_vars(config),
         "renderlab_share_name": config.share.name,
         "renderlab_share_path": config.share.path,
         "renderlab_share_user": config.share.user,
@@ -54,6 +55,19 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
     }
 
 
+def kubernetes_vars(config: LabConfig) -> dict[str, str]:
+    """The kubernetes section as `renderlab_kubernetes_version`, `renderlab_containerd_version`, ...,
+    `renderlab_pod_cidr`, `renderlab_service_cidr` (the roles and kubeadm's config read these)."""
+    k = config.kubernetes
+    out = {}
+    for name in type(k).model_fields:
+        if name.endswith("_cidr"):
+            out[f"renderlab_{name}"] = str(getattr(k, name))
+        else:
+            out[f"renderlab_{'kubernetes' if name == 'version' else name}_version"] = getattr(k, name)
+    return out
+
+
 def inventory(
     config: LabConfig,
     ssh_user: str | None = None,
@@ -61,7 +75,7 @@ def inventory(
     extra_vars: dict | None = None,
     images: dict[str, str] | None = None,
 ) -> dict:
-    """Ansible YAML inventory: groups k3s_server, k3s_agent, storage, perforce, airflow under `all`."""
+    """Ansible YAML inventory: groups control_plane, worker, storage, perforce, airflow under `all`."""
     extra_host_vars = extra_host_vars or {}
     children: dict[str, Any] = {role: {"hosts": {}} for role in ROLES}
     for name, host in sorted(config.hosts.items()):
@@ -89,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load(args.stack_file)
     images = recorded_images(config, args.stack_file)
     try:
-        atomic.write_yaml(args.output, inventory(config, ssh_user=args.ssh_user, images=images), mode=0o644)
+        inv = inventory(config, ssh_user=args.ssh_user, images=images)
+        atomic.write_text(args.output, ansible_unsafe.dumps(inv), mode=0o644)
     except OSError as e:
         print(f"inventory: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
         return 1

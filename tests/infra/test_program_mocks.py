@@ -13,6 +13,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
+from renderlab.lab import ansible_unsafe
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import ConfigError
 
@@ -93,7 +94,7 @@ def stack_config():
 def test_five_vms_from_config(stack_config):
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
     vms = {name: inputs for name, inputs in mocks.of("pulumi-python:dynamic/renderlab:ProxmoxVm")}
-    assert sorted(vms) == ["airflow", "k3s-agent", "k3s-server", "perforce", "storage"]
+    assert sorted(vms) == ["airflow", "control-plane", "perforce", "storage", "worker"]
     for name, host in STACK["renderlab:hosts"].items():
         vm = vms[name]
         assert (vm["vmid"], vm["cores"], vm["memory_mib"], vm["disk_gib"]) == (
@@ -150,22 +151,25 @@ def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "no-records")  # what this checkout built stays out
     options = LabOptions.from_env({"RENDERLAB_LAB_PREFIX": "seam", "RENDERLAB_LAB_CACHE": str(tmp_path)})
     options.state.mkdir(parents=True)
-    lifecycle.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeam seam@test", ["10.0.0.53"])
+    lifecycle.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeamKey seam@test", ["10.0.0.53"])
     local_stack = yaml.safe_load((options.state / "stack.yaml").read_text())["config"]
     _, _, resolved = run({k: v for k, v in local_stack.items() if "secure" not in str(v)}, SECRET_VALUES)
     pulumi_inv, _ = resolved["inventory"]
     local_inv = lifecycle.lab_inventory(load(options.state / "stack.yaml"), options)
     for key in lifecycle.LOCAL_ONLY_VARS:
         local_inv["all"]["vars"].pop(key)
-    assert pulumi_inv == local_inv
+    assert pulumi_inv == ansible_unsafe.mark(local_inv)
 
 
 def test_inventory_output_has_the_ansible_shape(stack_config):
     _, _, resolved = run(stack_config, SECRET_VALUES)
-    inv, secret = resolved["inventory"]
+    marked, secret = resolved["inventory"]
     assert secret is False
+    # Every string is marked unsafe for Ansible's templating; what Ansible reads is the plain inventory.
+    assert marked == ansible_unsafe.mark(ansible_unsafe.plain(marked))
+    inv = ansible_unsafe.plain(marked)
     groups = inv["all"]["children"]
-    assert set(groups) == {"k3s_server", "k3s_agent", "storage", "perforce", "airflow"}
+    assert set(groups) == {"control_plane", "worker", "storage", "perforce", "airflow"}
     assert groups["perforce"]["hosts"]["perforce"]["ansible_host"] == "10.20.0.14"
     assert inv["all"]["vars"]["ansible_user"] == resolved["ssh_user"] == "renderlab"
     assert "generated-" not in json.dumps(inv)

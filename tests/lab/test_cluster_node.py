@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_only_the_cluster_roles_get_the_settings():
     roles = {h.role for h in load(ROOT / "Pulumi.example.yaml").hosts.values()}
-    assert {r for r in roles if cluster_node.is_cluster_node(r)} == {"k3s_server", "k3s_agent"}
+    assert {r for r in roles if cluster_node.is_cluster_node(r)} == {"control_plane", "worker"}
 
 
 def test_prepare_writes_the_kmsg_link_and_an_enabled_cgroup_unit(tmp_path: Path):

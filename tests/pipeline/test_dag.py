@@ -27,7 +27,9 @@ print(json.dumps({
                           "retries": getattr(t, "partial_kwargs", {}).get("retries", getattr(t, "retries", None)),
                           "map_index_template": getattr(t, "map_index_template", None)
                               or getattr(t, "partial_kwargs", {}).get("map_index_template"),
-                          "mapped": t.is_mapped if hasattr(t, "is_mapped") else False}
+                          "mapped": t.is_mapped if hasattr(t, "is_mapped") else False,
+                          "execution_timeout_s": (lambda v: v.total_seconds() if v else None)(
+                              getattr(t, "partial_kwargs", {}).get("execution_timeout") or getattr(t, "execution_timeout", None))}
               for t in dag.tasks},
     "params": {k: dag.params.get_param(k).schema for k in dag.params},
     "descriptions": {k: dag.params.get_param(k).description for k in dag.params},
@@ -159,3 +161,14 @@ def test_the_trigger_form_is_grouped_in_sections(dag):
     assert sections == sorted(sections, key=["Song", "Quality", "Frames", "Output"].index)
     by_section = {s: [k for k, v in dag["params"].items() if v.get("section") == s] for s in sections}
     assert by_section["Song"] == ["song", "changelist"] and "preset" in by_section["Quality"]
+
+
+def test_every_task_has_an_execution_timeout_past_its_jobs_bound(dag):
+    """Issue 28, class 7: no task can run forever; one that runs a Job outlives that Job's own bound."""
+    from renderlab.pipeline import run_plan
+
+    timeouts = {name: t["execution_timeout_s"] for name, t in dag["tasks"].items()}
+    assert all(timeouts.values()), timeouts
+    for kind in ("fetch", "build", "assemble", "validate", "gallery"):
+        assert timeouts[kind] == run_plan.JOB_TIMEOUT_S[kind] + run_plan.TASK_MARGIN_S
+    assert timeouts["render_chunk"] == run_plan.RENDER_CHUNK_MAX_S + run_plan.TASK_MARGIN_S

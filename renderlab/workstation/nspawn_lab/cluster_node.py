@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CLUSTER_ROLES = ("k3s_server", "k3s_agent")
+CLUSTER_ROLES = ("control_plane", "worker")
 
 ARGS = [
     # nspawn's seccomp filter refuses the keyring calls; runc joins a fresh session keyring for every
