@@ -53,9 +53,11 @@ def open_trigger_form(page, airflow):
     page.goto(f"{airflow.url}/dags/render")
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.get_by_role("dialog")
-    # The form's sections (the DAG's `section=`) start folded: open each, as a person would.
+    # The form's sections (the DAG's `section=`): open each one that is folded, as a person would.
     for section in _dag_module().SECTIONS:
-        dialog.get_by_role("button", name=section, exact=True).click()
+        trigger = dialog.get_by_role("button", name=section, exact=True)
+        if trigger.get_attribute("aria-expanded") != "true":
+            trigger.click()
     page.locator("#element_frames").wait_for()
     return dialog
 
