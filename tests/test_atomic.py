@@ -64,7 +64,7 @@ def test_a_folder_appears_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in final.iterdir()) == ["READY"] and not temp.exists()
 
 
-# Issue 28, class 6: a target that is not a regular file is refused, never replaced.
+# A target that is not a regular file is refused, never replaced.
 
 
 @pytest.mark.parametrize("kind", ["link-to-file", "dangling-link", "fifo", "folder", "device"])

@@ -48,7 +48,7 @@ def _files(tmp: Path) -> dict[str, str]:
     out["missing"] = str(tmp / "does-not-exist.yaml")
     out["proc"] = "/proc/renderlab-hostile/out"
     out["bad-utf8"] = BAD_UTF8
-    # Outputs that are not regular files (issue 28): a link to a file that must survive, and a FIFO.
+    # Outputs that are not regular files: a link to a file that must survive, and a FIFO.
     (tmp / "victim.txt").write_text("keep me")
     (tmp / "link.out").symlink_to(tmp / "victim.txt")
     out["link"] = str(tmp / "link.out")

@@ -90,7 +90,7 @@ def test_deep_flow_nesting_is_refused_as_the_scanner_meets_it(tmp_path: Path):
         load(path)
 
 
-# --- issue 28, class 4: values that reach Ansible are validated to their shape and marked unsafe ---------
+# --- values that reach Ansible are validated to their shape and marked unsafe ---------
 
 EXAMPLE = ROOT / "Pulumi.example.yaml"
 KEY_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithYourOwnPublicKey0000 you@workstation"
@@ -149,7 +149,7 @@ def test_the_inventory_marks_every_string_unsafe_and_ansible_keeps_it_literal(tm
     assert "ssh-ed25519 AAAA {{ 6 * 7 }}" in text and "42" not in text
 
 
-# --- issue 28, class 5: destructive paths are refused ----------------------------------------------------
+# --- destructive paths are refused ----------------------------------------------------
 
 
 @pytest.mark.parametrize(

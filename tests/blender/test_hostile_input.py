@@ -312,7 +312,7 @@ def test_render_resume_rerenders_a_frame_with_zeroed_middle_bytes(built, tmp_pat
     assert png.verify(out / "frame_000121.png") == (32, 18)
 
 
-# Issue 28, class 7: planning grows with the square of notes on one pitch at once; that count is bounded
+# Planning grows with the square of notes on one pitch at once; that count is bounded
 # (--max-notes-at-once) and so is the note count (--max-notes), before any planning.
 
 
@@ -336,7 +336,7 @@ def test_build_cli_names_the_note_bounds_in_one_line(tmp_path: Path):
     assert bad.returncode == 2 and "--max-notes-at-once 0 is out of range" in bad.stderr
 
 
-# Issue 28, class 8: every length derived from the song is bounded before work, not only the song's own.
+# Every length derived from the song is bounded before work, not only the song's own.
 
 
 def _extreme_meter(tmp_path: Path) -> Path:

@@ -164,7 +164,7 @@ def test_the_trigger_form_is_grouped_in_sections(dag):
 
 
 def test_every_task_has_an_execution_timeout_past_its_jobs_bound(dag):
-    """Issue 28, class 7: no task can run forever; one that runs a Job outlives that Job's own bound."""
+    """No task can run forever; one that runs a Job outlives that Job's own bound."""
     from renderlab.pipeline import run_plan
 
     timeouts = {name: t["execution_timeout_s"] for name, t in dag["tasks"].items()}
