@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,7 +28,10 @@ def gm_family(program: int) -> str:
     return "marimba"  # pianos, marimba, xylophone, dulcimer, timpani, pitched percussion
 
 
-Vec3 = tuple[float, float, float]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Vec3 = tuple[Finite, Finite, Finite]  # NaN or inf would put the camera nowhere: black frames
+Unit = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Rgb = tuple[Unit, Unit, Unit]
 MAX_BYTES = 1 << 20
 
 
@@ -42,8 +46,8 @@ class Camera(_Strict):
 
 
 class Style(_Strict):
-    background: Vec3 = (0.02, 0.025, 0.035)
-    marble_color: Vec3 = (0.85, 0.87, 0.9)
+    background: Rgb = (0.02, 0.025, 0.035)
+    marble_color: Rgb = (0.85, 0.87, 0.9)
     flash_strength: float = Field(12.0, ge=0, le=100)
 
 

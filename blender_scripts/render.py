@@ -3,9 +3,10 @@
     python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset NAME (presets.py)]
         [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
 
-Each frame goes to DIR/.frame_NNNNNN.tmp-<pid>.png and is renamed to DIR/frame_NNNNNN.png once complete; a
-frame already there that decodes completely (every CRC, all image data: renderlab.base.png) at the right
-size is skipped. Temp frames of killed runs (pid gone, or the older pid-less name) are removed first. One progress line per frame
+Each frame goes to DIR/.frame_NNNNNN.tmp-<pid>.png and is renamed to DIR/frame_NNNNNN.png once complete, then
+DIR/.frame_NNNNNN.png.made records what made it (the .blend's bytes, preset, samples, size); a frame already
+there that decodes completely (every CRC, all image data: renderlab.base.png) at the right size and records
+the same maker is skipped (another scene's frames in the folder are rendered again). Temp frames of killed runs (pid gone, or the older pid-less name) are removed first. One progress line per frame
 (stderr), one JSON line last (stdout). `--device gpu` with no usable GPU is an error (no CPU fallback);
 `auto` takes a GPU when Cycles finds one and says which device it used.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import re
 import sys
@@ -151,6 +153,36 @@ def apply_settings(
     return (width * resolution_percentage // 100, height * resolution_percentage // 100)
 
 
+def provenance(blend: Path, *, preset: str, samples: int, resolution: tuple[int, int]) -> str:
+    """What made a frame: the scene file's bytes, the preset, the samples and the size. A frame is reused
+    only when it was made by the same, so a folder holding another scene's frames is rendered again."""
+    h = hashlib.sha256()
+    with open(blend, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    h.update(f"\0{preset}\0{samples}\0{resolution[0]}x{resolution[1]}".encode())
+    return h.hexdigest()
+
+
+def provenance_path(final: Path) -> Path:
+    """The frame's record, hidden beside it (frame_NNNNNN.png -> .frame_NNNNNN.png.made)."""
+    return final.with_name(f".{final.name}.made")
+
+
+def record_provenance(final: Path, key: str) -> None:
+    atomic.write_text(provenance_path(final), key + "\n", mode=0o644)
+
+
+def reusable(final: Path, expected: tuple[int, int], key: str) -> bool:
+    """A finished frame is kept when it decodes completely at the right size and records the same maker."""
+    if png_size(final) != expected:
+        return False
+    try:
+        return provenance_path(final).read_text(encoding="utf-8").strip() == key
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def render(args: list[str]) -> dict:
     ns = _parse(args)
     import bpy
@@ -182,9 +214,10 @@ def render(args: list[str]) -> dict:
     rendered, skipped, times = 0, 0, []
     started = time.perf_counter()
     total = ns.last - ns.first + 1
+    key = provenance(ns.blend, preset=ns.preset, samples=scene.cycles.samples, resolution=expected)
     for i, frame in enumerate(range(ns.first, ns.last + 1), 1):
         final = out / frame_name(frame)
-        if png_size(final) == expected:
+        if reusable(final, expected, key):
             skipped += 1
             cli.progress(f"render: frame {frame} ({i}/{total}) already done, skipped")
             continue
@@ -199,6 +232,7 @@ def render(args: list[str]) -> dict:
                         f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG into {out} "
                         "(is it full or read-only?)"
                     )
+            record_provenance(final, key)  # after the frame: a kill in between only costs a re-render
         except OSError as e:
             raise output_error(e, final, "write") from None
         times.append(time.perf_counter() - t0)

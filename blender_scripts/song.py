@@ -103,21 +103,56 @@ class _TempoMap:
         return self.seconds[i] + (tick - self.ticks[i]) * self.tempos[i] / (1e6 * self.tpb)
 
 
+MAX_NAME_BYTES = 200  # the outputs are named after the song (<name>_loop.blend ...); a file name holds 255
+
+
+def _header(path: Path) -> tuple[int, int]:
+    """(track count, time division) from the MThd chunk, read before mido so a bad header gets a clear name."""
+    with open(path, "rb") as f:
+        head = f.read(14)
+    if not b"MThd".startswith(head[:4]):
+        raise ContentError(
+            f"MIDI file {path} does not start with a MIDI header ('MThd'); export it as a .mid file"
+        )
+    if len(head) < 14:
+        raise ContentError(
+            f"MIDI file {path} is truncated: its header holds {len(head)} of the 14 bytes a MIDI header needs; "
+            "export it again"
+        )
+    return int.from_bytes(head[10:12], "big"), int.from_bytes(head[12:14], "big")
+
+
 def _open(path: Path) -> mido.MidiFile:
     if not path.is_file():
         raise ContentError(f"MIDI file {path} does not exist; pass --midi PATH to a .mid file")
     if path.stat().st_size == 0:
         raise ContentError(f"MIDI file {path} is empty (0 bytes); export the song again")
+    if len(path.stem.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ContentError(
+            f"MIDI file name {path.name[:40]}... is {len(path.stem.encode('utf-8', 'surrogateescape'))} bytes "
+            f"long; the outputs are named after it and may be at most {MAX_NAME_BYTES}: rename the file"
+        )
+    tracks, division = _header(path)
+    if division & 0x8000:
+        raise ContentError(f"MIDI file {path} uses SMPTE time division, which is not supported; use PPQ")
+    if division == 0:
+        raise ContentError(
+            f"MIDI file {path} declares 0 ticks per beat (its time division); no note has a time: export it again"
+        )
     try:
         midi = mido.MidiFile(str(path), clip=True)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
         raise ContentError(
-            f"MIDI file {path} is not a valid standard MIDI file ({exc}); export it again"
+            f"MIDI file {path} is not a valid standard MIDI file ({str(exc) or type(exc).__name__}: the file "
+            "ends early or holds a damaged chunk); export it again"
         ) from exc
     if midi.type == 2:
         raise ContentError(f"MIDI file {path} is type 2 (independent patterns); save it as type 0 or 1")
-    if midi.ticks_per_beat <= 0:
-        raise ContentError(f"MIDI file {path} uses SMPTE time division, which is not supported; use PPQ")
+    if len(midi.tracks) != tracks:
+        raise ContentError(
+            f"MIDI file {path} declares {tracks} tracks in its header but holds {len(midi.tracks)}; the file is "
+            "damaged or truncated: export it again"
+        )
     return midi
 
 

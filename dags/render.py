@@ -36,7 +36,7 @@ def _params() -> dict[str, Param]:
     )
     return {
         "song": Param(
-            "demo" if not songs or "demo" in songs else songs[0],
+            depot_songs.DEFAULT_SONG if not songs or depot_songs.DEFAULT_SONG in songs else songs[0],
             type="string",
             pattern=SONG_PATTERN,
             section=SONG,
@@ -85,7 +85,7 @@ def _params() -> dict[str, Param]:
         "frames": Param(
             "all",
             type="string",
-            pattern=r"^(all|[0-9]{1,6}-[0-9]{1,6})$",
+            pattern=r"^(all|[1-9][0-9]{0,5}-[1-9][0-9]{0,5})$",
             section=FRAMES,
             title="Frames",
             description='"all", or the first and last frame to render, inclusive, such as 1-240.',

@@ -186,3 +186,56 @@ def test_ordinary_data_folders_pass(tmp_path: Path, value: str):
     path.write_text(yaml.safe_dump(doc))
     res = check(str(path))
     assert res.returncode == 0, res.stderr
+
+
+# --- keys equal but for blanks, a gateway that is no host address ----------------------
+
+
+def test_host_keys_that_differ_only_by_blanks_are_a_duplicate(tmp_path: Path):
+    text = EXAMPLE.read_text()
+    path = tmp_path / "Pulumi.lab.yaml"
+    line = "    storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 200}\n"
+    assert line in text
+    twin = "    'storage ': {role: storage, vmid: 219, cores: 1, memory_mib: 1024, disk_gib: 20}\n"
+    path.write_text(text.replace(line, line + twin))
+    res = check(str(path))
+    assert res.returncode == 1, res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert "duplicate key 'storage'" in line and "blanks" in line
+
+
+@pytest.mark.parametrize("gateway", ["10.20.0.0", "10.20.0.255"])
+def test_a_gateway_at_the_network_or_broadcast_address_is_refused(tmp_path: Path, gateway: str):
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    assert str(doc["config"]["renderlab:network"]["cidr"]) == "10.20.0.0/24"
+    doc["config"]["renderlab:network"]["gateway"] = gateway
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = check(str(path))
+    assert res.returncode == 1 and "network.gateway" in res.stderr and "broadcast" in res.stderr, res.stderr
+
+
+# --- clear errors for a merge key and for huge values ----------------------------------
+
+
+def test_a_yaml_merge_key_is_named_as_such(tmp_path: Path):
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text("config:\n  renderlab:x: &x {a: 1}\n  renderlab:y:\n    <<: *x\n")
+    res = check(str(path))
+    assert res.returncode == 1
+    [line] = res.stderr.strip().splitlines()
+    assert "merge key ('<<', line 4) is not supported" in line and "not valid YAML" not in line
+
+
+def test_a_one_megabyte_value_is_not_echoed_whole(tmp_path: Path):
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["config"]["renderlab:network"]["cidr"] = "x" * 1_000_000
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump(doc, width=10**7))
+    res = check(str(path), "--max-yaml-bytes", str(4 << 20))
+    assert res.returncode == 1
+    assert len(res.stderr) < 2000 and "(1000000 characters)" in res.stderr, res.stderr[:500]

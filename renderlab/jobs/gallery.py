@@ -26,15 +26,20 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from renderlab.base import atomic, cli
 from renderlab.base.errors import CommandError
 from renderlab.jobs import gallery_pages
+from renderlab.jobs import gallery_records as records
 from renderlab.jobs.gallery_pages import PAGE, index_page, run_page
 
 RECORD = "run.json"
 MEDIA = "media"
+MAX_RECORD_BYTES = 64 << 20  # a timing report of ~200,000 notes; bigger is not something the pipeline wrote
+M = TypeVar("M", bound=BaseModel)
 PUBLISHED_MODE = 0o644  # what the gallery writes is published: the docs server (another user) reads it
 
 
@@ -87,30 +92,46 @@ def _open_regular(path: Path, expected: os.stat_result | None = None) -> int:
     return fd
 
 
-def _read_json(run: Path, rel: str, what: str) -> dict | None:
+def _read_json(run: Path, rel: str, what: str) -> Any:
+    """The JSON value of run/rel (a regular file inside the run); None, with a warning, when it is absent,
+    unreadable or not JSON: a damaged record only leaves its part of the page out."""
     path = run / rel
     st = inside(run, rel)
     if st is None:
         return None
     try:
         with open(_open_regular(path, st), "rb") as f:
-            value = json.loads(f.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise GalleryError(
-            f"{path}: the {what} is not readable JSON ({e}); re-run the step that wrote it"
-        ) from e
-    if not isinstance(value, dict):
-        raise GalleryError(f"{path}: the {what} is not a JSON object; re-run the step that wrote it")
-    return value
+            data = f.read(MAX_RECORD_BYTES + 1)
+        if len(data) > MAX_RECORD_BYTES:
+            raise ValueError(f"larger than {MAX_RECORD_BYTES >> 20} MiB")
+        return json.loads(data.decode("utf-8"))
+    except (OSError, GalleryError, ValueError, RecursionError) as e:
+        _warn(f"{path}: the {what} is not readable JSON ({type(e).__name__}: {str(e)[:200]}); left out")
+        return None
+
+
+def read_record(run: Path, rel: str, model: type[M], what: str) -> M | None:
+    """run/rel through its schema (renderlab.jobs.gallery_records); None, with a warning, when it fails."""
+    value = _read_json(run, rel, what)
+    if value is None:
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        _warn(f"{run / rel}: the {what} has the wrong shape ({records.why(e)}); left out")
+        return None
 
 
 def video_files(run: Path) -> dict[str, os.stat_result]:
-    """The regular files of run/video by name (links, devices and folders left out, with a warning)."""
+    """The regular files of run/video by name (links, devices and folders left out, with a warning; hidden
+    temp files left out)."""
     if inside(run, "video", folder=True) is None:
         return {}
     out = {}
     for name in sorted(os.listdir(run / "video")):
-        if name.endswith((".mp4", ".png")):
+        # A hidden name is a writer's temp file (renderlab.base.atomic: `.<name>.<random>.tmp.mp4`), left by a
+        # killed assemble: never a variant.
+        if name.endswith((".mp4", ".png")) and not name.startswith("."):
             st = inside(run, f"video/{name}")
             if st is not None:
                 out[name] = st
@@ -119,7 +140,7 @@ def video_files(run: Path) -> dict[str, os.stat_result]:
     return out
 
 
-def collect(run: Path, meta: dict) -> dict:
+def collect(run: Path, meta: records.Meta) -> dict:
     """Everything a run page shows, from the run folder (share layout) and the DAG's metadata."""
     if os.path.islink(run):
         raise GalleryError(
@@ -127,9 +148,9 @@ def collect(run: Path, meta: dict) -> dict:
         )
     if not run.is_dir():
         raise GalleryError(f"run folder {run} does not exist; pass --run runs/<run id> on the share")
-    song = meta.get("song") or ""
-    validation = _read_json(run, "report/validation.json", "validation report")
-    timing = _read_json(run, "scene/report.json", "timing report")
+    song = str(meta.song or "")
+    validation = read_record(run, "report/validation.json", records.Validation, "validation report")
+    timing = read_record(run, "scene/report.json", records.TimingReport, "timing report")
     video = run / "video"
     variants: dict[str, dict] = {}
     files = video_files(run)
@@ -138,31 +159,27 @@ def collect(run: Path, meta: dict) -> dict:
     )
     for mp4 in found:
         name = mp4.stem.removeprefix(f"{song}_") if song else mp4.stem
-        info = (meta.get("variants") or {}).get(name, {})
-        probed = ((validation or {}).get("variants") or {}).get(name, {}).get("video") or {}
+        info = meta.variants.get(name) or records.MetaVariant()
+        checked = validation.variants.get(name) if validation else None
+        probed = checked.video if checked else records.Probed()
         sheet = video / f"{mp4.stem}_contact.png"
         variants[name] = {
             "video": mp4,
             "contact_sheet": sheet if sheet.name in files else None,
-            "frames": info.get("frames"),
-            "fps": info.get("fps"),
+            "frames": info.frames,
+            "fps": info.fps,
             # What the run was asked to produce; the probed stream length is shown beside it.
-            "duration_s": info.get("duration_s") or probed.get("video_duration_s"),
-            "probed_video_s": probed.get("video_duration_s"),
-            "probed_audio_s": probed.get("audio_duration_s"),
+            "duration_s": info.duration_s or probed.video_duration_s,
+            "probed_video_s": probed.video_duration_s,
+            "probed_audio_s": probed.audio_duration_s,
         }
-    notes = [
-        {k: n.get(k) for k in ("index", "track_name", "pitch", "time", "element", "error")}
-        for n in (timing or {}).get("notes") or []
-        if isinstance(n.get("time"), int | float) and isinstance(n.get("error"), int | float)
-    ]
     return {
-        "meta": meta,
-        "validation": validation,
+        "meta": meta.model_dump(),
+        "validation": validation.model_dump() if validation else None,
         "timing": {
-            "max_error_s": (timing or {}).get("max_timing_error_s"),
-            "threshold_ms": ((validation or {}).get("timing") or {}).get("threshold_ms"),
-            "notes": notes,
+            "max_error_s": timing.max_timing_error_s if timing else None,
+            "threshold_ms": validation.timing.threshold_ms if validation else None,
+            "notes": records.notes_of(timing) if timing else [],
         },
         "variants": variants,
     }
@@ -242,19 +259,24 @@ def locked(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def publish(run: Path, out: Path, meta: dict) -> dict:
+def publish(run: Path, out: Path, meta_doc: dict) -> dict:
     start = time.monotonic()
-    run_id = meta.get("run_id") or run.name
+    try:
+        meta = records.Meta.model_validate(meta_doc)
+    except ValidationError as e:
+        raise GalleryError(f"--meta has the wrong shape: {records.why(e)}") from None
+    if not records.run_id_ok(run.name):
+        raise GalleryError(
+            f"--run {run}: {run.name!r} is not a run folder's name; pass --run runs/<run id> on the share"
+        )
+    run_id = meta.run_id or run.name
     if run_id != run.name:
         raise GalleryError(f"--meta run_id {run_id!r} is not the run folder's name {run.name!r}")
     page_dir = out / "runs" / run_id
-    digest = inputs_digest(run, meta)
-    try:
-        previous = _read_json(page_dir, RECORD, "gallery record")
-    except GalleryError:
-        previous = None  # a damaged record of our own: publish the page again
+    digest = inputs_digest(run, meta_doc)
+    previous = _read_json(page_dir, RECORD, "gallery record")  # a damaged record of our own: publish again
     written: list[str] = []
-    if previous and previous.get("inputs") == digest and (page_dir / PAGE).is_file():
+    if isinstance(previous, dict) and previous.get("inputs") == digest and (page_dir / PAGE).is_file():
         record = previous
     else:
         data = collect(run, meta)
@@ -271,9 +293,9 @@ def publish(run: Path, out: Path, meta: dict) -> dict:
         validation = data["validation"] or {}
         record = {
             "run_id": run_id,
-            "song": meta.get("song"),
-            "changelist": meta.get("changelist"),
-            "started": meta.get("started"),
+            "song": meta.song,
+            "changelist": meta.changelist,
+            "started": meta.started,
             "published": datetime.now(UTC).isoformat(timespec="seconds"),
             "ok": validation.get("ok"),
             "problems": validation.get("problems") or [],
@@ -308,19 +330,21 @@ def publish(run: Path, out: Path, meta: dict) -> dict:
 
 
 def index_records(out: Path) -> list[dict]:
-    """Every published run (a page and its record), newest first."""
-    records = []
-    for rec in (out / "runs").glob(f"*/{RECORD}"):
-        if not (rec.parent / PAGE).is_file():
+    """Every published run (a page and its record), newest first. A record of the wrong shape (the share is
+    writable by others) hides that run from the index with a warning; its own page still stands."""
+    found = []
+    runs = out / "runs"
+    for name in sorted(os.listdir(runs)) if inside(out, "runs", folder=True) else []:
+        if not (inside(runs, f"{name}/{PAGE}") and inside(runs, f"{name}/{RECORD}")):
             continue
-        try:
-            value = json.loads(rec.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue  # a damaged record hides that run from the index; its own page still stands
-        records.append(value)
-    return sorted(
-        records, key=lambda r: (r.get("started") or r.get("published") or "", r["run_id"]), reverse=True
-    )
+        record = read_record(runs / name, RECORD, records.Published, "gallery record")
+        if record is None:
+            continue
+        if record.run_id != name:
+            _warn(f"{runs / name / RECORD}: names run {record.run_id!r}, not {name!r}; left out of the index")
+            continue
+        found.append(record.model_dump())
+    return sorted(found, key=lambda r: (str(r["started"] or r["published"] or ""), r["run_id"]), reverse=True)
 
 
 # --- numbers ---------------------------------------------------------------------------------------------

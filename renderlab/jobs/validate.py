@@ -11,6 +11,7 @@ Writes the validation report atomically, prints it as the JSON result line, exit
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +83,11 @@ def check_timing(report: Path, threshold_ms: float) -> tuple[list[str], dict]:
         data = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         return [f"{report}: unreadable timing report: {e}"], {}
-    worst_s = data.get("max_timing_error_s")
-    if not isinstance(worst_s, int | float):
+    worst_s = data.get("max_timing_error_s") if isinstance(data, dict) else None
+    if not isinstance(worst_s, int | float) or isinstance(worst_s, bool):
         return [f"{report}: has no max_timing_error_s; rebuild the scene with blender_scripts.build"], {}
+    if not math.isfinite(worst_s):  # NaN compares false with any threshold: it would pass
+        return [f"{report}: max_timing_error_s is {worst_s}, not a number of seconds; rebuild the scene"], {}
     worst = abs(float(worst_s)) * 1000
     summary = {"max_error_ms": round(worst, 3), "threshold_ms": round(threshold_ms, 3)}
     if worst > threshold_ms:
@@ -163,8 +166,8 @@ def spec_problem(spec: object) -> str | None:
         if not isinstance(spec["timing_report"], str):
             return "timing_report must be a path"
         t = spec.get("timing_threshold_ms")
-        if not isinstance(t, int | float) or isinstance(t, bool) or not t > 0:
-            return "timing_threshold_ms must be a positive number"
+        if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t < math.inf:
+            return "timing_threshold_ms must be a positive finite number"
     return None
 
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from renderlab.base import cli
-from renderlab.lab.config import Limits, load
+from renderlab.lab.config import Limits, lab_warnings, load
 
 
 def _bound(text: str) -> int:
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     limits = Limits(args.max_yaml_bytes, args.max_yaml_nodes, args.max_yaml_depth)
     config = load(args.stack_file, limits)
+    for warning in lab_warnings(config):
+        print(f"check_config: warning: {warning}", file=sys.stderr)
     hosts = ", ".join(f"{name} ({h.role}) {config.address(name)}" for name, h in config.hosts.items())
     print(f"{args.stack_file}: OK — {len(config.hosts)} hosts: {hosts}")
     return 0

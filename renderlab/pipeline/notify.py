@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -58,19 +59,55 @@ def payload(kind: Kind, summary: dict[str, Any]) -> dict[str, Any]:
     return {"event": "renderlab.run", **summary, "text": message(summary)}
 
 
+class _Redact(logging.Filter):
+    """Hides the webhook URL's path and query (they often carry its token) in what urllib3 logs at DEBUG
+    (`"POST /services/T0/B0/token HTTP/1.1" 200`)."""
+
+    def __init__(self, url: str):
+        super().__init__()
+        parts = urllib.parse.urlsplit(url)
+        self.secrets = [
+            x for x in (parts.path + ("?" + parts.query if parts.query else ""), parts.path) if len(x) > 1
+        ]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(s in text for s in self.secrets):
+            for s in self.secrets:
+                text = text.replace(s, "/<redacted>")
+            record.msg, record.args = text, ()
+        return True
+
+
 def post(url: str, body: dict[str, Any], attempts: int = 3, timeout: float = 10) -> int:
+    """POST once, retrying only what a retry can fix (no answer, 5xx); a 4xx is final (the URL or the body
+    is wrong). Nothing logged here or by urllib3 names the URL's path."""
     last: Exception | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            resp = requests.post(url, json=body, timeout=timeout)
-            if resp.status_code < 500:
-                resp.raise_for_status()
-                return resp.status_code
-            last = RuntimeError(f"HTTP {resp.status_code}")
-        except requests.RequestException as e:
-            last = e
-        time.sleep(min(2**attempt, 5))
-    raise RuntimeError(f"webhook delivery failed after {attempts} attempts: {type(last).__name__}")
+    redact = _Redact(url)
+    loggers = [logging.getLogger(n) for n in ("urllib3.connectionpool", "urllib3.util.retry", "requests")]
+    for logger in loggers:
+        logger.addFilter(redact)
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = requests.post(url, json=body, timeout=timeout)
+            except requests.RequestException as e:
+                last = e
+            else:
+                if resp.status_code < 400:
+                    return resp.status_code
+                if resp.status_code < 500:
+                    raise RuntimeError(
+                        f"webhook refused the notification: HTTP {resp.status_code} (not retried)"
+                    )
+                last = RuntimeError(f"HTTP {resp.status_code}")
+            if attempt < attempts:
+                time.sleep(min(2**attempt, 5))
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redact)
+    why = str(last) if isinstance(last, RuntimeError) else type(last).__name__  # never the URL
+    raise RuntimeError(f"webhook delivery failed after {attempts} attempts: {why}")
 
 
 def notify(

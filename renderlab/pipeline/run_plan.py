@@ -37,8 +37,8 @@ def share_layout() -> ShareLayout:
 class FrameRange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    first: int = Field(ge=0)
-    last: int = Field(ge=0)
+    first: int = Field(ge=1)  # a song's frames are numbered from 1: frames 0-0 is no frame at all
+    last: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> FrameRange:
@@ -122,9 +122,21 @@ class RunPlan(BaseModel):
         return int(min(RENDER_CHUNK_MAX_S, 600 + self.frames_per_chunk * per_frame))
 
 
+# The render DAG's params (dags/render.py defines them; a test keeps the two lists equal).
+PARAM_NAMES = ("song", "changelist", "preset", "frames", "samples", "resolution_percentage", "frames_per_chunk",
+               "loop", "render", "notify")  # fmt: skip
+
+
 def resolve_run(context: dict, settings: Settings) -> RunPlan:
     """Resolve the run from the DAG's params and the settings: run folder, share paths, effective values."""
     params = dict(context["params"])
+    # Airflow keeps conf keys that are no param: a typo ('sampels') would render with the defaults.
+    unknown = sorted(set(params) - set(PARAM_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown param(s) {', '.join(map(repr, unknown))} in the run's conf; the render DAG takes "
+            f"{', '.join(PARAM_NAMES)}"
+        )
     run_id = run_folder_id(context["run_id"])
     lay = share_layout()
     song = params["song"]

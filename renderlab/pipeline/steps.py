@@ -23,7 +23,7 @@ PYTHON = "python"  # the image's interpreter; the local backend maps it to this 
 
 # A song project name (the DAG's `song` Param): one path segment with no '..' anywhere, so it can never
 # become a Perforce wildcard ('...'), a parent folder, or reach '*' / '%%N' (not in the class at all).
-SONG_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+SONG_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$(?!\n)"  # '$' alone lets a final newline by
 _P4_WILDCARDS = ("...", "*", "%%")
 MAX_CHUNKS = 1024  # render tasks per run: Airflow's default max_map_length
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from renderlab.base import cli
+from renderlab.pipeline import run_plan
+from renderlab.pipeline.depot_songs import DEFAULT_SONG
 
 DAG_ID = "render"
 FINISHED = {"success", "failed"}
@@ -62,7 +66,15 @@ class Api:
                 f"cannot reach Airflow at {self.url}: {reason}; is it running (`make airflow`)? "
                 "Set AIRFLOW_URL for another one"
             ) from None
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise TriggerError(
+                f"{self.url} answered {method} {path} with something that is not JSON "
+                f"({printable(raw[:60].decode(errors='replace'))!r}...); is it Airflow's API? Check --url / AIRFLOW_URL"
+            ) from None
 
     def token(self) -> str:
         if self._token is None:
@@ -97,11 +109,20 @@ class ApiError(RuntimeError):
         self.detail = detail
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` from the server with terminal control sequences shown, not obeyed (an ESC could rewrite the
+    screen or the window title): every control character but newline and tab as its \\x escape."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _detail(raw: bytes) -> str:
     try:
         body = json.loads(raw)
     except ValueError:
-        return raw.decode(errors="replace")[:500]
+        return printable(raw.decode(errors="replace")[:500])
     detail = body.get("detail", body) if isinstance(body, dict) else body
     if isinstance(detail, list):  # FastAPI's request validation: [{loc, msg}, ...]
         return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
@@ -144,7 +165,12 @@ def conf_from_args(a: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(extra, dict):
             raise TriggerError(f"--conf must be a JSON object such as '{{\"loop\": true}}', got {a.conf!r}")
         conf.update(extra)
-    return conf
+    # Checked here, before anything is triggered (the DAG refuses them too, but only once the run started).
+    unknown = sorted(set(conf) - set(run_plan.PARAM_NAMES))
+    if unknown:
+        raise TriggerError(f"unknown param(s) {', '.join(map(repr, unknown))}; the render DAG takes "
+                           f"{', '.join(run_plan.PARAM_NAMES)}")  # fmt: skip
+    return conf  # the song's and the frames' shapes: the DAG's Params refuse them at trigger time
 
 
 def trigger(api: Api, conf: dict[str, Any], out) -> str:
@@ -164,8 +190,8 @@ def trigger(api: Api, conf: dict[str, Any], out) -> str:
 
 def _ti_name(ti: dict[str, Any]) -> str:
     if ti.get("map_index", -1) is not None and ti.get("map_index", -1) >= 0:
-        return f"{ti['task_id']}[{ti.get('rendered_map_index') or ti['map_index']}]"
-    return ti["task_id"]
+        return printable(f"{ti['task_id']}[{ti.get('rendered_map_index') or ti['map_index']}]")
+    return printable(str(ti["task_id"]))
 
 
 def task_instances(api: Api, run_id: str) -> list[dict[str, Any]]:
@@ -270,7 +296,7 @@ def follow(api: Api, run_id: str, out, poll: float = 2.0, timeout: float | None 
     print(f"render: FAILED after {elapsed:.0f}s: {', '.join(map(_ti_name, failed)) or 'the run'}", file=out)
     for ti in failed:
         print(f"--- the end of {_ti_name(ti)}'s log (try {ti.get('try_number')}) ---", file=out)
-        print(log_tail(api, run_id, ti), file=out)
+        print(printable(log_tail(api, run_id, ti)), file=out)
     return 1
 
 
@@ -279,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     from renderlab.workstation import local_airflow
 
     ap = cli.Parser(prog="python -m renderlab.workstation.trigger", description=__doc__.split("\n")[0])
-    ap.add_argument("--song", default="demo", help="song project in the depot (default %(default)s)")
+    ap.add_argument("--song", default=DEFAULT_SONG, help="song project in the depot (default %(default)s)")
     ap.add_argument("--frames", default="all", help='"all" or A-B, e.g. 1-240 (default %(default)s)')
     ap.add_argument("--preset", help="demo, hd or 4k (default: the lab's)")
     ap.add_argument("--changelist", help='"latest" or a changelist number')
@@ -301,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = sys.stdout
     try:
+        if not 0.05 <= a.poll <= 3600:
+            raise TriggerError(f"--poll {a.poll:g} is out of range; give 0.05..3600 seconds")
+        if a.timeout is not None and not 0 < a.timeout < math.inf:
+            raise TriggerError(f"--timeout {a.timeout:g} must be a positive number of seconds")
         conf = conf_from_args(a)
         if a.url:
             password = os.environ.get("AIRFLOW_PASSWORD")
@@ -312,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             api = Api(*local_connection(a.home.resolve()))
         run_id = trigger(api, conf, out)
-        print(f"render: triggered {run_id} on {api.url} with {json.dumps(conf)}", file=out, flush=True)
+        print(
+            f"render: triggered {printable(run_id)} on {api.url} with {json.dumps(conf)}",
+            file=out,
+            flush=True,
+        )
         print(
             f"render: watch it at {api.url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}",
             file=out,

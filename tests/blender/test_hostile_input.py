@@ -363,3 +363,54 @@ def test_build_refuses_the_extreme_meter_in_one_line_before_writing(tmp_path: Pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     [line] = proc.stderr.strip().splitlines()
     assert "its loop" in line and not (tmp_path / "o").exists()
+
+
+# NaN and infinity are not numbers a scene can use.
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"camera: {location: [.nan, 0, 1]}\n", b"camera: {look_at: [0, .inf, 0]}\n",
+     b"style: {background: [.nan, .nan, .nan]}\n", b"style: {marble_color: [1, -.inf, 0]}\n",
+     b"style: {marble_color: [2, 0, 0]}\n", b"camera: {lens: .nan}\n"],
+    ids=["camera-nan", "look-at-inf", "background-nan", "colour-inf", "colour-above-1", "lens-nan"],
+)  # fmt: skip
+def test_nan_and_infinite_camera_and_colours_are_refused(tmp_path: Path, content: bytes):
+    path = tmp_path / "a.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ContentError) as info:
+        arrangement.load(path)
+    assert "\n" not in str(info.value)
+
+
+# Every error names what is wrong and how to fix it.
+
+
+def _raw_midi(path: Path, tracks: int, division: int, body: bytes = b"") -> Path:
+    track = b"MTrk" + struct.pack(">I", 8) + bytes([0, 0x90, 60, 90, 0x60, 0x80, 60, 0])
+    path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 1, tracks, division) + (body or track))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [(lambda p: _raw_midi(p, 1, 0), "declares 0 ticks per beat"),
+     (lambda p: _raw_midi(p, 1, 0x8000 | 25), "SMPTE"),
+     (lambda p: (p.write_bytes(b"MThd\x00\x00\x00\x06\x00"), p)[1], "holds 9 of the 14 bytes"),
+     (lambda p: _raw_midi(p, 40000, 480), "declares 40000 tracks in its header but holds 0"),
+     (lambda p: _raw_midi(p, 2, 480), "EOFError: the file ends early")],
+    ids=["tpb-0", "smpte", "truncated-header", "32768-plus-tracks", "missing-track"],
+)  # fmt: skip
+def test_damaged_midi_headers_are_named(tmp_path: Path, make, says: str):
+    path = make(tmp_path / "s.mid")
+    with pytest.raises(ContentError, match=says) as info:
+        song.load(path)
+    assert "()" not in str(info.value) and "has no notes" not in str(info.value)
+
+
+def test_a_midi_file_name_too_long_for_the_outputs_is_named_not_blamed_on_out(tmp_path: Path):
+    path = write_midi(tmp_path / ("n" * 230 + ".mid"), [[(0.0, 60, 1.0)]])
+    proc = run_cli("build", "--midi", path, "--out", tmp_path / "o", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "MIDI file name" in line and "rename the file" in line and "--out" not in line

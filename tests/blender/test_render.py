@@ -15,7 +15,8 @@ TINY = ("--resolution-percentage", "5", "--samples", "1", "--device", "cpu")
 
 
 def _frames(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir())
+    """Every file but the frames' provenance records (.frame_NNNNNN.png.made)."""
+    return sorted(p.name for p in out.iterdir() if not p.name.endswith(".made"))
 
 
 def test_renders_tiny_frames_then_resumes_a_half_rendered_range(built, tmp_path):
@@ -41,6 +42,23 @@ def test_renders_tiny_frames_then_resumes_a_half_rendered_range(built, tmp_path)
     assert (out / "frame_000120.png").stat().st_mtime_ns == before  # valid frame untouched
     assert _frames(out) == ["frame_000120.png", "frame_000121.png", "frame_000122.png"]
     assert all(png_size(out / name) == (32, 18) for name in _frames(out))
+
+
+def test_frames_of_another_scene_or_other_settings_are_rendered_again(built, tmp_path):
+    """A folder holding another scene's frames used to 'resume' over them (same size,
+    complete PNGs); each frame now records what made it and is reused only when that matches."""
+    out = tmp_path / "frames"
+    other = last_json(run_cli("render", "--blend", built["ode_waltz"]["blend"], "--frames", "1-2", "--out", out,
+                              *TINY))  # fmt: skip
+    assert other["rendered"] == 2 and other["resolution"] == [32, 18]
+    blend = built["frere_groove"]["blend"]
+    mine = last_json(run_cli("render", "--blend", blend, "--frames", "1-2", "--out", out, *TINY))
+    assert (mine["rendered"], mine["skipped"]) == (2, 0)  # same size, other scene: rendered again
+    same = last_json(run_cli("render", "--blend", blend, "--frames", "1-2", "--out", out, *TINY))
+    assert (same["rendered"], same["skipped"]) == (0, 2)  # same maker: reused
+    more = [*TINY[:2], "--samples", "2", *TINY[4:]]
+    again = last_json(run_cli("render", "--blend", blend, "--frames", "1-2", "--out", out, *more))
+    assert (again["rendered"], again["skipped"]) == (2, 0)  # other samples: rendered again
 
 
 def test_preset_sizes_and_the_loop_scene_render(built, tmp_path):

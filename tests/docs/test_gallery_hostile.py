@@ -137,3 +137,80 @@ def test_a_linked_video_folder_or_run_folder_publishes_nothing_from_outside(shar
     linked.symlink_to(tmp_path)
     with pytest.raises(gallery.GalleryError, match="symbolic link"):
         gallery.publish(linked, root / "gallery", {**meta, "run_id": "r-linked"})
+
+
+# --- class 9: records from the share are read through a schema; a bad one is skipped with a warning -----
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"[1, 2]", b"\xff\xfe", b'{"run_id": 7}', b'{"song": "no run id"}', b'{"run_id": "r-base", "variants": []}',
+     b'{"run_id": "other-run"}', b'{"run_id": "r-x", "started": {"a": 1}, "ok": "yes"}', b"NaN"],
+    ids=["list", "binary", "int-id", "no-id", "variants-list", "wrong-id", "wrong-types", "nan"],
+)  # fmt: skip
+def test_a_damaged_record_of_another_run_never_stops_a_publish(share, damage: bytes, capsys):
+    root, meta = share
+    other = root / "gallery" / "runs" / "r-x"
+    other.mkdir(parents=True)
+    (other / "index.html").write_text("<p>another run</p>")
+    (other / "run.json").write_bytes(damage)
+    result = gallery.publish(root / "runs" / meta["run_id"], root / "gallery", meta)
+    index = (root / "gallery" / "index.html").read_text()
+    assert result["runs"] == 1 and f'href="runs/{meta["run_id"]}/index.html"' in index  # not stale
+    assert "r-x" not in index
+    assert "gallery: warning:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rel", "doc"),
+    [("report/validation.json", {"ok": "yes", "variants": [], "problems": "x"}),
+     ("report/validation.json", {"variants": {"main": {"video": {"video_duration_s": "NaN"}}}}),
+     ("report/validation.json", [1]),
+     ("scene/report.json", {"notes": {"a": 1}}),
+     ("scene/report.json", {"notes": [{"time": "x", "error": 1}, None, 7]})],
+    ids=["validation-types", "validation-nan", "validation-list", "report-notes-dict", "report-bad-notes"],
+)  # fmt: skip
+def test_a_validation_or_timing_report_of_the_wrong_shape_is_left_out(share, rel: str, doc, capsys):
+    root, meta = share
+    (root / "runs" / meta["run_id"] / rel).write_text(json.dumps(doc))
+    gallery.publish(root / "runs" / meta["run_id"], root / "gallery", meta)
+    page = (root / "gallery" / "runs" / meta["run_id"] / "index.html").read_text()
+    assert 'id="video-main"' in page  # the page is still made, without the damaged part
+    if rel.startswith("report/"):
+        assert "not validated" in page
+        assert "wrong shape" in capsys.readouterr().err
+    else:
+        assert "No timing report" in page or 'class="note"' not in page
+
+
+def test_a_run_folder_named_dot_dot_never_writes_at_the_gallery_root(share):
+    root, meta = share
+    with pytest.raises(gallery.GalleryError, match="not a run folder's name"):
+        gallery.publish(root / "runs" / "..", root / "gallery", {**meta, "run_id": None})
+    assert not (root / "gallery" / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"variants": [1, 2]}, {"durations": [1]}, {"run_id": "../x"}, {"params": "preset"}],
+    ids=["variants-list", "durations-list", "run-id-dotdot", "params-string"],
+)  # fmt: skip
+def test_a_meta_of_the_wrong_shape_is_one_error(share, bad: dict):
+    root, meta = share
+    with pytest.raises(gallery.GalleryError, match="--meta"):
+        gallery.publish(root / "runs" / meta["run_id"], root / "gallery", {**meta, **bad})
+
+
+# --- class 10: a killed assemble's temp MP4 is never a variant --------------------------------------------
+
+
+def test_a_killed_assembles_temp_mp4_is_not_published(share):
+    root, meta = share
+    video = root / "runs" / meta["run_id"] / "video"
+    # The name the one atomic writer gives its temp file (renderlab.base.atomic.target), as a kill leaves it.
+    shutil.copy(video / "tiny_main.mp4", video / ".tiny_main.mp4.k3j9x0.tmp.mp4")
+    shutil.copy(video / "tiny_main_contact.png", video / ".tiny_main_contact.png.a1b2.tmp.png")
+    gallery.publish(root / "runs" / meta["run_id"], root / "gallery", meta)
+    page_dir = root / "gallery" / "runs" / meta["run_id"]
+    assert not [p for p in (page_dir / "media").iterdir() if p.name.startswith(".")]
+    assert ".tmp" not in (page_dir / "index.html").read_text()
+    assert set(json.loads((page_dir / "run.json").read_text())["variants"]) == {"main", "loop"}

@@ -1,17 +1,20 @@
-"""Property-based fuzzing of the three readers that take untrusted bytes: the MIDI parser, the
-lab-config loader and the fetch's share-state reader. Each either returns a sound value or raises its one
+"""Property-based fuzzing of the readers that take untrusted bytes: the MIDI parser, the
+lab-config loader and the fetch's share-state reader, and the gallery's share records (run.json,
+validation.json, report.json) and the planner on dense songs. Each either returns a sound value or raises its one
 documented error -- never anything else, and never slowly."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import mido
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from blender_scripts import song
@@ -191,3 +194,114 @@ def test_share_state_reader_on_arbitrary_bytes(data: bytes):
 @example({"kind": "file", "algorithm": "sha256", "files": {"/abs/victim": {"size": 7, "digest": "0" * 64}}})
 def test_share_state_reader_never_lets_a_path_out(doc):
     _check_state(json.dumps(doc).encode())
+
+
+# --- the gallery's share records: run.json, validation.json, report.json ----------------------
+
+NUMBERS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70)
+VALIDATION = st.fixed_dictionaries(
+    {},
+    optional={
+        "ok": st.booleans() | SCALAR,
+        "problems": st.lists(SCALAR, max_size=3) | DOC,
+        "variants": st.dictionaries(st.sampled_from(["main", "loop", "<b>"]), st.fixed_dictionaries(
+            {}, optional={"video": st.fixed_dictionaries({}, optional={"video_duration_s": NUMBERS})}) | DOC,
+            max_size=3),
+        "timing": st.fixed_dictionaries({}, optional={"threshold_ms": NUMBERS}) | DOC,
+    },
+)  # fmt: skip
+REPORT = st.fixed_dictionaries(
+    {},
+    optional={
+        "max_timing_error_s": NUMBERS | SCALAR,
+        "notes": st.lists(st.fixed_dictionaries({}, optional={"time": NUMBERS, "error": NUMBERS,
+                                                              "element": SCALAR, "track_name": SCALAR}) | DOC,
+                          max_size=6) | DOC,
+    },
+)  # fmt: skip
+PUBLISHED = st.fixed_dictionaries(
+    {},
+    optional={
+        "run_id": st.sampled_from(["r-1", "..", "r 1", ""]) | SCALAR,
+        "started": SCALAR | DOC,
+        "ok": SCALAR,
+        "variants": st.dictionaries(st.text(max_size=5), st.fixed_dictionaries(
+            {}, optional={"contact_sheet": st.sampled_from(["media/a.png", "../x", "/etc/passwd"]) | SCALAR,
+                          "duration_s": NUMBERS}) | DOC, max_size=2) | DOC,
+    },
+)  # fmt: skip
+
+
+def _encode(doc) -> bytes:
+    return json.dumps(doc, allow_nan=True).encode()
+
+
+def _gallery_from(validation: bytes, report: bytes, published: bytes) -> None:
+    """The gallery reads the three records from a run and a gallery folder: a page is always made, and the
+    index lists only records of the right shape."""
+    from renderlab.jobs import gallery, gallery_pages
+    from renderlab.jobs import gallery_records as records
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "runs" / "r-1"
+        (run / "report").mkdir(parents=True)
+        (run / "scene").mkdir()
+        (run / "report" / "validation.json").write_bytes(validation)
+        (run / "scene" / "report.json").write_bytes(report)
+        other = Path(tmp) / "gallery" / "runs" / "r-1"
+        other.mkdir(parents=True)
+        (other / "index.html").write_text("x")
+        (other / "run.json").write_bytes(published)
+        t0 = time.monotonic()
+        data = gallery.collect(run, records.Meta(run_id="r-1", song="s"))
+        page = gallery_pages.run_page(data, {})
+        listed = gallery.index_records(Path(tmp) / "gallery")
+        gallery_pages.index_page(listed)
+        assert time.monotonic() - t0 < SLOW_S
+        assert "<script" not in page.lower()
+        assert all(r["run_id"] == "r-1" for r in listed)
+        for n in data["timing"]["notes"]:
+            assert math.isfinite(n["time"]) and math.isfinite(n["error"])
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300), st.binary(max_size=300))
+@example(b"[" * 100000, b'{"notes": {"a": 1}}', b'{"run_id": 7}')
+def test_gallery_records_on_arbitrary_bytes(validation: bytes, report: bytes, published: bytes):
+    _gallery_from(validation, report, published)
+
+
+@given(VALIDATION, REPORT, PUBLISHED)
+@example(
+    {"variants": [1]}, {"notes": [{"time": float("nan"), "error": 1}]}, {"run_id": "r-1", "variants": []}
+)
+def test_gallery_records_of_any_shape(validation, report, published):
+    _gallery_from(_encode(validation), _encode(report), _encode(published))
+
+
+# --- the planner: any small song plans or is refused, within the hang bound -------------------
+
+CHORD = st.tuples(st.integers(0, 64), st.integers(21, 108), st.integers(1, 12), st.integers(1, 8))
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_PLANNER_EXAMPLES", "25")))
+@given(st.lists(CHORD, min_size=1, max_size=12), st.sampled_from([24, 60]))
+@example([(0, 60, 12, 1)] * 6, 60)  # 72 notes on one pitch at one tick: past --max-notes-at-once
+def test_planner_on_dense_songs_is_time_bounded(chords, fps):
+    """Chords of up to 12 notes on one pitch, up to 12 of them within 16 beats: planned, or refused with
+    the one documented error, never slowly."""
+    from blender_scripts import arrangement, planner
+    from tests.blender.helpers import write_midi
+
+    notes = [(beat / 4, pitch, length / 4) for beat, pitch, count, length in chords for _ in range(count)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_midi(Path(tmp) / "dense.mid", [notes])
+        t0 = time.monotonic()
+        try:
+            tune = song.load(path)
+            layout, plan = planner.place(tune, arrangement.load(None), fps, song.loop_length(tune))
+        except ContentError:
+            return
+        finally:
+            assert time.monotonic() - t0 < SLOW_S, f"planning {len(notes)} notes took over {SLOW_S} s"
+        assert len(plan.marbles) <= len(tune.notes)
+        assert sum(len(m.hits) for m in plan.marbles) == len(tune.notes)

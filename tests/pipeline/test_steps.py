@@ -293,3 +293,141 @@ def test_song_names_the_pattern_keeps():
             pipeline.fetch_source("p4://h:1666//depot/songs", song, 4)
             == f"p4://h:1666//depot/songs/{song}/...@4"
         )
+
+
+@pytest.mark.parametrize("worst", ["NaN", "Infinity", "-Infinity", "true"])
+def test_validate_fails_a_timing_error_that_is_not_a_number(tmp_path, worst):
+    """NaN compares false with every threshold; it used to pass as ok."""
+    report = tmp_path / "report.json"
+    report.write_text('{"max_timing_error_s": ' + worst + "}")
+    problems, _ = validate.check_timing(report, 41.7)
+    assert len(problems) == 1 and "max_timing_error_s" in problems[0]
+    assert (
+        validate.validate({"variants": {}, "timing_report": str(report), "timing_threshold_ms": 41.7})["ok"]
+        is False
+    )
+    assert "finite" in validate.spec_problem(
+        {"variants": {}, "timing_report": "r", "timing_threshold_ms": float("inf")}
+    )
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_notify_a_4xx_is_final_not_retried(hook, tmp_path, monkeypatch, status):
+    """A 4xx says the URL or the body is wrong; sending it again changes nothing."""
+    monkeypatch.setattr(notify.time, "sleep", lambda s: None)
+    _Hook.status = status
+    rec = notify.notify("webhook", SUMMARY, tmp_path)
+    assert len(_Hook.bodies) == 1
+    assert rec["notification"]["delivered"] is False and f"HTTP {status}" in rec["notification"]["error"]
+
+
+def test_notify_with_debug_logging_never_logs_the_webhook_token(hook, tmp_path, caplog):
+    """Urllib3 logs each request line at DEBUG, path (and token) included."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        notify.notify("webhook", SUMMARY, tmp_path)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "POST" in text and "/<redacted>" in text  # urllib3's request line was logged, redacted
+    assert "secret-token" not in text
+
+
+# --- the trigger's params --------------------------------------------------------------
+
+LOCAL_SETTINGS = settings.Settings(backend="local", depot="file:///d/songs", share_root="/tmp/share")
+
+
+def test_unknown_conf_keys_are_refused_at_plan_time():
+    """A typo ('sampels') used to render with the defaults."""
+    context = {"params": {"song": "a", "sampels": 512}, "run_id": "manual__x"}
+    with pytest.raises(ValueError, match="unknown param.*'sampels'"):
+        run_plan.resolve_run(context, LOCAL_SETTINGS)
+
+
+@pytest.mark.parametrize("song", ["demo\n", "demo\r\n", "de\nmo"])
+def test_a_song_name_with_a_newline_is_refused(song):
+    import re
+
+    assert not re.search(pipeline.SONG_PATTERN, song)
+    with pytest.raises(ValueError):
+        pipeline.fetch_source("file:///d/songs", song, "latest")
+
+
+@pytest.mark.parametrize("frames", ["0-0", "0-10"])
+def test_frame_zero_is_refused_at_plan_time_not_after_the_build(frames):
+    import re
+
+    context = {"params": {"song": "a", "frames": frames}, "run_id": "manual__x"}
+    with pytest.raises(ValueError):
+        run_plan.resolve_run(context, LOCAL_SETTINGS)
+    # ... and already by the trigger form's Param (Airflow checks it with re.search, before any task runs).
+    found = re.search(
+        r'"frames": Param\(.*?pattern=r"([^"]+)"', (REPO / "dags" / "render.py").read_text(), re.S
+    )
+    assert not re.search(found.group(1), frames) and re.search(found.group(1), "1-240")
+
+
+def test_the_dag_params_are_the_plans_param_names():
+    import ast
+
+    tree = ast.parse((REPO / "dags" / "render.py").read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_params")
+    ret = next(n for n in ast.walk(fn) if isinstance(n, ast.Return))
+    assert tuple(k.value for k in ret.value.keys) == run_plan.PARAM_NAMES
+
+
+class _Html(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<!doctype html><html><body>\x1b]0;pwned\x07 a login page</body></html>")
+
+    def log_message(self, *a):
+        pass
+
+
+def _render(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "renderlab.workstation.trigger", *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "AIRFLOW_PASSWORD": "x", **(env or {})}, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_server_that_answers_html_is_named_not_blamed_on_conf():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = _render("--song", "demo", "--url", f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert res.returncode == 2, res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert "not JSON" in line and "AIRFLOW_URL" in line and "--conf" not in line
+    assert "\x1b" not in res.stderr and "\\x1b" in res.stderr  # the server's escape shown, not obeyed
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [(["--poll", "-1"], "--poll -1 is out of range"), (["--poll", "nan"], "--poll nan"),
+     (["--timeout", "-5"], "--timeout -5"), (["--conf", '{"sampels": 4}'], "unknown param(s) 'sampels'"),
+    ],
+    ids=["poll-negative", "poll-nan", "timeout-negative", "conf-typo"],
+)  # fmt: skip
+def test_bad_trigger_options_are_refused_before_anything_is_triggered(args, says):
+    # A closed port: had it tried to trigger, the error would be "cannot reach Airflow".
+    res = _render("--url", "http://127.0.0.1:9", *args)
+    assert res.returncode == 2, res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert says in line, line
+
+
+def test_server_text_is_printed_without_its_terminal_escapes():
+    from renderlab.workstation import trigger
+
+    assert (
+        trigger.printable("run\x1b[2J\x1b]0;title\x07id\ttab\nline")
+        == "run\\x1b[2J\\x1b]0;title\\x07id\ttab\nline"
+    )
+    assert trigger._ti_name({"task_id": "render\x1b[31m", "map_index": -1}) == "render\\x1b[31m"

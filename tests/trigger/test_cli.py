@@ -79,7 +79,7 @@ def test_refused_parameter_is_the_schemas_message(airflow):
     assert r.returncode == 2
     assert r.stderr.strip() == (
         "render: Airflow refused the parameters: Invalid input for param frames: "
-        "'5-' does not match '^(all|[0-9]{1,6}-[0-9]{1,6})$'"
+        "'5-' does not match '^(all|[1-9][0-9]{0,5}-[1-9][0-9]{0,5})$'"
     )
 
 

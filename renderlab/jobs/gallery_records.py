@@ -1,0 +1,134 @@
+"""The records the gallery reads, each through a schema: a run's validation.json and report.json, every
+published run's run.json (all on the share, writable by others), and the DAG's --meta.
+
+A share record of the wrong shape is skipped with a warning (the page shows that run without it, the index
+lists the other runs): one damaged file never stops a publish. A --meta of the wrong shape is the caller's
+mistake and one error. Numbers must be finite: a NaN is no duration and no timing error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+# A run id as the share layout names a run folder: one path segment, never '.' or '..'.
+_RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
+
+
+def run_id_ok(value: str) -> bool:
+    return bool(_RUN_ID.fullmatch(value)) and value not in (".", "..")
+
+
+def _run_id(value: str) -> str:
+    if not run_id_ok(value):
+        raise ValueError("not a run folder's name (letters, digits and _ . : + -, never '.' or '..')")
+    return value
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("not a finite number")
+    return v
+
+
+Num = Annotated[float, AfterValidator(_finite)]
+RunId = Annotated[str, AfterValidator(_run_id)]
+Shown = str | int | float | bool | None  # a value the page shows as text
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Probed(_Record):
+    video_duration_s: Num | None = None
+    audio_duration_s: Num | None = None
+
+
+class ValidatedVariant(_Record):
+    video: Probed = Probed()
+
+
+class ValidatedTiming(_Record):
+    threshold_ms: Num | None = None
+
+
+class Validation(_Record):
+    """report/validation.json (renderlab.jobs.validate)."""
+
+    ok: StrictBool | None = None
+    problems: list[Shown] = []
+    variants: dict[str, ValidatedVariant] = {}
+    timing: ValidatedTiming = ValidatedTiming()
+
+
+class TimingNote(_Record):
+    index: Shown = None
+    track_name: Shown = None
+    pitch: Shown = None
+    element: Shown = None
+    time: Num
+    error: Num
+
+
+class TimingReport(_Record):
+    """scene/report.json (blender_scripts.build): notes are checked one by one, a bad one is left out."""
+
+    max_timing_error_s: Num | None = None
+    notes: list[dict[str, Any]] = []
+
+
+class MetaVariant(_Record):
+    frames: Shown = None
+    fps: Shown = None
+    duration_s: Num | None = None
+
+
+class Meta(_Record):
+    """The DAG's --meta (renderlab.pipeline.steps.gallery_meta)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    run_id: RunId | None = None
+    song: Shown = None
+    changelist: Shown = None
+    started: Shown = None
+    params: dict[str, Any] = {}
+    durations: dict[str, Num | None] = {}
+    variants: dict[str, MetaVariant] = {}
+
+
+class PublishedVariant(_Record):
+    duration_s: Num | None = None
+    contact_sheet: Annotated[str, Field(pattern=r"^media/[^/\\]+$")] | None = None
+
+
+class Published(_Record):
+    """A published run's run.json (this gallery's own record, read back from the share for the index)."""
+
+    run_id: RunId
+    song: Shown = None
+    started: Shown = None
+    published: Shown = None
+    ok: StrictBool | None = None
+    variants: dict[str, PublishedVariant] = {}
+
+
+def why(e: ValidationError) -> str:
+    """The first problem of a record, in one short phrase."""
+    first = e.errors()[0]
+    where = ".".join(str(x) for x in first["loc"]) or "(top)"
+    return f"{e.error_count()} schema problem(s), first at {where}: {first['msg']}"
+
+
+def notes_of(report: TimingReport) -> list[dict[str, Any]]:
+    """The report's notes that have the shape the plot needs (time and error finite numbers)."""
+    out = []
+    for raw in report.notes:
+        try:
+            out.append(TimingNote.model_validate(raw).model_dump())
+        except ValidationError:
+            continue
+    return out
