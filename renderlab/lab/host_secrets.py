@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write(Path(args.output), values)
     except OSError as e:
-        print(
-            f"host_secrets: error: cannot write {args.output}: {e.strerror or e}; pick a writable path",
-            file=sys.stderr,
-        )
-        return 1
+        raise CommandError(f"cannot write {args.output}: {e.strerror or e}; pick a writable path") from None
     print(f"{args.output}: {len(values)} secrets written (mode 0600)")
     return 0
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from renderlab.base import atomic, cli
+from renderlab.base.errors import CommandError
 from renderlab.lab import ansible_unsafe, cluster_names
 from renderlab.lab.config import ROLES, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         inv = inventory(config, ssh_user=args.ssh_user, images=images)
         atomic.write_text(args.output, ansible_unsafe.dumps(inv), mode=0o644)
     except OSError as e:
-        print(f"inventory: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot write {args.output}: {e.strerror or e}") from None
     print(f"{args.output}: {len(config.hosts)} hosts from {args.stack_file}")
     return 0
 
