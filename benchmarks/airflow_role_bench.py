@@ -11,19 +11,19 @@ from __future__ import annotations
 import sys
 import time
 
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import LabError
 
 
 def main() -> int:
     try:
-        locallab.preflight()
+        lifecycle.preflight()
         t0 = time.monotonic()
-        with locallab.running_lab() as lab:
+        with lifecycle.running_lab() as lab:
             boot_s = time.monotonic() - t0
-            base = locallab.run_site(lab, "bench-airflow-base.log", ["--skip-tags", "airflow"])
-            first = locallab.run_site(lab, "bench-airflow-1.log", ["--tags", "airflow"])
-            second = locallab.run_site(lab, "bench-airflow-2.log", ["--tags", "airflow"])
+            base = lifecycle.run_site(lab, "bench-airflow-base.log", ["--skip-tags", "airflow"])
+            first = lifecycle.run_site(lab, "bench-airflow-1.log", ["--tags", "airflow"])
+            second = lifecycle.run_site(lab, "bench-airflow-2.log", ["--tags", "airflow"])
     except LabError as e:
         print(f"airflow_role_bench: {e}", file=sys.stderr)
         return 1

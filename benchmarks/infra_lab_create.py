@@ -58,7 +58,7 @@ def serve(pki, latency: float, time_scale: float, disk_secs: float) -> tuple[_Se
 
 
 def lab_props(pve, cafile) -> list[dict]:
-    from infra.lab import vm_props
+    from infra.vms import vm_props
 
     config = load(ROOT / "Pulumi.example.yaml")
     props = []

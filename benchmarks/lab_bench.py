@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python benchmarks/lab_bench.py      (or: make lab-bench)
 
-Budgets (issue 7): first run <= 600 s, second run <= 120 s with changed=0. The lab is torn down at the end.
+Budgets (the hosts layer's targets): first run <= 600 s, second run <= 120 s with changed=0. The lab is torn down at the end.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import LabError
 
 FIRST_BUDGET_S, SECOND_BUDGET_S = 600, 120
@@ -18,13 +18,13 @@ FIRST_BUDGET_S, SECOND_BUDGET_S = 600, 120
 
 def main() -> int:
     try:
-        locallab.preflight()
+        lifecycle.preflight()
         t0 = time.monotonic()
-        with locallab.running_lab() as lab:
+        with lifecycle.running_lab() as lab:
             boot_s = time.monotonic() - t0
-            first = locallab.run_site(lab, "bench-site-1.log")
+            first = lifecycle.run_site(lab, "bench-site-1.log")
             # Hosts stopped at an unreachable vendor download (k3s, p4d) are reported, not failures.
-            second = locallab.run_site(lab, "bench-site-2.log") if not first.real_failures else None
+            second = lifecycle.run_site(lab, "bench-site-2.log") if not first.real_failures else None
     except LabError as e:
         print(f"lab_bench: {e}", file=sys.stderr)
         return 1

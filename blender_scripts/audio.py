@@ -37,6 +37,7 @@ import numpy as np
 
 from blender_scripts.errors import ContentError
 from blender_scripts.planner import Plan
+from renderlab.base import atomic
 
 RATE = 48000
 CHUNK = 1 << 20
@@ -385,8 +386,7 @@ def write_wav(path: Path, buffer: np.ndarray, peak: float, lead_in: int = 0) -> 
     """16-bit stereo, `lead_in` silent frames first; `peak` is shared by the main and loop files so
     both play at one level. Converted in chunks to keep memory flat on long songs."""
     scale = np.float32(0.89 * 32767 / max(peak, 1e-9))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as w:
+    with atomic.target(path, mode=0o644) as tmp, wave.open(str(tmp), "wb") as w:
         w.setnchannels(2)
         w.setsampwidth(2)
         w.setframerate(RATE)
@@ -394,4 +394,3 @@ def write_wav(path: Path, buffer: np.ndarray, peak: float, lead_in: int = 0) -> 
         for i in range(0, buffer.shape[0], CHUNK):
             chunk = np.clip(buffer[i : i + CHUNK] * scale, -32767, 32767)
             w.writeframes(chunk.round().astype("<i2").tobytes())
-    os.replace(tmp, path)

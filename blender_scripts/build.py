@@ -37,17 +37,18 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
         )
         sys.exit(2)
 
-from blender_scripts import _cli, audio, planner, song
 from blender_scripts import arrangement as arrangement_mod
-from blender_scripts.errors import ContentError, OutputError
+from blender_scripts import audio, planner, song
+from blender_scripts.errors import ContentError, OutputError, output_error, unwrapped_output_error
+from renderlab.base import cli, process_group
 
 LEAD_PAD_S = 0.25
 AUDIO_TAIL_S = 1.5
 MAX_PAD_S = 60.0  # what lead-in, marble flights and the audio tail may add to the song's length
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blender_scripts.build", description="MIDI -> marble-music .blend files")
+def _parser() -> cli.Parser:
+    p = cli.Parser(prog="blender_scripts.build", description="MIDI -> marble-music .blend files")
     p.add_argument("--midi", required=True, type=Path, help="standard MIDI file (type 0 or 1)")
     p.add_argument("--arrangement", type=Path, help="optional arrangement YAML")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -84,15 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _ArgError(ContentError):
-    pass
-
-
 def _parse(args: list[str]) -> argparse.Namespace:
     parser = _parser()
-    parser.error = lambda msg: (_ for _ in ()).throw(
-        _ArgError(f"{msg} (usage: {parser.format_usage().strip()})")
-    )
     ns = parser.parse_args(args)
     if ns.out.exists() and not ns.out.is_dir():
         raise ContentError(f"--out {ns.out} exists and is not a folder; pass a folder path")
@@ -136,7 +130,12 @@ def clean_leftovers(out: Path) -> list[str]:
         for name in names:
             pid = name[len(prefix) :]
             path = folder / name
-            if pid.isdigit() and not _cli.pid_alive(int(pid)) and path.is_dir() and not path.is_symlink():
+            if (
+                pid.isdigit()
+                and not process_group.alive(int(pid))
+                and path.is_dir()
+                and not path.is_symlink()
+            ):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(str(path))
     return removed
@@ -151,7 +150,7 @@ def _prepare_out(out: Path) -> tuple[Path, bool]:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as e:
-        raise _cli.output_error(e, e.filename or out, "create") from None
+        raise output_error(e, e.filename or out, "create") from None
     return tmp, made
 
 
@@ -160,11 +159,11 @@ def build(args: list[str]) -> dict:
     started = time.perf_counter()
     out = ns.out.absolute()
     for path in clean_leftovers(out):
-        _cli.progress(f"build: removed {path}, left by a build that was killed")
+        cli.progress(f"build: removed {path}, left by a build that was killed")
     tune = song.load(ns.midi, ns.limits)
     if tune.moved:
         shown = ", ".join(f"note {i} pitch {a}->{b}" for i, a, b in tune.moved[:5])
-        _cli.progress(
+        cli.progress(
             f"build: {len(tune.moved)} pitched note(s) outside {song.PITCH_MIN}-{song.PITCH_MAX} (C1-C8) moved "
             f"by whole octaves into it: {shown}{' ...' if len(tune.moved) > 5 else ''} (report.json: pitches_moved)"
         )
@@ -172,10 +171,10 @@ def build(args: list[str]) -> dict:
     arr.check_tracks(tune, str(ns.arrangement))
     fps = ns.fps
     period = song.loop_length(tune)
-    _cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, planning")
+    cli.progress(f"build: {tune.name}: {len(tune.notes)} notes, planning")
     stage, plan = planner.place(tune, arr, fps, period)
     lanes = sum(len(e.lanes) for e in stage.elements.values())
-    _cli.progress(f"build: {tune.name}: {len(stage.elements)} elements, {lanes} lanes, every note placed")
+    cli.progress(f"build: {tune.name}: {len(stage.elements)} elements, {lanes} lanes, every note placed")
     phases = {"parse_and_plan": time.perf_counter() - started}
     lead_in = math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + LEAD_PAD_S) * fps) / fps
     end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
@@ -211,7 +210,7 @@ def build(args: list[str]) -> dict:
             os.replace(tmp / name, out / name)
         ok = True
     except OSError as e:
-        raise _cli.output_error(e, e.filename or out, "write") from None
+        raise output_error(e, e.filename or out, "write") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if made and not ok:
@@ -230,7 +229,7 @@ def _write(tmp, out, *, tune, arr, stage, plan, fps, lead_in, frame_end, loop_en
         mark = now
 
     name = tune.name
-    _cli.progress("build: rendering the audio with FluidSynth (in worker processes, beside the scenes)")
+    cli.progress("build: rendering the audio with FluidSynth (in worker processes, beside the scenes)")
     programs = {n.index: arr.program_for(tune, n.track, n.program) for n in tune.notes}
     pad = int(round(lead_in * audio.RATE))
     wav, loop_wav = tmp / f"{name}.wav", tmp / f"{name}_loop.wav"
@@ -264,7 +263,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
 
     name = tune.name
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
-    _cli.progress(f"build: main scene, {len(plan.marbles)} marbles, frames 1-{frame_end}")
+    cli.progress(f"build: main scene, {len(plan.marbles)} marbles, frames 1-{frame_end}")
     sc = builder.build("main", lead_in, frame_end)
     phase("main_scene")
     measured = {r["note_index"]: r for r in measure.impacts(sc)}
@@ -275,7 +274,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
     _save(bpy, tmp / f"{name}.blend")
     phase("save_main")
 
-    _cli.progress(f"build: loop scene, {plan.period:.3f} s, frames 1-{loop_end}")
+    cli.progress(f"build: loop scene, {plan.period:.3f} s, frames 1-{loop_end}")
     loop = builder.build("loop", 0.0, loop_end)
     builder.add_sound(loop, str(song_audio.loop_wav), song_audio.loop_wav.name)
     _save(bpy, tmp / f"{name}_loop.blend")
@@ -351,9 +350,9 @@ def _save(bpy, path: Path) -> None:
         )
     except RuntimeError as e:  # Blender reports a failed save (full, read-only) as a RuntimeError
         raise OutputError(
-            f"cannot save {path}: {_cli._one_line(str(e))} (free space or pick another --out)"
+            f"cannot save {path}: {cli.one_line(str(e))} (free space or pick another --out)"
         ) from None
 
 
 if __name__ == "__main__":
-    _cli.run("build", build)
+    cli.run_job("build", build, on_oserror=unwrapped_output_error)

@@ -8,12 +8,13 @@ frere_groove: "Frere Jacques" with a drum kit on channel 10 and two tempo change
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
 import mido
+
+from blender_scripts.errors import OutputError
+from renderlab.base import atomic, cli
 
 TPB = 480
 C4 = 60
@@ -129,9 +130,8 @@ def write(depot: Path) -> list[Path]:
     for name, compose in SONGS.items():
         folder = depot / "songs" / name
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".song.mid.tmp"
-        compose().save(str(tmp))
-        os.replace(tmp, folder / "song.mid")
+        with atomic.target(folder / "song.mid", mode=0o644) as tmp:  # a depot file: readable by all
+            compose().save(str(tmp))
         written.append(folder / "song.mid")
         if name in ARRANGEMENTS:
             (folder / "arrangement.yaml").write_text(ARRANGEMENTS[name])
@@ -139,23 +139,19 @@ def write(depot: Path) -> list[Path]:
     return written
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@cli.command("demo_songs")
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Parser(prog="python -m blender_scripts.demo_songs", description=__doc__.splitlines()[0])
     parser.add_argument("--depot", type=Path, default=Path("depot"))
-    parser.error = lambda msg: _fail(f"{msg} (see --help)", 2)  # type: ignore[method-assign]
-    depot = parser.parse_args().depot
+    depot = parser.parse_args(argv).depot
     try:
         paths = write(depot)
     except OSError as e:
-        _fail(f"cannot write the demo songs under {depot}: {e.strerror or e}", 3)
+        raise OutputError(f"cannot write the demo songs under {depot}: {e.strerror or e}") from None
     for path in paths:
         print(path)
-
-
-def _fail(message: str, code: int):
-    print(f"demo_songs: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,9 +22,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (blender --python): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blender_scripts import _cli, render
-from blender_scripts.errors import ContentError
-from renderlab.base import atomic
+from blender_scripts import render
+from blender_scripts.errors import ContentError, unwrapped_output_error
+from renderlab.base import atomic, cli
 from renderlab.base.presets import PRESETS
 
 POSITIONS = (0.08, 0.25, 0.42, 0.58, 0.75, 0.92)  # establishing view, then the follow moves
@@ -32,7 +32,7 @@ COLUMNS = 3
 
 
 def _parse(args: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="blender_scripts.look", description=__doc__.splitlines()[0])
+    p = cli.Parser(prog="blender_scripts.look", description=__doc__.splitlines()[0])
     p.add_argument("--blend", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="contact sheet .png")
     p.add_argument("--positions", default=",".join(map(str, POSITIONS)), help="fractions 0..1 of the range")
@@ -40,7 +40,6 @@ def _parse(args: list[str]) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--resolution-percentage", type=int, default=100)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    p.error = lambda msg: (_ for _ in ()).throw(ContentError(f"{msg} (usage: {p.format_usage().strip()})"))
     ns = p.parse_args(args)
     try:
         ns.fractions = [float(x) for x in ns.positions.split(",") if x.strip()]
@@ -83,7 +82,7 @@ def look(args: list[str]) -> dict:
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     per_frame = []
     for i, frame in enumerate(frames, 1):
-        _cli.progress(f"look: frame {frame} ({i}/{len(frames)})")
+        cli.progress(f"look: frame {frame} ({i}/{len(frames)})")
         res = render.render([
             "--blend", str(ns.blend), "--frames", str(frame), "--out", str(folder), "--preset", ns.preset,
             "--samples", str(ns.samples), "--resolution-percentage", str(ns.resolution_percentage),
@@ -97,15 +96,13 @@ def look(args: list[str]) -> dict:
     seq.mkdir()
     for i, frame in enumerate(frames):
         os.link(folder / f"frame_{frame:06d}.png", seq / f"{i:03d}.png")
-    tmp = ns.out.with_name(f".{ns.out.name}.tmp.png")
-    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-start_number", "0", "-i", str(seq / "%03d.png"),
-           "-vf", f"tile={cols}x{rows}:padding=4:color=black", "-frames:v", "1", str(tmp)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    shutil.rmtree(seq, ignore_errors=True)
-    if proc.returncode or not render.png_size(tmp):
-        tmp.unlink(missing_ok=True)
-        raise ContentError(f"ffmpeg could not tile the contact sheet: {proc.stderr.strip()[-400:]}")
-    os.replace(tmp, ns.out)
+    with atomic.target(ns.out, mode=0o644) as tmp:
+        cmd = ["ffmpeg", "-loglevel", "error", "-y", "-start_number", "0", "-i", str(seq / "%03d.png"),
+               "-vf", f"tile={cols}x{rows}:padding=4:color=black", "-frames:v", "1", str(tmp)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        shutil.rmtree(seq, ignore_errors=True)
+        if proc.returncode or not render.png_size(tmp):
+            raise ContentError(f"ffmpeg could not tile the contact sheet: {proc.stderr.strip()[-400:]}")
     return {
         "sheet": str(ns.out.resolve()),
         "size": list(render.png_size(ns.out)),
@@ -119,4 +116,4 @@ def look(args: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    _cli.run("look", look)
+    cli.run_job("look", look, on_oserror=unwrapped_output_error)

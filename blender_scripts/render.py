@@ -25,9 +25,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (blender --python): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blender_scripts import _cli
-from blender_scripts.errors import ContentError, OutputError
-from renderlab.base import atomic, png
+from blender_scripts.errors import ContentError, OutputError, output_error, unwrapped_output_error
+from renderlab.base import atomic, cli, png, process_group
 from renderlab.base.presets import PRESETS
 from renderlab.base.share import FRAME_PATTERN, frame_name
 
@@ -36,9 +35,9 @@ GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 TMP_FRAME = re.compile(r"^\.frame_\d{6}\.tmp(?:-(\d+))?\.png$")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> cli.Parser:
     """The CLI's arguments (the DAG's render Jobs are checked against this parser)."""
-    p = argparse.ArgumentParser(prog="blender_scripts.render", description="render frames of a .blend")
+    p = cli.Parser(prog="blender_scripts.render", description="render frames of a .blend")
     p.add_argument("--blend", required=True, type=Path)
     p.add_argument("--frames", required=True, help="inclusive range A-B (or one frame A)")
     p.add_argument("--out", required=True, type=Path)
@@ -51,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse(args: list[str]) -> argparse.Namespace:
     p = build_parser()
-    p.error = lambda msg: (_ for _ in ()).throw(ContentError(f"{msg} (usage: {p.format_usage().strip()})"))
     ns = p.parse_args(args)
     m = re.fullmatch(r"(\d+)(?:-(\d+))?", ns.frames)
     if not m:
@@ -92,7 +90,7 @@ def writable_out(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise _cli.output_error(e, e.filename or out, "write into") from None
+        raise output_error(e, e.filename or out, "write into") from None
     finally:
         for folder in made:  # deepest first
             with contextlib.suppress(OSError):
@@ -104,7 +102,7 @@ def clean_leftovers(out: Path) -> list[str]:
     removed = []
     for name in os.listdir(out):
         m = TMP_FRAME.fullmatch(name)
-        if m and (m[1] is None or not _cli.pid_alive(int(m[1]))):
+        if m and (m[1] is None or not process_group.alive(int(m[1]))):
             with contextlib.suppress(FileNotFoundError):
                 (out / name).unlink()
                 removed.append(name)
@@ -212,7 +210,7 @@ def render(args: list[str]) -> dict:
     out = ns.out
     out.mkdir(parents=True, exist_ok=True)
     for name in clean_leftovers(out):
-        _cli.progress(f"render: removed {name}, left by a render that was killed")
+        cli.progress(f"render: removed {name}, left by a render that was killed")
     rendered, skipped, times = 0, 0, []
     started = time.perf_counter()
     total = ns.last - ns.first + 1
@@ -221,28 +219,25 @@ def render(args: list[str]) -> dict:
         final = out / frame_name(frame)
         if reusable(final, expected, key):
             skipped += 1
-            _cli.progress(f"render: frame {frame} ({i}/{total}) already done, skipped")
+            cli.progress(f"render: frame {frame} ({i}/{total}) already done, skipped")
             continue
-        tmp = out / f".{final.stem}.tmp-{os.getpid()}.png"
         t0 = time.perf_counter()
-        scene.frame_set(frame)
-        scene.render.filepath = str(tmp)
-        bpy.ops.render.render(write_still=True)
-        if png_size(tmp) != expected:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(
-                f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG into {out} "
-                "(is it full or read-only?)"
-            )
-        try:
-            os.replace(tmp, final)
+        try:  # the pid in the temp name tells a later run whether this one is still alive
+            with atomic.target(final, mode=0o644, temp=out / f".{final.stem}.tmp-{os.getpid()}.png") as tmp:
+                scene.frame_set(frame)
+                scene.render.filepath = str(tmp)
+                bpy.ops.render.render(write_still=True)
+                if png_size(tmp) != expected:
+                    raise OutputError(
+                        f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG into {out} "
+                        "(is it full or read-only?)"
+                    )
             record_provenance(final, key)  # after the frame: a kill in between only costs a re-render
         except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise _cli.output_error(e, final, "write") from None
+            raise output_error(e, final, "write") from None
         times.append(time.perf_counter() - t0)
         rendered += 1
-        _cli.progress(f"render: frame {frame} ({i}/{total}) {times[-1]:.2f} s on {device}")
+        cli.progress(f"render: frame {frame} ({i}/{total}) {times[-1]:.2f} s on {device}")
     return {
         "rendered": rendered,
         "skipped": skipped,
@@ -259,4 +254,4 @@ def render(args: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    _cli.run("render", render)
+    cli.run_job("render", render, on_oserror=unwrapped_output_error)

@@ -19,11 +19,15 @@ from renderlab.pipeline import notify as notifications
 
 # One segment, no '..': never a Perforce wildcard (owned by renderlab.pipeline.steps).
 SONG_PATTERN = steps.SONG_PATTERN
+# The trigger form's sections, in order (Airflow's params UI groups the fields by `section`).
+SONG, QUALITY, FRAMES, OUTPUT = "Song", "Quality", "Frames", "Output"
+SECTIONS = (SONG, QUALITY, FRAMES, OUTPUT)
 
 
 def _params() -> dict[str, Param]:
-    """The trigger form: a title and a plain description per field; the song field suggests the projects of a
-    local (file://) depot -- a directory listing, the only thing done while parsing."""
+    """The trigger form, in four sections (what to render, how well, which frames, what comes out): a title and
+    a plain description per field; the song field suggests the projects of a local (file://) depot -- a
+    directory listing, the only thing done while parsing."""
     songs = depot_songs.listed()
     where = (
         "Start typing to pick one of the projects found in the depot."
@@ -35,6 +39,7 @@ def _params() -> dict[str, Param]:
             depot_songs.DEFAULT_SONG if not songs or depot_songs.DEFAULT_SONG in songs else songs[0],
             type="string",
             pattern=SONG_PATTERN,
+            section=SONG,
             title="Song project",
             description=f"The depot folder that holds the song (its MIDI is <project>/song.mid). {where}",
             **({"examples": songs} if songs else {}),
@@ -43,6 +48,7 @@ def _params() -> dict[str, Param]:
             "latest",
             type="string",
             pattern=r"^(latest|[1-9][0-9]{0,9})$",
+            section=SONG,
             title="Changelist",
             description='The depot version to render: "latest", or a Perforce changelist number such as 1234.',
         ),
@@ -54,21 +60,16 @@ def _params() -> dict[str, Param]:
                 "null": "Lab default (pipeline.preset)",
                 **{name: f"{name}: {p.width} x {p.height}, {p.description}" for name, p in PRESETS.items()},
             },
+            section=QUALITY,
             title="Quality preset",
             description="Output size and quality; the resolution percentage below scales it.",
-        ),
-        "frames": Param(
-            "all",
-            type="string",
-            pattern=r"^(all|[1-9][0-9]{0,5}-[1-9][0-9]{0,5})$",
-            title="Frames",
-            description='"all", or the first and last frame to render, inclusive, such as 1-240.',
         ),
         "samples": Param(
             None,
             type=["null", "integer"],
             minimum=1,
             maximum=65536,
+            section=QUALITY,
             title="Samples per pixel",
             description="Cycles samples: fewer is faster and noisier. Empty: the lab default (pipeline.samples).",
         ),
@@ -77,29 +78,41 @@ def _params() -> dict[str, Param]:
             type="integer",
             minimum=1,
             maximum=100,
+            section=QUALITY,
             title="Resolution %",
             description="Render at this percentage of the preset's width and height (50: a quarter of the pixels).",
+        ),
+        "frames": Param(
+            "all",
+            type="string",
+            pattern=r"^(all|[1-9][0-9]{0,5}-[1-9][0-9]{0,5})$",
+            section=FRAMES,
+            title="Frames",
+            description='"all", or the first and last frame to render, inclusive, such as 1-240.',
         ),
         "frames_per_chunk": Param(
             None,
             type=["null", "integer"],
             minimum=1,
             maximum=100000,
+            section=FRAMES,
             title="Frames per render task",
             description='Each render task (shown as "frames A-B") renders this many frames. '
             "Empty: the lab default (pipeline.frames_per_chunk).",
         ),
-        "loop": Param(
-            False,
-            type="boolean",
-            title="Also render the loop",
-            description="Render the seamless loop version of the song as well.",
-        ),
         "render": Param(
             True,
             type="boolean",
+            section=OUTPUT,
             title="Render frames",
             description="Off: only build the .blend files (no frames, no video).",
+        ),
+        "loop": Param(
+            False,
+            type="boolean",
+            section=OUTPUT,
+            title="Also render the loop",
+            description="Render the seamless loop version of the song as well.",
         ),
         "notify": Param(
             None,
@@ -111,6 +124,7 @@ def _params() -> dict[str, Param]:
                 "webhook": "webhook: JSON to the renderlab_notify connection",
                 "slack": "slack: a Slack message via the renderlab_notify connection",
             },
+            section=OUTPUT,
             title="Notification",
             description="Where the summary goes when the run ends; a record is always written to the run's report folder.",
         ),

@@ -19,7 +19,7 @@ import yaml
 
 from renderlab.base import atomic, cli
 from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, SHARE_PV, SHARE_PVC
-from renderlab.lab.config import ConfigError, LabConfig, load
+from renderlab.lab.config import LabConfig, load
 from renderlab.lab.pipeline_settings import p4_port
 
 SMB_DRIVER = "smb.csi.k8s.io"
@@ -558,16 +558,13 @@ def write(files: dict[str, str], out: Path) -> None:
         atomic.write_text(out / name, text, mode=0o644)
 
 
+@cli.command("manifests")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m infra.manifests", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="stack file, e.g. Pulumi.example.yaml")
     parser.add_argument("out", help="folder to write the YAML to, e.g. k8s/")
     args = parser.parse_args(argv)
-    try:
-        config = load(args.config)
-    except ConfigError as err:
-        print(f"manifests: error: {err}", file=sys.stderr)
-        return 1
+    config = load(args.config)
     files = render(config, Path(args.config).name)
     write(files, Path(args.out))
     print(f"wrote {len(files)} files to {args.out}")
@@ -575,4 +572,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("manifests", main))
+    sys.exit(main())

@@ -8,7 +8,7 @@ import pulumi
 
 from infra import manifests, stack
 from infra.cluster import ClusterLayer
-from infra.lab import Lab
+from infra.vms import Lab
 from renderlab.lab import image_refs
 from renderlab.lab.cluster_names import SHARE_PVC
 from renderlab.lab.host_secrets import FROM_STACK, WEBHOOK_URL

@@ -40,7 +40,31 @@ def test_a_named_temp_is_used_and_cleaned(tmp_path):
     assert (tmp_path / "state.json").read_bytes() == b"{}" and not temp.exists()
 
 
-# Issue 28, class 6: a target that is not a regular file is refused, never replaced.
+def test_a_read_only_mode_does_not_stop_the_writer(tmp_path):
+    """The mode is applied once the bytes are in (the fetch keeps a source's 0444)."""
+    with atomic.target(tmp_path / "frozen.txt", mode=0o444) as tmp, open(tmp, "wb") as f:
+        f.write(b"kept")
+    assert stat.S_IMODE((tmp_path / "frozen.txt").stat().st_mode) == 0o444
+    assert (tmp_path / "frozen.txt").read_bytes() == b"kept"
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    final, temp = tmp_path / "rootfs", tmp_path / "rootfs.tmp"
+    (temp / "stale").mkdir(parents=True)  # a killed build's leftovers
+    with pytest.raises(RuntimeError), atomic.folder(final, temp) as tmp:
+        tmp.mkdir()
+        (tmp / "half").write_text("x")
+        raise RuntimeError("debootstrap failed")
+    assert not final.exists() and not temp.exists()
+    final.mkdir()
+    (final / "old").write_text("replaced")
+    with atomic.folder(final, temp) as tmp:
+        tmp.mkdir()
+        (tmp / "READY").write_text("y")
+    assert sorted(p.name for p in final.iterdir()) == ["READY"] and not temp.exists()
+
+
+# A target that is not a regular file is refused, never replaced.
 
 
 @pytest.mark.parametrize("kind", ["link-to-file", "dangling-link", "fifo", "folder", "device"])

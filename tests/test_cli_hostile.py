@@ -1,4 +1,4 @@
-"""Every command-line entry point in the repository, walked over hostile and careless input (issue 14).
+"""Every command-line entry point in the repository, walked over hostile and careless input.
 
 For each: no Python traceback, exactly one line on stderr, and an exit status the command documents --
 never 0 and never 70 (70 is the "internal error" every entry point keeps for what it did not foresee: a
@@ -8,6 +8,7 @@ new `__main__` cannot slip past it.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import stat
@@ -47,7 +48,7 @@ def _files(tmp: Path) -> dict[str, str]:
     out["missing"] = str(tmp / "does-not-exist.yaml")
     out["proc"] = "/proc/renderlab-hostile/out"
     out["bad-utf8"] = BAD_UTF8
-    # Outputs that are not regular files (issue 28): a link to a file that must survive, and a FIFO.
+    # Outputs that are not regular files: a link to a file that must survive, and a FIFO.
     (tmp / "victim.txt").write_text("keep me")
     (tmp / "link.out").symlink_to(tmp / "victim.txt")
     out["link"] = str(tmp / "link.out")
@@ -277,6 +278,29 @@ def test_every_entry_point_is_walked_or_says_why_not(tmp_path: Path):
     }
     missing = _entry_points() - walked - set(NOT_WALKED)
     assert not missing, f"entry points with no hostile-input cases here: {sorted(missing)}"
+
+
+def _on_the_kit(source: str) -> bool:
+    """Whether a module's entry point runs on the one CLI kit: `@cli.command(...)` on a function, or a
+    `cli.run_job(...)` call (renderlab/base/cli.py)."""
+    for node in ast.walk(ast.parse(source)):
+        calls = [d for d in getattr(node, "decorator_list", []) if isinstance(d, ast.Call)]
+        if isinstance(node, ast.Call):
+            calls.append(node)
+        for call in calls:
+            f = call.func
+            on_cli = isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "cli"
+            if on_cli and f.attr in ("command", "run_job"):
+                return True
+    return False
+
+
+def test_every_entry_point_runs_on_the_one_cli_kit():
+    walked = _entry_points() - set(NOT_WALKED)
+    assert walked, "no entry points found"
+    off = sorted(rel for rel in walked if not _on_the_kit((ROOT / rel).read_text(encoding="utf-8")))
+    assert not off, f"entry points with their own error handling instead of renderlab.base.cli: {off}"
+    assert not _on_the_kit("import argparse\ndef main():\n    argparse.ArgumentParser().parse_args()\n")
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Hostile and careless stack files (issue 14): bounded work, one clear line, no traceback, no secret shown."""
+"""Hostile and careless stack files: bounded work, one clear line, no traceback, no secret shown."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_deep_flow_nesting_is_refused_as_the_scanner_meets_it(tmp_path: Path):
         load(path)
 
 
-# --- issue 28, class 4: values that reach Ansible are validated to their shape and marked unsafe ---------
+# --- values that reach Ansible are validated to their shape and marked unsafe ---------
 
 EXAMPLE = ROOT / "Pulumi.example.yaml"
 KEY_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithYourOwnPublicKey0000 you@workstation"
@@ -152,7 +152,7 @@ def test_the_inventory_marks_every_string_unsafe_and_ansible_keeps_it_literal(tm
     assert "ssh-ed25519 AAAA {{ 6 * 7 }}" in text and "42" not in text
 
 
-# --- issue 28, class 5: destructive paths are refused ----------------------------------------------------
+# --- destructive paths are refused ----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -191,7 +191,7 @@ def test_ordinary_data_folders_pass(tmp_path: Path, value: str):
     assert res.returncode == 0, res.stderr
 
 
-# --- issue 28, class 11: keys equal but for blanks, a gateway that is no host address ----------------------
+# --- keys equal but for blanks, a gateway that is no host address ----------------------
 
 
 def test_host_keys_that_differ_only_by_blanks_are_a_duplicate(tmp_path: Path):
@@ -220,7 +220,7 @@ def test_a_gateway_at_the_network_or_broadcast_address_is_refused(tmp_path: Path
     assert res.returncode == 1 and "network.gateway" in res.stderr and "broadcast" in res.stderr, res.stderr
 
 
-# --- issue 28, class 14: clear errors for a merge key and for huge values ----------------------------------
+# --- clear errors for a merge key and for huge values ----------------------------------
 
 
 def test_a_yaml_merge_key_is_named_as_such(tmp_path: Path):

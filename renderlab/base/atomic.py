@@ -1,7 +1,8 @@
 """Write files so that readers see either the old file or the complete new one (temp name, then rename).
 
-The one atomic-write helper of the repository: the Jobs, the fetch image, the DAG's records, the inventory,
-the secrets file, the rendered manifests and the local lab's state all write through it.
+The one atomic-write helper of the repository: the Jobs, the fetch, the content's outputs (audio, frames, the
+contact sheet), the DAG's records, the inventory, the secrets file, the rendered manifests and the local
+lab's and Airflow's state all write through it.
 
 Only a regular file (or nothing) is ever replaced: a target that is a link, a device such as /dev/stdout, a
 FIFO, a socket or a folder is refused with an OSError naming what it is, checked before the temp file is
@@ -15,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -50,9 +52,11 @@ def refuse_non_regular(path: str | Path) -> None:
 def target(path: str | Path, mode: int | None = None, temp: Path | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success it is renamed over `path`, on error removed.
 
-    `mode`: the file's permissions, set before the rename (a secrets file is never readable by others,
-    not even for a moment; default 0600). `temp`: the temp file's own name, for a writer that recognises
-    and cleans up the temp files a killed run of its own left behind (the fetch)."""
+    The temp file is created 0600, so nobody else reads it while it is written (a secrets file is never
+    readable by others, not even for a moment). `mode`: the file's permissions, set once it is written and
+    before the rename (so a read-only mode does not stop the writer; default 0600). `temp`: the temp file's
+    own name, for a writer that recognises and cleans up the temp files a killed run of its own left behind
+    (the fetch, the render)."""
     path = Path(path)
     refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,13 +69,27 @@ def target(path: str | Path, mode: int | None = None, temp: Path | None = None) 
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        yield tmp_path
         if mode is not None:
             os.chmod(tmp_path, mode)
-        yield tmp_path
         refuse_non_regular(path)  # again: it may have been swapped while the temp file was written
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder(path: str | Path, temp: str | Path) -> Iterator[Path]:
+    """A folder built whole under `temp` (beside `path`; a stale one is removed first), renamed to `path` on
+    success (replacing what stood there), removed on error: a reader finds the complete folder or none."""
+    path, temp = Path(path), Path(temp)
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        yield temp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(temp, path)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def write_bytes(

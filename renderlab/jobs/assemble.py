@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 from renderlab.base import atomic, cli
+from renderlab.base.errors import CommandError
 from renderlab.base.share import FRAME_PATTERN, frame_name
 
 MAX_FRAMES = 1_000_000  # one video: 4.6 hours at 60 fps
 
 
-class AssembleError(RuntimeError):
+class AssembleError(CommandError):
     pass
 
 
@@ -102,6 +103,7 @@ def build_parser() -> cli.Parser:
     return ap
 
 
+@cli.command("assemble")
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if not 1 <= a.fps <= 240:
@@ -110,23 +112,19 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(
             f"--first {a.first} --last {a.last}: give 0 <= FIRST and at most {MAX_FRAMES} frames"
         )
-    try:
-        result = assemble(
-            a.frames,
-            a.first,
-            a.last,
-            fps=a.fps,
-            out=a.out,
-            audio=a.audio,
-            audio_offset=a.audio_offset,
-            contact_sheet=a.contact_sheet,
-        )
-    except AssembleError as e:
-        print(f"assemble: error: {cli.one_line(e)}", file=sys.stderr)
-        return 1
+    result = assemble(
+        a.frames,
+        a.first,
+        a.last,
+        fps=a.fps,
+        out=a.out,
+        audio=a.audio,
+        audio_offset=a.audio_offset,
+        contact_sheet=a.contact_sheet,
+    )
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("assemble", main))
+    sys.exit(main())

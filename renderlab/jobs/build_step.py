@@ -65,6 +65,7 @@ def build_parser() -> cli.Parser:
     return ap
 
 
+@cli.command("build")
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
@@ -101,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("build", main))
+    sys.exit(main())

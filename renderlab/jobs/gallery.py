@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from renderlab.base import atomic, cli
+from renderlab.base.errors import CommandError
 from renderlab.jobs import gallery_pages
 from renderlab.jobs import gallery_records as records
 from renderlab.jobs.gallery_pages import PAGE, index_page, run_page
@@ -42,8 +43,8 @@ M = TypeVar("M", bound=BaseModel)
 PUBLISHED_MODE = 0o644  # what the gallery writes is published: the docs server (another user) reads it
 
 
-class GalleryError(RuntimeError):
-    pass
+class GalleryError(CommandError):
+    exit_code = 2
 
 
 # --- reading the run -------------------------------------------------------------------------------------
@@ -356,6 +357,7 @@ def _ms(seconds: Any) -> float | None:
 # --- CLI -------------------------------------------------------------------------------------------------
 
 
+@cli.command("gallery")
 def main(argv: list[str] | None = None) -> int:
     ap = cli.Parser(prog="python -m renderlab.jobs.gallery", description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="the run folder on the share: runs/<run id>")
@@ -364,21 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         meta = json.loads(a.meta)
-        if not isinstance(meta, dict):
-            raise GalleryError("--meta must be a JSON object")
-        result = publish(a.run, a.out, meta)
     except json.JSONDecodeError as e:
-        print(f"gallery: error: --meta is not JSON: {e}", file=sys.stderr)
-        return 2
-    except GalleryError as e:
-        print(f"gallery: error: {e}", file=sys.stderr)
-        return 2
+        raise GalleryError(f"--meta is not JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise GalleryError("--meta must be a JSON object")
+    try:
+        result = publish(a.run, a.out, meta)
     except OSError as e:
-        print(f"gallery: error: cannot write the gallery under {a.out}: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot write the gallery under {a.out}: {e}") from None
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("gallery", main))
+    sys.exit(main())

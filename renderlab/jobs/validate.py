@@ -121,6 +121,7 @@ def build_parser() -> cli.Parser:
     return ap
 
 
+@cli.command("validate")
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
@@ -171,4 +172,4 @@ def spec_problem(spec: object) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("validate", main))
+    sys.exit(main())

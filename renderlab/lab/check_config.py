@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from renderlab.base import cli
-from renderlab.lab.config import ConfigError, Limits, lab_warnings, load
+from renderlab.lab.config import Limits, lab_warnings, load
 
 
 def _bound(text: str) -> int:
@@ -24,6 +24,7 @@ def _bound(text: str) -> int:
     return value
 
 
+@cli.command("check_config")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m renderlab.lab.check_config", description=__doc__.split("\n")[0])
     parser.add_argument("stack_file", help="a Pulumi.<stack>.yaml file (e.g. Pulumi.example.yaml)")
@@ -38,11 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-yaml-depth", type=_bound, default=d.max_depth, help=f"default {d.max_depth}")
     args = parser.parse_args(argv)
     limits = Limits(args.max_yaml_bytes, args.max_yaml_nodes, args.max_yaml_depth)
-    try:
-        config = load(args.stack_file, limits)
-    except ConfigError as e:
-        print(f"check_config: error: {e}", file=sys.stderr)
-        return 1
+    config = load(args.stack_file, limits)
     for warning in lab_warnings(config):
         print(f"check_config: warning: {warning}", file=sys.stderr)
     hosts = ", ".join(f"{name} ({h.role}) {config.address(name)}" for name, h in config.hosts.items())
@@ -51,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("check_config", main))
+    sys.exit(main())

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from renderlab.base.errors import CommandError
 from renderlab.lab.oncalendar import OnCalendar
 from renderlab.lab.patterns import (
     PATTERNS,
@@ -79,8 +80,10 @@ _FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly",
 JOB_MEMORY = r"^[1-9]\d*(Mi|Gi)$"
 
 
-class ConfigError(Exception):
-    """All problems found in one stack file, each as 'key.path: message'."""
+class ConfigError(CommandError):
+    """All problems found in one stack file, each as 'key.path: message' (several: one a line)."""
+
+    keep_lines = True
 
     def __init__(self, source: str, problems: list[str]):
         self.source = source

@@ -55,6 +55,7 @@ def seed_file(dest: Path, source: Path = BUNDLED) -> list[str]:
     return written
 
 
+@cli.command("depot_seed")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m renderlab.lab.depot_seed", description=__doc__.split("\n")[0])
     parser.add_argument("dest", type=Path, help="the folder a file:// depot URL names")
@@ -69,4 +70,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("depot_seed", main))
+    sys.exit(main())

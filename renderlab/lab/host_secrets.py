@@ -33,6 +33,7 @@ from typing import Literal
 import yaml
 
 from renderlab.base import atomic, cli
+from renderlab.base.errors import CommandError
 from renderlab.lab import passphrase
 
 PULUMI_OUTPUT = "host_secrets"
@@ -48,7 +49,7 @@ class Secret:
 
 
 FERNET_LENGTH = 44
-# The generated service secrets. Pulumi's Lab component generates exactly these (infra/lab.py) and the hosts
+# The generated service secrets. Pulumi's Lab component generates exactly these (infra/vms.py) and the hosts
 # layer reads exactly these.
 SERVICE_SECRETS = {
     "renderlab_share_password": Secret(40, "SMB password of the share user (samba role)"),
@@ -84,7 +85,7 @@ FROM_STACK = {
 }
 
 
-class SecretsError(Exception):
+class SecretsError(CommandError):
     pass
 
 
@@ -222,6 +223,7 @@ def write_private(path: Path, text: str) -> None:
     atomic.write_text(path, text, mode=0o600)
 
 
+@cli.command("host_secrets")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.lab.host_secrets",
@@ -240,28 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     ret.add_argument("-f", "--file", required=True)
     args = parser.parse_args(argv)
     path = Path(getattr(args, "output", None) or args.file)
-    try:
-        if args.command == "generate":
-            values = generate()
-        elif args.command == "from-pulumi":
-            values = from_pulumi(args.stack)
-            if path.exists():  # a Fernet key Pulumi replaced stays readable until retired
-                values = keep_replaced_fernet_key(values, read(path))
-        elif args.command == "rotate":
-            values = rotate(read(path), args.name)
-        else:
-            values = {k: v for k, v in read(path).items() if k != PREVIOUS_FERNET_KEYS}
-    except SecretsError as e:
-        print(f"host_secrets: error: {e}", file=sys.stderr)
-        return 1
+    if args.command == "generate":
+        values = generate()
+    elif args.command == "from-pulumi":
+        values = from_pulumi(args.stack)
+        if path.exists():  # a Fernet key Pulumi replaced stays readable until retired
+            values = keep_replaced_fernet_key(values, read(path))
+    elif args.command == "rotate":
+        values = rotate(read(path), args.name)
+    else:
+        values = {k: v for k, v in read(path).items() if k != PREVIOUS_FERNET_KEYS}
     try:
         write(path, values)
     except OSError as e:
-        print(
-            f"host_secrets: error: cannot write {path}: {e.strerror or e}; pick a writable path",
-            file=sys.stderr,
-        )
-        return 1
+        raise CommandError(f"cannot write {path}: {e.strerror or e}; pick a writable path") from None
     kept = len(values.get(PREVIOUS_FERNET_KEYS, []))
     print(
         f"{path}: {len(values)} secrets written (mode 0600)"
@@ -271,4 +265,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("host_secrets", main))
+    sys.exit(main())

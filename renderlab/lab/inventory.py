@@ -16,8 +16,9 @@ import sys
 from typing import Any
 
 from renderlab.base import atomic, cli
+from renderlab.base.errors import CommandError
 from renderlab.lab import ansible_unsafe, backup_plan, cluster_names, firewall
-from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
+from renderlab.lab.config import ROLES, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
 
@@ -96,6 +97,7 @@ def inventory(
     return {"all": {"vars": all_vars, "children": children}}
 
 
+@cli.command("inventory")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.lab.inventory",
@@ -105,21 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="inventory file to write (YAML)")
     parser.add_argument("--ssh-user", help="SSH user (default: ssh.admin_user from the stack file)")
     args = parser.parse_args(argv)
-    try:
-        config = load(args.stack_file)
-    except ConfigError as e:
-        print(f"inventory: error: {e}", file=sys.stderr)
-        return 1
+    config = load(args.stack_file)
     images = recorded_images(config, args.stack_file)
     try:
         inv = inventory(config, ssh_user=args.ssh_user, images=images)
         atomic.write_text(args.output, ansible_unsafe.dumps(inv), mode=0o644)
     except OSError as e:
-        print(f"inventory: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot write {args.output}: {e.strerror or e}") from None
     print(f"{args.output}: {len(config.hosts)} hosts from {args.stack_file}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("inventory", main))
+    sys.exit(main())

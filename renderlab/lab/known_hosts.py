@@ -83,6 +83,7 @@ def record(
     return added
 
 
+@cli.command("known_hosts")
 def main(argv: list[str] | None = None) -> int:
     from renderlab.lab.config import ConfigError, load
 
@@ -103,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("known_hosts", main))
+    sys.exit(main())

@@ -103,6 +103,7 @@ def pulumi_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     return out
 
 
+@cli.command("passphrase")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m renderlab.lab.passphrase", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["ensure", "check"])
@@ -120,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("passphrase", main))
+    sys.exit(main())

@@ -145,6 +145,7 @@ def proxmox_token(stack: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+@cli.command("prereqs")
 def main(argv: list[str] | None = None) -> int:
     from renderlab.lab.config import ConfigError, load
 
@@ -180,4 +181,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("prereqs", main))
+    sys.exit(main())

@@ -298,6 +298,7 @@ def markdown(example: Path = EXAMPLE) -> str:
     return "\n".join(lines) + "\n"
 
 
+@cli.command("reference")
 def main(argv: list[str] | None = None) -> int:
     ap = cli.Parser(
         prog="python -m renderlab.lab.reference", description="Print the lab config reference (Markdown)."
@@ -329,4 +330,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("reference", main))
+    sys.exit(main())

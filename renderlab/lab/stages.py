@@ -138,6 +138,7 @@ def _has_target(make: list[str], target: str, root: Path) -> bool:
     return "No rule to make target" not in probe.stderr
 
 
+@cli.command("lab")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m renderlab.lab.stages", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("lab", main))
+    sys.exit(main())

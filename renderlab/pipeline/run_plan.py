@@ -122,9 +122,10 @@ class RunPlan(BaseModel):
         return int(min(RENDER_CHUNK_MAX_S, 600 + self.frames_per_chunk * per_frame))
 
 
-# The render DAG's params (dags/render.py defines them; a test keeps the two lists equal).
-PARAM_NAMES = ("song", "changelist", "preset", "frames", "samples", "resolution_percentage", "frames_per_chunk",
-               "loop", "render", "notify")  # fmt: skip
+# The render DAG's params in the trigger form's order (dags/render.py defines them, by section; a test keeps
+# the two lists equal).
+PARAM_NAMES = ("song", "changelist", "preset", "samples", "resolution_percentage", "frames", "frames_per_chunk",
+               "render", "loop", "notify")  # fmt: skip
 
 
 def resolve_run(context: dict, settings: Settings) -> RunPlan:

@@ -7,19 +7,16 @@ the share is a folder under ``out/``. The song comes from the repo's file:// dep
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
-
+from renderlab.base import cli, process_group
 from renderlab.base.share import ShareLayout
 from renderlab.pipeline.depot_songs import DEFAULT_SONG
 
@@ -103,18 +100,7 @@ def _interesting(line: str) -> bool:
 
 def _reap(proc: subprocess.Popen) -> None:
     """Leave nothing running: the whole process group, then any stray descendants."""
-    try:
-        kids = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        kids = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(kids, timeout=5)
-    for p in alive:
-        p.kill()
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    process_group.stop(proc, grace=5, descendants=True)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -226,6 +212,7 @@ def _look(run_dir: Path, env: dict[str, str], log_path: Path) -> bool:
     return True
 
 
+@cli.command("demo")
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(argv)
@@ -238,6 +225,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from renderlab.base import cli
-
-    sys.exit(cli.guard("demo", main))
+    sys.exit(main())

@@ -24,7 +24,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from renderlab.base import cli
+from renderlab.base import cli, process_group
+from renderlab.base.errors import CommandError
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "images" / "docs" / "nginx.conf.template"
@@ -35,7 +36,7 @@ NOBODY = 65534  # nobody / nogroup: who nginx runs as when root starts it
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:-]+")
 
 
-class DocsServerError(RuntimeError):
+class DocsServerError(CommandError):
     pass
 
 
@@ -143,35 +144,25 @@ def serve(site: Path, gallery: Path, port: int = 0) -> Iterator[str]:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGQUIT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    process_group.stop(proc, signal.SIGQUIT)  # nginx's graceful stop
 
 
+@cli.command("docs")
 def main(argv: list[str] | None = None) -> int:
     ap = cli.Parser(prog="python -m renderlab.workstation.docs_server", description=__doc__.split("\n")[0])
     ap.add_argument("--site", type=Path, default=REPO / "build" / "site")
     ap.add_argument("--gallery", type=Path, default=REPO / "out" / "demo" / "gallery")
     ap.add_argument("--port", type=int, default=int(os.environ.get("DOCS_PORT") or 0))
     a = ap.parse_args(argv)
-    try:
-        with serve(a.site, a.gallery, a.port) as url:
-            print(f"docs: serving {a.site} and the gallery {a.gallery} at {url} (gallery: {url}gallery/)")
-            print("docs: Ctrl-C stops it", flush=True)
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    signal.pause()
-    except DocsServerError as e:
-        print(f"docs: error: {e}", file=sys.stderr)
-        return 1
+    with serve(a.site, a.gallery, a.port) as url:
+        print(f"docs: serving {a.site} and the gallery {a.gallery} at {url} (gallery: {url}gallery/)")
+        print("docs: Ctrl-C stops it", flush=True)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                signal.pause()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("docs", main))
+    sys.exit(main())

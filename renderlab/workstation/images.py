@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from renderlab.base import cli
+from renderlab.base.errors import CommandError
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements" / "lock.txt"
@@ -46,8 +47,8 @@ ENGINES = ("podman", "docker")
 LOCAL_BASE = "localhost/renderlab-base"
 
 
-class ImageError(RuntimeError):
-    pass
+class ImageError(CommandError):
+    exit_code = 2
 
 
 # COPY sources that are made, not checked in: the path a Dockerfile names -> where this tool makes it.
@@ -464,6 +465,7 @@ def build(
     return built
 
 
+@cli.command("images")
 def main(argv: list[str] | None = None) -> int:
     ap = cli.Parser(prog="python -m renderlab.workstation.images")
     ap.add_argument("action", choices=["build", "requirements"])
@@ -480,23 +482,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     names = a.only or list(NAMES)
-    try:
-        if a.action == "requirements":
-            lock = LOCK.read_text(encoding="utf-8")
-            for name, roots in IMAGE_ROOTS.items():
-                requirements_path(name).write_text(pick_requirements(lock, roots), encoding="utf-8")
-                print(requirements_path(name).relative_to(REPO))
-        else:
-            for name, r in build(names, a.config, a.push, a.base).items():
-                print(
-                    f"{name} {r['ref']} {r['digest'] or r['local_digest'] + ' (local)'} "
-                    f"{r['size_bytes'] / 1e6:.0f} MB"
-                )
-    except ImageError as e:
-        print(f"images: error: {e}", file=sys.stderr)
-        return 2
+    if a.action == "requirements":
+        lock = LOCK.read_text(encoding="utf-8")
+        for name, roots in IMAGE_ROOTS.items():
+            requirements_path(name).write_text(pick_requirements(lock, roots), encoding="utf-8")
+            print(requirements_path(name).relative_to(REPO))
+    else:
+        for name, r in build(names, a.config, a.push, a.base).items():
+            print(
+                f"{name} {r['ref']} {r['digest'] or r['local_digest'] + ' (local)'} "
+                f"{r['size_bytes'] / 1e6:.0f} MB"
+            )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("images", main))
+    sys.exit(main())

@@ -262,6 +262,7 @@ def result(cache: Path, usage: k8s_go.Usage, t0: float, env, assembled: bool) ->
     }
 
 
+@cli.command("k8s-artifacts")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.workstation.k8s_artifacts", description=__doc__.split("\n\n")[0]
@@ -289,4 +290,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("k8s-artifacts", main))
+    sys.exit(main())

@@ -95,6 +95,7 @@ def scan(tool: Path, binary: Path, db: str) -> tuple[list[dict], str]:
     return sorted(findings.values(), key=lambda e: e["id"]), error
 
 
+@cli.command("k8s-vulncheck")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m renderlab.workstation.k8s_vulncheck", description=__doc__.split("\n\n")[0]
@@ -148,4 +149,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("k8s-vulncheck", main))
+    sys.exit(main())

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from renderlab.base import cli
+from renderlab.base import atomic, cli, process_group
+from renderlab.base.errors import CommandError
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "ansible" / "roles" / "airflow"
@@ -50,7 +51,7 @@ STOPPING = "airflow.stopping"  # written by `stop` so that the foreground `start
 STOP_GRACE_S = 20.0
 
 
-class LocalAirflowError(RuntimeError):
+class LocalAirflowError(CommandError):
     pass
 
 
@@ -196,12 +197,7 @@ def free_port() -> int:
 
 def _private(path: Path, content: str) -> None:
     """Write a file only its owner can read (created 0600, then renamed into place)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(content)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic.write_text(path, content, mode=0o600)
 
 
 def pipeline_settings(config: Path, share: Path, depot: Path) -> dict[str, Any]:
@@ -368,16 +364,14 @@ def stop(home: Path, out=None, grace: float = STOP_GRACE_S) -> int:
     (home / STOPPING).touch()
     # SIGTERM to every group (Airflow forwards it to its own workers), then to each straggler.
     for pgid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
+        process_group.signal_group(pgid, signal.SIGTERM)
     for p in procs.values():
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
     _, alive = psutil.wait_procs(list(procs.values()), timeout=grace)
     names = ", ".join(f"{_name(p)} ({p.pid})" for p in alive)
     for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
+        process_group.signal_group(p.pid, signal.SIGKILL)
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
     psutil.wait_procs(alive, timeout=5)
@@ -553,6 +547,7 @@ def _wait_foreground(local: Local, procs: dict[str, subprocess.Popen], out=None)
     return code
 
 
+@cli.command("airflow")
 def main(argv: list[str] | None = None) -> int:
     ap = cli.Parser(prog="python -m renderlab.workstation.local_airflow", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -582,51 +577,40 @@ def main(argv: list[str] | None = None) -> int:
         )
     a = ap.parse_args(argv)
     home = a.home.resolve()
-    try:
-        if a.command == "stop":
-            n = stop(home)
-            print(f"airflow: stopped {n} process(es)" if n else f"airflow: nothing running under {home}")
-            return 0
-        config = a.config.resolve()
-        if a.port is None:
-            port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
-            if port != DEFAULT_PORT:
-                print(f"airflow: port {DEFAULT_PORT} is taken; using {port}", flush=True)
-        else:
-            port = a.port or free_port()
-            if not port_is_free(port):
-                raise LocalAirflowError(f"port {port} is taken; pass another --port (or 0 for a free one)")
-        began = time.monotonic()
-        local = prepare(
-            home,
-            port=port,
-            config=config,
-            share=a.share.resolve(),
-            depot=a.depot.resolve(),
-            parallelism=a.parallelism,
-        )
-        print(
-            f"airflow: home {home}, share {a.share.resolve()}, depot {a.depot.resolve()}, config {config}",
-            flush=True,
-        )
-        procs = start(local, a.ready_timeout)
-        print(
-            f"airflow: ready in {time.monotonic() - began:.0f}s: {local.url}  "
-            f"login: {ADMIN} / {local.password}  (Ctrl-C or `make airflow-stop` stops it)",
-            flush=True,
-        )
-        return _wait_foreground(local, procs)
-    except LocalAirflowError as e:
-        print(f"airflow: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # a bad lab config: one message, not a traceback
-        from renderlab.lab.config import ConfigError
-
-        if isinstance(e, ConfigError):
-            print(f"airflow: {e}", file=sys.stderr)
-            return 1
-        raise
+    if a.command == "stop":
+        n = stop(home)
+        print(f"airflow: stopped {n} process(es)" if n else f"airflow: nothing running under {home}")
+        return 0
+    config = a.config.resolve()
+    if a.port is None:
+        port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
+        if port != DEFAULT_PORT:
+            print(f"airflow: port {DEFAULT_PORT} is taken; using {port}", flush=True)
+    else:
+        port = a.port or free_port()
+        if not port_is_free(port):
+            raise LocalAirflowError(f"port {port} is taken; pass another --port (or 0 for a free one)")
+    began = time.monotonic()
+    local = prepare(
+        home,
+        port=port,
+        config=config,
+        share=a.share.resolve(),
+        depot=a.depot.resolve(),
+        parallelism=a.parallelism,
+    )
+    print(
+        f"airflow: home {home}, share {a.share.resolve()}, depot {a.depot.resolve()}, config {config}",
+        flush=True,
+    )
+    procs = start(local, a.ready_timeout)
+    print(
+        f"airflow: ready in {time.monotonic() - began:.0f}s: {local.url}  "
+        f"login: {ADMIN} / {local.password}  (Ctrl-C or `make airflow-stop` stops it)",
+        flush=True,
+    )
+    return _wait_foreground(local, procs)
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("airflow", main))
+    sys.exit(main())

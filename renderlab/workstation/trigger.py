@@ -300,6 +300,7 @@ def follow(api: Api, run_id: str, out, poll: float = 2.0, timeout: float | None 
     return 1
 
 
+@cli.command("render")
 def main(argv: list[str] | None = None) -> int:
     from renderlab.workstation import local_airflow
 
@@ -365,4 +366,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("render", main))
+    sys.exit(main())

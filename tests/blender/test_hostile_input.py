@@ -1,4 +1,4 @@
-"""Hostile and careless input to the content entrypoints (issue 14): bounded songs, refused or mapped values
+"""Hostile and careless input to the content entrypoints: bounded songs, refused or mapped values
 that are said out loud, output folders that cannot be written, leftovers of killed runs, damaged frames."""
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def test_render_resume_rerenders_a_frame_with_zeroed_middle_bytes(built, tmp_pat
     assert png.verify(out / "frame_000121.png") == (32, 18)
 
 
-# Issue 28, class 7: planning grows with the square of notes on one pitch at once; that count is bounded
+# Planning grows with the square of notes on one pitch at once; that count is bounded
 # (--max-notes-at-once) and so is the note count (--max-notes), before any planning.
 
 
@@ -336,7 +336,7 @@ def test_build_cli_names_the_note_bounds_in_one_line(tmp_path: Path):
     assert bad.returncode == 2 and "--max-notes-at-once 0 is out of range" in bad.stderr
 
 
-# Issue 28, class 8: every length derived from the song is bounded before work, not only the song's own.
+# Every length derived from the song is bounded before work, not only the song's own.
 
 
 def _extreme_meter(tmp_path: Path) -> Path:
@@ -365,7 +365,7 @@ def test_build_refuses_the_extreme_meter_in_one_line_before_writing(tmp_path: Pa
     assert "its loop" in line and not (tmp_path / "o").exists()
 
 
-# Issue 28, class 11: NaN and infinity are not numbers a scene can use.
+# NaN and infinity are not numbers a scene can use.
 
 
 @pytest.mark.parametrize(
@@ -383,7 +383,7 @@ def test_nan_and_infinite_camera_and_colours_are_refused(tmp_path: Path, content
     assert "\n" not in str(info.value)
 
 
-# Issue 28, class 14: every error names what is wrong and how to fix it.
+# Every error names what is wrong and how to fix it.
 
 
 def _raw_midi(path: Path, tracks: int, division: int, body: bytes = b"") -> Path:

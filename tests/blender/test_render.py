@@ -45,7 +45,7 @@ def test_renders_tiny_frames_then_resumes_a_half_rendered_range(built, tmp_path)
 
 
 def test_frames_of_another_scene_or_other_settings_are_rendered_again(built, tmp_path):
-    """Issue 28, class 12: a folder holding another scene's frames used to 'resume' over them (same size,
+    """A folder holding another scene's frames used to 'resume' over them (same size,
     complete PNGs); each frame now records what made it and is reused only when that matches."""
     out = tmp_path / "frames"
     other = last_json(run_cli("render", "--blend", built["ode_waltz"]["blend"], "--frames", "1-2", "--out", out,

@@ -60,8 +60,8 @@ def test_the_build_context_is_exactly_what_copy_names(tmp_path, monkeypatch):
     ctx = images.stage("fetch")
     staged = {str(p.relative_to(ctx)) for p in ctx.rglob("*") if p.is_file()}
     want = {"images/fetch/Dockerfile", "requirements/image-fetch.txt", "renderlab/__init__.py",
-            "renderlab/jobs/__init__.py", "renderlab/base/__init__.py", "renderlab/base/share.py",
-            "renderlab/base/atomic.py"}  # fmt: skip
+            "renderlab/jobs/__init__.py", "renderlab/base/__init__.py", "renderlab/base/cli.py",
+            "renderlab/base/errors.py", "renderlab/base/share.py", "renderlab/base/atomic.py"}  # fmt: skip
     want |= {str(p.relative_to(REPO)) for p in (REPO / "renderlab/jobs/fetch").glob("*.py")}
     assert staged == want
     blender = images.stage("blender")

@@ -1,4 +1,4 @@
-"""docs/building.md as one path a homelab user can follow (issue 31's docs findings, each a check that failed
+"""docs/building.md as one path a homelab user can follow (the docs findings, each a check that failed
 on the old text): the checklist in `make lab`'s order, the hosts before the cluster and the images, commands
 that work where they are typed (the kubeconfig path, the Perforce fingerprint on a fresh workstation, Go's
 version), and what a user must know: the passphrase and state, host keys, Airflow's password, Docker and the

@@ -1,4 +1,4 @@
-"""The local docs server over a hostile gallery (issue 28, class 3): it serves nothing a link points at, never
+"""The local docs server over a hostile gallery: it serves nothing a link points at, never
 runs as root, takes no configuration from a path, and keeps the security headers on every location."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The gallery Job over a hostile share (issue 28): whoever can write a run folder, the song or the DAG's
+"""The gallery Job over a hostile share: whoever can write a run folder, the song or the DAG's
 params must not get markup into a page, files out through it, or the index stuck."""
 
 from __future__ import annotations

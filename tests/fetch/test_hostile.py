@@ -1,4 +1,4 @@
-"""Hostile and careless input to the fetch (issue 14): what is read back from the share is untrusted, modes
+"""Hostile and careless input to the fetch: what is read back from the share is untrusted, modes
 are never widened, skipped symlinks are reported, odd file names and endless retries get one clear error."""
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def test_depot_paths_with_wildcards_or_dotdot_are_refused(text: str):
         parse_source(text)
 
 
-# Issue 28, class 1: links at or above --dest. Every folder the fetch writes, locks or deletes in must be
+# Links at or above --dest. Every folder the fetch writes, locks or deletes in must be
 # the real destination; a link there (or a source that really holds the destination) is one line, exit != 0.
 
 

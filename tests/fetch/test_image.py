@@ -95,7 +95,7 @@ def test_image_file_set_runs_a_fetch_and_imports_nothing_else(tmp_path: Path):
         for m in ast.literal_eval(res.stderr.strip().splitlines()[-1])
         if not m.startswith("_sysconfigdata_")
     }
-    assert imported - {"__main__", "images", "renderlab", "_distutils_hack"} <= IMAGE_PACKAGES
+    assert imported - {"__main__", "renderlab", "_distutils_hack"} <= IMAGE_PACKAGES
 
 
 def test_image_file_set_reaches_p4python(tmp_path: Path):

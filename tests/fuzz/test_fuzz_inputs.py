@@ -1,5 +1,5 @@
-"""Property-based fuzzing of the readers that take untrusted bytes (issue 14): the MIDI parser, the
-lab-config loader and the fetch's share-state reader; and (issue 28) the gallery's share records (run.json,
+"""Property-based fuzzing of the readers that take untrusted bytes: the MIDI parser, the
+lab-config loader and the fetch's share-state reader, and the gallery's share records (run.json,
 validation.json, report.json) and the planner on dense songs. Each either returns a sound value or raises its one
 documented error -- never anything else, and never slowly."""
 
@@ -196,7 +196,7 @@ def test_share_state_reader_never_lets_a_path_out(doc):
     _check_state(json.dumps(doc).encode())
 
 
-# --- the gallery's share records (issue 28): run.json, validation.json, report.json ----------------------
+# --- the gallery's share records: run.json, validation.json, report.json ----------------------
 
 NUMBERS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70)
 VALIDATION = st.fixed_dictionaries(
@@ -278,7 +278,7 @@ def test_gallery_records_of_any_shape(validation, report, published):
     _gallery_from(_encode(validation), _encode(report), _encode(published))
 
 
-# --- the planner (issue 28): any small song plans or is refused, within the hang bound -------------------
+# --- the planner: any small song plans or is refused, within the hang bound -------------------
 
 CHORD = st.tuples(st.integers(0, 64), st.integers(21, 108), st.integers(1, 12), st.integers(1, 8))
 

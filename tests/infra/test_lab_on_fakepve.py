@@ -1,5 +1,5 @@
 """The whole lab from the example config, through the real providers, against fakepve: the props the
-Pulumi program builds (infra/lab.py) are accepted by the providers and make five running VMs."""
+Pulumi program builds (infra/vms.py) are accepted by the providers and make five running VMs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.lab import template_props, vm_props
 from infra.proxmox.template import CloudInitTemplateProvider
 from infra.proxmox.vm import ProxmoxVmProvider
+from infra.vms import template_props, vm_props
 from renderlab.lab.config import load
 from tests.infra.conftest import FAST, assert_schema_clean
 

@@ -166,18 +166,18 @@ def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):
     the same values, except the SSH options only the local lab adds."""
     from renderlab.lab import image_refs
     from renderlab.lab.config import load
-    from renderlab.workstation.nspawn_lab import lab as nspawn_lab
+    from renderlab.workstation.nspawn_lab import lifecycle
     from renderlab.workstation.nspawn_lab.options import LabOptions
 
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "no-records")  # what this checkout built stays out
     options = LabOptions.from_env({"RENDERLAB_LAB_PREFIX": "seam", "RENDERLAB_LAB_CACHE": str(tmp_path)})
     options.state.mkdir(parents=True)
-    nspawn_lab.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeamKey seam@test", ["10.0.0.53"])
+    lifecycle.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeamKey seam@test", ["10.0.0.53"])
     local_stack = yaml.safe_load((options.state / "stack.yaml").read_text())["config"]
     _, _, resolved = run({k: v for k, v in local_stack.items() if "secure" not in str(v)}, SECRET_VALUES)
     pulumi_inv, _ = resolved["inventory"]
-    local_inv = nspawn_lab.lab_inventory(load(options.state / "stack.yaml"), options)
-    for key in nspawn_lab.LOCAL_ONLY_VARS:
+    local_inv = lifecycle.lab_inventory(load(options.state / "stack.yaml"), options)
+    for key in lifecycle.LOCAL_ONLY_VARS:
         local_inv["all"]["vars"].pop(key)
     assert pulumi_inv == ansible_unsafe.mark(local_inv)
 

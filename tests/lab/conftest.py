@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 
 @pytest.fixture(scope="session")
 def lab_preflight() -> None:
     try:
-        locallab.preflight()
+        lifecycle.preflight()
     except LabError as e:
         pytest.skip(f"local lab unavailable here: {e}")
 
@@ -37,11 +37,11 @@ def booted() -> set[str]:
 def lab(lab_preflight, booted):
     """One lab for the session: test_local_lab proves it, then the restore drill works on it; torn down at the end."""
     s = LabOptions.from_env()
-    with locallab.running_lab(s) as running:
+    with lifecycle.running_lab(s) as running:
         booted.add(s.prefix)
         yield running
 
 
 @pytest.fixture(scope="session")
 def first_run(lab):
-    return locallab.run_site(lab, "site-1.log")
+    return lifecycle.run_site(lab, "site-1.log")

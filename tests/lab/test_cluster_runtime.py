@@ -16,8 +16,7 @@ import pytest
 
 from renderlab.lab.config import load
 from renderlab.workstation import k8s_artifacts
-from renderlab.workstation.nspawn_lab import cluster_node
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import cluster_node, lifecycle
 from renderlab.workstation.nspawn_lab.options import LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -25,7 +24,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 @pytest.fixture(scope="module")
 def lab(lab_preflight):
-    with locallab.running_lab() as running:
+    with lifecycle.running_lab() as running:
         yield running
 
 
@@ -39,7 +38,7 @@ def _ssh(lab, address: str, command: str, timeout: int = 600) -> subprocess.Comp
 
 def _scp(lab, src: Path, address: str, dest: str) -> None:
     admin = load(lab.stack_file).ssh.admin_user
-    opts = locallab.ssh_options(lab.state)
+    opts = lifecycle.ssh_options(lab.state)
     subprocess.run(["scp", "-q", *opts, str(src), f"{admin}@{address}:{dest}"], check=True, timeout=120)
 
 

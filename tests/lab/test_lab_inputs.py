@@ -14,7 +14,7 @@ from renderlab.lab import ansible_unsafe, host_secrets
 from renderlab.lab import inventory as inventory_cli
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory, lab_vars
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def test_from_pulumi_without_the_cli_says_so(monkeypatch, tmp_path):
 def test_local_stack_file_is_a_valid_lab_config_on_the_lab_subnet(tmp_path):
     s = LabOptions.from_env({"RENDERLAB_LAB_CACHE": str(tmp_path), "RENDERLAB_LAB_SUBNET": "10.231.0.0/24"})
     s.state.mkdir(parents=True)
-    addresses = locallab.write_stack(
+    addresses = lifecycle.write_stack(
         s, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTest0000 t", ["10.0.0.53"]
     )
     config = load(s.state / "stack.yaml")
@@ -125,9 +125,9 @@ def test_playbook_log_tells_vendor_stops_from_real_failures(tmp_path, monkeypatc
     text = (Path(__file__).parent / "fixtures" / "playbook-with-failures.log").read_text()
     recap = {
         h: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
-        for h, ok, ch, un, fa in locallab.RECAP.findall(text)
+        for h, ok, ch, un, fa in lifecycle.RECAP.findall(text)
     }
-    run = locallab.PlaybookRun(2, 1.0, recap, tmp_path / "x.log", locallab._failures(text))
+    run = lifecycle.PlaybookRun(2, 1.0, recap, tmp_path / "x.log", lifecycle._failures(text))
     assert run.failures == {
         # the rescued download failure, then site.yml's report that ends the host
         "k": ["k3s_server : Download the binary", "Fail where a vendor download was missing"],

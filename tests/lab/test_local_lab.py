@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from renderlab.lab.config import load
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import ROOT
 from tests.lab import firewall_probes, host_checks
 
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 # The run times are printed, not asserted (a loaded machine is no bug); `make lab-bench` measures them.
-def _report(say, label: str, run: locallab.PlaybookRun) -> None:
+def _report(say, label: str, run: lifecycle.PlaybookRun) -> None:
     say(f"\nsite.yml {label}: {run.seconds:.0f} s, changed={run.changed}")
     if run.vendor_blocked:
         say(
@@ -49,7 +49,7 @@ def test_site_first_run_configures_every_host(lab, first_run, say):
 
 def test_site_second_run_changes_nothing(lab, first_run, say):
     assert first_run.real_failures == {}
-    second = locallab.run_site(lab, "site-2.log")
+    second = lifecycle.run_site(lab, "site-2.log")
     changed = {h: r["changed"] for h, r in second.recap.items() if r["changed"]}
     _report(say, "second run", second)
     assert second.real_failures == {}, f"see {second.log}"

@@ -33,7 +33,7 @@ import requests
 import yaml
 
 from renderlab.lab import ansible_unsafe
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import ROOT, LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -45,8 +45,8 @@ SHARE_SETS = ("share_runs", "share_gallery")
 @pytest.fixture(scope="module")
 def drill_lab(request, lab_preflight, booted):
     s = LabOptions.from_env()
-    if locallab.status(s) and s.prefix not in booted:
-        lab = locallab.attach(
+    if lifecycle.status(s) and s.prefix not in booted:
+        lab = lifecycle.attach(
             s
         )  # up already (make lab-local): the roles in place (site.yml once if not), left up
         if (
@@ -54,7 +54,7 @@ def drill_lab(request, lab_preflight, booted):
             .run(Hosts(lab).group["airflow"], "test -x /usr/local/sbin/renderlab-restore", check=False)
             .returncode
         ):
-            run = locallab.run_site(lab, "site-drill.log")
+            run = lifecycle.run_site(lab, "site-drill.log")
             assert run.real_failures == {}, f"see {run.log}"
         return lab
     run = request.getfixturevalue("first_run")
@@ -65,7 +65,7 @@ def drill_lab(request, lab_preflight, booted):
 class Hosts:
     """SSH to the lab's hosts as the admin user, with sudo (what an operator does)."""
 
-    def __init__(self, lab: locallab.Lab):
+    def __init__(self, lab: lifecycle.Lab):
         self.lab = lab
         inv = ansible_unsafe.plain(yaml.safe_load(lab.inventory.read_text()))["all"]
         self.vars = inv["vars"]

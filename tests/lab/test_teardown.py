@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from renderlab.workstation.nspawn_lab import lab as locallab
-from renderlab.workstation.nspawn_lab import machines, network, rootfs
+from renderlab.workstation.nspawn_lab import lifecycle, machines, network, rootfs
 from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -60,7 +59,7 @@ def test_failure_while_booting_tears_everything_down(settings, lab_preflight, mo
 
     monkeypatch.setattr(machines, "boot", boot_then_fail)
     with pytest.raises(LabError, match="injected failure"):
-        locallab.up(settings)
+        lifecycle.up(settings)
     assert booted == [f"rl0t-{n}" for n in ("airflow", "control-plane")]
     assert _nspawn_running("rl0t") == []
     assert not network.bridge_exists(settings)
@@ -70,8 +69,8 @@ def test_failure_while_booting_tears_everything_down(settings, lab_preflight, mo
 
 
 def test_down_is_idempotent(settings, lab_preflight):
-    locallab.down(settings)
-    locallab.down(settings)
+    lifecycle.down(settings)
+    lifecycle.down(settings)
     assert not network.bridge_exists(settings)
 
 
@@ -104,8 +103,8 @@ def test_hard_stop_kills_the_container_not_just_nspawn(settings, lab_preflight):
         # Gone, or a zombie awaiting its reaper (PID 1 here), which holds no namespace.
         assert all(machines._state(pid) in ("Z", "X") for pid in inits)
     finally:
-        locallab._save(settings, [m])
-        locallab.down(settings)
+        lifecycle._save(settings, [m])
+        lifecycle.down(settings)
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
     assert "rl0t" not in links
     assert _nspawn_running("rl0t") == []

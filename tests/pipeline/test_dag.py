@@ -153,8 +153,18 @@ def test_params_schema(dag):
             assert set(schema["values_display"]) == {"null" if v is None else v for v in schema["enum"]}, name
 
 
+def test_the_trigger_form_is_grouped_in_sections(dag):
+    """Airflow's params UI groups fields by `section`: song, quality, frames, output, each field in one of them
+    and each section's fields together, in the form's order."""
+    sections = [schema.get("section") for schema in dag["params"].values()]
+    assert list(dict.fromkeys(sections)) == ["Song", "Quality", "Frames", "Output"]
+    assert sections == sorted(sections, key=["Song", "Quality", "Frames", "Output"].index)
+    by_section = {s: [k for k, v in dag["params"].items() if v.get("section") == s] for s in sections}
+    assert by_section["Song"] == ["song", "changelist"] and "preset" in by_section["Quality"]
+
+
 def test_every_task_has_an_execution_timeout_past_its_jobs_bound(dag):
-    """Issue 28, class 7: no task can run forever; one that runs a Job outlives that Job's own bound."""
+    """No task can run forever; one that runs a Job outlives that Job's own bound."""
     from renderlab.pipeline import run_plan
 
     timeouts = {name: t["execution_timeout_s"] for name, t in dag["tasks"].items()}

@@ -246,7 +246,7 @@ def test_real_cluster_runs_the_dag(airflow_home, tmp_path):
 
 
 def test_every_job_has_a_timeout_from_the_plan_and_the_cluster_enforces_it(settings, no_cluster):
-    """Issue 28, class 7: a Job that hangs on hostile input ends (activeDeadlineSeconds), and its task's
+    """A Job that hangs on hostile input ends (activeDeadlineSeconds), and its task's
     own execution_timeout is never shorter than the Job's bound."""
     from renderlab.pipeline import run_plan
 
@@ -264,7 +264,7 @@ def test_every_job_has_a_timeout_from_the_plan_and_the_cluster_enforces_it(setti
 
 
 def test_render_chunks_are_bounded_before_any_is_made(settings):
-    """Issue 28, class 8: the frame counts come from the share (the build's result); a billion frames, or
+    """The frame counts come from the share (the build's result); a billion frames, or
     a chunk of one frame over a long song, is one error naming frames_per_chunk, not a million tasks."""
     from renderlab.pipeline import run_plan, steps
 

@@ -133,8 +133,8 @@ BAD_PARAMS = [
     ({"song": "tiny", "preset": "8k"}, "8k"),
     ({"song": "../etc"}, "does not match"),
     ({"song": "tiny", "frames": "ten"}, "does not match"),
-    ({"song": "tiny", "frames": "0-0"}, "does not match"),  # issue 28: frame 0 is no frame
-    ({"song": "tiny\n"}, "does not match"),  # issue 28: '$' alone let a final newline through
+    ({"song": "tiny", "frames": "0-0"}, "does not match"),  # frame 0 is no frame
+    ({"song": "tiny\n"}, "does not match"),  # '$' alone let a final newline through
     ({"song": "tiny", "changelist": 0}, "changelist"),
     ({"song": "tiny", "samples": 0}, "minimum"),
     ({"song": "tiny", "loop": "yes"}, "boolean"),

@@ -297,7 +297,7 @@ def test_song_names_the_pattern_keeps():
 
 @pytest.mark.parametrize("worst", ["NaN", "Infinity", "-Infinity", "true"])
 def test_validate_fails_a_timing_error_that_is_not_a_number(tmp_path, worst):
-    """Issue 28, class 11: NaN compares false with every threshold; it used to pass as ok."""
+    """NaN compares false with every threshold; it used to pass as ok."""
     report = tmp_path / "report.json"
     report.write_text('{"max_timing_error_s": ' + worst + "}")
     problems, _ = validate.check_timing(report, 41.7)
@@ -313,7 +313,7 @@ def test_validate_fails_a_timing_error_that_is_not_a_number(tmp_path, worst):
 
 @pytest.mark.parametrize("status", [400, 403, 404, 410])
 def test_notify_a_4xx_is_final_not_retried(hook, tmp_path, monkeypatch, status):
-    """Issue 28, class 15: a 4xx says the URL or the body is wrong; sending it again changes nothing."""
+    """A 4xx says the URL or the body is wrong; sending it again changes nothing."""
     monkeypatch.setattr(notify.time, "sleep", lambda s: None)
     _Hook.status = status
     rec = notify.notify("webhook", SUMMARY, tmp_path)
@@ -322,7 +322,7 @@ def test_notify_a_4xx_is_final_not_retried(hook, tmp_path, monkeypatch, status):
 
 
 def test_notify_with_debug_logging_never_logs_the_webhook_token(hook, tmp_path, caplog):
-    """Issue 28, class 15: urllib3 logs each request line at DEBUG, path (and token) included."""
+    """Urllib3 logs each request line at DEBUG, path (and token) included."""
     import logging
 
     with caplog.at_level(logging.DEBUG):
@@ -332,7 +332,7 @@ def test_notify_with_debug_logging_never_logs_the_webhook_token(hook, tmp_path, 
     assert "secret-token" not in text
 
 
-# --- issue 28, class 13: the trigger's params --------------------------------------------------------------
+# --- the trigger's params --------------------------------------------------------------
 
 LOCAL_SETTINGS = settings.Settings(backend="local", depot="file:///d/songs", share_root="/tmp/share")
 

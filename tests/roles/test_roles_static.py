@@ -232,3 +232,87 @@ def test_site_plays_run_in_the_documented_order():
     by_name = {p["name"]: p for p in plays}
     k8s = next(p for n, p in by_name.items() if "Kubernetes connection" in n)
     assert "never" in k8s["tags"], "the k8s connection play must not run before the cluster layer exists"
+
+
+JINJA = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.S)
+BARE = ("when", "that", "until", "changed_when", "failed_when", "loop")  # keys whose values are expressions
+# The k3s roles are being replaced by kubeadm roles (the Kubernetes issue); they are checked once they land.
+WIRED_ROLES = tuple(r for r in ALL_ROLES if not r.startswith("k3s_"))
+
+
+def _expressions(node, found: list[str]) -> list[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in BARE:
+                found += [str(v) for v in (value if isinstance(value, list) else [value])]
+            else:
+                _expressions(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _expressions(value, found)
+    elif isinstance(node, str):
+        found += [a or b for a, b in JINJA.findall(node)]
+    return found
+
+
+def _variables(expression: str) -> set[str]:
+    """The names an expression reads: not attributes (x.name), filters or tests (| name, is name), strings."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "''", expression)
+    text = re.sub(r"(\.|\|\s*|\bis\s+(not\s+)?)[A-Za-z_]\w*", "", text)
+    return set(re.findall(r"\b[A-Za-z_]\w*\b", text))
+
+
+def _role_reads(role: str) -> dict[str, set[str]]:
+    reads: dict[str, set[str]] = {}
+    for path in sorted((ROLES / role).rglob("*")):
+        if path.suffix not in (".yml", ".j2") or path.parts[-2:] == ("meta", "argument_specs.yml"):
+            continue
+        text = path.read_text()
+        if path.suffix == ".yml":
+            exprs = _expressions(yaml.safe_load(text), [])
+        else:
+            exprs = [a or b for a, b in JINJA.findall(text)]
+        reads[str(path.relative_to(ROOT))] = set().union(set(), *map(_variables, exprs))
+    return reads
+
+
+def _foreign(role: str, names: set[str]) -> list[str]:
+    """The lab's values (renderlab_*) and other roles' variables."""
+    others = tuple(f"{r}_" for r in ALL_ROLES if r != role and not f"{role}_".startswith(f"{r}_"))
+    return sorted(n for n in names if n.startswith(("renderlab_", *others)))
+
+
+@pytest.mark.parametrize("role", WIRED_ROLES)
+def test_a_role_reads_only_its_own_prefixed_variables(role):
+    """site.yml maps the lab's renderlab_* values onto each role's variables; a role never reaches for them."""
+    foreign = {path: _foreign(role, names) for path, names in _role_reads(role).items()}
+    assert {path: names for path, names in foreign.items() if names} == {}
+
+
+def test_the_variable_walk_sees_a_lab_value_read_inside_a_role():
+    names = _variables("renderlab_share_path | default(samba_x) ~ item.name ~ 'renderlab_y' is perforce_z")
+    assert _foreign("samba", names) == ["renderlab_share_path"]
+    assert _foreign("airflow", _variables("perforce_port | int")) == ["perforce_port"]
+    assert _foreign("k3s_agent", _variables("k3s_server_install_changed")) == ["k3s_server_install_changed"]
+    assert any(_foreign("samba", n) for n in _role_reads("samba").values()) is False
+
+
+def test_role_defaults_do_not_repeat_lab_values():
+    """The values the lab config owns (Perforce port, depot and paths; share layout; versions) have no role
+    default: site.yml hands them in, so a role run without them fails its argument spec instead of
+    quietly using a second copy."""
+    lab_owned = {
+        "perforce": {"perforce_version", "perforce_port", "perforce_ssl", "perforce_data_root", "perforce_depot",
+                     "perforce_projects_path", "perforce_service_user"},
+        "samba": {"samba_share_name", "samba_share_path", "samba_share_user", "samba_share_uid", "samba_users"},
+        "common": {"common_admin_user", "common_admin_ssh_keys"},
+        "airflow": {"airflow_version", "airflow_k8s_namespace", "airflow_k8s_conn_id", "airflow_notify_conn_id"},
+    }  # fmt: skip
+    site = (ROOT / "ansible" / "site.yml").read_text()
+    for role, names in lab_owned.items():
+        defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()) or {}
+        options = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        for name in names:
+            assert name not in defaults, f"{role}: {name} repeats a lab value in defaults/main.yml"
+            assert options["main"]["options"][name].get("required") is True, f"{role}: {name} is not required"
+            assert re.search(rf"^\s+{name}:(\s|$)", site, re.M), f"site.yml does not map {name}"

@@ -5,6 +5,7 @@ frame range is refused in the form with the schema's message. Screenshots of eac
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.parse
@@ -19,14 +20,20 @@ from renderlab.workstation.trigger import Api
 REPO = Path(__file__).resolve().parents[2]
 
 
-def preset_labels() -> list[str]:
-    """The labels the DAG file gives the preset dropdown (loaded the way the dag-processor loads it)."""
+@functools.cache
+def _dag_module():
+    """The DAG file, loaded the way the dag-processor loads it."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("render_dag_labels", REPO / "dags" / "render.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    display = module._params()["preset"].schema["values_display"]
+    return module
+
+
+def preset_labels() -> list[str]:
+    """The labels the DAG file gives the preset dropdown."""
+    display = _dag_module()._params()["preset"].schema["values_display"]
     return [label for value, label in display.items() if value != "null"]
 
 
@@ -44,23 +51,40 @@ def login(page, airflow) -> None:
     page.wait_for_url(airflow.url + "/")
 
 
+def open_section(page, name: str) -> None:
+    """Airflow's form shows one section (the DAG's `section=`) at a time: open the one named, or the one that
+    holds the param `name`, as a person would."""
+    params = _dag_module()._params()
+    section = params[name].schema["section"] if name in params else name
+    trigger = page.get_by_role("dialog").get_by_role("button", name=section, exact=True)
+    if trigger.get_attribute("aria-expanded") != "true":
+        trigger.click()
+    content = trigger.get_attribute("aria-controls")  # the section's fields: shown once it has opened
+    if content:
+        page.locator(f"[id='{content}']").wait_for()
+
+
 def open_trigger_form(page, airflow):
     page.goto(f"{airflow.url}/dags/render")
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.get_by_role("dialog")
-    page.locator("#element_frames").wait_for()
+    open_section(page, "song")
+    page.locator("#element_song").wait_for()
     return dialog
 
 
 def fill(page, frames: str) -> None:
+    open_section(page, "song")
     page.locator("#element_song").fill(SONG)
+    open_section(page, "frames")
     page.locator("#element_frames").fill(frames)
+    page.locator("input[name=element_frames_per_chunk]").fill("2")
+    open_section(page, "preset")
     page.locator("#element_preset").click()  # a dropdown: pick the option by the label a person reads
     (demo,) = [label for label in preset_labels() if label.startswith("demo:")]
     page.get_by_text(demo, exact=True).click()
     page.locator("input[name=element_samples]").fill("1")
     page.locator("input[name=element_resolution_percentage]").fill("10")
-    page.locator("input[name=element_frames_per_chunk]").fill("2")
 
 
 def runs(api: Api) -> list[str]:
@@ -82,7 +106,11 @@ def test_form_shows_titles_descriptions_dropdowns_and_the_depot_songs(page, airf
     login(page, airflow)
     dialog = open_trigger_form(page, airflow)
     shots(page, "trigger-form", full_page=True)
-    text = dialog.inner_text()
+    text = ""
+    for section in _dag_module().SECTIONS:  # each section's fields, one section open at a time
+        open_section(page, section)
+        text += dialog.inner_text()
+    assert "Notification" in text and "Render frames" in text
     for title in (
         "Song project",
         "Changelist",
@@ -98,6 +126,7 @@ def test_form_shows_titles_descriptions_dropdowns_and_the_depot_songs(page, airf
     offered = page.locator("#list_song option").evaluate_all("els => els.map(e => e.value)")
     assert offered == depot_songs.listed() and SONG in offered
     # Enums are dropdowns whose options carry readable labels.
+    open_section(page, "preset")
     page.locator("#element_preset").click()
     labels = preset_labels()
     assert len(labels) >= 3

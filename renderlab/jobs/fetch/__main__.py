@@ -9,30 +9,22 @@ JSON result line is the last line on stdout.
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from pathlib import Path
 
+from renderlab.base import cli
+
 from . import credentials
-from .errors import FetchError, Interrupted, UsageError
+from .errors import Interrupted, UsageError
 from .filesync import fetch_folder
 from .perforce import DEFAULT_DEADLINE_S, fetch_depot
 from .progress import Reporter
 from .source import FileSource, parse_source
 
-EXIT_INTERNAL = 70  # an error this tool did not foresee: a bug (one line, never a traceback)
 
-
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments are one line (and exit 2), like every other failure."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{message} (see python -m renderlab.jobs.fetch --help)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+def build_parser() -> cli.Parser:
+    p = cli.Parser(
         prog="python -m renderlab.jobs.fetch",
         description="Bring a song project's assets at an exact change onto the share, verified.",
     )
@@ -70,13 +62,13 @@ def _on_signal(signum: int, _frame: object) -> None:
     )
 
 
+@cli.command("fetch")
 def main(argv: list[str] | None = None) -> int:
-    reporter = Reporter(quiet=True)
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    reporter = Reporter(quiet=args.quiet)
     try:
-        args = build_parser().parse_args(argv)
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
-        reporter = Reporter(quiet=args.quiet)
         if not 0 < args.retry_deadline <= 86400:
             raise UsageError(
                 f"--retry-deadline {args.retry_deadline:g} is out of range; give 1..86400 seconds"
@@ -97,28 +89,14 @@ def main(argv: list[str] | None = None) -> int:
                 retries=max(0, args.retries),
                 deadline_s=args.retry_deadline,
             )
-    except FetchError as e:
+    finally:
         reporter.finish()
-        print(f"fetch: error: {_one_line(str(e))}", file=sys.stderr)
-        return e.exit_code
-    except Exception as e:  # never a traceback: one line naming the error, and a distinct exit status
-        reporter.finish()
-        print(
-            f"fetch: error: internal error {type(e).__name__}: {_one_line(str(e))} (a bug in the fetch; "
-            "please report it with the command line)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
     reporter.log(
         f"changelist {result.changelist}: {result.files_transferred} of {result.files_total} files transferred "
         f"({result.bytes_transferred / 1e6:.1f} MB), {result.files_removed} removed, {result.seconds:.2f} s"
     )
     print(result.json_line(), flush=True)
     return 0
-
-
-def _one_line(text: str) -> str:
-    return " / ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from renderlab.base.errors import CommandError
 
-class FetchError(Exception):
+
+class FetchError(CommandError):
     """A fetch that cannot complete. `str()` says what failed, where, and how to fix it."""
 
     exit_code = 1

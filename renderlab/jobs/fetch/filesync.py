@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DestinationError, FetchError, SourceError, UsageError, VerificationError
+from renderlab.base import atomic
+
+from .errors import DestinationError, SourceError, UsageError, VerificationError
 from .progress import Reporter
 from .result import FetchResult
 from .source import FileSource
@@ -79,37 +81,28 @@ def scan_source(
 def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> None:
     """Copy through a temp name beside the target, hashing on the way; rename only if the digest matches."""
     target = ws.path(f.rel)
-    tmp = temp_name(target)
+    h = hashlib.new(ALGORITHM)
     ws.prove()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        h = hashlib.new(ALGORITHM)
-        # Created private, then given the source's own bits: the umask can neither widen nor narrow them.
-        # O_EXCL | O_NOFOLLOW: a link planted under the temp name is never written through.
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        # O_NOFOLLOW: a file swapped for a symlink after the scan is refused, never followed.
-        src_fd = os.open(src / f.rel, os.O_RDONLY | os.O_NOFOLLOW)
-        with open(src_fd, "rb") as fin, open(fd, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                h.update(chunk)
-                fout.write(chunk)
-                reporter.advance(len(chunk))
-            os.fchmod(fout.fileno(), f.mode)
-        if h.hexdigest() != f.digest:
-            raise SourceError(
-                f"source file {src / f.rel} changed while it was being fetched; re-run the fetch "
-                "once the folder is no longer being written"
-            )
-        ws.prove()
-        os.replace(tmp, target)
-    except FetchError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        # Created private, then given the source's own bits: the umask can neither widen nor narrow them. The
+        # temp name is made O_EXCL | O_NOFOLLOW (renderlab.base.atomic): a link planted there is never written
+        # through, and it is written through its own descriptor, never reopened by name after a swap.
+        with atomic.target(target, mode=f.mode, temp=temp_name(target)) as tmp:
+            # O_NOFOLLOW: a file swapped for a symlink after the scan is refused, never followed.
+            src_fd = os.open(src / f.rel, os.O_RDONLY | os.O_NOFOLLOW)
+            dst_fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+            with open(src_fd, "rb") as fin, open(dst_fd, "wb") as fout:
+                while chunk := fin.read(CHUNK):
+                    h.update(chunk)
+                    fout.write(chunk)
+                    reporter.advance(len(chunk))
+            if h.hexdigest() != f.digest:
+                raise SourceError(
+                    f"source file {src / f.rel} changed while it was being fetched; re-run the fetch "
+                    "once the folder is no longer being written"
+                )
+            ws.prove()  # the folders are still the ones pinned at the start, right before the rename
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         if e.filename and str(e.filename).startswith(str(src)):
             raise SourceError(f"cannot read source file {e.filename}: {e.strerror or e}") from e
         raise destination_error(e, target, "write") from e

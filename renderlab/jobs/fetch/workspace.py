@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from renderlab.base import atomic
+from renderlab.base.errors import write_failure
 from renderlab.base.share import ShareLayout
 
 from .errors import DestinationError, FetchError, SourceError
@@ -59,16 +60,9 @@ def temp_name(path: Path) -> Path:
 
 
 def destination_error(exc: OSError, path: Path, doing: str) -> DestinationError:
-    """Turn an OSError on the share into one message that names the path and the fix."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        hint = "the share is full; free space on it or enlarge it, then re-run (work done so far is kept)"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "the fetch user cannot write there; mount the share read-write or fix its owner/permissions"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        hint = "a file stands where a folder is needed; remove it or pick another --dest"
-    else:
-        hint = "check the share mount"
-    return DestinationError(f"cannot {doing} {path}: {exc.strerror or exc} ({hint})")
+    """Turn an OSError on the share into one message that names the path and the fix (work done so far is
+    kept: a re-run goes on from it)."""
+    return DestinationError(write_failure(exc, path, doing, place="the share", option="--dest"))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

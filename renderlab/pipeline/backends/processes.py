@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from renderlab.base import process_group
 from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec, parse_result_line
 from renderlab.pipeline.settings import Settings
 
@@ -145,11 +145,4 @@ class ProcessBackend:
 
 def _kill_group(proc: subprocess.Popen, log: logging.Logger, name: str) -> None:
     log.warning("job %s: stopping its process group", name)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-    # Whatever of the group outlived SIGTERM (the leader may be gone, its children not) goes now.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    process_group.stop(proc)

@@ -6,29 +6,25 @@ import json
 import sys
 
 from renderlab.base import cli
-from renderlab.lab.config import ConfigError
-from renderlab.workstation.nspawn_lab import lab
-from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
+from renderlab.workstation.nspawn_lab import lifecycle
+from renderlab.workstation.nspawn_lab.options import LabOptions
 
 
+@cli.command("lab")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m renderlab.workstation.nspawn_lab", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
-    try:
-        s = LabOptions.from_env()
-        if args.command == "up":
-            up = lab.up(s)
-            print(f"inventory: {up.inventory}\nsecrets:   {up.secrets}\nstop it:   make lab-local-down")
-        elif args.command == "down":
-            lab.down(s)
-        else:
-            print(json.dumps(lab.status(s), indent=1) or "{}")
-    except (LabError, ConfigError) as e:
-        print(f"lab: error: {cli.one_line(e)}", file=sys.stderr)
-        return 1
+    s = LabOptions.from_env()
+    if args.command == "up":
+        up = lifecycle.up(s)
+        print(f"inventory: {up.inventory}\nsecrets:   {up.secrets}\nstop it:   make lab-local-down")
+    elif args.command == "down":
+        lifecycle.down(s)
+    else:
+        print(json.dumps(lifecycle.status(s), indent=1) or "{}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("lab", main))
+    sys.exit(main())

@@ -9,10 +9,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from renderlab.base.errors import CommandError
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
-class LabError(Exception):
+class LabError(CommandError):
     """One clear message: what went wrong and how to fix it."""
 
 

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from renderlab.base import atomic
 from renderlab.workstation.nspawn_lab.options import LabError
 
 SUITE = "bookworm"
@@ -52,23 +53,19 @@ def ensure(cache: Path, log) -> Path:
     if (final / READY).exists():
         return final
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f"rootfs-{SUITE}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(final, ignore_errors=True)
     mirror = host_mirror()
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp)]
-    if mirror:
-        cmd.append(mirror)
-    log(f"building the Debian {SUITE} rootfs with debootstrap (once; cached in {final}) ...")
-    t0 = time.monotonic()
-    with open(cache / "debootstrap.log", "w") as out:
-        rc = subprocess.run(cmd, check=False, stdout=out, stderr=subprocess.STDOUT).returncode
-    if rc != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise LabError(f"debootstrap failed (exit {rc}); see {cache / 'debootstrap.log'}")
-    _generalize(tmp)
-    (tmp / READY).write_text(f"{SUITE} {mirror or 'debootstrap default mirror'}\n")
-    tmp.rename(final)
+    with atomic.folder(final, cache / f"rootfs-{SUITE}.tmp") as tmp:
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp)]
+        if mirror:
+            cmd.append(mirror)
+        log(f"building the Debian {SUITE} rootfs with debootstrap (once; cached in {final}) ...")
+        t0 = time.monotonic()
+        with open(cache / "debootstrap.log", "w") as out:
+            rc = subprocess.run(cmd, check=False, stdout=out, stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            raise LabError(f"debootstrap failed (exit {rc}); see {cache / 'debootstrap.log'}")
+        _generalize(tmp)
+        (tmp / READY).write_text(f"{SUITE} {mirror or 'debootstrap default mirror'}\n")
     log(f"rootfs ready in {time.monotonic() - t0:.0f} s")
     return final
 

@@ -184,7 +184,7 @@ def up(s: LabOptions) -> Lab:
         addresses = write_stack(s, pubkey, dns)
         config = load(s.state / "stack.yaml")
         host_secrets.write(s.state / "secrets.yml", host_secrets.generate())
-        # Every string marked unsafe for Ansible's templating, as Pulumi's inventory output is (infra/lab.py).
+        # Every string marked unsafe for Ansible's templating, as Pulumi's inventory output is (infra/vms.py).
         atomic.write_text(
             s.state / "inventory.yml", ansible_unsafe.dumps(lab_inventory(config, s)), mode=0o644
         )
