@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from renderlab.base import cli
+from renderlab.base.errors import CommandError
 from renderlab.lab.host_secrets import write_private
 
 TAG = "workstation"
@@ -34,8 +35,8 @@ DEFAULT_PASSWORD_FILE = Path("~/.config/renderlab/workstation-backup.password")
 NO_REPOSITORY = "Is there a repository at the following location?"
 
 
-class BackupError(Exception):
-    pass
+class BackupError(CommandError):
+    """restic or a file failed: the message says which and how to fix it (exit 1)."""
 
 
 def _restic() -> str:
@@ -144,6 +145,7 @@ def restore(repo: str, password_file: Path, target: Path, snapshot: str) -> dict
     }
 
 
+@cli.command("backup")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m renderlab.workstation.backup", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,15 +170,11 @@ def main(argv: list[str] | None = None) -> int:
             result = backup(args.repo, password_file, files, args.pulumi_stack)
         else:
             result = restore(args.repo, password_file, args.target, args.snapshot)
-    except BackupError as e:
-        print(f"backup: error: {e}", file=sys.stderr)
-        return 1
     except OSError as e:
-        print(f"backup: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        raise BackupError(f"{e.filename or ''}: {e.strerror or e}") from None
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli.guard("backup", main))
+    sys.exit(main())

@@ -105,7 +105,16 @@ def test_any_other_file_is_refused(keys, tmp_path, file, holds):
 def _role_vars(**overrides) -> dict:
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     variables.update(yaml.safe_load((ROLE / "vars" / "main.yml").read_text()))
-    variables.update({"ansible_managed": "managed", "perforce_version": "2025.1", **overrides})
+    # The lab values site.yml hands the role (required: the role's defaults do not repeat them).
+    site = {
+        "perforce_port": 1666,
+        "perforce_ssl": True,
+        "perforce_data_root": "/opt/perforce/servers/renderlab",
+        "perforce_depot": "depot",
+        "perforce_projects_path": "//depot/songs",
+        "perforce_service_user": "renderlab",
+    }
+    variables.update({"ansible_managed": "managed", "perforce_version": "2025.1", **site, **overrides})
     return variables
 
 
