@@ -25,7 +25,6 @@ PULUMI_OUTPUT = "host_secrets"
 # generates exactly these (infra/lab.py) and the hosts layer reads exactly these.
 SERVICE_SECRETS = {
     "renderlab_share_password": (40, "SMB password of the share user (samba role)"),
-    "renderlab_k3s_token": (48, "k3s cluster join token (k3s roles)"),
     "renderlab_p4_super_password": (40, "Perforce super user password (perforce role)"),
     "renderlab_p4_service_password": (40, "Perforce read-only service user password (the fetch Job)"),
     "renderlab_airflow_admin_password": (40, "Airflow admin user password (airflow role)"),

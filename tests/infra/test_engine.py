@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from renderlab.lab.config import load
+from renderlab.lab.host_secrets import SERVICE_SECRETS
 from renderlab.lab.inventory import inventory
 from tests.infra.conftest import TOKEN_ID, TOKEN_SECRET, GuestAgents
 from tests.infra.engine import ROOT, Engine, missing_tools, ops
@@ -208,7 +209,7 @@ def test_inventory_output_is_the_ansible_inventory(step):
 def test_state_holds_no_plaintext_secret(step):
     engine = step.engine
     secrets = engine.outputs(secrets=True)["host_secrets"]
-    assert len(secrets) == 7 and len(set(secrets.values())) == 7
+    assert len(secrets) == len(SERVICE_SECRETS) and len(set(secrets.values())) == len(SERVICE_SECRETS)
     for key, value in secrets.items():
         assert re.fullmatch(r"[A-Za-z0-9]{40,48}", value), key
     state = engine.state_text() + engine.stack_file.read_text()

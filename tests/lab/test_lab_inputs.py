@@ -61,13 +61,13 @@ def test_generated_secrets_file_is_private_and_complete(tmp_path):
 def test_secrets_check_names_every_problem():
     values = {k: "x" * 10 for k in host_secrets.SECRET_NAMES}
     del values["renderlab_share_password"]
-    values["renderlab_k3s_token"] = ""
+    values["renderlab_p4_super_password"] = ""
     values["surprise"] = "y"
     with pytest.raises(host_secrets.SecretsError) as err:
         host_secrets.check(values, "pulumi output host_secrets")
     msg = str(err.value)
     assert "missing renderlab_share_password" in msg
-    assert "renderlab_k3s_token is empty" in msg
+    assert "renderlab_p4_super_password is empty" in msg
     assert "unknown key surprise" in msg
 
 

@@ -22,8 +22,10 @@ SECRET_VARS = {
                 "airflow_jwt_secret", "airflow_fernet_key", "airflow_k8s_token", "airflow_token",
                 "airflow_notify_webhook_url"),
     "common": (),
-    "k3s_server": ("k3s_server_token", "k3s_server_kubeconfig"),
-    "k3s_agent": ("k3s_agent_token",),
+    "kube_node": (),
+    # kubeadm init's own output names its bootstrap token: the run is no_log; its failure report masks tokens.
+    "kube_control_plane": ("kube_control_plane_kubeconfig",),
+    "kube_worker": ("kube_worker_token", "kube_worker_join"),
     "perforce": ("perforce_super_password", "perforce_service_password"),
     "samba": ("samba_users", "item.password", "renderlab_share_password"),
 }  # fmt: skip
@@ -31,8 +33,10 @@ SECRET_VARS = {
 SECRET_ARGS = {
     "airflow": {"airflow_admin_password", "airflow_db_password", "airflow_secret_key"},
     "common": set(),
-    "k3s_server": {"k3s_server_token"},
-    "k3s_agent": {"k3s_agent_token"},
+    # The join token is created by the control plane for each join, never a stored secret or an argument.
+    "kube_node": set(),
+    "kube_control_plane": set(),
+    "kube_worker": set(),
     "perforce": {"perforce_super_password", "perforce_service_password"},
     "samba": {"samba_users.password"},
 }
@@ -121,7 +125,7 @@ def test_secrets_are_required_hidden_arguments_without_defaults(role):
 def test_site_plays_run_in_the_documented_order():
     plays = yaml.safe_load((ROOT / "ansible" / "site.yml").read_text())
     order = [r["role"] for p in plays for r in p.get("roles", [])]
-    assert order[-4:] == ["perforce", "k3s_server", "k3s_agent", "airflow"]
+    assert order[-5:] == ["perforce", "kube_node", "kube_control_plane", "kube_worker", "airflow"]
     by_name = {p["name"]: p for p in plays}
     k8s = next(p for n, p in by_name.items() if "Kubernetes connection" in n)
     assert "never" in k8s["tags"], "the k8s connection play must not run before the cluster layer exists"
