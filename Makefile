@@ -189,6 +189,10 @@ lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear do
 lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/lab_bench.py
 
+.PHONY: cluster-test
+cluster-test: venv ## the two-node kubeadm cluster in the local lab: site.yml twice, then nodes, pods, Services, DNS, RBAC, NetworkPolicy, docs, restart (needs make k8s-artifacts)
+	$(VENV)/bin/pytest tests/cluster -m lab $(PYTEST_ARGS)
+
 # --- cluster (k3s in the local lab) ---
 .PHONY: k3s-artifacts
 
