@@ -93,7 +93,7 @@ def stack_config():
 def test_five_vms_from_config(stack_config):
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
     vms = {name: inputs for name, inputs in mocks.of("pulumi-python:dynamic/renderlab:ProxmoxVm")}
-    assert sorted(vms) == ["airflow", "k3s-agent", "k3s-server", "perforce", "storage"]
+    assert sorted(vms) == ["airflow", "control-plane", "perforce", "storage", "worker"]
     for name, host in STACK["renderlab:hosts"].items():
         vm = vms[name]
         assert (vm["vmid"], vm["cores"], vm["memory_mib"], vm["disk_gib"]) == (
@@ -118,7 +118,9 @@ def test_five_vms_from_config(stack_config):
 def test_service_secrets_are_generated_and_secret(stack_config):
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
     generated = mocks.of("pulumi-python:dynamic/renderlab:GeneratedSecret")
-    assert sorted(i["length"] for _, i in generated) == [40, 40, 40, 40, 40, 48, 48]
+    assert sorted(i["length"] for _, i in generated) == sorted(
+        n for n, _ in hosts_secrets.SERVICE_SECRETS.values()
+    )
     host_secrets, secret = resolved["host_secrets"]
     assert secret is True
     # Exactly the keys the hosts layer reads, and the hosts layer's own check accepts the map.
@@ -169,7 +171,7 @@ def test_inventory_output_has_the_ansible_shape(stack_config):
     inv, secret = resolved["inventory"]
     assert secret is False
     groups = inv["all"]["children"]
-    assert set(groups) == {"k3s_server", "k3s_agent", "storage", "perforce", "airflow"}
+    assert set(groups) == {"control_plane", "worker", "storage", "perforce", "airflow"}
     assert groups["perforce"]["hosts"]["perforce"]["ansible_host"] == "10.20.0.14"
     assert inv["all"]["vars"]["ansible_user"] == resolved["ssh_user"] == "renderlab"
     assert "generated-" not in json.dumps(inv)
