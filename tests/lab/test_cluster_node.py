@@ -64,13 +64,18 @@ def test_each_node_has_its_own_cgroup_root():
 
 def test_remove_cgroup_root_removes_the_nodes_tree_deepest_first_and_nothing_else(tmp_path: Path):
     root = cluster_node.cgroup_root("rl9-worker").lstrip("/")
-    for hierarchy in ("memory", "cpu,cpuacct", "pids"):
-        (tmp_path / hierarchy / root / "kubepods" / "besteffort" / "pod1").mkdir(parents=True)
+    # memory: nested under the lab process's own cgroup, as on this machine.
+    at = {"memory": "process_api/abc", "cpu,cpuacct": "", "pids": ""}
+    for hierarchy, parent in at.items():
+        (tmp_path / hierarchy / parent / root / "kubepods" / "besteffort" / "pod1").mkdir(parents=True)
         (tmp_path / hierarchy / "other").mkdir()
     (tmp_path / "cpu").symlink_to("cpu,cpuacct")
     removed = cluster_node.remove_cgroup_root("rl9-worker", tmp_path)
-    assert sorted(removed) == sorted(str(tmp_path / h / root) for h in ("memory", "cpu,cpuacct", "pids"))
-    assert sorted(p.name for p in tmp_path.glob("*/*") if not p.parent.is_symlink()) == ["other"] * 3
+    assert sorted(removed) == sorted(str(tmp_path / h / p / root).replace("//", "/") for h, p in at.items())
+    assert sorted(p.name for p in tmp_path.glob("*/*") if not p.parent.is_symlink()) == [
+        *["other"] * 3,
+        "process_api",
+    ]
 
 
 def test_lab_only_values_are_in_the_lab_inventory_and_not_in_the_production_one(tmp_path: Path):

@@ -152,15 +152,20 @@ def prepare(root: Path, machine: str) -> None:
 
 def remove_cgroup_root(machine: str, cgroups: Path = Path("/sys/fs/cgroup")) -> list[str]:
     """After the node stopped: remove its cgroup root from every hierarchy, deepest first (a cgroup is
-    removed with rmdir once it holds no process). Returns the hierarchies it was removed from."""
+    removed with rmdir once it holds no process). A hierarchy the lab's own process is nested in (here:
+    memory, under the sandbox's cgroup) holds it that much deeper, so a few levels are searched. Returns the
+    cgroup roots removed."""
     removed = []
     name = cgroup_root(machine).lstrip("/")
     for hierarchy in sorted(cgroups.glob("*/")):
-        top = hierarchy / name
-        if hierarchy.is_symlink() or not top.is_dir():
+        if hierarchy.is_symlink():
             continue
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            d.rmdir()
-        top.rmdir()
-        removed.append(str(top))
+        tops = [t for depth in range(4) for t in hierarchy.glob("*/" * depth + name) if t.is_dir()]
+        for top in tops:
+            for d in sorted(
+                (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+            ):
+                d.rmdir()
+            top.rmdir()
+            removed.append(str(top))
     return removed
