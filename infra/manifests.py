@@ -74,7 +74,7 @@ def share_source(config: LabConfig) -> str:
 
 
 def _k3s_nodes(config: LabConfig) -> list:
-    return [h for h in config.hosts.values() if h.role in ("k3s_server", "k3s_agent")]
+    return [h for h in config.hosts.values() if h.role in ("control_plane", "worker")]
 
 
 def namespace(config: LabConfig) -> list[dict]:

@@ -31,7 +31,7 @@ def test_fixture_sets_are_big_enough():
 def test_example_is_valid_and_complete():
     config = load(ROOT / "Pulumi.example.yaml")
     assert sorted(h.role for h in config.hosts.values()) == sorted(
-        ["k3s_server", "k3s_agent", "storage", "perforce", "airflow"]
+        ["control_plane", "worker", "storage", "perforce", "airflow"]
     )
     assert config.address("storage") == "10.20.0.13"
     assert config.proxmox_api_token is not None
@@ -107,3 +107,19 @@ def test_make_check_config_wiring():
     )
     assert ko.returncode != 0
     assert "network.hosts.storage 10.0.1.5 is outside 10.20.0.0/24" in ko.stderr
+
+
+def test_a_k3s_stack_file_gets_one_error_naming_every_rename():
+    """A stack file from before kubeadm: one line that says what to rename, not a cascade of follow-on errors."""
+    with pytest.raises(ConfigError) as info:
+        load(FIXTURES / "invalid" / "k3s-stack-file.yaml")
+    (problem,) = info.value.problems
+    for old, new in (("versions.k3s", "renderlab:kubernetes:"), ("k3s_server", "control_plane")):
+        assert old in problem and new in problem
+    assert "k3s_agent -> role worker" in problem
+
+
+def test_kubernetes_ranges_are_checked():
+    config = load(ROOT / "Pulumi.example.yaml")
+    assert config.kubernetes.version == "1.35.8" and config.kubernetes.pause == "3.10.1"
+    assert not config.kubernetes.pod_cidr.overlaps(config.kubernetes.service_cidr)

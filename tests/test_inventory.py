@@ -10,9 +10,9 @@ def test_inventory_groups_and_addresses_come_from_config():
     config = load(ROOT / "Pulumi.example.yaml")
     inv = inventory(config)
     groups = inv["all"]["children"]
-    assert set(groups) == {"k3s_server", "k3s_agent", "storage", "perforce", "airflow"}
+    assert set(groups) == {"control_plane", "worker", "storage", "perforce", "airflow"}
     assert groups["storage"]["hosts"]["storage"]["ansible_host"] == "10.20.0.13"
-    assert groups["k3s_agent"]["hosts"]["k3s-agent"]["renderlab_vmid"] == 212
+    assert groups["worker"]["hosts"]["worker"]["renderlab_vmid"] == 212
     assert inv["all"]["vars"]["ansible_user"] == "renderlab"
 
 

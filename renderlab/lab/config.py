@@ -43,13 +43,19 @@ from renderlab.pipeline.settings import Backend, Notify, Preset
 from renderlab.pipeline.settings import Settings as _PipelineSettings
 
 NAMESPACE = "renderlab"
-ROLES = ("k3s_server", "k3s_agent", "storage", "perforce", "airflow")
+ROLES = ("control_plane", "worker", "storage", "perforce", "airflow")
+# The names a k3s-era stack file used, and what each became (check_config says so in one line).
+K3S_RENAMES = {
+    "versions.k3s": "a `renderlab:kubernetes:` section (see Pulumi.example.yaml)",
+    "role k3s_server": "role control_plane",
+    "role k3s_agent": "role worker",
+}
 
 # Keys that hold secrets: they must be Pulumi-encrypted ({secure: ...}) in the stack file.
 SECRET_KEYS = {
     "proxmox_api_token": "required: the Proxmox API token secret (the UUID part of the token)",
     "notify_webhook_url": "optional: webhook URL for run notifications (often carries a token)",
-    "kubeconfig": "optional: the k3s kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
+    "kubeconfig": "optional: the cluster's admin kubeconfig (after Ansible); with it `pulumi up` lays the cluster layer",
 }
 REQUIRED_SECRETS = ("proxmox_api_token",)
 # A plain value under a key named like this is almost certainly a leaked secret.
@@ -80,6 +86,14 @@ def _pinned(value: str, pattern: str, example: str) -> str:
     if value.lower() in _FLOATING or not re.fullmatch(pattern, value):
         raise ValueError(f"'{value}' is not a pinned version; pin an exact release such as {example}")
     return value
+
+
+def _strict_network(v: Any) -> Any:
+    try:
+        ipaddress.IPv4Network(str(v), strict=True)
+    except ValueError as e:
+        raise ValueError(f"'{v}' is not a network address with prefix (e.g. 10.20.0.0/24): {e}") from e
+    return v
 
 
 class Template(_Model):
@@ -123,25 +137,21 @@ class Network(_Model):
     @field_validator("cidr", mode="before")
     @classmethod
     def _strict_cidr(cls, v: Any) -> Any:
-        try:
-            ipaddress.IPv4Network(str(v), strict=True)
-        except ValueError as e:
-            raise ValueError(f"'{v}' is not a network address with prefix (e.g. 10.20.0.0/24): {e}") from e
-        return v
+        return _strict_network(v)
 
 
 class Host(_Model):
-    role: Literal["k3s_server", "k3s_agent", "storage", "perforce", "airflow"]
+    role: Literal["control_plane", "worker", "storage", "perforce", "airflow"]
     vmid: int = Field(ge=100, le=999_999_999)
     cores: int = Field(ge=1, le=128)
     memory_mib: int = Field(ge=1024, le=1_048_576)
     disk_gib: int = Field(ge=8, le=65_536)
 
 
-# Floors per role, below which the service does not run (k3s + Blender renders need headroom).
+# Floors per role, below which the service does not run (kubeadm wants 2 CPUs; Blender renders need headroom).
 MIN_SIZE = {
-    "k3s_server": (2, 4096, 20),
-    "k3s_agent": (2, 4096, 20),
+    "control_plane": (2, 4096, 20),
+    "worker": (2, 4096, 20),
     "storage": (1, 1024, 20),
     "perforce": (1, 2048, 20),
     "airflow": (2, 4096, 20),
@@ -150,7 +160,6 @@ MIN_SIZE = {
 
 class Versions(_Model):
     debian: str = Field(description="Debian release of the cloud image, e.g. 12")
-    k3s: str
     airflow: str
     blender: str
     p4d: str
@@ -162,11 +171,6 @@ class Versions(_Model):
     @classmethod
     def _debian(cls, v: str) -> str:
         return _pinned(v, r"1[2-9]", "12")
-
-    @field_validator("k3s")
-    @classmethod
-    def _k3s(cls, v: str) -> str:
-        return _pinned(v, r"v\d+\.\d+\.\d+\+k3s\d+", "v1.31.4+k3s1")
 
     @field_validator("airflow", "blender")
     @classmethod
@@ -182,6 +186,66 @@ class Versions(_Model):
     @classmethod
     def _p4d(cls, v: str) -> str:
         return _pinned(v, r"20\d\d\.[12](/\d+)?", "2025.1")
+
+
+class Kubernetes(_Model):
+    """Upstream Kubernetes, installed with kubeadm; every component pinned, and built here by
+    `make k8s-artifacts` at exactly these versions (renderlab/workstation/k8s_artifacts.py).
+
+    The set is the least risky one that builds from its Go modules here: Kubernetes 1.35 is the newest minor
+    whose kubeadm still names these etcd/CoreDNS/pause tags and whose kubelet still runs on a cgroup v1 host
+    (with failCgroupV1: false); containerd 2.2 and runc 1.3 are the lines it was released against (Debian 12's
+    containerd 1.6 is below its minimum); etcd, CoreDNS and pause are the tags kubeadm 1.35 names (a mismatch
+    is refused by `make k8s-artifacts`, which compares with `kubeadm config images list`); CNI plugins 1.9.1 is
+    the current line; cri-tools 1.34.0 is the newest release served here that is not newer than the cluster
+    (crictl speaks CRI v1 to any containerd 2); kube-router 2.1.0 is the only kube-router whose Go module
+    builds here (flannel, Calico, Cilium, Antrea and kindnet do not)."""
+
+    version: str = Field(description="Kubernetes release (kubeadm, kubelet, kubectl, the control plane)")
+    containerd: str
+    runc: str
+    etcd: str
+    coredns: str
+    pause: str
+    cni_plugins: str
+    cri_tools: str
+    kube_router: str
+    # The pod network (each node gets a /24 of it, kube-router routes between them) and the Services' range.
+    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+
+    @field_validator(
+        "version", "containerd", "runc", "etcd", "coredns", "cni_plugins", "cri_tools", "kube_router"
+    )
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        return _pinned(v, r"\d+\.\d+\.\d+", "1.35.8 (no leading v)")
+
+    @field_validator("pause")
+    @classmethod
+    def _pause(cls, v: str) -> str:
+        return _pinned(v, r"\d+\.\d+(\.\d+)?", "3.10.1")
+
+    @field_validator("pod_cidr", "service_cidr", mode="before")
+    @classmethod
+    def _strict(cls, v: Any) -> Any:
+        return _strict_network(v)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Kubernetes:
+        if self.pod_cidr.prefixlen > 22:
+            raise ValueError(
+                f"pod_cidr {self.pod_cidr} is too small: each node takes a /24 of it; use /22 or larger (e.g. /16)"
+            )
+        if not 12 <= self.service_cidr.prefixlen <= 24:
+            raise ValueError(
+                f"service_cidr {self.service_cidr}: the API server takes /12 to /24 for Services (e.g. 10.96.0.0/12)"
+            )
+        if self.pod_cidr.overlaps(self.service_cidr):
+            raise ValueError(
+                f"pod_cidr {self.pod_cidr} overlaps service_cidr {self.service_cidr}; give them separate ranges"
+            )
+        return self
 
 
 class Share(_Model):
@@ -232,7 +296,7 @@ class Pipeline(_Model):
 
 
 class Docs(_Model):
-    # The documentation site and render gallery (images/docs), served on every k3s node at this port.
+    # The documentation site and render gallery (images/docs), served on every Kubernetes node at this port.
     node_port: int = Field(default=30080, ge=30000, le=32767)
 
 
@@ -254,6 +318,7 @@ class LabConfig(_Model):
     network: Network
     hosts: dict[Name, Host]
     versions: Versions
+    kubernetes: Kubernetes
     share: Share = Share()
     perforce: Perforce
     pipeline: Pipeline = Pipeline()
@@ -338,8 +403,16 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
             count = roles.count(role)
             if count == 0:
                 problems.append(f"hosts: no host has role {role}; the lab needs one")
-            elif count > 1 and role != "k3s_agent":
+            elif count > 1 and role != "worker":
                 problems.append(f"hosts: {count} hosts have role {role}; exactly one is supported")
+    kube: Kubernetes | None = s.get("kubernetes")
+    if net is not None and kube is not None:
+        for key in ("pod_cidr", "service_cidr"):
+            if getattr(kube, key).overlaps(net.cidr):
+                problems.append(
+                    f"kubernetes.{key} {getattr(kube, key)} overlaps the lab network {net.cidr}; "
+                    "pick a range the hosts do not use"
+                )
     p4: Perforce | None = s.get("perforce")
     if p4 is not None and not (p4.projects_path + "/").startswith(f"//{p4.depot}/"):
         problems.append(
@@ -460,6 +533,16 @@ def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
             )
             continue
         section[name] = value
+    if k3s := _k3s_names(section):
+        # The rest would only be errors that follow from these names; one line says what to rename.
+        renames = "; ".join(f"{old} -> {K3S_RENAMES[old]}" for old in k3s)
+        raise ConfigError(
+            source,
+            [
+                f"this stack file is for k3s, which the lab no longer runs (it runs upstream Kubernetes with "
+                f"kubeadm); rename {renames}"
+            ],
+        )
     flagged: set[str] = set()
     for key, hint in SECRET_KEYS.items():
         value = section.get(key)
@@ -490,6 +573,19 @@ def parse(stack: dict[str, Any], source: str = "<stack>") -> LabConfig:
         raise ConfigError(source, problems)
     assert config is not None
     return config
+
+
+def _k3s_names(section: dict[str, Any]) -> list[str]:
+    """The k3s-era names a stack file still uses, as keys of K3S_RENAMES."""
+    found = []
+    versions, hosts = section.get("versions"), section.get("hosts")
+    if isinstance(versions, dict) and "k3s" in versions:
+        found.append("versions.k3s")
+    roles = (
+        {h.get("role") for h in hosts.values() if isinstance(h, dict)} if isinstance(hosts, dict) else set()
+    )
+    found += [f"role {r}" for r in ("k3s_server", "k3s_agent") if r in roles]
+    return found
 
 
 def _valid_sections(section: dict[str, Any], broken: set[Any]) -> dict[str, Any]:

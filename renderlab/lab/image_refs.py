@@ -2,7 +2,7 @@
 
 `make images` (renderlab.workstation.images) builds and pushes each image to `push_registry()` and records
 the tag it built with `record()`, one record per stack file. The lab's pipeline settings carry `pull_refs()`
-(the same repository and tag, as the k3s nodes pull it) to the DAG, which never computes a reference.
+(the same repository and tag, as the Kubernetes nodes pull it) to the DAG, which never computes a reference.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ def repository(name: str) -> str:
 
 
 def push_registry(config: LabConfig) -> str:
-    """Where the workstation pushes: the registry's NodePort on the k3s server's address."""
-    (server,) = config.hosts_by_role("k3s_server")
+    """Where the workstation pushes: the registry's NodePort on the control-plane node's address."""
+    (server,) = config.hosts_by_role("control_plane")
     return f"{config.address(server)}:{config.pipeline.registry.node_port}"
 
 
 def pull_registry(config: LabConfig) -> str:
-    """Where the nodes pull from: their own loopback NodePort (k3s' registries.yaml mirrors it over HTTP)."""
+    """Where the nodes pull from: their own loopback NodePort (containerd's registry config mirrors it over HTTP)."""
     return f"127.0.0.1:{config.pipeline.registry.node_port}"
 
 

@@ -33,10 +33,10 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
         "renderlab_search_domain": config.network.search_domain,
         "renderlab_host_addresses": {n: config.address(n) for n in sorted(config.hosts)},
         "renderlab_debian_version": v.debian,
-        "renderlab_k3s_version": v.k3s,
         "renderlab_airflow_version": v.airflow,
         "renderlab_blender_version": v.blender,
         "renderlab_p4d_version": v.p4d,
+        **kubernetes_vars(config),
         "renderlab_share_name": config.share.name,
         "renderlab_share_path": config.share.path,
         "renderlab_share_user": config.share.user,
@@ -54,6 +54,19 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
     }
 
 
+def kubernetes_vars(config: LabConfig) -> dict[str, str]:
+    """The kubernetes section as `renderlab_kubernetes_version`, `renderlab_containerd_version`, ...,
+    `renderlab_pod_cidr`, `renderlab_service_cidr` (the roles and kubeadm's config read these)."""
+    k = config.kubernetes
+    out = {}
+    for name in type(k).model_fields:
+        if name.endswith("_cidr"):
+            out[f"renderlab_{name}"] = str(getattr(k, name))
+        else:
+            out[f"renderlab_{'kubernetes' if name == 'version' else name}_version"] = getattr(k, name)
+    return out
+
+
 def inventory(
     config: LabConfig,
     ssh_user: str | None = None,
@@ -61,7 +74,7 @@ def inventory(
     extra_vars: dict | None = None,
     images: dict[str, str] | None = None,
 ) -> dict:
-    """Ansible YAML inventory: groups k3s_server, k3s_agent, storage, perforce, airflow under `all`."""
+    """Ansible YAML inventory: groups control_plane, worker, storage, perforce, airflow under `all`."""
     extra_host_vars = extra_host_vars or {}
     children: dict[str, Any] = {role: {"hosts": {}} for role in ROLES}
     for name, host in sorted(config.hosts.items()):

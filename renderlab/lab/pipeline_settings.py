@@ -26,8 +26,8 @@ def depot_url(config: LabConfig) -> str:
 
 
 def gallery_url(config: LabConfig) -> str:
-    """Where the docs site (infra.manifests.docs: a NodePort on every k3s node) serves the share's gallery."""
-    (server,) = config.hosts_by_role("k3s_server")
+    """Where the docs site (infra.manifests.docs: a NodePort on every Kubernetes node) serves the share's gallery."""
+    (server,) = config.hosts_by_role("control_plane")
     return f"http://{config.address(server)}:{config.docs.node_port}/gallery/"
 
 

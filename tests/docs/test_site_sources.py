@@ -62,7 +62,7 @@ def test_reference_has_every_key_with_its_default():
     # A constraint from the model itself, and a check told in the check's own words.
     ge = labconfig.Docs.model_fields["node_port"].metadata
     assert any(f">= {m.ge}" in rows["docs.node_port"] for m in ge if hasattr(m, "ge"))
-    assert "pin an exact release such as v1.31.4+k3s1" in rows["versions.k3s"]
+    assert "pin an exact release such as 1.35.8" in rows["kubernetes.version"]
 
 
 def test_reference_carries_the_examples_comments():

@@ -23,7 +23,7 @@ from tests.infra.conftest import FAST, TOKEN_SECRET
 from tests.infra.test_vm_provider import spec
 
 ROOT = Path(__file__).resolve().parents[2]
-URN = "urn:pulumi:test::renderlab::pulumi-python:dynamic/renderlab:ProxmoxVm::k3s-server"
+URN = "urn:pulumi:test::renderlab::pulumi-python:dynamic/renderlab:ProxmoxVm::control-plane"
 
 
 def struct(props: dict):

@@ -30,7 +30,7 @@ pytestmark = [
 
 NODE = "pve"
 TEMPLATE = 9000
-VMIDS = {"k3s-server": 211, "k3s-agent": 212, "storage": 213, "perforce": 214, "airflow": 215}
+VMIDS = {"control-plane": 211, "worker": 212, "storage": 213, "perforce": 214, "airflow": 215}
 LOCK_TIMEOUT = "can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"
 
 
@@ -145,11 +145,11 @@ def test_preview_right_after_up_has_no_changes(step):
 
 def test_cores_change_updates_the_vm_in_place(step):
     engine, pve = step.engine, step.pve
-    before = pve.vm(VMIDS["k3s-agent"])
-    engine.set_config("renderlab:hosts.k3s-agent.cores", 6)
-    assert ops(engine.preview()) == {"k3s-agent": "update"}
+    before = pve.vm(VMIDS["worker"])
+    engine.set_config("renderlab:hosts.worker.cores", 6)
+    assert ops(engine.preview()) == {"worker": "update"}
     engine.up()
-    after = pve.vm(VMIDS["k3s-agent"])
+    after = pve.vm(VMIDS["worker"])
     assert after is before and after.config["cores"] in ("6", 6)
     assert_lab(step)
     engine.run("preview", "--expect-no-changes")
@@ -172,7 +172,7 @@ def test_vmid_or_node_change_replaces(step):
 
 def test_refresh_shows_drift_and_up_repairs_it(step):
     engine, pve = step.engine, step.pve
-    vm = pve.vm(VMIDS["k3s-server"])
+    vm = pve.vm(VMIDS["control-plane"])
     vm.config["cores"] = "1"  # changed behind Pulumi's back (the PVE web UI, qm set ...)
     refreshed = engine.run("refresh", "--yes", "--skip-preview", "--diff")
     out = refreshed.stdout
@@ -180,9 +180,9 @@ def test_refresh_shows_drift_and_up_repairs_it(step):
         -3000:
     ]
     assert re.search(r"~ cores\s*: 4 => 1", out) and "~ 1 updated" in out, out[-3000:]
-    assert ops(engine.preview()) == {"k3s-server": "update"}
+    assert ops(engine.preview()) == {"control-plane": "update"}
     engine.up()
-    assert pve.vm(VMIDS["k3s-server"]).config["cores"] in ("4", 4)
+    assert pve.vm(VMIDS["control-plane"]).config["cores"] in ("4", 4)
     engine.run("preview", "--expect-no-changes")
 
 
@@ -191,7 +191,7 @@ def test_inventory_output_is_the_ansible_inventory(step):
     config = step.lab_config()
     got = engine.outputs()["inventory"]
     assert got == inventory(config)
-    assert {"k3s_server", "k3s_agent", "storage", "perforce", "airflow"} <= set(got["all"]["children"])
+    assert {"control_plane", "worker", "storage", "perforce", "airflow"} <= set(got["all"]["children"])
     # `make lab-inventory` (run from the repo, as a user would) writes the same inventory.
     target = step.tmp / "inventory.yml"
     made = subprocess.run(

@@ -22,7 +22,7 @@ def spec(pve, cafile, **over):
         "ca_file": cafile,
         "node": "pve1",
         "vmid": 211,
-        "name": "k3s-server",
+        "name": "control-plane",
         "template_vmid": TEMPLATE,
         "storage": "local-lvm",
         "bridge": "vmbr0",
@@ -35,7 +35,7 @@ def spec(pve, cafile, **over):
         "search_domain": "lab.internal",
         "ssh_user": "renderlab",
         "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKey you@host"],
-        "tags": ["renderlab", "k3s_server"],
+        "tags": ["renderlab", "control_plane"],
     }
     props.update(over)
     return props
@@ -52,7 +52,7 @@ def test_create_diff_update_delete(pve, fakepve_cafile):
     assert created.id == "211"
     assert created.outs["ipv4"] == "10.20.0.11"
     vm = pve.vm(211)
-    assert vm.status == "running" and vm.name == "k3s-server"
+    assert vm.status == "running" and vm.name == "control-plane"
     assert vm.config["cores"] == "2" and str(vm.config["memory"]) == "4096"
     assert vm.config["ipconfig0"] == "ip=10.20.0.11/24,gw=10.20.0.1"
     assert vm.config["ciuser"] == "renderlab" and "bridge=vmbr0" in vm.config["net0"]
@@ -71,7 +71,7 @@ def test_create_diff_update_delete(pve, fakepve_cafile):
             pve,
             fakepve_cafile,
             ssh_keys=[" ssh-ed25519  AAAAC3NzaC1lZDI1NTE5AAAAITestKey you@host"],
-            tags=["k3s_server", "renderlab"],
+            tags=["control_plane", "renderlab"],
         ),
     )
     assert same.changes is False and same.replaces == []

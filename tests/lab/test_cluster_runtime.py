@@ -45,7 +45,7 @@ def _scp(lab, src: Path, address: str, dest: str) -> None:
 def test_a_container_runs_on_both_k3s_hosts(lab, tmp_path, say):
     config = load(lab.stack_file)
     nodes = [m for m in lab.machines if cluster_node.is_cluster_node(config.hosts[m.name].role)]
-    assert {m.name for m in nodes} == {"k3s-server", "k3s-agent"}
+    assert {m.name for m in nodes} == {"control-plane", "worker"}
     images, _ = k3s_artifacts.build_pause_images(tmp_path / "parts", log=say)
     pause_tar = tmp_path / "pause.tar"
     pause_tar.write_bytes(

@@ -27,7 +27,9 @@ def test_lab_vars_come_from_the_config_and_hold_no_secrets():
     assert v["renderlab_share_name"] == config.share.name
     assert v["renderlab_share_uid"] == config.share.uid
     assert v["renderlab_perforce_port"] == config.perforce.port
-    assert v["renderlab_k3s_version"] == config.versions.k3s
+    assert v["renderlab_kubernetes_version"] == config.kubernetes.version
+    assert v["renderlab_pause_version"] == config.kubernetes.pause
+    assert v["renderlab_pod_cidr"] == str(config.kubernetes.pod_cidr)
     assert v["renderlab_host_addresses"]["storage"] == "10.20.0.13"
     assert v["renderlab_ssh_public_keys"] == list(config.ssh.public_keys)
     assert not any(k in v for k in host_secrets.SECRET_NAMES)

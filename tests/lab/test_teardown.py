@@ -61,7 +61,7 @@ def test_failure_while_booting_tears_everything_down(settings, lab_preflight, mo
     monkeypatch.setattr(machines, "boot", boot_then_fail)
     with pytest.raises(LabError, match="injected failure"):
         locallab.up(settings)
-    assert booted == [f"rl0t-{n}" for n in ("airflow", "k3s-agent")]
+    assert booted == [f"rl0t-{n}" for n in ("airflow", "control-plane")]
     assert _nspawn_running("rl0t") == []
     assert not network.bridge_exists(settings)
     assert not network.table_exists(settings)

@@ -24,7 +24,7 @@ from renderlab.pipeline.settings import Settings
 from tests.pipeline.conftest import REPO
 from tests.pipeline.dag_jobs import dag_specs
 
-K8S_VERSION = "1.31"  # the lab's k3s minor (versions.k3s in the lab config)
+K8S_VERSION = "1.35"  # the lab's Kubernetes minor (kubernetes.version in the lab config)
 
 HOOK = "airflow.providers.cncf.kubernetes.hooks.kubernetes.KubernetesHook"
 OPERATOR = "airflow.providers.cncf.kubernetes.operators.job.KubernetesJobOperator"
