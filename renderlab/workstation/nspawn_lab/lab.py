@@ -279,7 +279,7 @@ RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", re.M)
 FATAL = re.compile(r"^fatal: \[([^\]]+)\]", re.M)
-# The roles' own stop when a vendor download (k3s binary, p4d package) cannot be reached and no air-gap
+# The roles' own stop when a vendor download (the p4d package) cannot be reached and no air-gap
 # artifacts were given: an expected, explained stop on this machine, not a defect.
 VENDOR_STOP = "Fail where a vendor download was missing"
 
