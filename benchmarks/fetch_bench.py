@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fetch_bench.py [--files 500] [--mb 200] [--dir /tmp]
 
-Both fetches run through the CLI (`python -m images.fetch`, interpreter start included) and, to show the
+Both fetches run through the CLI (`python -m renderlab.jobs.fetch`, interpreter start included) and, to show the
 fetch's own cost, through the library in this process. Pass: the re-fetch transfers 0 files and takes
 <= 0.1 x the first fetch's time (the CLI's reported `seconds`). Exits non-zero when either fails.
 The source was just written, so both runs read it from the page cache: this measures the fetch, not the disk.
@@ -24,9 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from images.fetch.filesync import fetch_folder  # noqa: E402
-from images.fetch.progress import Reporter  # noqa: E402
-from images.fetch.source import FileSource  # noqa: E402
+from renderlab.jobs.fetch.filesync import fetch_folder  # noqa: E402
+from renderlab.jobs.fetch.progress import Reporter  # noqa: E402
+from renderlab.jobs.fetch.source import FileSource  # noqa: E402
 
 
 def make_project(root: Path, files: int, total_mb: int, seed: int = 7) -> int:
@@ -46,7 +46,16 @@ def make_project(root: Path, files: int, total_mb: int, seed: int = 7) -> int:
 def cli(src: Path, dest: Path) -> tuple[dict, float]:
     t0 = time.monotonic()
     res = subprocess.run(
-        [sys.executable, "-m", "images.fetch", "--quiet", "--source", f"file://{src}", "--dest", str(dest)],
+        [
+            sys.executable,
+            "-m",
+            "renderlab.jobs.fetch",
+            "--quiet",
+            "--source",
+            f"file://{src}",
+            "--dest",
+            str(dest),
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
 
 from blender_scripts import _cli, render
 from blender_scripts.errors import ContentError
-from blender_scripts.presets import PRESETS
+from renderlab.base.presets import PRESETS
 
 POSITIONS = (0.08, 0.25, 0.42, 0.58, 0.75, 0.92)  # establishing view, then the follow moves
 COLUMNS = 3

@@ -4,7 +4,7 @@
         [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
 
 Each frame goes to DIR/.frame_NNNNNN.tmp-<pid>.png and is renamed to DIR/frame_NNNNNN.png once complete; a
-frame already there that decodes completely (every CRC, all image data: renderlab.jobs.png) at the right
+frame already there that decodes completely (every CRC, all image data: renderlab.base.png) at the right
 size is skipped. Temp frames of killed runs (pid gone, or the older pid-less name) are removed first. One progress line per frame
 (stderr), one JSON line last (stdout). `--device gpu` with no usable GPU is an error (no CPU fallback);
 `auto` takes a GPU when Cycles finds one and says which device it used.
@@ -25,9 +25,9 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
 
 from blender_scripts import _cli
 from blender_scripts.errors import ContentError, OutputError
-from blender_scripts.presets import PRESETS
-from renderlab.jobs import png
-from renderlab.jobs.share import FRAME_PATTERN, frame_name
+from renderlab.base import png
+from renderlab.base.presets import PRESETS
+from renderlab.base.share import FRAME_PATTERN, frame_name
 
 DEFAULT_PRESET = "demo"
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
@@ -76,7 +76,7 @@ def _parse(args: list[str]) -> argparse.Namespace:
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a PNG that decodes completely, else None (renderlab.jobs.png)."""
+    """(width, height) of a PNG that decodes completely, else None (renderlab.base.png)."""
     return png.size(path)
 
 

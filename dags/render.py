@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from blender_scripts.presets import PRESET_NAMES, PRESETS  # constants: the content's own presets
+from renderlab.base.presets import PRESET_NAMES, PRESETS  # constants: the content's own presets
 from renderlab.pipeline import depot_songs, run_plan, settings, steps
 from renderlab.pipeline import notify as notifications
 

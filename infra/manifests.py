@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from renderlab.jobs import atomic, cli
+from renderlab.base import atomic, cli
 from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, SHARE_PV, SHARE_PVC
 from renderlab.lab.config import ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import p4_port
@@ -107,7 +107,7 @@ def storage(config: LabConfig) -> list[dict]:
             "mountOptions": _mount_options(config),
         },
         {
-            # The whole share, statically: the fetch and render Jobs see one tree (renderlab/jobs/share.py).
+            # The whole share, statically: the fetch and render Jobs see one tree (renderlab/base/share.py).
             "apiVersion": "v1",
             "kind": "PersistentVolume",
             "metadata": _meta(SHARE_PV),

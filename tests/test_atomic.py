@@ -1,4 +1,4 @@
-"""The one atomic-write helper (renderlab/jobs/atomic.py): all or nothing, private from the first byte."""
+"""The one atomic-write helper (renderlab/base/atomic.py): all or nothing, private from the first byte."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from renderlab.jobs import atomic
+from renderlab.base import atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):

@@ -120,7 +120,7 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["--song", "nope", "--airflow-home", f["proc"]],
             ],
         ),
-        "images.fetch": (
+        "renderlab.jobs.fetch": (
             {2, 3, 4, 5, 6},
             [
                 [],
@@ -204,7 +204,7 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
 NOT_WALKED = {
     "infra/__main__.py": "the Pulumi program: Pulumi runs it, with its own engine protocol on stdin/stdout",
     "infra/program.py": "the Pulumi program's body (infra/__main__.py)",
-    "images/fetch/__init__.py": "the package; `python -m images.fetch` is walked",
+    "renderlab/jobs/fetch/__init__.py": "the package; `python -m renderlab.jobs.fetch` is walked",
     "renderlab/workstation/nspawn_lab/__main__.py": "walked as renderlab.workstation.nspawn_lab",
 }
 

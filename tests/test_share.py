@@ -2,7 +2,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from renderlab.jobs.share import ShareLayout
+from renderlab.base.share import ShareLayout
 
 
 def test_layout_paths():

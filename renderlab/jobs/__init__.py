@@ -1,3 +1,2 @@
-"""What runs inside the render Jobs (build step, assemble, validate) and what the images share with the DAG
-(the share layout, the atomic write). The only part of renderlab/ copied into the images: keep it free of
-imports from the other packages."""
+"""The Job entry points: build step, assemble, validate, gallery (the Blender image) and the fetch (the fetch
+image). They stand on renderlab.base only, so each image copies just this folder's modules and the ground floor."""

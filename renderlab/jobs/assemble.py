@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from renderlab.jobs import atomic, cli
-from renderlab.jobs.share import FRAME_PATTERN, frame_name
+from renderlab.base import atomic, cli
+from renderlab.base.share import FRAME_PATTERN, frame_name
 
 MAX_FRAMES = 1_000_000  # one video: 4.6 hours at 60 fps
 

@@ -15,7 +15,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from renderlab.jobs import atomic, cli
+from renderlab.base import atomic, cli
 
 MIDI = "song.mid"
 ARRANGEMENT = "arrangement.yaml"

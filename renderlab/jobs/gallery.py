@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from renderlab.jobs import atomic, cli
+from renderlab.base import atomic, cli
 
 PAGE = "index.html"
 RECORD = "run.json"

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.jobs import atomic, cli, png
+from renderlab.base import atomic, cli, png
+from renderlab.base.share import frame_name
 from renderlab.jobs.assemble import MAX_FRAMES
-from renderlab.jobs.share import frame_name
 
 
 def png_size(path: Path) -> tuple[int, int] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 from renderlab.lab.config import ConfigError, Limits, load
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.jobs import atomic, cli
+from renderlab.base import atomic, cli
 
 PULUMI_OUTPUT = "host_secrets"
 # The generated service secrets, name -> (length Pulumi generates, what it is for). Pulumi's Lab component

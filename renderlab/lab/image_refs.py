@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from renderlab.jobs import atomic
+from renderlab.base import atomic
 from renderlab.lab.cluster_names import IMAGE_PREFIX
 from renderlab.lab.config import LabConfig
 

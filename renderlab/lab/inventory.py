@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from renderlab.jobs import atomic, cli
+from renderlab.base import atomic, cli
 from renderlab.lab import cluster_names
 from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images

@@ -21,7 +21,7 @@ def p4_port(config: LabConfig) -> str:
 
 
 def depot_url(config: LabConfig) -> str:
-    """The fetch CLI's source base: p4://[ssl:]host:port//depot/path (images/fetch/source.py parses it)."""
+    """The fetch CLI's source base: p4://[ssl:]host:port//depot/path (renderlab/jobs/fetch/source.py parses it)."""
     return f"p4://{p4_port(config)}{config.perforce.projects_path}"
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 from renderlab.lab import config as labconfig
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import requests
 
-from renderlab.jobs import atomic
-from renderlab.jobs.share import TASK_ERRORS, notification_name
+from renderlab.base import atomic
+from renderlab.base.share import TASK_ERRORS, notification_name
 from renderlab.pipeline.run_plan import RunPlan, run_folder_id, share_layout
 from renderlab.pipeline.settings import NOTIFY_CONN_ID
 

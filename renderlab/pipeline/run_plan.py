@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from renderlab.jobs.share import ShareLayout
+from renderlab.base.share import ShareLayout
 from renderlab.pipeline.settings import Notify, Preset, Settings
 
 log = logging.getLogger(__name__)

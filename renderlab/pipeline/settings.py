@@ -14,15 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from blender_scripts.presets import PRESET_NAMES
-from renderlab.jobs.share import SHARE_MOUNT
+from renderlab.base.presets import PRESET_NAMES
+from renderlab.base.share import SHARE_MOUNT
 
 VARIABLE = "renderlab"
 NOTIFY_CONN_ID = "renderlab_notify"
 KUBE_CONN_ID = "kubernetes_default"
 
 Backend = Literal["kubernetes", "local"]
-Preset = Literal[PRESET_NAMES]  # the content's own list: blender_scripts/presets.py
+Preset = Literal[PRESET_NAMES]  # the content's own list: renderlab/base/presets.py
 Notify = Literal["none", "webhook", "slack"]
 # Only the kubernetes backend needs these; the lab derivation always sets them.
 _KUBERNETES_ONLY = ("namespace", "share_pvc", "p4_secret")

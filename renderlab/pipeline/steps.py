@@ -14,7 +14,7 @@ import logging
 import re
 from typing import Any
 
-from blender_scripts.presets import PRESETS  # a constant; the DAG's params read it too
+from renderlab.base.presets import PRESETS  # a constant; the DAG's params read it too
 from renderlab.pipeline.run_plan import RunPlan, share_layout
 
 log = logging.getLogger("renderlab.pipeline.steps")
@@ -99,7 +99,15 @@ def fetch(plan: RunPlan | dict, context: dict | None = None) -> dict:
         {
             "name": "fetch",
             "image": "fetch",
-            "command": [PYTHON, "-m", "images.fetch", "--source", source, "--dest", plan.paths.assets],
+            "command": [
+                PYTHON,
+                "-m",
+                "renderlab.jobs.fetch",
+                "--source",
+                source,
+                "--dest",
+                plan.paths.assets,
+            ],
             "secrets": secrets,
             "resources": _resources(plan, "fetch"),
             "backoff_limit": 1,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from renderlab.jobs.share import ShareLayout
+from renderlab.base.share import ShareLayout
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {
@@ -118,7 +118,7 @@ def _reap(proc: subprocess.Popen) -> None:
 
 def run(argv: list[str] | None = None) -> int:
 
-    from renderlab.jobs import cli
+    from renderlab.base import cli
     from renderlab.pipeline.steps import SONG_PATTERN
 
     ap = cli.Parser(prog="python -m renderlab.workstation.demo", description=__doc__.split("\n")[0])
@@ -237,6 +237,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from renderlab.jobs import cli
+    from renderlab.base import cli
 
     sys.exit(cli.guard("demo", main))

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "images" / "docs" / "nginx.conf.template"

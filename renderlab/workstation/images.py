@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements" / "lock.txt"
@@ -37,7 +37,11 @@ STAGE = REPO / ".cache" / "images" / "context"
 # The Python packages each image's code imports; the lock supplies these and everything they need.
 IMAGE_ROOTS = {
     "blender": ["bpy", "mido", "pydantic", "pyyaml", "pyfluidsynth"],
-    "fetch": ["p4python", "rich", "pydantic"],  # pydantic: the share-state schema (images/fetch/state.py)
+    "fetch": [
+        "p4python",
+        "rich",
+        "pydantic",
+    ],  # pydantic: the share-state schema (renderlab/jobs/fetch/state.py)
 }
 ENGINES = ("podman", "docker")
 # The locally made base (debootstrap rootfs imported); its tag follows the rootfs build.

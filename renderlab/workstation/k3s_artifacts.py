@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 from renderlab.lab.config import ConfigError, load
 
 K3S_MODULE = "github.com/k3s-io/k3s"

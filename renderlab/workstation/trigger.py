@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 
 DAG_ID = "render"
 FINISHED = {"success", "failed"}

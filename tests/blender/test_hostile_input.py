@@ -18,7 +18,7 @@ import pytest
 from blender_scripts import arrangement, song
 from blender_scripts.errors import ContentError
 from blender_scripts.render import clean_leftovers
-from renderlab.jobs import png
+from renderlab.base import png
 from tests.fetch.conftest import tmpfs
 
 from .helpers import ROOT, last_json, run_cli, write_midi

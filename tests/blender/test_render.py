@@ -107,7 +107,7 @@ def test_missing_or_corrupt_blend(tmp_path):
 
 
 def test_vertical_preset_and_the_poster_still(built, tmp_path):
-    from blender_scripts.presets import PRESETS
+    from renderlab.base.presets import PRESETS
 
     blend = built["ode_waltz"]["blend"]
     vertical = last_json(run_cli("render", "--blend", blend, "--frames", "300", "--out", tmp_path / "v",

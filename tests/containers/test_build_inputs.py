@@ -59,14 +59,15 @@ def test_the_build_context_is_exactly_what_copy_names(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "STAGE", tmp_path)
     ctx = images.stage("fetch")
     staged = {str(p.relative_to(ctx)) for p in ctx.rglob("*") if p.is_file()}
-    want = {"images/fetch/Dockerfile", "requirements/image-fetch.txt", "images/__init__.py",
-            "renderlab/__init__.py", "renderlab/jobs/__init__.py", "renderlab/jobs/share.py",
-            "renderlab/jobs/atomic.py"}  # fmt: skip
-    want |= {str(p.relative_to(REPO)) for p in (REPO / "images/fetch").glob("*.py")}
+    want = {"images/fetch/Dockerfile", "requirements/image-fetch.txt", "renderlab/__init__.py",
+            "renderlab/jobs/__init__.py", "renderlab/base/__init__.py", "renderlab/base/share.py",
+            "renderlab/base/atomic.py"}  # fmt: skip
+    want |= {str(p.relative_to(REPO)) for p in (REPO / "renderlab/jobs/fetch").glob("*.py")}
     assert staged == want
     blender = images.stage("blender")
     assert not list(blender.rglob("__pycache__"))
-    assert {p.name for p in (blender / "renderlab").iterdir()} == {"__init__.py", "jobs"}
+    assert {p.name for p in (blender / "renderlab").iterdir()} == {"__init__.py", "jobs", "base"}
+    assert not (blender / "renderlab/jobs/fetch").exists()  # the fetch's package is the fetch image's
 
 
 def test_tags_follow_what_the_image_copies_and_nothing_else(tmp_path, monkeypatch):

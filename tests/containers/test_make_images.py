@@ -43,7 +43,7 @@ def test_blender_image_stays_under_2_5_gb(built):
 @pytest.mark.parametrize(
     ("name", "argv", "expect"),
     [
-        ("fetch", ["--help"], "usage: python -m images.fetch"),
+        ("fetch", ["--help"], "usage: python -m renderlab.jobs.fetch"),
         ("blender", ["python", "-m", "blender_scripts.render", "--help"], "--blend"),
         ("blender", ["python", "-m", "renderlab.jobs.build_step", "--help"], "--project"),
         ("blender", ["python", "-m", "renderlab.jobs.assemble", "--help"], "--contact-sheet"),

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.jobs.share import ShareLayout
+from renderlab.base.share import ShareLayout
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from infra import manifests
-from renderlab.jobs.share import ShareLayout
+from renderlab.base.share import ShareLayout
 from renderlab.lab.config import load
 from renderlab.workstation import docs_server
 from tests.docs.runs import REPO

@@ -46,7 +46,7 @@ def project_files(n: int = 6, size: int = 20_000, seed: int = 1) -> dict[str, by
 def run_cli(*args: str, env: dict | None = None, timeout: int = 60) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "images.fetch", *args],
+        [sys.executable, "-m", "renderlab.jobs.fetch", *args],
         cwd=REPO,
         env=full_env,
         capture_output=True,

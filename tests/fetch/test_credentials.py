@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from images.fetch import credentials
-from images.fetch.errors import AuthError, UsageError
+from renderlab.jobs.fetch import credentials
+from renderlab.jobs.fetch.errors import AuthError, UsageError
 
 FP = ":".join(["0A"] * 32)
 

@@ -81,7 +81,7 @@ def test_exception_levels_and_up_to_date_warning(tmp_path):
 
 
 def test_progress_handler_is_accepted_by_p4python():
-    from images.fetch.progress import Reporter, p4_progress
+    from renderlab.jobs.fetch.progress import Reporter, p4_progress
 
     handler = p4_progress(P4, Reporter(quiet=True))
     real = P4.P4()

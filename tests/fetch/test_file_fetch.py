@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from images.fetch.errors import DestinationError, Interrupted, SourceError
-from images.fetch.filesync import content_version, fetch_folder
-from images.fetch.progress import Reporter
-from images.fetch.source import FileSource
-from images.fetch.workspace import hash_file
+from renderlab.jobs.fetch.errors import DestinationError, Interrupted, SourceError
+from renderlab.jobs.fetch.filesync import content_version, fetch_folder
+from renderlab.jobs.fetch.progress import Reporter
+from renderlab.jobs.fetch.source import FileSource
+from renderlab.jobs.fetch.workspace import hash_file
 
 from .conftest import project_files, run_cli, tmpfs, write_tree
 
@@ -216,7 +216,7 @@ def test_read_only_share_is_a_clear_error(tmp_path: Path):
 
 
 def test_content_version_is_order_independent():
-    from images.fetch.filesync import SourceFile
+    from renderlab.jobs.fetch.filesync import SourceFile
 
     a, b = SourceFile("a", 1, "00"), SourceFile("b", 2, "11")
     assert content_version([a, b]) == content_version([b, a]) != content_version([a])
@@ -269,7 +269,7 @@ def test_sigterm_exits_130_and_keeps_the_manifest(tmp_path: Path, dest: Path):
     fcntl.flock(fd, fcntl.LOCK_EX)  # park the CLI on the lock so the signal lands mid-fetch, every time
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "images.fetch", "--source", f"file://{src}", "--dest", str(dest)],
+            [sys.executable, "-m", "renderlab.jobs.fetch", "--source", f"file://{src}", "--dest", str(dest)],
             cwd=REPO,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=subprocess.PIPE,

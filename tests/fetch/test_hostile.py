@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from images.fetch.errors import SourceError, UnreachableError, UsageError
-from images.fetch.filesync import fetch_folder
-from images.fetch.perforce import fetch_depot
-from images.fetch.progress import Reporter
-from images.fetch.source import FileSource, P4Source, parse_source
-from images.fetch.workspace import META, STATE
+from renderlab.jobs.fetch.errors import SourceError, UnreachableError, UsageError
+from renderlab.jobs.fetch.filesync import fetch_folder
+from renderlab.jobs.fetch.perforce import fetch_depot
+from renderlab.jobs.fetch.progress import Reporter
+from renderlab.jobs.fetch.source import FileSource, P4Source, parse_source
+from renderlab.jobs.fetch.workspace import META, STATE
 
 from .conftest import project_files, run_cli, write_tree
 from .depots import FakeDepot
@@ -147,7 +147,7 @@ def test_retries_stop_at_the_total_deadline(dest: Path):
         clock[0] += s
 
     src = P4Source(port=depot.port, depot_path="//depot/songs/demo/...", change=None)
-    from images.fetch.credentials import Credentials
+    from renderlab.jobs.fetch.credentials import Credentials
 
     with pytest.raises(UnreachableError, match=r"--retry-deadline of 60 s"):
         fetch_depot(

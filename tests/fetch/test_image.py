@@ -51,7 +51,7 @@ def test_dockerfile_base_user_entrypoint():
     assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE}"]
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in {"0", "root"}
-    assert re.search(r'^ENTRYPOINT \["python", "-m", "images.fetch"\]$', text, re.M)
+    assert re.search(r'^ENTRYPOINT \["python", "-m", "renderlab.jobs.fetch"\]$', text, re.M)
     assert "--require-hashes" in text
 
 
@@ -73,8 +73,8 @@ def test_image_file_set_runs_a_fetch_and_imports_nothing_else(tmp_path: Path):
     write_tree(src, {"a.mid": b"midi", "b/c.wav": b"wave"})
     probe = (
         "import runpy, sys\n"
-        "sys.argv = ['images.fetch', '--source', sys.argv[1], '--dest', sys.argv[2]]\n"
-        "try:\n    runpy.run_module('images.fetch', run_name='__main__')\n"
+        "sys.argv = ['renderlab.jobs.fetch', '--source', sys.argv[1], '--dest', sys.argv[2]]\n"
+        "try:\n    runpy.run_module('renderlab.jobs.fetch', run_name='__main__')\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
         "top = {m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)\n"
         "print(sorted(top), file=sys.stderr)\n"
@@ -109,7 +109,7 @@ def test_image_file_set_reaches_p4python(tmp_path: Path):
         [
             sys.executable,
             "-m",
-            "images.fetch",
+            "renderlab.jobs.fetch",
             "--retries",
             "0",
             "--quiet",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from images.fetch.credentials import Credentials
-from images.fetch.errors import AuthError, DestinationError, SourceError, UnreachableError
-from images.fetch.perforce import CLIENT_OPTIONS, client_name, fetch_depot
-from images.fetch.progress import Reporter
-from images.fetch.source import P4Source
+from renderlab.jobs.fetch.credentials import Credentials
+from renderlab.jobs.fetch.errors import AuthError, DestinationError, SourceError, UnreachableError
+from renderlab.jobs.fetch.perforce import CLIENT_OPTIONS, client_name, fetch_depot
+from renderlab.jobs.fetch.progress import Reporter
+from renderlab.jobs.fetch.source import P4Source
 
 from . import fakep4
 from .conftest import run_cli

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from images.fetch.errors import UsageError
-from images.fetch.source import FileSource, P4Source, parse_source
+from renderlab.jobs.fetch.errors import UsageError
+from renderlab.jobs.fetch.source import FileSource, P4Source, parse_source
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from blender_scripts import song
 from blender_scripts.errors import ContentError
-from images.fetch.state import read_state, safe_relpath
+from renderlab.jobs.fetch.state import read_state, safe_relpath
 from renderlab.lab.config import ConfigError, load
 
 SLOW_S = 30.0  # any one input: a hang detector, generous for a busy shared machine

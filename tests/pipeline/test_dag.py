@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from blender_scripts.presets import PRESET_NAMES
+from renderlab.base.presets import PRESET_NAMES
 from tests.pipeline.conftest import REPO, base_env
 
 pytestmark = pytest.mark.airflow

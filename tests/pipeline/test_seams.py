@@ -20,13 +20,13 @@ import pytest
 import yaml
 
 from blender_scripts import render as render_cli
-from images.fetch import __main__ as fetch_cli
-from images.fetch.source import P4Source, parse_source
 from infra import manifests
+from renderlab.base.share import ShareLayout
 from renderlab.jobs import assemble as assemble_cli
 from renderlab.jobs import build_step as build_cli
 from renderlab.jobs import validate as validate_cli
-from renderlab.jobs.share import ShareLayout
+from renderlab.jobs.fetch import __main__ as fetch_cli
+from renderlab.jobs.fetch.source import P4Source, parse_source
 from renderlab.lab import cluster_names, host_secrets, image_refs
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
@@ -52,7 +52,7 @@ KNOBS = {
     "namespace": "renders",
 }
 CLIS = {
-    "images.fetch": fetch_cli.build_parser,
+    "renderlab.jobs.fetch": fetch_cli.build_parser,
     "renderlab.jobs.build_step": build_cli.build_parser,
     "blender_scripts.render": render_cli.build_parser,
     "renderlab.jobs.assemble": assemble_cli.build_parser,
@@ -169,9 +169,11 @@ def test_every_job_the_dag_submits_parses_with_its_own_cli(lab, monkeypatch, no_
         # The image is exactly what `make images` recorded, and it contains the module the Job runs.
         (container,) = kb.build_job(spec, s).spec.template.spec.containers
         assert container.image == refs[spec.image] == s.images[spec.image]
-        module_file = module.replace(".", "/") + ("/__main__.py" if module == "images.fetch" else ".py")
+        module_file = module.replace(".", "/") + (
+            "/__main__.py" if module == "renderlab.jobs.fetch" else ".py"
+        )
         assert module_file in images.context_files(spec.image)  # exactly what the Dockerfile COPYs
-        if module == "images.fetch":
+        if module == "renderlab.jobs.fetch":
             source = parse_source(ns.source)
             assert isinstance(source, P4Source)
             assert (source.port, source.depot_path, source.change) == (
@@ -231,6 +233,7 @@ def test_the_airflow_bundle_holds_exactly_the_code_the_dag_runs(tmp_path):
         "runpy.run_path('dags/render.py')\n"
         "import importlib.util as u\n"
         "assert u.find_spec('renderlab.lab') is None and u.find_spec('renderlab.workstation') is None\n"
+        "assert u.find_spec('renderlab.jobs') is None and u.find_spec('blender_scripts') is None\n"
     )
     proc = _imports(tmp_path, code)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -239,7 +242,7 @@ def test_the_airflow_bundle_holds_exactly_the_code_the_dag_runs(tmp_path):
 @pytest.mark.parametrize(
     ("image", "modules"),
     [
-        ("fetch", ["images.fetch.__main__"]),
+        ("fetch", ["renderlab.jobs.fetch.__main__"]),
         ("blender", ["renderlab.jobs.build_step", "renderlab.jobs.assemble", "renderlab.jobs.validate",
                      "blender_scripts.render", "blender_scripts.build"]),
     ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from renderlab.jobs import cli
+from renderlab.base import cli
 from renderlab.lab.config import ConfigError
 from renderlab.workstation.nspawn_lab import lab
 from renderlab.workstation.nspawn_lab.options import LabError, LabOptions

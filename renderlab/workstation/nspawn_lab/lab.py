@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from renderlab.jobs import atomic
+from renderlab.base import atomic
 from renderlab.lab import host_secrets
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from renderlab.jobs.share import frame_name
+from renderlab.base.share import frame_name
 from renderlab.jobs.validate import png_size
 
 

@@ -1,6 +1,6 @@
 """The destination side: the asset folder on the share, its have-list, atomic writes and the manifest.
 
-Layout under DEST (renderlab.jobs.share.ShareLayout.assets(project)):
+Layout under DEST (renderlab.base.share.ShareLayout.assets(project)):
     DEST/<files>                           the synced project files
     DEST/.renderlab/state.json             have-list: what this tool put there, with digests and stat keys
     DEST/.renderlab/manifest-<change>.json verified file list, published last (ShareLayout.manifest)
@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from renderlab.jobs import atomic
-from renderlab.jobs.share import ShareLayout
+from renderlab.base import atomic
+from renderlab.base.share import ShareLayout
 
 from .errors import DestinationError, FetchError, SourceError
 from .state import META, read_state, safe_relpath
@@ -72,7 +72,7 @@ def destination_error(exc: OSError, path: Path, doing: str) -> DestinationError:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp name beside `path`, fsync, then rename over it (renderlab.jobs.atomic)."""
+    """Write `data` to a temp name beside `path`, fsync, then rename over it (renderlab.base.atomic)."""
     try:
         atomic.write_bytes(path, data, mode=0o644, fsync=True, temp=temp_name(path))
     except OSError as e:
@@ -121,7 +121,7 @@ class Workspace:
         if root.parent.name != "assets":
             raise DestinationError(
                 f"--dest {root} is not a project asset folder; use <share>/assets/<project> "
-                "(renderlab.jobs.share.ShareLayout.assets)"
+                "(renderlab.base.share.ShareLayout.assets)"
             )
         try:
             ShareLayout(PurePosixPath(root.parent.parent)).assets(root.name)
@@ -171,7 +171,7 @@ class Workspace:
             os.close(fd)  # closing the descriptor releases the lock
 
     def _load(self, log: Callable[[str], None]) -> None:
-        """Read the have-list back from the share: untrusted, so schema-checked (images.fetch.state)."""
+        """Read the have-list back from the share: untrusted, so schema-checked (renderlab.jobs.fetch.state)."""
         path = self.meta / STATE
         try:
             self._saved_bytes = path.read_bytes()

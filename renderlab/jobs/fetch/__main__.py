@@ -1,4 +1,4 @@
-"""`python -m images.fetch --source SRC --dest DIR`: the fetch image's entrypoint.
+"""`python -m renderlab.jobs.fetch --source SRC --dest DIR`: the fetch image's entrypoint.
 
 Exit status: 0 done, 1 other failure, 2 bad arguments, 3 nothing at that source/change (or a source file
 name that is not UTF-8), 4 authentication or SSL trust refused, 5 server unreachable after retries (or past
@@ -28,12 +28,12 @@ class _Parser(argparse.ArgumentParser):
     """Bad arguments are one line (and exit 2), like every other failure."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{message} (see python -m images.fetch --help)")
+        raise UsageError(f"{message} (see python -m renderlab.jobs.fetch --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="python -m images.fetch",
+        prog="python -m renderlab.jobs.fetch",
         description="Bring a song project's assets at an exact change onto the share, verified.",
     )
     p.add_argument(

@@ -1,0 +1,37 @@
+"""Suite-wide rule: a lane that CI builds for itself may not skip there.
+
+A lane whose tools are missing skips on a workstation and names the command that builds them (`make tools`,
+`make k8s-artifacts`, the local lab's preflight). `.ci/run` builds those first and sets
+RENDERLAB_REQUIRE_LANES=1, under which such a skip is a failure: CI cannot go green by skipping a lane.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# The words a lane's skip reason carries when it could have run here after the named build.
+BUILDABLE_LANE_MARKS = ("`make tools`", "`make k8s-artifacts`", "local lab unavailable here")
+
+
+def lane_required() -> bool:
+    return os.environ.get("RENDERLAB_REQUIRE_LANES") == "1"
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and lane_required():
+        reason = skip_reason(report)
+        if any(mark in reason for mark in BUILDABLE_LANE_MARKS):
+            report.outcome = "failed"
+            report.longrepr = f"RENDERLAB_REQUIRE_LANES=1 but the lane skipped: {reason}"
