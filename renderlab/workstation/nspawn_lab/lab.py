@@ -133,7 +133,10 @@ LOCAL_ONLY_HOST_VARS = tuple(cluster_node_settings.host_vars("x"))
 
 def k8s_artifacts_dir(config) -> Path:
     """Where `make k8s-artifacts` leaves this Kubernetes version's air-gap folder."""
-    cache = Path(os.environ.get("RENDERLAB_K8S_CACHE", Path.home() / ".cache" / "renderlab" / "k8s"))
+    if os.environ.get("RENDERLAB_K8S_CACHE"):
+        cache = Path(os.environ["RENDERLAB_K8S_CACHE"])
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "renderlab" / "k8s"
     return cache / f"v{config.kubernetes.version}"
 
 
