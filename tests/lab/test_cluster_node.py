@@ -39,6 +39,12 @@ def test_prepare_writes_the_kmsg_link_and_an_enabled_cgroup_unit(tmp_path: Path)
     assert f'mkdir -p "$$d"{root.lstrip("/")};' in text
     assert "ExecStart=/bin/mount --make-rshared /\n" in text
     assert (tmp_path / "lib/modules").is_dir()
+    # The node's own net.* values come back after a restart (systemd-sysctl skips a container); only those.
+    net = (tmp_path / "etc/systemd/system" / cluster_node.NET_SYSCTLS_UNIT_NAME).read_text()
+    assert "ExecStart=-/sbin/sysctl -q --system --pattern ^net[.]\n" in net
+    assert (
+        tmp_path / "etc/systemd/system/sysinit.target.wants" / cluster_node.NET_SYSCTLS_UNIT_NAME
+    ).is_symlink()
 
 
 def test_prepare_writes_the_kubelets_kernel_values_and_their_enabled_mount_unit(tmp_path: Path):

@@ -82,6 +82,26 @@ WantedBy=sysinit.target
 """
 )
 
+# systemd-sysctl skips a container (ConditionPathIsReadWrite=/proc/sys/), so after a restart the node's own
+# network namespace would come back without the forwarding values kube_node writes to /etc/sysctl.d. Those
+# (net.*) are the node's to set; the rest of /proc/sys stays the machine's and untouched. (A leading "-": on
+# the first boot procps is not installed yet, and there is nothing to apply.)
+NET_SYSCTLS_UNIT_NAME = "renderlab-net-sysctls.service"
+NET_SYSCTLS_UNIT = """[Unit]
+Description=renderlab lab: the node's own network sysctls (systemd-sysctl skips a container)
+DefaultDependencies=no
+After=local-fs.target
+Before=containerd.service kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=-/sbin/sysctl -q --system --pattern ^net[.]
+
+[Install]
+WantedBy=sysinit.target
+"""
+
 # The kubelet opens /dev/kmsg (its OOM watcher); nspawn gives the container none. The console stands in,
 # as kind does: the host's kernel log stays out of the lab.
 TMPFILES = "L /dev/kmsg - - - - /dev/console\n"
@@ -143,7 +163,11 @@ def prepare(root: Path, machine: str) -> None:
     # kube-router mounts the host's /lib/modules (read-only); a container tree has none.
     (root / "lib/modules").mkdir(parents=True, exist_ok=True)
     cgroups_unit = CGROUPS_RW_UNIT % {"root": cgroup_root(machine).lstrip("/")}
-    for name, text in ((CGROUPS_RW_UNIT_NAME, cgroups_unit), (SYSCTLS_UNIT_NAME, SYSCTLS_UNIT)):
+    for name, text in (
+        (CGROUPS_RW_UNIT_NAME, cgroups_unit),
+        (SYSCTLS_UNIT_NAME, SYSCTLS_UNIT),
+        (NET_SYSCTLS_UNIT_NAME, NET_SYSCTLS_UNIT),
+    ):
         (units / name).write_text(text)
         link = wants / name
         if not link.is_symlink():
