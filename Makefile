@@ -193,11 +193,14 @@ lab-bench: venv ## time site.yml on a fresh local lab: first run, second run (ch
 cluster-test: venv ## the two-node kubeadm cluster in the local lab: site.yml twice, then nodes, pods, Services, DNS, RBAC, NetworkPolicy, docs, restart (needs make k8s-artifacts)
 	$(VENV)/bin/pytest tests/cluster -m lab $(PYTEST_ARGS)
 
-# --- cluster (k3s in the local lab) ---
-.PHONY: k3s-artifacts
+# --- cluster (upstream Kubernetes with kubeadm: its binaries and images built here) ---
+.PHONY: k8s-artifacts k8s-vulncheck
 
-k3s-artifacts: venv ## the k3s air-gap folder (binary from its Go module, pause image built here), cached in ~/.cache/renderlab/k3s
-	$(PY) -m renderlab.workstation.k3s_artifacts --config $(CONFIG)
+k8s-artifacts: venv ## Kubernetes, containerd, runc, CNI, CoreDNS, kube-router and kubeadm's images from their Go modules, into ~/.cache/renderlab/k8s/v<version> (once)
+	$(PY) -m renderlab.workstation.k8s_artifacts --config $(CONFIG)
+
+k8s-vulncheck: venv ## govulncheck (built from its Go module) over every binary k8s-artifacts built
+	$(PY) -m renderlab.workstation.k8s_vulncheck --config $(CONFIG)
 
 # --- hostsroles ---
 .PHONY: airflow-host-lock airflow-bench

@@ -193,7 +193,11 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
             [[], ["sideways"], ["start", "--port", "x"], ["start", "--port", "0", "--share", f["proc"]]],
         ),
         "renderlab.workstation.trigger": ({2}, [["--samples", "x"], ["--bogus"], ["--frames", "lots"]]),
-        "renderlab.workstation.k3s_artifacts": (
+        "renderlab.workstation.k8s_artifacts": (
+            {1, 2},
+            [["--config", f["garbage"]], ["--config", f["missing"]], ["--config", f["bomb"]], ["--bogus"]],
+        ),
+        "renderlab.workstation.k8s_vulncheck": (
             {1, 2},
             [["--config", f["garbage"]], ["--config", f["missing"]], ["--config", f["bomb"]], ["--bogus"]],
         ),

@@ -1,6 +1,6 @@
-"""The container runtime inside the lab's two k3s hosts: what k3s needs from its nspawn container, proven
-without k3s (its Go module is not served here; see README). On each k3s host: Debian's containerd + runc,
-the pause image that `make k3s-artifacts` builds imported from its air-gap tarball, one container RUNNING.
+"""The container runtime inside the lab's two Kubernetes nodes: what a node needs from its nspawn container.
+On each node: Debian's containerd + runc, the pause image that `make k8s-artifacts` builds imported from its
+air-gap archive, one container RUNNING.
 
 It uses its own containerd namespace, so the containers' cgroups (which land at the root of this machine's
 cgroup v1 hierarchies: nspawn here has no cgroup namespace) are named for this lab and removed afterwards.
@@ -8,13 +8,14 @@ cgroup v1 hierarchies: nspawn here has no cgroup namespace) are named for this l
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from renderlab.lab.config import load
-from renderlab.workstation import k3s_artifacts
+from renderlab.workstation import k8s_artifacts
 from renderlab.workstation.nspawn_lab import cluster_node
 from renderlab.workstation.nspawn_lab import lab as locallab
 from renderlab.workstation.nspawn_lab.options import LabOptions
@@ -42,16 +43,15 @@ def _scp(lab, src: Path, address: str, dest: str) -> None:
     subprocess.run(["scp", "-q", *opts, str(src), f"{admin}@{address}:{dest}"], check=True, timeout=120)
 
 
-def test_a_container_runs_on_both_k3s_hosts(lab, tmp_path, say):
+def test_a_container_runs_on_both_nodes(lab, tmp_path, say):
     config = load(lab.stack_file)
     nodes = [m for m in lab.machines if cluster_node.is_cluster_node(config.hosts[m.name].role)]
     assert {m.name for m in nodes} == {"control-plane", "worker"}
-    images, _ = k3s_artifacts.build_pause_images(tmp_path / "parts", log=say)
-    pause_tar = tmp_path / "pause.tar"
-    pause_tar.write_bytes(
-        subprocess.run(["zstd", "-dc", str(images)], capture_output=True, check=True).stdout
-    )
-    ref = (tmp_path / "parts" / (k3s_artifacts.IMAGES_TAR + ".ref")).read_text()
+    artifacts = k8s_artifacts.default_cache(config.kubernetes.version)
+    if not (artifacts / k8s_artifacts.READY).exists():
+        pytest.skip(f"no Kubernetes artifacts at {artifacts}: run `make k8s-artifacts`")
+    pause_tar = artifacts / "images" / "pause.tar"
+    ref = json.loads((artifacts / k8s_artifacts.MANIFEST).read_text())["sandbox_image"]
     ns = f"renderlab-{LabOptions.from_env().prefix}"
     machine_panic = Path("/proc/sys/kernel/panic").read_text().strip()
     try:
