@@ -23,6 +23,7 @@ from renderlab.lab import host_secrets
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
 from renderlab.lab.pipeline_settings import recorded_images
+from renderlab.workstation import k8s_artifacts
 from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
 from renderlab.workstation.nspawn_lab import machines, network, rootfs
 from renderlab.workstation.nspawn_lab.machines import Machine
@@ -133,11 +134,7 @@ LOCAL_ONLY_HOST_VARS = tuple(cluster_node_settings.host_vars("x"))
 
 def k8s_artifacts_dir(config) -> Path:
     """Where `make k8s-artifacts` leaves this Kubernetes version's air-gap folder."""
-    if os.environ.get("RENDERLAB_K8S_CACHE"):
-        cache = Path(os.environ["RENDERLAB_K8S_CACHE"])
-    else:
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "renderlab" / "k8s"
-    return cache / f"v{config.kubernetes.version}"
+    return k8s_artifacts.default_cache(config.kubernetes.version)
 
 
 def lab_inventory(config, s: LabOptions) -> dict:
