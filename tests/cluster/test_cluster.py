@@ -134,7 +134,7 @@ def test_both_nodes_ready_at_the_pinned_version(built: Cluster):
         assert ready == "True", name
         assert node["status"]["nodeInfo"]["kubeletVersion"] == f"v{built.config.kubernetes.version}"
         assert (
-            node["status"]["nodeInfo"]["containerRuntimeVersion"]
+            node["status"]["nodeInfo"]["containerRuntimeVersion"].replace("://v", "://")
             == f"containerd://{built.config.kubernetes.containerd}"
         )
     for worker in built.config.hosts_by_role("worker"):
