@@ -7,7 +7,8 @@ Writes DIR/<song>.blend, DIR/<song>_loop.blend, DIR/<song>.wav (plus <song>_loop
 DIR/report.json, then prints one JSON line naming them. Everything is written in a temp folder inside DIR
 (DIR/.build.tmp-<pid>: the same filesystem, so the final renames are atomic even when DIR is a mount point)
 and moved in at the end, so a failure leaves nothing in DIR; a later run removes the temp folders of
-killed runs (only those whose pid is gone). Bounds: --max-length (song seconds) and --tempo-range (BPM).
+killed runs (only those whose pid is gone). Bounds: --max-length (song seconds), --tempo-range (BPM),
+--max-notes and --max-notes-at-once (notes on one pitch within 60 ms: planning grows with its square).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from blender_scripts.errors import ContentError, OutputError
 
 LEAD_PAD_S = 0.25
 AUDIO_TAIL_S = 1.5
+MAX_PAD_S = 60.0  # what lead-in, marble flights and the audio tail may add to the song's length
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +65,21 @@ def _parser() -> argparse.ArgumentParser:
         default=f"{d.min_bpm:g}-{d.max_bpm:g}",
         metavar="MIN-MAX",
         help=f"refuse tempos outside this many BPM (default {d.min_bpm:g}-{d.max_bpm:g})",
+    )
+    p.add_argument(
+        "--max-notes",
+        type=int,
+        default=d.max_notes,
+        metavar="N",
+        help=f"refuse songs with more notes than this (default {d.max_notes})",
+    )
+    p.add_argument(
+        "--max-notes-at-once",
+        type=int,
+        default=d.max_at_once,
+        metavar="N",
+        help=f"refuse more notes than this on one pitch within {song.AT_ONCE_S * 1000:.0f} ms "
+        f"(default {d.max_at_once}; planning time grows with its square)",
     )
     return p
 
@@ -89,7 +106,17 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--tempo-range {ns.tempo_range!r} is not MIN-MAX in BPM, e.g. 10-1000") from None
     if not 0 < lo <= hi < 1e6:
         raise ContentError(f"--tempo-range {ns.tempo_range}: need 0 < MIN <= MAX")
-    ns.limits = song.Limits(max_seconds=ns.max_length, min_bpm=lo, max_bpm=hi)
+    if not 1 <= ns.max_notes <= 10_000_000:
+        raise ContentError(f"--max-notes {ns.max_notes} is out of range; give 1..10000000")
+    if not 1 <= ns.max_notes_at_once <= 10_000:
+        raise ContentError(f"--max-notes-at-once {ns.max_notes_at_once} is out of range; give 1..10000")
+    ns.limits = song.Limits(
+        max_seconds=ns.max_length,
+        min_bpm=lo,
+        max_bpm=hi,
+        max_notes=ns.max_notes,
+        max_at_once=ns.max_notes_at_once,
+    )
     return ns
 
 
@@ -154,6 +181,14 @@ def build(args: list[str]) -> dict:
     end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
     frame_end = math.ceil((lead_in + end) * fps) + 1
     loop_end = round(period * fps)
+    # Every length the scenes, the audio and the frames are sized from stays within the bound (the song's
+    # own is checked at load; lead-in, flights and the audio tail add seconds, never hours).
+    longest = max(frame_end, loop_end) / fps
+    if longest > ns.limits.max_seconds + MAX_PAD_S:
+        raise ContentError(
+            f"{ns.midi}: the scenes would last {longest:.0f} s, more than --max-length {ns.limits.max_seconds:.0f} s "
+            f"plus {MAX_PAD_S:.0f} s of lead-in and tail; check the file's tempo and meter"
+        )
 
     tmp, made = _prepare_out(out)
     ok = False

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from blender_scripts.arrangement import BARRED, Arrangement
-from blender_scripts.song import Song
+from blender_scripts.song import AT_ONCE_S, Song
 
 NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 GM_DRUMS = {
@@ -101,7 +101,7 @@ def radius_for(song: Song, arrangement: Arrangement) -> float:
     return round(min(hi, max(lo, RADIUS_AT_1_NPS / math.sqrt(max(rate, 1e-9)))), 4)
 
 
-CROWD_S = 0.06  # notes on one element closer than this need lanes of their own
+CROWD_S = AT_ONCE_S  # notes on one element closer than this need lanes of their own (song's bound)
 
 
 def crowding(song: Song, arrangement: Arrangement) -> dict[tuple[str, int], int]:

@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
 
 from blender_scripts import _cli, render
 from blender_scripts.errors import ContentError
+from renderlab.base import atomic
 from renderlab.base.presets import PRESETS
 
 POSITIONS = (0.08, 0.25, 0.42, 0.58, 0.75, 0.92)  # establishing view, then the follow moves
@@ -49,6 +50,10 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--positions {ns.positions!r}: give fractions between 0 and 1, e.g. 0.1,0.5,0.9")
     if ns.out.suffix.lower() != ".png":
         raise ContentError(f"--out {ns.out} must name a .png file")
+    try:
+        atomic.refuse_non_regular(ns.out)  # the sheet is renamed over it: never over a link or a device
+    except OSError as e:
+        raise ContentError(f"--out {ns.out}: {e.strerror}") from None
     if not ns.blend.is_file():
         raise ContentError(
             f"--blend {ns.blend} does not exist; build the scene first (blender_scripts.build)"

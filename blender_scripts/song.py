@@ -25,6 +25,15 @@ class Limits:
     max_seconds: float = 900.0  # --max-length: 15 minutes of song (audio and frames grow with it)
     min_bpm: float = 10.0  # --tempo-range MIN-MAX
     max_bpm: float = 1000.0
+    # --max-notes: every note is a marble (planned, built, rendered); a busy 15-minute song has ~20,000.
+    max_notes: int = 50_000
+    # --max-notes-at-once: notes on one pitch within AT_ONCE_S. Each needs a lane of its own, and the planner
+    # tries every lane for every one of them: its work grows with the square of this, so it is bounded
+    # (unisons across tracks and flams take a few; 5,000 at one tick took 22 s to plan, 100,000 never ended).
+    max_at_once: int = 64
+
+
+AT_ONCE_S = 0.06  # notes on one element closer than this need lanes of their own (layout.CROWD_S)
 
 
 @dataclass(frozen=True)
@@ -207,9 +216,10 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
                 program=state.at(channel, "program", start, 0), volume=volume,
             )
         )  # fmt: skip
+    _check_counts(path, notes, limits)
     end_tick = max(r[1] for r in raw)
     end_time = max(tempo.at(end_tick), max(n.time for n in notes) + 1e-3)
-    return Song(
+    tune = Song(
         name=path.stem,
         notes=tuple(notes),
         track_names=tuple(names),
@@ -218,6 +228,44 @@ def load(path: str | Path, limits: Limits | None = None) -> Song:
         tempo_changes=len({t for _, t in tempo_events}),
         moved=tuple(moved),
     )
+    # Derived lengths are bounded too, not only the song's own: the loop (and its audio, frames and render
+    # chunks) is the song rounded up to a whole bar, and one bar of an extreme meter can last hours.
+    loop = loop_length(tune)
+    if loop > limits.max_seconds:
+        bars = [b for b in tune.bar_times if b < end_time] or [0.0]
+        raise ContentError(
+            f"MIDI file {path}: its loop (the song rounded up to a whole bar) lasts {loop:.0f} s, longer than the "
+            f"{limits.max_seconds:.0f} s bound: the bar from {bars[-1]:.1f} s lasts {loop - bars[-1]:.0f} s (its "
+            "time signature and tempo); fix the meter in the file, or raise the bound with --max-length SECONDS"
+        )
+    return tune
+
+
+def _check_counts(path: Path, notes: list[Note], limits: Limits) -> None:
+    """The note count and the most notes on one pitch at once, bounded before any planning is sized."""
+    if len(notes) > limits.max_notes:
+        raise ContentError(
+            f"MIDI file {path} has {len(notes)} notes, more than the {limits.max_notes} bound (each is a marble "
+            "to plan, build and render); split the song, or raise the bound with --max-notes N"
+        )
+    times: dict[int, list[float]] = defaultdict(list)
+    for n in notes:  # already in time order
+        times[n.pitch].append(n.time)
+    worst = (0, 0, 0.0)  # count, pitch, where
+    for pitch, ts in sorted(times.items()):
+        j = 0
+        for i, t in enumerate(ts):
+            while ts[j] < t - AT_ONCE_S:
+                j += 1
+            if i - j + 1 > worst[0]:
+                worst = (i - j + 1, pitch, ts[j])
+    count, pitch, where = worst
+    if count > limits.max_at_once:
+        raise ContentError(
+            f"MIDI file {path} has {count} notes on pitch {pitch} within {AT_ONCE_S * 1000:.0f} ms (at "
+            f"{where:.3f} s), more than the {limits.max_at_once} bound (each needs a lane of its own); thin "
+            "them out, or raise the bound with --max-notes-at-once N"
+        )
 
 
 def _bar_times(

@@ -117,6 +117,11 @@ def _params() -> dict[str, Param]:
     }
 
 
+def _timeout(kind: str):
+    """A task's execution_timeout: its Job's own bound (renderlab.pipeline.run_plan) plus a margin."""
+    return pendulum.duration(seconds=run_plan.task_timeout_s(kind))
+
+
 @dag(
     dag_id="render",
     schedule=None,
@@ -127,6 +132,8 @@ def _params() -> dict[str, Param]:
     doc_md=__doc__,
     default_args={
         "retries": 1,
+        # Every task ends: the ones that run no Job (plan, chunks, notify) within minutes.
+        "execution_timeout": pendulum.duration(seconds=run_plan.TASK_MARGIN_S),
         "retry_delay": pendulum.duration(seconds=5),
         "on_failure_callback": notifications.on_task_failure,
     },
@@ -140,11 +147,11 @@ def render():
     def plan_run() -> dict:
         return run_plan.resolve_run(get_current_context(), settings.load()).xcom()
 
-    @task
+    @task(execution_timeout=_timeout("fetch"))
     def fetch(run: dict) -> dict:
         return steps.fetch(run, get_current_context())
 
-    @task
+    @task(execution_timeout=_timeout("build"))
     def build(run: dict, fetched: dict) -> dict:
         return steps.build(run, get_current_context())
 
@@ -152,21 +159,23 @@ def render():
     def chunks(run: dict, built: dict) -> list[dict]:
         return steps.chunks(run, built)
 
-    @task(retries=2, map_index_template="{{ chunk_label }}")
+    @task(retries=2, map_index_template="{{ chunk_label }}", execution_timeout=_timeout("render"))
     def render_chunk(run: dict, chunk: dict) -> dict:
         context = get_current_context()
         context["chunk_label"] = chunk["label"]  # type: ignore[typeddict-unknown-key]
         return steps.render_chunk(run, chunk, context)
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed", execution_timeout=_timeout("assemble"))
     def assemble(run: dict, built: dict, rendered: list[dict] | None) -> dict:
         return steps.assemble(run, built, rendered, get_current_context())
 
-    @task(trigger_rule="none_failed", retries=0)  # a verdict: retrying cannot change it
+    # a verdict: a retry cannot change it
+    @task(trigger_rule="none_failed", retries=0, execution_timeout=_timeout("validate"))
     def validate(run: dict, built: dict, assembled: dict) -> dict:
         return steps.validate(run, built, assembled, get_current_context())
 
-    @task(trigger_rule="none_failed")  # idempotent: a retry rewrites nothing that is already published
+    # idempotent: a retry rewrites nothing that is already published
+    @task(trigger_rule="none_failed", execution_timeout=_timeout("gallery"))
     def gallery(run: dict, upstream: dict) -> dict:
         return steps.gallery(run, upstream, get_current_context())
 

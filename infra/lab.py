@@ -8,6 +8,7 @@ import pulumi
 
 from infra.generated_secret import GeneratedSecret
 from infra.resources import CloudInitTemplate, ProxmoxVm
+from renderlab.lab import ansible_unsafe
 from renderlab.lab.config import LabConfig
 from renderlab.lab.host_secrets import SERVICE_SECRETS, WEBHOOK_URL
 from renderlab.lab.inventory import inventory
@@ -95,7 +96,8 @@ class Lab(pulumi.ComponentResource):
             )
             self.secrets[key] = pulumi.Output.secret(pw.result)
         # The Ansible inventory: its shape comes from the config; it is ready once every VM answered.
-        inv = inventory(config, images=images)
+        # Every string marked unsafe for Ansible's templating (renderlab.lab.ansible_unsafe): stack values are data.
+        inv = ansible_unsafe.mark(inventory(config, images=images))
         self.inventory = pulumi.Output.all(*(vm.ipv4 for vm in self.vms.values())).apply(lambda _: inv)
         self.addresses = {host: vm.ipv4 for host, vm in self.vms.items()}
         # The stack's own notify_webhook_url rides along (the airflow role makes it the notify connection).

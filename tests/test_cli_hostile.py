@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,18 @@ def _files(tmp: Path) -> dict[str, str]:
     out["missing"] = str(tmp / "does-not-exist.yaml")
     out["proc"] = "/proc/renderlab-hostile/out"
     out["bad-utf8"] = BAD_UTF8
+    # Outputs that are not regular files (issue 28): a link to a file that must survive, and a FIFO.
+    (tmp / "victim.txt").write_text("keep me")
+    (tmp / "link.out").symlink_to(tmp / "victim.txt")
+    out["link"] = str(tmp / "link.out")
+    os.mkfifo(tmp / "fifo.out")
+    out["fifo"] = str(tmp / "fifo.out")
     return out
+
+
+def _outputs_untouched(tmp: Path) -> None:
+    assert (tmp / "link.out").is_symlink() and (tmp / "victim.txt").read_text() == "keep me"
+    assert stat.S_ISFIFO(os.lstat(tmp / "fifo.out").st_mode)
 
 
 # module -> (exit statuses it documents for failures, argument lists built from the hostile files)
@@ -62,10 +74,21 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 [f["bomb"], "-o", "x"],
                 ["Pulumi.example.yaml", "-o", f["proc"]],
                 ["Pulumi.example.yaml"],
+                [str(ROOT / "Pulumi.example.yaml"), "-o", f["link"]],
+                [str(ROOT / "Pulumi.example.yaml"), "-o", f["fifo"]],
             ],
         ),
         "infra.manifests": ({1, 2}, [[f["non-utf8"], f["proc"]], [f["bomb"], "out"], []]),
-        "renderlab.lab.host_secrets": ({1, 2}, [["generate", "-o", f["proc"]], ["generate"], ["explode"]]),
+        "renderlab.lab.host_secrets": (
+            {1, 2},
+            [
+                ["generate", "-o", f["proc"]],
+                ["generate"],
+                ["explode"],
+                ["generate", "-o", f["link"]],
+                ["generate", "-o", f["fifo"]],
+            ],
+        ),  # fmt: skip
         "renderlab.workstation.images": ({1, 2}, [["bogus"], ["tags", "--only", "nope"]]),
         "renderlab.workstation.nspawn_lab": ({1, 2}, [["sideways"], []]),
         "renderlab.jobs.validate": (
@@ -81,6 +104,8 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                     "r.json",
                 ],
                 ["--spec", '{"variants": {}}', "--out", f["proc"]],
+                ["--spec", '{"variants": {}}', "--out", f["link"]],
+                ["--spec", '{"variants": {}}', "--out", f["fifo"]],
             ],
         ),
         "renderlab.jobs.assemble": (
@@ -164,6 +189,7 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["--blend", f["garbage"], "--out", "x.png", "--positions", "2"],
                 ["--blend", f["garbage"], "--out", "x.txt"],
                 ["--bogus"],
+                ["--blend", f["garbage"], "--out", f["link"]],
             ],
         ),
         "renderlab.jobs.gallery": (
@@ -253,7 +279,21 @@ def _assert_one_line(proc: subprocess.CompletedProcess, allowed: set[int], what:
 
 
 CASES = _cases(
-    {k: k for k in ("garbage", "empty", "non-utf8", "bomb", "folder", "missing", "proc", "bad-utf8")}
+    {
+        k: k
+        for k in (
+            "garbage",
+            "empty",
+            "non-utf8",
+            "bomb",
+            "folder",
+            "missing",
+            "proc",
+            "bad-utf8",
+            "link",
+            "fifo",
+        )
+    }
 )
 PARAMS = [(m, i) for m, (_, arg_sets) in CASES.items() for i in range(len(arg_sets))]
 
@@ -264,3 +304,4 @@ def test_hostile_input_is_one_line_and_a_documented_exit(tmp_path: Path, module:
     args = arg_sets[index]
     proc = _run(["-m", module, *args], cwd=tmp_path)
     _assert_one_line(proc, allowed, f"python -m {module} {args!r}")
+    _outputs_untouched(tmp_path)

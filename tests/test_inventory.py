@@ -24,7 +24,7 @@ def test_extra_host_vars_and_user_override():
 
 
 def test_inventory_cli_carries_the_recorded_image_refs_in_the_pipeline_settings(tmp_path, monkeypatch):
-    from renderlab.lab import image_refs
+    from renderlab.lab import ansible_unsafe, image_refs
     from renderlab.lab import inventory as inventory_cli
 
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "records")
@@ -37,7 +37,7 @@ def test_inventory_cli_carries_the_recorded_image_refs_in_the_pipeline_settings(
     assert inventory_cli.main([str(stack), "-o", str(tmp_path / "inv.yml")]) == 0
     import yaml
 
-    settings = yaml.safe_load((tmp_path / "inv.yml").read_text())["all"]["vars"][
+    settings = ansible_unsafe.plain(yaml.safe_load((tmp_path / "inv.yml").read_text()))["all"]["vars"][
         "renderlab_pipeline_settings"
     ]
     assert settings["images"] == {

@@ -29,6 +29,8 @@ from pydantic import (
 )
 
 from renderlab.lab.patterns import (
+    DataFolder,
+    DepotFolder,
     ImageUrl,
     LinuxUser,
     Name,
@@ -61,8 +63,6 @@ REQUIRED_SECRETS = ("proxmox_api_token",)
 # A plain value under a key named like this is almost certainly a leaked secret.
 _SECRETISH = re.compile(r"(password|passwd|secret|token|api_key|apikey|private_key)$", re.IGNORECASE)
 _FLOATING = {"latest", "stable", "current", "edge", "main", "master", "nightly", "*", "x"}
-
-AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]*$")]
 
 
 class ConfigError(Exception):
@@ -250,7 +250,7 @@ class Kubernetes(_Model):
 
 class Share(_Model):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")] = "render"
-    path: AbsPath = "/srv/render"
+    path: DataFolder = "/srv/render"
     user: LinuxUser = "render"
     uid: int = Field(default=2000, ge=1000, le=60000)
 
@@ -259,9 +259,9 @@ class Perforce(_Model):
     port: int = Field(default=1666, ge=1, le=65535)
     ssl: bool = True
     depot: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] = "depot"
-    projects_path: Annotated[str, StringConstraints(pattern=r"^//[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")]
+    projects_path: DepotFolder
     service_user: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")] = "renderlab"
-    data_root: AbsPath = "/opt/perforce/servers/renderlab"
+    data_root: DataFolder = "/opt/perforce/servers/renderlab"
     # The p4d SSL certificate's fingerprint (`p4 -p ssl:<host>:<port> trust -l` once p4d runs); the cluster
     # layer hands it to the fetch Job, which refuses an ssl: port it cannot verify. Not a secret.
     trust_fingerprint: (

@@ -5,8 +5,9 @@ exports exactly this structure (plus nothing secret), and the local test lab use
 Every lab value the roles need is derived here into `all.vars` (`renderlab_*`), so nothing from the stack
 file is retyped in ansible/.
 
-``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory as YAML (atomically), with the
-image references `make images` recorded for that stack file.
+``python -m renderlab.lab.inventory STACK_FILE -o FILE`` writes the inventory (JSON, which is YAML; atomically),
+with the image references `make images` recorded for that stack file. Every string in it is marked unsafe for
+Ansible's templating (renderlab.lab.ansible_unsafe): a stack value is data, never a template.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from typing import Any
 
 from renderlab.base import atomic, cli
-from renderlab.lab import cluster_names
+from renderlab.lab import ansible_unsafe, cluster_names
 from renderlab.lab.config import ROLES, ConfigError, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     images = recorded_images(config, args.stack_file)
     try:
-        atomic.write_yaml(args.output, inventory(config, ssh_user=args.ssh_user, images=images), mode=0o644)
+        inv = inventory(config, ssh_user=args.ssh_user, images=images)
+        atomic.write_text(args.output, ansible_unsafe.dumps(inv), mode=0o644)
     except OSError as e:
         print(f"inventory: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
         return 1

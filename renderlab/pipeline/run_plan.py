@@ -72,6 +72,21 @@ class RunPaths(BaseModel):
     gallery_page: str  # this run's page in it
 
 
+# The longest each Job may run before it is stopped (the k8s Job's activeDeadlineSeconds, the local backend's
+# watchdog): a Job that hangs on hostile input ends, and its task fails with one line. A render chunk's
+# bound grows with its frames, samples and resolution (RENDER_S_PER_FRAME at 32 samples, 100 %).
+JOB_TIMEOUT_S = {"fetch": 2 * 3600, "build": 2 * 3600, "assemble": 3600, "validate": 1800, "gallery": 600}
+RENDER_S_PER_FRAME = 120
+RENDER_CHUNK_MAX_S = 24 * 3600
+# Airflow stops a task this long after its Job's own bound (the Job is stopped first, and says why).
+TASK_MARGIN_S = 300
+
+
+def task_timeout_s(kind: str) -> int:
+    """The DAG task's execution_timeout: its Job's longest bound, plus a margin."""
+    return (RENDER_CHUNK_MAX_S if kind == "render" else JOB_TIMEOUT_S[kind]) + TASK_MARGIN_S
+
+
 class RunPlan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,6 +113,13 @@ class RunPlan(BaseModel):
 
     def xcom(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def timeout_s(self, kind: str) -> int:
+        """The Job's timeout, from the plan: fixed per kind, a render chunk's from its size and samples."""
+        if kind != "render":
+            return JOB_TIMEOUT_S[kind]
+        per_frame = RENDER_S_PER_FRAME * max(1.0, self.samples / 32) * (self.resolution_percentage / 100) ** 2
+        return int(min(RENDER_CHUNK_MAX_S, 600 + self.frames_per_chunk * per_frame))
 
 
 def resolve_run(context: dict, settings: Settings) -> RunPlan:

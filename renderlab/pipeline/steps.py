@@ -25,6 +25,7 @@ PYTHON = "python"  # the image's interpreter; the local backend maps it to this 
 # become a Perforce wildcard ('...'), a parent folder, or reach '*' / '%%N' (not in the class at all).
 SONG_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 _P4_WILDCARDS = ("...", "*", "%%")
+MAX_CHUNKS = 1024  # render tasks per run: Airflow's default max_map_length
 
 
 def _label(value: str) -> str:
@@ -110,6 +111,7 @@ def fetch(plan: RunPlan | dict, context: dict | None = None) -> dict:
             ],
             "secrets": secrets,
             "resources": _resources(plan, "fetch"),
+            "timeout_s": plan.timeout_s("fetch"),
             "backoff_limit": 1,
             "description": f"sync {source}",
         },
@@ -130,6 +132,7 @@ def build(plan: RunPlan | dict, context: dict | None = None) -> dict:
             "image": "blender",
             "command": command,
             "resources": _resources(plan, "build"),
+            "timeout_s": plan.timeout_s("build"),
             "description": f"build the scene for {plan.song}",
         },
         context,
@@ -170,6 +173,15 @@ def chunks(plan: RunPlan | dict, built: dict) -> list[dict]:
             raise ValueError("loop=true but the build produced no loop scene (loop_blend, loop_frames)")
         variants.append(("loop", built["loop_blend"], loop))
     size = plan.frames_per_chunk
+    # Bounded before any chunk is made: the frame counts come from the build's result (the share), and a
+    # render task is mapped per chunk (Airflow refuses more than its max_map_length, 1024 by default).
+    count = sum(-(-(last - first + 1) // size) for _, _, (first, last) in variants)
+    if count > MAX_CHUNKS:
+        frames = sum(last - first + 1 for _, _, (first, last) in variants)
+        raise ValueError(
+            f"{frames} frames in chunks of {size} make {count} render tasks, more than {MAX_CHUNKS}; raise "
+            f"frames_per_chunk to at least {-(-frames // MAX_CHUNKS)} (or render a frames range)"
+        )
     out = []
     for variant, blend, (first, last) in variants:
         for a in range(first, last + 1, size):
@@ -214,6 +226,7 @@ def render_chunk(plan: RunPlan | dict, chunk: dict, context: dict | None = None)
             "image": "blender",
             "command": render_command(plan, chunk),
             "resources": _resources(plan, "render"),
+            "timeout_s": plan.timeout_s("render"),
             "labels": {"renderlab/chunk": f"{chunk['variant']}-{chunk['first']}-{chunk['last']}"},
             "description": chunk["label"],
         },
@@ -261,6 +274,7 @@ def assemble(
                 "image": "blender",
                 "command": cmd,
                 "resources": _resources(plan, "assemble"),
+                "timeout_s": plan.timeout_s("assemble"),
             },
             context,
         )
@@ -291,6 +305,7 @@ def validate(plan: RunPlan | dict, built: dict, assembled: dict | None, context:
             "image": "blender",
             "command": [PYTHON, "-m", "renderlab.jobs.validate", "--spec", json.dumps(spec), "--out", out],
             "resources": _resources(plan, "validate"),
+            "timeout_s": plan.timeout_s("validate"),
         },
         context,
     )
@@ -376,6 +391,7 @@ def gallery(plan: RunPlan | dict, steps: dict[str, Any], context: dict | None = 
                 json.dumps(meta),
             ],  # fmt: skip
             "resources": _resources(plan, "gallery"),
+            "timeout_s": plan.timeout_s("gallery"),
             "description": "publish the run's gallery page",
         },
         context,

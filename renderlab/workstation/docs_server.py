@@ -2,15 +2,17 @@
 
     python -m renderlab.workstation.docs_server --site build/site --gallery out/demo/gallery [--port 0]
 
-The configuration is images/docs/nginx.conf.template, rendered for these paths: what `make docs` and the
-browser tests serve is the server configuration that ships in images/docs. Prints the URL, serves until
-interrupted.
+The configuration is images/docs/nginx.conf.template, rendered for fixed paths inside a private prefix folder
+that links to the site and the gallery (the paths given here never enter the configuration): what `make docs`
+and the browser tests serve is the server configuration that ships in images/docs. nginx never runs as root:
+started by root, the whole server runs as nobody. Prints the URL, serves until interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,27 +29,40 @@ from renderlab.base import cli
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "images" / "docs" / "nginx.conf.template"
 MIME_TYPES = "/etc/nginx/mime.types"
+NOBODY = 65534  # nobody / nogroup: who nginx runs as when root starts it
+# What may be filled into the configuration: a value outside this set could end a directive (`;`), open a
+# block (`{`), split an argument (a space) or start a variable (`$`).
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:-]+")
 
 
 class DocsServerError(RuntimeError):
     pass
 
 
-def render_config(
-    *, listen: str, site: Path | str, gallery: Path | str, tmp: Path | str, user: str = ""
-) -> str:
+def render_config(*, listen: str, site: Path | str, gallery: Path | str, tmp: Path | str) -> str:
+    """The template filled in; DocsServerError when a value holds anything but path or address characters."""
     values = {
         "@LISTEN@": listen,
         "@SITE@": str(site),
         "@GALLERY@": str(gallery).rstrip("/"),
         "@TMP@": str(tmp),
         "@MIME_TYPES@": MIME_TYPES,
-        "@USER@": user,
     }
+    for key, value in values.items():
+        if not _SAFE_VALUE.fullmatch(value):
+            raise DocsServerError(
+                f"{key.strip('@').lower()} {value!r} holds characters nginx would read as configuration; "
+                "use a folder whose path has only letters, digits and ._/:- (set TMPDIR for the prefix)"
+            )
     text = TEMPLATE.read_text(encoding="utf-8")
     for key, value in values.items():
         text = text.replace(key, value)
     return text
+
+
+def _readable_by_nobody(path: Path) -> bool:
+    probe = subprocess.run(["test", "-r", str(path)], user=NOBODY, group=NOBODY, extra_groups=[], check=False)
+    return probe.returncode == 0
 
 
 def free_port() -> int:
@@ -79,15 +94,29 @@ def serve(site: Path, gallery: Path, port: int = 0) -> Iterator[str]:
     if not (site / "index.html").is_file():
         raise DocsServerError(f"{site} has no index.html; build the site first (make docs)")
     gallery.mkdir(parents=True, exist_ok=True)
+    as_root = os.geteuid() == 0
+    if as_root:
+        for what, path in (("the site", site / "index.html"), ("the gallery", gallery)):
+            if not _readable_by_nobody(path):
+                raise DocsServerError(
+                    f"nginx runs as nobody here (never as root), and nobody cannot read {what} at {path}; "
+                    "serve folders others may read (chmod o+rx on the folders above), or run as a normal user"
+                )
     with tempfile.TemporaryDirectory(prefix="renderlab-docs-") as tmp:
-        # As root, nginx's workers would switch to nobody, who cannot read a private checkout or tmp dir.
-        user = "user root root;" if os.geteuid() == 0 else ""
+        # The served folders are linked into the prefix, so the configuration names only fixed paths inside it
+        # (`disable_symlinks ... from=$document_root` allows exactly these two links, none below them).
+        prefix = Path(tmp)
+        (prefix / "site").symlink_to(site.resolve(), target_is_directory=True)
+        (prefix / "gallery").symlink_to(gallery.resolve(), target_is_directory=True)
+        if as_root:
+            os.chown(prefix, NOBODY, NOBODY)
+        drop = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if as_root else {}
         for attempt in range(5):
             chosen = port or free_port()
-            conf = Path(tmp) / "nginx.conf"
+            conf = prefix / "nginx.conf"
             conf.write_text(
-                render_config(listen=f"127.0.0.1:{chosen}", site=site.resolve(), gallery=gallery.resolve(),
-                              tmp=tmp, user=user),
+                render_config(listen=f"127.0.0.1:{int(chosen)}", site=prefix / "site", gallery=prefix / "gallery",
+                              tmp=prefix),
                 encoding="utf-8",
             )  # fmt: skip
             proc = subprocess.Popen(
@@ -96,6 +125,7 @@ def serve(site: Path, gallery: Path, port: int = 0) -> Iterator[str]:
                 stderr=subprocess.PIPE,
                 text=True,
                 start_new_session=True,
+                **drop,
             )
             url = f"http://127.0.0.1:{chosen}/"
             try:

@@ -36,12 +36,10 @@ CONTAINERS_CONF = REPO / "images" / "containers.conf"
 STAGE = REPO / ".cache" / "images" / "context"
 # The Python packages each image's code imports; the lock supplies these and everything they need.
 IMAGE_ROOTS = {
-    "blender": ["bpy", "mido", "pydantic", "pyyaml", "pyfluidsynth"],
-    "fetch": [
-        "p4python",
-        "rich",
-        "pydantic",
-    ],  # pydantic: the share-state schema (renderlab/jobs/fetch/state.py)
+    # jinja2: the gallery pages (renderlab/jobs/gallery_pages.py)
+    "blender": ["bpy", "mido", "pydantic", "pyyaml", "pyfluidsynth", "jinja2"],
+    # pydantic: the share-state schema (renderlab/jobs/fetch/state.py)
+    "fetch": ["p4python", "rich", "pydantic"],
 }
 ENGINES = ("podman", "docker")
 # The locally made base (debootstrap rootfs imported); its tag follows the rootfs build.

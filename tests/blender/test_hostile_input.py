@@ -310,3 +310,56 @@ def test_render_resume_rerenders_a_frame_with_zeroed_middle_bytes(built, tmp_pat
     again = last_json(run_cli("render", "--blend", blend, "--frames", "120-121", "--out", out, *tiny))
     assert (again["rendered"], again["skipped"]) == (1, 1)
     assert png.verify(out / "frame_000121.png") == (32, 18)
+
+
+# Issue 28, class 7: planning grows with the square of notes on one pitch at once; that count is bounded
+# (--max-notes-at-once) and so is the note count (--max-notes), before any planning.
+
+
+def test_thousands_of_notes_at_one_tick_are_refused_before_planning(tmp_path: Path):
+    path = write_midi(tmp_path / "wall.mid", [[(0.0, 60, 1.0)] * 5000])
+    with pytest.raises(ContentError, match=r"5000 notes on pitch 60 within 60 ms.*--max-notes-at-once"):
+        song.load(path)
+    loaded = song.load(path, song.Limits(max_at_once=5000))  # the bound is an option, not a wall
+    assert len(loaded.notes) == 5000
+    with pytest.raises(ContentError, match=r"5000 notes, more than the 4000 bound.*--max-notes"):
+        song.load(path, song.Limits(max_at_once=5000, max_notes=4000))
+
+
+def test_build_cli_names_the_note_bounds_in_one_line(tmp_path: Path):
+    path = write_midi(tmp_path / "wall.mid", [[(0.0, 60, 1.0)] * 5000])
+    proc = run_cli("build", "--midi", path, "--out", tmp_path / "o", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "--max-notes-at-once" in line and not (tmp_path / "o").exists()
+    bad = run_cli("build", "--midi", path, "--out", tmp_path / "o", "--max-notes-at-once", "0")
+    assert bad.returncode == 2 and "--max-notes-at-once 0 is out of range" in bad.stderr
+
+
+# Issue 28, class 8: every length derived from the song is bounded before work, not only the song's own.
+
+
+def _extreme_meter(tmp_path: Path) -> Path:
+    """A tiny file: 10 BPM and a bar of 255 whole notes; one short note. The song lasts 3 s, its bar 102 min."""
+    return _midi(
+        tmp_path / "meter.mid",
+        [mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(10)),
+         mido.MetaMessage("time_signature", numerator=255, denominator=1), *_note(length=10)],
+    )  # fmt: skip
+
+
+def test_a_loop_of_hours_from_an_extreme_meter_is_refused_at_load(tmp_path: Path):
+    path = _extreme_meter(tmp_path)
+    assert path.stat().st_size < 80
+    with pytest.raises(
+        ContentError, match=r"its loop .* lasts 6120 s, longer than the 900 s bound.*--max-length"
+    ):
+        song.load(path)
+    assert song.loop_length(song.load(path, song.Limits(max_seconds=7000))) == pytest.approx(6120)
+
+
+def test_build_refuses_the_extreme_meter_in_one_line_before_writing(tmp_path: Path):
+    proc = run_cli("build", "--midi", _extreme_meter(tmp_path), "--out", tmp_path / "o", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "its loop" in line and not (tmp_path / "o").exists()

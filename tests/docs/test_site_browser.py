@@ -27,8 +27,8 @@ RUN_ID = "manual__2026-02-03T04-05-06-00-00"
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site")
+def site(readable_tmp) -> Path:
+    out = readable_tmp("site")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)],
         cwd=REPO, capture_output=True, text=True, check=False, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
@@ -38,8 +38,8 @@ def site(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def share(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("share")
+def share(readable_tmp) -> tuple[Path, dict]:
+    root = readable_tmp("share")
     meta = make_run(root, RUN_ID)
     gallery.publish(root / "runs" / RUN_ID, root / "gallery", meta)
     older = make_run(root, "manual__2026-01-01T00-00-00-00-00", frames=12)
@@ -194,7 +194,7 @@ def test_every_internal_link_resolves(url, share):
     )
 
 
-def test_make_docs_server_prints_its_url_and_stops_cleanly(site, tmp_path):
+def test_make_docs_server_prints_its_url_and_stops_cleanly(site, readable_tmp):
     """What `make docs` runs: it prints the URL it serves on 127.0.0.1, and SIGTERM leaves no nginx behind."""
     import os
     import signal
@@ -203,7 +203,7 @@ def test_make_docs_server_prints_its_url_and_stops_cleanly(site, tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "renderlab.workstation.docs_server", "--site", str(site), "--gallery",
-         str(tmp_path / "gallery")],
+         str(readable_tmp("gallery") / "gallery")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     try:

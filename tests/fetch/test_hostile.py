@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from renderlab.jobs.fetch.errors import SourceError, UnreachableError, UsageError
+from renderlab.jobs.fetch.credentials import Credentials
+from renderlab.jobs.fetch.errors import DestinationError, SourceError, UnreachableError, UsageError
 from renderlab.jobs.fetch.filesync import fetch_folder
 from renderlab.jobs.fetch.perforce import fetch_depot
 from renderlab.jobs.fetch.progress import Reporter
@@ -180,3 +181,129 @@ def test_retry_deadline_is_a_cli_option_with_a_bound():
 def test_depot_paths_with_wildcards_or_dotdot_are_refused(text: str):
     with pytest.raises(UsageError, match="wildcard|\\.\\."):
         parse_source(text)
+
+
+# Issue 28, class 1: links at or above --dest. Every folder the fetch writes, locks or deletes in must be
+# the real destination; a link there (or a source that really holds the destination) is one line, exit != 0.
+
+
+def _outside(tmp_path: Path) -> Path:
+    out = tmp_path / "outside"
+    out.mkdir()
+    (out / "keep.txt").write_text("keep me")
+    return out
+
+
+def _untouched(out: Path) -> None:
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "keep me"
+
+
+def _refused_one_line(res, *words: str) -> None:
+    assert res.returncode not in (0, 70), res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fetch: error: "), res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert res.stdout == ""
+
+
+@pytest.mark.parametrize("where", ["dest", "meta", "assets"])
+def test_a_link_at_or_above_dest_is_refused(tmp_path: Path, share: Path, dest: Path, where: str):
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    out = _outside(tmp_path)
+    if where == "dest":
+        dest.symlink_to(out)
+    elif where == "meta":
+        dest.mkdir()
+        (dest / META).symlink_to(out)
+    else:
+        (share / "assets").rmdir()
+        (share / "assets").symlink_to(out)
+    res = run_cli("--source", f"file://{src}", "--dest", str(dest), "--quiet")
+    _refused_one_line(res, "symbolic link")
+    _untouched(out)
+
+
+def test_a_link_at_dest_is_refused_for_perforce_too(tmp_path: Path, dest: Path):
+    out = _outside(tmp_path)
+    dest.symlink_to(out)
+    depot = FakeDepot()
+    try:
+        depot.submit({"//depot/song/a.txt": b"a"})
+        with pytest.raises(DestinationError, match="symbolic link"):
+            fetch_depot(
+                P4Source(depot.port, "//depot/song/...", None), dest, Credentials(depot.user, depot.password),
+                QUIET, p4_factory=depot.p4_factory,
+            )  # fmt: skip
+    finally:
+        depot.close()
+    _untouched(out)
+
+
+def test_a_link_at_dest_with_a_forged_state_deletes_nothing_outside(tmp_path: Path, share: Path):
+    # The worst case from the issue: the have-list inside the linked folder names the victim's files.
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    out = _outside(tmp_path)
+    (out / META).mkdir()
+    entry = {"size": 7, "digest": "0" * 64, "stat": []}
+    (out / META / STATE).write_text(
+        json.dumps({"kind": "file", "algorithm": "sha256", "files": {"keep.txt": entry}})
+    )
+    (share / "assets" / "song").symlink_to(out)
+    res = run_cli("--source", f"file://{src}", "--dest", str(share / "assets" / "song"), "--quiet")
+    _refused_one_line(res, "symbolic link")
+    assert (out / "keep.txt").read_text() == "keep me"
+    assert sorted(p.name for p in out.iterdir()) == [META, "keep.txt"]
+
+
+def test_the_lock_and_state_are_never_followed(tmp_path: Path, dest: Path):
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    fetch(src, dest)
+    out = _outside(tmp_path)
+    (dest / META / "lock").unlink()
+    (dest / META / "lock").symlink_to(out / "keep.txt")
+    res = run_cli("--source", f"file://{src}", "--dest", str(dest), "--quiet")
+    assert res.returncode == 6 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    _untouched(out)
+
+
+def test_a_dest_folder_swapped_for_a_link_mid_run_stops_the_run(tmp_path: Path, dest: Path):
+    src = tmp_path / "src"
+    write_tree(src, project_files())
+    out = _outside(tmp_path)
+    moved = tmp_path / "moved"
+
+    def swap(_rel: str) -> None:
+        if not dest.is_symlink():
+            dest.rename(moved)
+            dest.symlink_to(out)
+
+    with pytest.raises(DestinationError, match="symbolic link|replaced while the fetch ran"):
+        fetch(src, dest, after_each_file=swap)
+    _untouched(out)
+
+
+@pytest.mark.parametrize("how", ["source-holds-dest", "dest-inside-source"])
+def test_a_source_reached_through_a_link_that_holds_dest_is_refused(tmp_path: Path, share: Path, how: str):
+    dest = share / "assets" / "song"
+    if how == "source-holds-dest":
+        write_tree(share / "assets", {"other/x.bin": b"x"})
+        via = tmp_path / "via"
+        via.symlink_to(share)  # --source file://.../via is the share itself: it holds --dest
+        source = via
+    else:
+        source = tmp_path / "src"
+        write_tree(source, project_files())
+        (tmp_path / "share2").mkdir()
+        dest = tmp_path / "share2" / "assets"
+        dest.symlink_to(source)  # --dest's parent is a link into the source
+        dest = dest / "song"
+    res = run_cli("--source", f"file://{source}", "--dest", str(dest), "--quiet")
+    _refused_one_line(res, "overlap")
+    assert res.returncode == 2
+    assert not (share / "assets" / "song").exists()
+    assert not (tmp_path / "src" / "song").exists()

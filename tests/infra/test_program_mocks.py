@@ -13,6 +13,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
+from renderlab.lab import ansible_unsafe
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import ConfigError
 
@@ -152,7 +153,7 @@ def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "no-records")  # what this checkout built stays out
     options = LabOptions.from_env({"RENDERLAB_LAB_PREFIX": "seam", "RENDERLAB_LAB_CACHE": str(tmp_path)})
     options.state.mkdir(parents=True)
-    nspawn_lab.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeam seam@test", ["10.0.0.53"])
+    nspawn_lab.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeamKey seam@test", ["10.0.0.53"])
     local_stack = yaml.safe_load((options.state / "stack.yaml").read_text())["config"]
     _, _, resolved = run({k: v for k, v in local_stack.items() if "secure" not in str(v)}, SECRET_VALUES)
     pulumi_inv, _ = resolved["inventory"]
@@ -163,13 +164,16 @@ def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):
         for host_vars in group["hosts"].values():
             for key in nspawn_lab.LOCAL_ONLY_HOST_VARS:
                 host_vars.pop(key, None)
-    assert pulumi_inv == local_inv
+    assert pulumi_inv == ansible_unsafe.mark(local_inv)
 
 
 def test_inventory_output_has_the_ansible_shape(stack_config):
     _, _, resolved = run(stack_config, SECRET_VALUES)
-    inv, secret = resolved["inventory"]
+    marked, secret = resolved["inventory"]
     assert secret is False
+    # Every string is marked unsafe for Ansible's templating; what Ansible reads is the plain inventory.
+    assert marked == ansible_unsafe.mark(ansible_unsafe.plain(marked))
+    inv = ansible_unsafe.plain(marked)
     groups = inv["all"]["children"]
     assert set(groups) == {"control_plane", "worker", "storage", "perforce", "airflow"}
     assert groups["perforce"]["hosts"]["perforce"]["ansible_host"] == "10.20.0.14"

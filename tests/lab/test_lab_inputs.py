@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renderlab.lab import host_secrets
+from renderlab.lab import ansible_unsafe, host_secrets
 from renderlab.lab import inventory as inventory_cli
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory, lab_vars
@@ -40,6 +40,8 @@ def test_inventory_cli_writes_yaml_and_refuses_a_bad_config(tmp_path, capsys):
     out = tmp_path / "inv.yml"
     assert inventory_cli.main([str(EXAMPLE), "-o", str(out)]) == 0
     data = yaml.safe_load(out.read_text())
+    assert data == ansible_unsafe.mark(ansible_unsafe.plain(data))  # every string marked unsafe
+    data = ansible_unsafe.plain(data)
     assert data["all"]["children"]["storage"]["hosts"]["storage"]["ansible_host"] == "10.20.0.13"
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace("cidr: 10.20.0.0/24", "cidr: 10.30.0.0/24"))

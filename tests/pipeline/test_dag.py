@@ -27,7 +27,9 @@ print(json.dumps({
                           "retries": getattr(t, "partial_kwargs", {}).get("retries", getattr(t, "retries", None)),
                           "map_index_template": getattr(t, "map_index_template", None)
                               or getattr(t, "partial_kwargs", {}).get("map_index_template"),
-                          "mapped": t.is_mapped if hasattr(t, "is_mapped") else False}
+                          "mapped": t.is_mapped if hasattr(t, "is_mapped") else False,
+                          "execution_timeout_s": (lambda v: v.total_seconds() if v else None)(
+                              getattr(t, "partial_kwargs", {}).get("execution_timeout") or getattr(t, "execution_timeout", None))}
               for t in dag.tasks},
     "params": {k: dag.params.get_param(k).schema for k in dag.params},
     "descriptions": {k: dag.params.get_param(k).description for k in dag.params},
@@ -149,3 +151,14 @@ def test_params_schema(dag):
         assert schema.get("title") and len(dag["descriptions"][name] or "") > 20, name
         if "enum" in schema:
             assert set(schema["values_display"]) == {"null" if v is None else v for v in schema["enum"]}, name
+
+
+def test_every_task_has_an_execution_timeout_past_its_jobs_bound(dag):
+    """Issue 28, class 7: no task can run forever; one that runs a Job outlives that Job's own bound."""
+    from renderlab.pipeline import run_plan
+
+    timeouts = {name: t["execution_timeout_s"] for name, t in dag["tasks"].items()}
+    assert all(timeouts.values()), timeouts
+    for kind in ("fetch", "build", "assemble", "validate", "gallery"):
+        assert timeouts[kind] == run_plan.JOB_TIMEOUT_S[kind] + run_plan.TASK_MARGIN_S
+    assert timeouts["render_chunk"] == run_plan.RENDER_CHUNK_MAX_S + run_plan.TASK_MARGIN_S

@@ -80,11 +80,14 @@ def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> No
     """Copy through a temp name beside the target, hashing on the way; rename only if the digest matches."""
     target = ws.path(f.rel)
     tmp = temp_name(target)
+    ws.prove()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         h = hashlib.new(ALGORITHM)
         # Created private, then given the source's own bits: the umask can neither widen nor narrow them.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # O_EXCL | O_NOFOLLOW: a link planted under the temp name is never written through.
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         # O_NOFOLLOW: a file swapped for a symlink after the scan is refused, never followed.
         src_fd = os.open(src / f.rel, os.O_RDONLY | os.O_NOFOLLOW)
         with open(src_fd, "rb") as fin, open(fd, "wb") as fout:
@@ -98,6 +101,7 @@ def copy_file(src: Path, ws: Workspace, f: SourceFile, reporter: Reporter) -> No
                 f"source file {src / f.rel} changed while it was being fetched; re-run the fetch "
                 "once the folder is no longer being written"
             )
+        ws.prove()
         os.replace(tmp, target)
     except FetchError:
         with contextlib.suppress(OSError):
@@ -124,6 +128,34 @@ def sync_mode(ws: Workspace, f: SourceFile) -> None:
         raise destination_error(e, target, "set the mode of") from e
 
 
+def _ids_up(path: Path) -> set[tuple[int, int]]:
+    """(device, inode) of `path` and of every existing folder above it, links resolved."""
+    ids = set()
+    for p in (path, *path.parents):
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def refuse_overlap(source: Path, dest: Path) -> None:
+    """UsageError if one folder is the other or inside it, by their real identity (device and inode), so a
+    link or a bind mount that leads one into the other is caught: the fetch would copy DEST into itself."""
+    a, b = Path(os.path.realpath(source)), Path(os.path.realpath(dest))
+    overlap = a == b or a in b.parents or b in a.parents
+    with contextlib.suppress(OSError):
+        st = os.stat(a)
+        overlap = overlap or (st.st_dev, st.st_ino) in _ids_up(b)
+    with contextlib.suppress(OSError):
+        st = os.stat(b)
+        overlap = overlap or (st.st_dev, st.st_ino) in _ids_up(a)
+    if overlap:
+        shown = f"--source {source} and --dest {dest}"
+        if (a, b) != (source.absolute(), dest.absolute()):
+            shown += f" (really {a} and {b})"
+        raise UsageError(f"{shown} overlap; fetch into a folder outside the source")
+
+
 def fetch_folder(
     src: FileSource,
     dest: Path,
@@ -135,9 +167,7 @@ def fetch_folder(
 ) -> FetchResult:
     """Bring `dest` to the content of `src`; publish the manifest only after every file is verified."""
     t0 = time.monotonic()
-    a, b = src.root.absolute(), dest.absolute()
-    if a == b or a in b.parents or b in a.parents:
-        raise UsageError(f"--source {a} and --dest {b} overlap; fetch into a folder outside the source")
+    refuse_overlap(src.root, dest)
     ws = Workspace.open(dest, ALGORITHM, kind="file", log=reporter.log)
     with ws.locked(lock_timeout_s, reporter.log):
         return _fetch_locked(src, ws, reporter, t0, verify_full=verify_full, after_each_file=after_each_file)

@@ -220,6 +220,7 @@ def _sync_once(
         pending = [r for r in rows if r.get("haveRev") != r.get("headRev")]
         ws.ensure_space(sum(int(r.get("fileSize", 0)) for r in pending))
         reporter.log(f"{src.depot_path}@{change}: {len(rows)} files, {len(pending)} to sync")
+        ws.prove()  # p4 writes under the client root: it must still be the folder pinned at open
 
         synced = s.run(f"syncing {src.depot_path}@{change}", "sync", f"{src.depot_path}@{change}")
         synced = [r for r in synced if isinstance(r, dict)]

@@ -30,7 +30,7 @@ from renderlab.base import atomic
 from renderlab.base.share import ShareLayout
 
 from .errors import DestinationError, FetchError, SourceError
-from .state import META, read_state, safe_relpath
+from .state import MAX_STATE_BYTES, META, read_state, safe_relpath
 
 STATE = "state.json"
 CHUNK = 1 << 20
@@ -99,6 +99,7 @@ class Workspace:
     source_cache: dict[str, list] = field(default_factory=dict)
     _saved_at: float = 0.0
     _saved_bytes: bytes = b""
+    _pinned: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def meta(self) -> Path:
@@ -116,8 +117,12 @@ class Workspace:
     def open(
         cls, root: Path, algorithm: str, kind: str, log: Callable[[str], None] | None = None
     ) -> Workspace:
-        """Create DEST/.renderlab if needed, prove it is writable, load the have-list."""
-        root = root.absolute()
+        """Create DEST/.renderlab if needed, prove it is writable, load the have-list.
+
+        The share root (named by the operator) is resolved once; below it, `assets`, DEST and DEST/.renderlab
+        must be real folders, never links (anyone who can write the share could point them anywhere), and
+        their device and inode are pinned: `prove()` refuses the run if one is swapped later."""
+        root = Path(os.path.abspath(root))
         if root.parent.name != "assets":
             raise DestinationError(
                 f"--dest {root} is not a project asset folder; use <share>/assets/<project> "
@@ -127,11 +132,17 @@ class Workspace:
             ShareLayout(PurePosixPath(root.parent.parent)).assets(root.name)
         except ValueError as e:
             raise DestinationError(f"--dest {root}: {e}") from e
-        ws = cls(root=root, algorithm=algorithm, kind=kind)
-        try:
-            ws.meta.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise destination_error(e, ws.meta, "create") from e
+        share = Path(os.path.realpath(root.parent.parent))
+        ws = cls(root=share / "assets" / root.name, algorithm=algorithm, kind=kind)
+        for folder in (ws.root.parent, ws.root, ws.meta):
+            try:
+                folder.mkdir(exist_ok=True)
+            except FileNotFoundError as e:
+                raise destination_error(e, folder, "create") from e
+            except OSError as e:
+                if not os.path.islink(folder):
+                    raise destination_error(e, folder, "create") from e
+            ws._pinned[folder] = _folder_id(folder)
         probe = temp_name(ws.meta / "write-probe")
         try:
             probe.touch()
@@ -141,12 +152,22 @@ class Workspace:
         ws._load(log or (lambda _m: None))
         return ws
 
+    def prove(self) -> None:
+        """Refuse the run unless `assets`, DEST and DEST/.renderlab are still the folders pinned at open."""
+        for folder, pinned in self._pinned.items():
+            if _folder_id(folder) != pinned:
+                raise DestinationError(
+                    f"{folder} was replaced while the fetch ran; it writes only inside the folder it "
+                    "started with: stop whatever changes the share, then re-run"
+                )
+
     @contextlib.contextmanager
     def locked(self, timeout_s: float, log: Callable[[str], None]) -> Iterator[None]:
         """One fetch per project at a time: a second one waits (up to `timeout_s`), then finds it done."""
         path = self.meta / "lock"
+        self.prove()
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
             raise destination_error(e, path, "create") from e
         try:
@@ -174,7 +195,8 @@ class Workspace:
         """Read the have-list back from the share: untrusted, so schema-checked (renderlab.jobs.fetch.state)."""
         path = self.meta / STATE
         try:
-            self._saved_bytes = path.read_bytes()
+            with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+                self._saved_bytes = f.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return
         except OSError as e:
@@ -203,6 +225,7 @@ class Workspace:
         }
         data = json.dumps(doc, separators=(",", ":")).encode()
         if data != self._saved_bytes:  # an unchanged re-run rewrites nothing
+            self.prove()
             write_atomic(self.meta / STATE, data)
             self._saved_bytes = data
         self._saved_at = now
@@ -275,6 +298,7 @@ class Workspace:
             path = self.path(rel)
         except DestinationError:
             return False  # never delete through a link or outside DEST; forgetting the entry is enough
+        self.prove()
         try:
             path.unlink()
         except FileNotFoundError:
@@ -293,6 +317,7 @@ class Workspace:
     def clean_temp_files(self) -> int:
         """Remove temp files a killed run left behind (they never carry a final name)."""
         removed = 0
+        self.prove()
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
                 if _TMP.fullmatch(name):
@@ -330,6 +355,7 @@ class Workspace:
         }
         target = self.manifest_path(change)
         data = (json.dumps(doc, indent=1) + "\n").encode()
+        self.prove()
         try:
             same = target.read_bytes() == data
         except OSError:
@@ -341,6 +367,25 @@ class Workspace:
                 with contextlib.suppress(FileNotFoundError):
                     self.manifest_path(old).unlink()
         return target
+
+
+def _folder_id(folder: Path) -> tuple[int, int]:
+    """(device, inode) of `folder`, opened without following a link; DestinationError if it is one."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = "a symbolic link" if os.path.islink(folder) else "not a folder"
+            raise DestinationError(
+                f"{folder} is {kind}; the fetch writes only inside the real destination, never through a "
+                "link: make it a plain folder (or point --dest at the real one), then re-run"
+            ) from None
+        raise destination_error(e, folder, "open") from e
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return st.st_dev, st.st_ino
 
 
 def relpaths_under(root: Path, skipped: list[str] | None = None) -> Iterable[tuple[str, os.stat_result]]:

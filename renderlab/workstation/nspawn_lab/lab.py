@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from renderlab.base import atomic
-from renderlab.lab import host_secrets
+from renderlab.lab import ansible_unsafe, host_secrets
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
 from renderlab.lab.pipeline_settings import recorded_images
@@ -200,7 +200,10 @@ def up(s: LabOptions) -> Lab:
         addresses = write_stack(s, pubkey, dns)
         config = load(s.state / "stack.yaml")
         host_secrets.write(s.state / "secrets.yml", host_secrets.generate())
-        atomic.write_yaml(s.state / "inventory.yml", lab_inventory(config, s), mode=0o644)
+        # Every string marked unsafe for Ansible's templating, as Pulumi's inventory output is (infra/lab.py).
+        atomic.write_text(
+            s.state / "inventory.yml", ansible_unsafe.dumps(lab_inventory(config, s)), mode=0o644
+        )
         log(f"network: bridge {s.bridge} {s.gateway}/{s.subnet.prefixlen} with NAT")
         network.up(s)
         for name, address in addresses.items():
