@@ -94,8 +94,12 @@ infra-bench: venv ## benchmark: creating the five VMs sequentially vs in paralle
 	$(PY) benchmarks/infra_lab_create.py
 
 # The Pulumi CLI: the one on PATH, else the one `make tools` built (PULUMI_BIN). Plugins are never downloaded.
+# The stack's passphrase: PULUMI_CONFIG_PASSPHRASE if set, else a file (PULUMI_CONFIG_PASSPHRASE_FILE, or
+# ~/.renderlab/pulumi-passphrase created 0600 on the first run: renderlab/lab/passphrase.py). Never a prompt.
 PULUMI_RUN = cli=$$(command -v pulumi || echo "$(PULUMI_BIN)/pulumi"); \
   [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (docs/building.md: Build the lab)" >&2; exit 1; }; \
+  pass=$$($(PY) -m renderlab.lab.passphrase ensure) || exit 1; \
+  [ -z "$$pass" ] || export PULUMI_CONFIG_PASSPHRASE_FILE="$$pass"; \
   PATH="$(CURDIR)/$(VENV)/bin:$$(dirname "$$cli"):$$PATH" PULUMI_SKIP_UPDATE_CHECK=true \
   PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true "$$cli"
 
@@ -115,6 +119,39 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 	$(PULUMI_RUN) stack output inventory --json --stack $(STACK) > $(INVENTORY).tmp \
 	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
+# --- make lab: every stage in order (renderlab/lab/stages.py), each one also a target of its own ---
+.PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-known-hosts lab-hosts lab-airflow-connection lab-depot
+LAB_SECRETS ?= $(HOME)/.renderlab/$(STACK)-secrets.yml
+LAB_KNOWN_HOSTS ?= $(HOME)/.renderlab/known_hosts
+ANSIBLE_LAB = cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i $(abspath $(INVENTORY)) \
+  -e @$(LAB_SECRETS) --ssh-common-args "-o UserKnownHostsFile=$(LAB_KNOWN_HOSTS) -o StrictHostKeyChecking=yes"
+
+lab: venv ## build the whole lab for STACK, stage by stage; skips the stages done, resumes where one failed
+	$(PY) -m renderlab.lab.stages run --stack $(STACK) $(if $(FROM),--from $(FROM))
+
+lab-stages: venv ## list make lab's stages in order
+	@$(PY) -m renderlab.lab.stages list
+
+lab-prereqs: venv ## one line each: Proxmox version and token privileges, Python, Pulumi/Go, SSH key, passphrase
+	$(PY) -m renderlab.lab.prereqs Pulumi.$(STACK).yaml --stack $(STACK)
+
+lab-vms: lab-up ## = lab-up
+
+lab-secrets: venv ## the generated service secrets from Pulumi into LAB_SECRETS (0600)
+	$(PY) -m renderlab.lab.host_secrets from-pulumi --stack $(STACK) -o $(LAB_SECRETS)
+
+lab-known-hosts: venv ## record the VMs' SSH host keys in LAB_KNOWN_HOSTS on first contact
+	$(PY) -m renderlab.lab.known_hosts record Pulumi.$(STACK).yaml --file $(LAB_KNOWN_HOSTS)
+
+lab-hosts: venv ## site.yml on every VM of STACK (host keys checked against LAB_KNOWN_HOSTS)
+	$(ANSIBLE_LAB) site.yml
+
+lab-airflow-connection: venv ## Airflow's Kubernetes connection (after the cluster stage)
+	$(ANSIBLE_LAB) site.yml --tags k8s_connection
+
+lab-depot: venv ## the depot seeded with the bundled songs (perforce role: artist, workspace, one submit)
+	$(ANSIBLE_LAB) site.yml --tags perforce
+
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
 
@@ -132,7 +169,7 @@ pipeline-bench: venv ## local DAG end to end vs bare Blender on the same frames 
 
 # --- trigger: Airflow on this machine, the UI and the command line ---
 .PHONY: airflow airflow-stop render trigger-test
-SONG ?= frere_groove
+SONG ?= $(shell sed -n 's/^DEFAULT_SONG = "\(.*\)"$$/\1/p' renderlab/pipeline/depot_songs.py)
 FRAMES ?= all
 PRESET ?=
 
@@ -224,3 +261,6 @@ docs: docs-build ## build the site and serve it with the demo's gallery on 127.0
 
 docs-test: venv ## the docs tests: the gallery Job, the site in headless chromium (Playwright), served by nginx
 	$(VENV)/bin/pytest tests/docs $(PYTEST_ARGS)
+
+print-%: # print a make variable (tests read the defaults through it)
+	@echo '$($*)'

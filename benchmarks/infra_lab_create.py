@@ -23,9 +23,10 @@ from fakepve.server import FakePve
 
 from infra.proxmox import client as client_module
 from infra.proxmox.client import Timing
+from infra.proxmox.guest import ENDPOINTS_ENV
 from infra.proxmox.vm import ProxmoxVmProvider
 from renderlab.lab.config import load
-from tests.infra.conftest import TEMPLATE, TOKEN_ID, TOKEN_SECRET, GuestAgents
+from tests.infra.conftest import TEMPLATE, TOKEN_ID, TOKEN_SECRET, Guests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,8 +71,8 @@ def lab_props(pve, cafile) -> list[dict]:
 
 def run(pki, cafile, args, workers: int, serialize: bool) -> tuple[float, int]:
     serving, pve = serve(pki, args.latency, args.time_scale, args.disk_secs)
-    agents = GuestAgents(pve)
-    timing = Timing(poll=0.05, backoff=0.05, task_timeout=120, agent_timeout=120)
+    agents = Guests(pve)
+    timing = Timing(poll=0.05, backoff=0.05, task_timeout=120, boot_timeout=120)
     provider = ProxmoxVmProvider(timing)
     patch = (
         contextlib.nullcontext()
@@ -79,7 +80,17 @@ def run(pki, cafile, args, workers: int, serialize: bool) -> tuple[float, int]:
         else mock.patch.object(client_module.Pve, "clone_slot", lambda self, node: contextlib.nullcontext())
     )
     try:
-        with patch, mock.patch.dict("os.environ", {"PROXMOX_API_TOKEN": TOKEN_SECRET}):
+        with (
+            patch,
+            mock.patch.dict(
+                "os.environ",
+                {
+                    "PROXMOX_API_TOKEN": TOKEN_SECRET,
+                    ENDPOINTS_ENV: agents.env,
+                    "RENDERLAB_KNOWN_HOSTS": "/dev/null",
+                },
+            ),
+        ):
             start = time.perf_counter()
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(provider.create, lab_props(pve, cafile)))

@@ -32,7 +32,7 @@ def _params() -> dict[str, Param]:
     )
     return {
         "song": Param(
-            "demo" if not songs or "demo" in songs else songs[0],
+            depot_songs.DEFAULT_SONG if not songs or depot_songs.DEFAULT_SONG in songs else songs[0],
             type="string",
             pattern=SONG_PATTERN,
             title="Song project",

@@ -21,7 +21,7 @@ class CloudInitTemplate(Resource, module="renderlab", name="CloudInitTemplate"):
 
 
 class ProxmoxVm(Resource, module="renderlab", name="ProxmoxVm"):
-    """One lab VM; `ipv4` is the address its guest agent reported after boot."""
+    """One lab VM; `ipv4` is its static address, where its sshd answered after boot (infra/proxmox/guest.py)."""
 
     ipv4: pulumi.Output[str]
     vmid: pulumi.Output[int]

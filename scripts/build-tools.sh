@@ -37,7 +37,7 @@ for mod in pkg sdk; do
     exit 1
   fi
 done
-command -v go >/dev/null || { echo "build-tools: Go is not installed (apt-get install golang, Go >= 1.26)" >&2; exit 1; }
+command -v go >/dev/null || { echo "build-tools: Go is not installed (Go >= 1.26 from go.dev; Debian 12's golang package is 1.19, too old)" >&2; exit 1; }
 
 KEY=$(cd "$MOD" && cat go.mod go.sum $(find cmd -name '*.go' | sort) "$ROOT/scripts/build-tools.sh" | sha256sum | cut -c1-16)
 STAMP="$DEST/.built-$KEY"

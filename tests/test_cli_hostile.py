@@ -89,6 +89,12 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["generate", "-o", f["fifo"]],
             ],
         ),  # fmt: skip
+        # Only argument errors for the passphrase: `ensure` would create the user's own passphrase file.
+        "renderlab.lab.passphrase": ({2}, [["bogus"], []]),
+        "renderlab.lab.known_hosts": ({1, 2}, [["record", f["garbage"]], ["record", f["bomb"]], ["forget"]]),
+        "renderlab.lab.depot_seed": ({1, 2}, [[f["garbage"]], [f["proc"]], []]),
+        "renderlab.lab.prereqs": ({1, 2}, [[f["garbage"]], [f["bomb"]], [f["missing"]], []]),
+        "renderlab.lab.stages": ({2}, [["run", "--from", "nosuch"], ["explode"], []]),
         "renderlab.workstation.images": ({1, 2}, [["bogus"], ["tags", "--only", "nope"]]),
         "renderlab.workstation.nspawn_lab": ({1, 2}, [["sideways"], []]),
         "renderlab.jobs.validate": (

@@ -55,6 +55,32 @@ def test_invalid(path: Path):
     assert len(info.value.problems) >= len(expected_messages(path))
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unknown-key-typo",
+        "section-key-typo",
+        "section-name-typo",
+        "optional-key-typo",
+        "endpoint-with-api-path",
+    ],
+)
+def test_one_mistake_is_one_problem(name: str):
+    """A misspelt key is one "did you mean", not "unknown key" plus "required key is missing"."""
+    with pytest.raises(ConfigError) as info:
+        load(FIXTURES / "invalid" / f"{name}.yaml")
+    assert len(info.value.problems) == 1, info.value.problems
+
+
+def test_the_placeholders_are_the_examples_own():
+    """The refused placeholders are exactly what Pulumi.example.yaml holds (it validates only as itself)."""
+    from renderlab.lab import config as lab_config
+
+    text = (ROOT / "Pulumi.example.yaml").read_text()
+    assert lab_config.EXAMPLE_TOKEN in text and lab_config.EXAMPLE_KEY in text
+    load(ROOT / "Pulumi.example.yaml")
+
+
 def test_many_problems_are_reported_at_once():
     with pytest.raises(ConfigError) as info:
         load(FIXTURES / "invalid" / "many-problems-at-once.yaml")
@@ -107,6 +133,24 @@ def test_make_check_config_wiring():
     )
     assert ko.returncode != 0
     assert "network.hosts.storage 10.0.1.5 is outside 10.20.0.0/24" in ko.stderr
+
+
+def test_a_share_too_small_for_one_song_at_the_preset_is_a_warning(tmp_path: Path):
+    """Valid (exit 0), but check-config says the storage disk cannot hold one song's 4K frames."""
+    text = (FIXTURES / "valid" / "example-compact.yaml").read_text()
+    small = text.replace("preset: demo", "preset: 4k60").replace(
+        "storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 200}",
+        "storage: {role: storage, vmid: 213, cores: 2, memory_mib: 2048, disk_gib: 20}",
+    )
+    assert small.count("disk_gib: 20}") == 1 and "4k60" in small
+    path = tmp_path / "Pulumi.small.yaml"
+    path.write_text(small)
+    result = _check(path)
+    assert result.returncode == 0, result.stderr
+    assert "warning: hosts.storage.disk_gib 20 GiB leaves ~16 GiB for the share" in result.stderr
+    assert "preset 4k60 take ~" in result.stderr
+    ok = _check(FIXTURES / "valid" / "example-compact.yaml")
+    assert ok.returncode == 0 and "warning" not in ok.stderr
 
 
 def test_a_k3s_stack_file_gets_one_error_naming_every_rename():

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
+from tests.example_stack import own_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +30,7 @@ def test_inventory_cli_carries_the_recorded_image_refs_in_the_pipeline_settings(
 
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path / "records")
     stack = tmp_path / "Pulumi.lab.yaml"
-    stack.write_text(
-        (ROOT / "Pulumi.example.yaml").read_text().replace("node_port: 30500", "node_port: 31999")
-    )
+    stack.write_text(own_text().replace("node_port: 30500", "node_port: 31999"))
     image_refs.record(stack, "blender", "b" * 16)
     image_refs.record(stack, "fetch", "f" * 16, "sha256:" + "2" * 64)
     assert inventory_cli.main([str(stack), "-o", str(tmp_path / "inv.yml")]) == 0

@@ -8,8 +8,8 @@ Everything that can be slow or flaky on a real PVE lives here, so the providers 
 * tasks are waited on by UPID and their exit status checked ("OK", and "WARNINGS: n" accepted); a failed
   task raises TaskFailed with PVE's own message and the end of the task log;
 * a VM's config lock (clone, create, backup, ...) is waited out before the next change;
-* the guest agent is polled until it reports an address ("not running" answers mean "not ready yet";
-  loopback and link-local addresses are ignored);
+* a started guest is waited for over SSH on its static address (infra/proxmox/guest.py says why not the
+  guest agent);
 * clones on one node are serialized (a lock per endpoint and node, across threads and processes).
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import ipaddress
 import logging
 import os
 import random
@@ -48,9 +47,6 @@ _TRANSIENT_500 = re.compile(
     re.IGNORECASE,
 )
 _NOT_FOUND = re.compile(r"does not exist|no such VM", re.IGNORECASE)
-_AGENT_NOT_READY = re.compile(
-    r"guest agent is not running|got timeout|VM \d+ is not running|not running", re.IGNORECASE
-)
 
 
 class ProxmoxError(Exception):
@@ -67,7 +63,7 @@ class TaskFailed(ProxmoxError):
 
 
 class Timeout(ProxmoxError):
-    """Waited longer than allowed for a task, a lock or the guest agent."""
+    """Waited longer than allowed for a task, a lock or a guest to boot."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +89,10 @@ class Timing:
     attempts: int = 8  # tries of one call on transient errors
     backoff: float = 1.0  # first retry delay, doubled each time
     backoff_max: float = 20.0
-    poll: float = 1.0  # between task / lock / agent polls
+    poll: float = 1.0  # between task / lock / SSH polls
     task_timeout: float = 900.0
     lock_timeout: float = 300.0
-    agent_timeout: float = 600.0
+    boot_timeout: float = 600.0  # start -> the guest's sshd answers (first boot runs cloud-init)
     http_timeout: float = 30.0
 
 
@@ -132,15 +128,6 @@ def upid_node(upid: str) -> str:
     if len(parts) < 3 or parts[0] != "UPID":
         raise ProxmoxError(f"not a PVE task id: {upid!r}")
     return parts[1]
-
-
-def usable_ipv4(addr: str) -> bool:
-    """An address the lab can reach the guest on: not loopback, link-local, unspecified or IPv6."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return ip.version == 4 and not (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
 
 
 _node_locks: dict[str, threading.Lock] = {}
@@ -321,45 +308,6 @@ class Pve:
                 raise Timeout(
                     f"VM {vmid} on {node} is still locked ({config['lock']}) after "
                     f"{timeout or self.timing.lock_timeout}s; if no task runs, clear it with `qm unlock {vmid}`"
-                )
-            self._sleep(self.timing.poll)
-
-    def agent_addresses(self, node: str, vmid: int) -> list[str] | None:
-        """The guest's usable IPv4 addresses, or None while the agent does not answer yet."""
-        try:
-            answer = self.api(f"{self._vm(node, vmid)}/agent/network-get-interfaces").get()
-        except ResourceException as err:
-            if err.status_code == 500 and _AGENT_NOT_READY.search(describe(err)):
-                return None
-            if is_transient(err):
-                return None
-            raise
-        except requests.RequestException:
-            return None
-        found = []
-        for iface in (answer or {}).get("result") or []:
-            if iface.get("name") == "lo":
-                continue
-            for addr in iface.get("ip-addresses") or []:
-                ip = str(addr.get("ip-address", ""))
-                if usable_ipv4(ip):
-                    found.append(ip)
-        return found
-
-    def wait_agent_address(self, node: str, vmid: int, expect: str | None = None) -> str:
-        """Poll the guest agent until it reports an address (`expect` if given)."""
-        deadline = time.monotonic() + self.timing.agent_timeout
-        seen: list[str] | None = None
-        while True:
-            seen = self.agent_addresses(node, vmid)
-            if seen and (expect is None or expect in seen):
-                return expect or seen[0]
-            if time.monotonic() > deadline:
-                state = "the guest agent never answered" if seen is None else f"the agent reports {seen}"
-                raise Timeout(
-                    f"VM {vmid} on {node}: waited {self.timing.agent_timeout}s for address "
-                    f"{expect or 'any IPv4'}; {state}. Check that the template has qemu-guest-agent "
-                    "and cloud-init, and that the address is free on the bridge"
                 )
             self._sleep(self.timing.poll)
 

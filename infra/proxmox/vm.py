@@ -1,7 +1,9 @@
 """The Pulumi dynamic provider for one lab VM, cloned from the cloud-init template.
 
 create: clone (full) -> cores, memory, NIC on the bridge, cloud-init user + SSH keys + static address + DNS,
-        qemu agent on -> resize the disk -> start -> wait for the agent to report the address.
+        qemu agent on -> resize the disk -> check that nothing else answers SSH on the address -> start ->
+        wait for the guest's sshd on that static address (not the guest agent: a stock cloud image has none;
+        infra/proxmox/guest.py says why).
         Any failure after the clone removes the half-made VM before the error is raised.
 diff:   only the keys this provider manages, normalized, so an unchanged config diffs empty.
 update: in place where PVE allows (cores, memory, cloud-init settings, bridge, a larger disk); a change that
@@ -29,8 +31,10 @@ from pulumi.dynamic import (
 )
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from infra.proxmox import guest
 from infra.proxmox.client import Connection, ProxmoxError, Pve, describe
 from infra.proxmox.provider import PveProvider, check_failures, problems
+from renderlab.lab import known_hosts
 from renderlab.lab.patterns import LinuxUser, PveBridge, PveEndpoint, PveStorage, PveTokenId, SshPublicKey
 
 log = logging.getLogger("renderlab.proxmox.vm")
@@ -231,9 +235,25 @@ class ProxmoxVmProvider(PveProvider):
         config = {k: v for k, v in spec.pve_config().items() if v is not None}
         pve.set_vm_config(node, vmid, **config)
         self._grow_disk(pve, spec)
+        address = str(spec.address.ip)
+        squatter = guest.ssh_banner(address)
+        if squatter:
+            # Waiting for SSH must not mistake another machine for this VM.
+            raise ProxmoxError(
+                f"{address} already answers SSH ({squatter}) before VM {vmid} started: another machine holds "
+                f"that address; give {spec.name} a free one in network.hosts"
+            )
+        # A new VM has new host keys: the lab's known_hosts forgets the address's old ones, and `make
+        # lab-known-hosts` records the new on first contact (renderlab/lab/known_hosts.py).
+        known_hosts.forget(address)
         pve.vm_power(node, vmid, "start")
-        ip = pve.wait_agent_address(node, vmid, str(spec.address.ip))
-        return self._outs(spec, ip)
+        self._wait_up(pve, spec)
+        return self._outs(spec)
+
+    @staticmethod
+    def _wait_up(pve: Pve, spec: VmSpec) -> None:
+        t = pve.timing
+        guest.wait_ssh(str(spec.address.ip), f"VM {spec.vmid} ({spec.name})", t.boot_timeout, t.poll)
 
     def _grow_disk(self, pve: Pve, spec: VmSpec) -> None:
         node, vmid = spec.node, spec.vmid
@@ -245,9 +265,9 @@ class ProxmoxVmProvider(PveProvider):
         pve.resize_disk(node, vmid, disk, spec.disk_gib)
 
     @staticmethod
-    def _outs(spec: VmSpec, ip: str) -> dict[str, Any]:
+    def _outs(spec: VmSpec) -> dict[str, Any]:
         outs = spec.model_dump(mode="json")
-        outs["ipv4"] = ip
+        outs["ipv4"] = str(spec.address.ip)
         return outs
 
     # --------------------------------------------------------------- update
@@ -283,8 +303,8 @@ class ProxmoxVmProvider(PveProvider):
             pve.vm_power(node, vmid, "reboot")
         elif status.get("status") != "running":
             pve.vm_power(node, vmid, "start")
-        ip = pve.wait_agent_address(node, vmid, str(spec.address.ip))
-        return UpdateResult(self._outs(spec, ip))
+        self._wait_up(pve, spec)
+        return UpdateResult(self._outs(spec))
 
     # --------------------------------------------------------------- delete
 

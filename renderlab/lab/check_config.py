@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from renderlab.base import cli
-from renderlab.lab.config import ConfigError, Limits, load
+from renderlab.lab.config import ConfigError, Limits, lab_warnings, load
 
 
 def _bound(text: str) -> int:
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"check_config: error: {e}", file=sys.stderr)
         return 1
+    for warning in lab_warnings(config):
+        print(f"check_config: warning: {warning}", file=sys.stderr)
     hosts = ", ".join(f"{name} ({h.role}) {config.address(name)}" for name, h in config.hosts.items())
     print(f"{args.stack_file}: OK — {len(config.hosts)} hosts: {hosts}")
     return 0

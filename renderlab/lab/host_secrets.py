@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from renderlab.base import atomic, cli
+from renderlab.lab import passphrase
 
 PULUMI_OUTPUT = "host_secrets"
 # The generated service secrets, name -> (length Pulumi generates, what it is for). Pulumi's Lab component
@@ -68,14 +69,28 @@ def from_pulumi(stack: str | None) -> dict[str, str]:
     if stack:
         cmd += ["--stack", stack]
     try:
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        # Pulumi cannot prompt here (its output is captured, stdin closed): the passphrase must come from
+        # the environment or the passphrase file (renderlab/lab/passphrase.py), said before Pulumi runs.
+        env = passphrase.pulumi_env()
+    except passphrase.PassphraseError as e:
+        raise SecretsError(str(e)) from None
+    try:
+        out = subprocess.run(
+            cmd, check=True, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+        ).stdout
     except FileNotFoundError as e:
         raise SecretsError(
             "the pulumi CLI is not on PATH; install it or run this where `pulumi up` ran"
         ) from e
     except subprocess.CalledProcessError as e:
         # stderr of `pulumi stack output` never holds the secret values.
-        raise SecretsError(f"`{' '.join(cmd)}` failed: {e.stderr.strip()}") from e
+        hint = ""
+        if "passphrase" in e.stderr.lower():
+            hint = (
+                f"; the passphrase in {passphrase.source(env)} is not the stack's: put the one the stack was "
+                f"made with into that file, or set {passphrase.FILE_ENV}"
+            )
+        raise SecretsError(f"`{' '.join(cmd)}` failed: {e.stderr.strip()}{hint}") from e
     return check(json.loads(out), f"pulumi output {PULUMI_OUTPUT}")
 
 

@@ -62,6 +62,24 @@ SshPublicKey = Annotated[str, AfterValidator(ssh_public_key)]
 ImageUrl = Annotated[str, StringConstraints(pattern=r"^https://\S+\.(qcow2|img|raw)$")]
 Sha512 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
 
+# name -> regex, for the lab config's errors (renderlab/lab/config.py explains each in words).
+PATTERNS = {
+    name: m.pattern
+    for name, alias in {
+        "PveEndpoint": PveEndpoint,
+        "PveTokenId": PveTokenId,
+        "PveStorage": PveStorage,
+        "PveBridge": PveBridge,
+        "Name": Name,
+        "LinuxUser": LinuxUser,
+        "SshPublicKey": SshPublicKey,
+        "ImageUrl": ImageUrl,
+        "Sha512": Sha512,
+    }.items()
+    for m in alias.__metadata__
+    if isinstance(m, StringConstraints)  # the rules checked by a function say their own words
+}
+
 
 # Folders a role must never take over (chown, chmod, create files in): the system's own trees, and the top
 # of the ones that hold other things (/srv itself, /opt itself, /var/lib itself ...).

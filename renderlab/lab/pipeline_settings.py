@@ -50,6 +50,8 @@ def pipeline_settings(config: LabConfig, images: dict[str, str] | None = None) -
         "fps": p.fps,
         "samples": p.samples,
         "frames_per_chunk": p.frames_per_chunk,
+        "cpu": p.cpu,
+        "memory": p.memory,
         "gallery_url": gallery_url(config),
     }
     return Settings.model_validate(values).model_dump(mode="json", exclude_defaults=False)

@@ -13,6 +13,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 LIMIT = 200  # a suggestion list, not an inventory
+# The song every default names (the DAG's param, `make render`, the trigger and demo CLIs, the depot seed): one
+# of the bundled projects in depot/songs, which the lab's depot seed submits. The Makefile reads this line.
+DEFAULT_SONG = "frere_groove"
 
 
 def file_depot() -> Path | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from renderlab.base.share import ShareLayout
+from renderlab.pipeline.depot_songs import DEFAULT_SONG
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {
@@ -48,7 +49,7 @@ def demo_song(depot: Path, wanted: str | None) -> str:
             f"demo: no song projects in {depot} (expected <project>/song.mid); the bundled demo songs come "
             "with blender_scripts"
         )
-    return "demo" if "demo" in songs else songs[0]
+    return DEFAULT_SONG if DEFAULT_SONG in songs else songs[0]
 
 
 def airflow_env(home: Path, share: Path, depot: Path, extra: dict | None = None) -> dict[str, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from renderlab.base import cli
+from renderlab.pipeline.depot_songs import DEFAULT_SONG
 
 DAG_ID = "render"
 FINISHED = {"success", "failed"}
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     from renderlab.workstation import local_airflow
 
     ap = cli.Parser(prog="python -m renderlab.workstation.trigger", description=__doc__.split("\n")[0])
-    ap.add_argument("--song", default="demo", help="song project in the depot (default %(default)s)")
+    ap.add_argument("--song", default=DEFAULT_SONG, help="song project in the depot (default %(default)s)")
     ap.add_argument("--frames", default="all", help='"all" or A-B, e.g. 1-240 (default %(default)s)')
     ap.add_argument("--preset", help="demo, hd or 4k (default: the lab's)")
     ap.add_argument("--changelist", help='"latest" or a changelist number')

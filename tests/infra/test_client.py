@@ -8,7 +8,7 @@ import time
 import pytest
 from proxmoxer.core import ResourceException
 
-from infra.proxmox.client import Connection, ProxmoxError, Pve, Timeout, usable_ipv4
+from infra.proxmox.client import Connection, ProxmoxError, Pve, Timeout
 from tests.infra.conftest import FAST, TOKEN_ID, TOKEN_SECRET, assert_schema_clean
 
 
@@ -76,39 +76,6 @@ def test_wait_unlocked_times_out_with_a_hint(pve, client):
         client.wait_unlocked("pve1", 9000, timeout=0.1)
 
 
-def test_agent_ignores_loopback_and_link_local(pve, client):
-    vm = pve.add_vm(300, "probe", node="pve1", status="running")
-    vm.agent = {
-        "interfaces": [
-            {"name": "lo", "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4"}]},
-            {
-                "name": "eth0",
-                "ip-addresses": [
-                    {"ip-address": "169.254.10.1", "ip-address-type": "ipv4"},
-                    {"ip-address": "fe80::1", "ip-address-type": "ipv6"},
-                ],
-            },
-        ]
-    }
-    assert client.agent_addresses("pve1", 300) == []
-    vm.agent = None
-    assert client.agent_addresses("pve1", 300) is None  # "not running" = not ready yet
-
-
-def test_agent_timeout_names_what_it_saw(pve, fakepve_cafile):
-    pve.add_vm(301, "probe", node="pve1", status="running").agent = {"interfaces": []}  # up, no address
-    pve.add_vm(302, "probe2", node="pve1", status="running")  # agent never answers
-    quick = Pve(
-        Connection(pve.url, TOKEN_ID, True, fakepve_cafile),
-        TOKEN_SECRET,
-        FAST.__class__(agent_timeout=0.1, poll=0.02),
-    )
-    with pytest.raises(Timeout, match=r"address 10.20.0.50; the agent reports \[\]"):
-        quick.wait_agent_address("pve1", 301, "10.20.0.50")
-    with pytest.raises(Timeout, match="guest agent never answered"):
-        quick.wait_agent_address("pve1", 302)
-
-
 def test_one_clone_per_node_at_a_time(client):
     inside, overlap = [], []
 
@@ -131,14 +98,6 @@ def test_one_clone_per_node_at_a_time(client):
 def test_missing_token_is_a_clear_error(pve):
     with pytest.raises(ProxmoxError, match="pulumi config set --secret renderlab:proxmox_api_token"):
         Pve(Connection(pve.url, TOKEN_ID), "", FAST)
-
-
-@pytest.mark.parametrize(
-    ("addr", "ok"),
-    [("10.0.0.1", True), ("127.0.0.1", False), ("169.254.1.1", False), ("fe80::1", False), ("x", False)],
-)
-def test_usable_ipv4(addr, ok):
-    assert usable_ipv4(addr) is ok
 
 
 def test_schema_check_catches_a_bad_parameter(pve, client):

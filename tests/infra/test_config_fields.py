@@ -6,12 +6,12 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
 from renderlab.lab.config import ConfigError, parse
+from tests.example_stack import own
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())
+EXAMPLE = own()  # the example with the test's own token and key
 
 
 def with_config(**changes):

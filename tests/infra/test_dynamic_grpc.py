@@ -35,7 +35,7 @@ def plain(message) -> dict:
 
 
 @pytest.fixture
-def dynamic_server(tmp_path):
+def dynamic_server(tmp_path, pve):  # after pve: the server inherits its RENDERLAB_GUEST_SSH
     env = {k: v for k, v in os.environ.items() if k != "PROXMOX_API_TOKEN"}
     env.update(PYTHONPATH=str(ROOT), PULUMI_PROJECT="renderlab")
     errors = tmp_path / "provider.stderr"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from infra.proxmox.privileges import PRIVILEGES
+from infra.proxmox.privileges import PRIVILEGES, PVE9_ONLY
 from infra.proxmox.template import CloudInitTemplateProvider
 from infra.proxmox.vm import ProxmoxVmProvider
 from tests.infra.conftest import FAST
@@ -47,3 +48,14 @@ def test_readme_lists_exactly_these_privileges():
     readme = (ROOT / "docs" / "building.md").read_text()
     for priv in PRIVILEGES:
         assert f"`{priv}`" in readme, priv
+
+
+def test_the_documented_role_command_works_on_pve_8_and_9():
+    """The `pveum role add` line grants exactly PRIVILEGES, none of them PVE 9 only (PVE 8 refuses those)."""
+    text = (ROOT / "docs" / "building.md").read_text().replace("\\\n", " ")
+    lines = re.findall(r'pveum role add \S+ -privs "([^"]+)"', text)
+    assert lines, "docs/building.md has no pveum role add line"
+    for privs in lines:
+        assert set(privs.split()) == set(PRIVILEGES)
+        assert not set(privs.split()) & PVE9_ONLY
+    assert not PVE9_ONLY & set(PRIVILEGES)

@@ -16,11 +16,12 @@ from pulumi.runtime.stack import wait_for_rpcs
 from renderlab.lab import ansible_unsafe
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import ConfigError
+from tests.example_stack import own
 
 SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]
+STACK = own()["config"]  # the example with the test's own token and key
 SECRET_VALUES = {
     "renderlab:proxmox_api_token": "tok-uuid-0000",
     "renderlab:kubeconfig": "apiVersion: v1\nkind: Config\n",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import unquote
 
 import pytest
 
-from infra.proxmox.client import ProxmoxError, Pve, TaskFailed
+from infra.proxmox.client import ProxmoxError, Pve, TaskFailed, Timeout
 from infra.proxmox.vm import ProxmoxVmProvider, parse_spec
 from tests.infra.conftest import FAST, TEMPLATE, TOKEN_ID, TOKEN_SECRET, assert_schema_clean
 
@@ -124,13 +125,39 @@ def test_failed_config_leaves_no_vm(pve, fakepve_cafile):
     assert pve.vm(211) is None
 
 
-def test_agent_not_running_then_ready(pve, fakepve_cafile):
-    path = "/nodes/pve1/qemu/211/agent/network-get-interfaces"
-    pve.fail("GET", path, 500, "QEMU guest agent is not running", times=4)
-    created = provider().create(spec(pve, fakepve_cafile))
+def test_a_stock_cloud_image_comes_up_without_a_guest_agent(pve, fakepve_cafile):
+    """The guests have no qemu-guest-agent until Ansible installs it (strict fake, as a real PVE answers):
+    create and update finish on the guest's SSH answer and never ask the agent."""
+    p = provider()
+    created = p.create(spec(pve, fakepve_cafile))
     assert created.outs["ipv4"] == "10.20.0.11"
-    asked = [p for m, p, _ in pve.requests if m == "GET" and p.endswith(path)]
-    assert len(asked) >= 5
+    p.update("211", created.outs, spec(pve, fakepve_cafile, address="10.20.0.21/24"))
+    assert pve.guests.banners.get("10.20.0.11") and pve.guests.banners.get("10.20.0.21")
+    assert not [path for _, path, _ in pve.requests if "/agent/" in path]
+    client = Pve(parse_spec(spec(pve, fakepve_cafile)).connection, TOKEN_SECRET, FAST)
+    with pytest.raises(Exception, match="QEMU guest agent is not running"):
+        client.get("nodes/pve1/qemu/211/agent/network-get-interfaces")
+    pve.guests.install_agent(211)  # what Ansible's common role does; PVE then sees the agent
+    time.sleep(0.1)
+    assert client.get("nodes/pve1/qemu/211/agent/network-get-interfaces")["result"]
+
+
+def test_a_guest_that_never_answers_ssh_times_out_and_is_removed(pve, fakepve_cafile):
+    pve.guests.enabled = False  # stuck in its boot
+    with pytest.raises(Timeout, match=r"VM 211 \(control-plane\): no SSH answer on 10.20.0.11:22 after 5s"):
+        provider().create(spec(pve, fakepve_cafile))
+    assert pve.vm(211) is None
+
+
+def test_an_address_that_already_answers_ssh_is_refused(pve, fakepve_cafile):
+    """Another machine on the address would pass the SSH wait for this VM: refused before the start."""
+    p = provider()
+    p.create(spec(pve, fakepve_cafile))
+    with pytest.raises(
+        ProxmoxError, match=r"10.20.0.11 already answers SSH \(SSH-2.0-OpenSSH.*network.hosts"
+    ):
+        p.create(spec(pve, fakepve_cafile, vmid=212, name="worker"))
+    assert pve.vm(212) is None and pve.vm(211).status == "running"
 
 
 def test_existing_vmid_is_refused_and_left_alone(pve, fakepve_cafile):
@@ -228,3 +255,19 @@ def test_vmid_taken_during_create_is_never_destroyed(pve, fakepve_cafile, monkey
     with pytest.raises(Exception, match="already exists"):
         provider().create(spec(pve, fakepve_cafile))
     assert pve.vm(211) is not None and pve.vm(211).name == "someone-else"
+
+
+def test_a_created_vm_forgets_its_address_in_the_labs_known_hosts(pve, fakepve_cafile, tmp_path):
+    """A recreated VM has new host keys: the program that recreated it drops the old ones (first contact
+    records the new, make lab-known-hosts), so ssh does not refuse it as an impostor."""
+    from renderlab.lab import known_hosts
+
+    path = tmp_path / "known_hosts"  # RENDERLAB_KNOWN_HOSTS (the pve fixture)
+    path.write_text("10.20.0.11 ssh-ed25519 AAAAold\n10.20.0.12 ssh-ed25519 AAAAother\n")
+    provider().create(spec(pve, fakepve_cafile))
+    assert path.read_text() == "10.20.0.12 ssh-ed25519 AAAAother\n"
+    scanned = known_hosts.record(
+        ["10.20.0.11", "10.20.0.12"], path, scan=lambda a: [f"{a} ssh-ed25519 AAAAnew"]
+    )
+    assert scanned == ["10.20.0.11"]  # first contact only; the known one is kept
+    assert known_hosts.known(path) == {"10.20.0.11", "10.20.0.12"}

@@ -86,11 +86,13 @@ def test_from_pulumi_reads_the_stack_output(tmp_path, monkeypatch):
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "the-stack-passphrase")  # Pulumi never prompts here
     assert host_secrets.from_pulumi("lab") == values
 
 
 def test_from_pulumi_without_the_cli_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "the-stack-passphrase")
     with pytest.raises(host_secrets.SecretsError, match="pulumi CLI is not on PATH"):
         host_secrets.from_pulumi(None)
 

@@ -33,6 +33,7 @@ from renderlab.lab.inventory import inventory
 from renderlab.pipeline import notify, settings
 from renderlab.pipeline.backends import kubernetes as kb
 from renderlab.workstation import images
+from tests.example_stack import own
 from tests.pipeline.conftest import REPO
 from tests.pipeline.dag_jobs import dag_specs
 
@@ -50,6 +51,8 @@ KNOBS = {
     "frames_per_chunk": 5,
     "notify": "webhook",
     "namespace": "renders",
+    "cpu": "3",
+    "memory": "6Gi",
 }
 CLIS = {
     "renderlab.jobs.fetch": fetch_cli.build_parser,
@@ -61,7 +64,7 @@ CLIS = {
 
 
 def _stack(tmp_path: Path) -> Path:
-    data = yaml.safe_load((REPO / "Pulumi.example.yaml").read_text())
+    data = own()  # the example with the test's own token and key
     cfg = data["config"]
     cfg["renderlab:pipeline"].update(KNOBS)
     cfg["renderlab:pipeline"]["registry"]["node_port"] = 31234
@@ -131,6 +134,14 @@ def test_the_airflow_variable_is_the_inventorys_structure_unchanged(lab, monkeyp
     assert s.run_as_uid == 2345 and s.backend == "kubernetes"
     assert s.depot == "p4://ssl:10.20.0.14:1777//depot/songs"
     assert s.share_pvc == cluster_names.SHARE_PVC and s.p4_secret == cluster_names.P4_SECRET
+    # The render and build Jobs get the stack file's cpu and memory (they were fixed at 2 / 4Gi).
+    from types import SimpleNamespace
+
+    from renderlab.pipeline import steps
+
+    for kind in ("render", "build"):
+        res = steps._resources(SimpleNamespace(settings=s), kind)
+        assert (res.cpu, res.memory) == ("3", "6Gi"), kind
 
 
 def test_the_webhook_url_reaches_the_notifier(lab, monkeypatch):

@@ -117,6 +117,9 @@ def write_stack(s: LabOptions, pubkey: str, dns: list[str]) -> dict[str, str]:
         "hosts": addresses,
     }
     cfg["renderlab:ssh"] = {**cfg.get("renderlab:ssh", {}), "public_keys": [pubkey.strip()]}
+    # No PVE behind the local lab: a token of its own in Pulumi's encrypted shape stands in for the example's
+    # placeholder (which only the example itself may hold).
+    cfg["renderlab:proxmox_api_token"] = {"secure": "v1:local-lab-has-no-proxmox"}
     atomic.write_yaml(s.state / "stack.yaml", base, mode=0o644)
     return addresses
 

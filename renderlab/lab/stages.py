@@ -1,0 +1,160 @@
+"""`make lab`: every stage of building the lab, in order, each one a make target that also runs alone.
+
+A stage that finished leaves a stamp keyed by its inputs (the files it reads, hashed) and by the key of the
+stage before it; `make lab` skips a stage whose stamp matches, so a second run does nothing, a run after a
+failure resumes at the stage that failed, and a changed input reruns its stage and every one after it.
+Each stage is itself idempotent (pulumi up of an unchanged stack, site.yml with changed=0), so a stamp
+lost costs a rerun, never a wrong lab.
+
+    python -m renderlab.lab.stages run [--stack lab] [--from STAGE]   # what `make lab` runs
+    python -m renderlab.lab.stages list                               # the stages, in order
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from renderlab.base import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    target: str  # the make target that runs it alone
+    what: str
+    inputs: tuple[str, ...]  # repo-relative files or folders ({stack} is the stack's name); ~ for home
+    pending: str = ""  # set while the target is not on main yet: the stage says so and stops the run
+
+
+STAGES = (
+    Stage(
+        "prereqs",
+        "lab-prereqs",
+        "Proxmox, token privileges, tools, SSH key, passphrase",
+        ("Pulumi.{stack}.yaml",),
+    ),
+    Stage("vms", "lab-up", "template and VMs (pulumi up)", ("Pulumi.{stack}.yaml", "infra")),
+    Stage("inventory", "lab-inventory", "the Ansible inventory from the stack", ("Pulumi.{stack}.yaml",)),
+    Stage("secrets", "lab-secrets", "the generated service secrets, 0600", ("Pulumi.{stack}.yaml",)),
+    Stage("known-hosts", "lab-known-hosts", "the VMs' SSH host keys", ("Pulumi.{stack}.yaml",)),
+    Stage(
+        "hosts", "lab-hosts", "site.yml on every VM", ("ansible", "Pulumi.{stack}.yaml", "dags", "renderlab")
+    ),
+    # Issue 26 (upstream Kubernetes with kubeadm) brings the cluster stage's make target; until it is on
+    # main, `make lab` stops here and says so.
+    Stage(
+        "cluster", "cluster", "Kubernetes and the cluster layer", ("infra", "Pulumi.{stack}.yaml"), "issue 26"
+    ),
+    Stage(
+        "images", "images", "fetch, Blender and docs images, pushed", ("images", "blender_scripts", "docs")
+    ),
+    Stage(
+        "airflow-connection",
+        "lab-airflow-connection",
+        "Airflow's cluster connection",
+        ("Pulumi.{stack}.yaml",),
+    ),
+    Stage(
+        "depot",
+        "lab-depot",
+        "the depot seeded with the bundled songs",
+        ("depot/songs", "ansible/roles/perforce"),
+    ),
+)
+
+
+def _hash_path(h: hashlib._Hash, path: Path) -> None:
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            _hash_path(h, f)
+    elif path.is_file():
+        h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    else:
+        h.update(str(path).encode() + b"\0missing\0")
+
+
+def stage_key(stage: Stage, stack: str, before: str, root: Path = REPO) -> str:
+    h = hashlib.sha256(f"{stage.name}\0{stage.target}\0{stack}\0{before}\0".encode())
+    for name in stage.inputs:
+        _hash_path(h, root / name.format(stack=stack))
+    return h.hexdigest()
+
+
+def stamp_dir(stack: str, root: Path = REPO) -> Path:
+    return root / ".cache" / "lab-stages" / stack
+
+
+def run(stack: str, start: str | None, make: list[str], root: Path = REPO, out=sys.stdout) -> int:
+    names = [s.name for s in STAGES]
+    if start is not None and start not in names:
+        print(f"lab: error: no stage {start!r}; the stages are {', '.join(names)}", file=sys.stderr)
+        return 2
+    stamps = stamp_dir(stack, root)
+    stamps.mkdir(parents=True, exist_ok=True)
+    key = ""
+    forced = start is None
+    for i, stage in enumerate(STAGES, 1):
+        key = stage_key(stage, stack, key, root)
+        forced = forced or stage.name == start
+        where = f"lab [{i}/{len(STAGES)}] {stage.name} ({stage.what})"
+        stamp = stamps / f"{stage.name}.stamp"
+        if not (start is not None and stage.name == start) and stamp.is_file() and stamp.read_text() == key:
+            print(f"{where}: done (inputs unchanged)", file=out, flush=True)
+            continue
+        if stage.pending and not _has_target(make, stage.target, root):
+            print(
+                f"{where}: `make {stage.target}` is not on this branch yet ({stage.pending}); the stages before "
+                "it are done: run it by hand, then `make lab` again",
+                file=out,
+                flush=True,
+            )
+            return 3
+        print(f"{where}: make {stage.target}", file=out, flush=True)
+        stamp.unlink(missing_ok=True)
+        result = subprocess.run([*make, stage.target, f"STACK={stack}"], cwd=root, check=False)
+        if result.returncode != 0:
+            print(
+                f"{where}: failed (exit {result.returncode}); fix it and run `make lab` again: it resumes "
+                f"here (or alone: `make {stage.target} STACK={stack}`)",
+                file=out,
+                flush=True,
+            )
+            return 1
+        stamp.write_text(key)
+    print(f"lab: all {len(STAGES)} stages done for stack {stack}", file=out)
+    return 0
+
+
+def _has_target(make: list[str], target: str, root: Path) -> bool:
+    """Whether `make` knows the target (make -q answers 2 for an unknown one, 0/1 otherwise)."""
+    probe = subprocess.run([*make, "-q", target], cwd=root, capture_output=True, text=True, check=False)
+    return "No rule to make target" not in probe.stderr
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Parser(prog="python -m renderlab.lab.stages", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the stages in order, skipping those done")
+    r.add_argument("--stack", default=os.environ.get("STACK", "lab"))
+    r.add_argument("--from", dest="start", help="rerun from this stage on, even if done")
+    r.add_argument("--make", default=os.environ.get("MAKE", "make"), help="the make program")
+    r.add_argument("--makefile", help="another Makefile (tests)")
+    sub.add_parser("list", help="the stages, in order")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for i, s in enumerate(STAGES, 1):
+            print(f"{i:2}. {s.name:<19} make {s.target:<24} {s.what}")
+        return 0
+    make = [args.make, "--no-print-directory"] + (["-f", args.makefile] if args.makefile else [])
+    return run(args.stack, args.start, make)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.guard("lab", main))
