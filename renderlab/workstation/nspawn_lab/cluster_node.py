@@ -163,6 +163,15 @@ def prepare(root: Path, machine: str) -> None:
     # kube-router mounts the host's /lib/modules (read-only); a container tree has none.
     (root / "lib/modules").mkdir(parents=True, exist_ok=True)
     cgroups_unit = CGROUPS_RW_UNIT % {"root": cgroup_root(machine).lstrip("/")}
+    # The container's systemd trims cgroups it does not know from its own (name=systemd) hierarchy on a
+    # daemon-reload, so the kubelet's root is made again right before every kubelet start.
+    dropin = root / "etc/systemd/system/kubelet.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "05-renderlab-cgroup-root.conf").write_text(
+        "[Service]\n"
+        + [l for l in cgroups_unit.splitlines() if "mkdir -p" in l][0].replace("ExecStart=", "ExecStartPre=")
+        + "\n"
+    )
     for name, text in (
         (CGROUPS_RW_UNIT_NAME, cgroups_unit),
         (SYSCTLS_UNIT_NAME, SYSCTLS_UNIT),
