@@ -243,6 +243,10 @@ lab-restore-workstation: venv ## restore the workstation's backup from BACKUP_RE
 lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a secrets file), restore, prove; boots a lab unless one is up
 	$(VENV)/bin/pytest tests/lab/test_restore_drill.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
+.PHONY: cluster-test
+cluster-test: venv ## the two-node kubeadm cluster in the local lab: site.yml twice, then nodes, pods, Services, DNS, RBAC, NetworkPolicy, docs, restart (needs make k8s-artifacts)
+	$(VENV)/bin/pytest tests/cluster -m lab $(PYTEST_ARGS)
+
 # --- cluster (upstream Kubernetes with kubeadm: its binaries and images built here) ---
 .PHONY: k8s-artifacts k8s-vulncheck
 

@@ -23,7 +23,7 @@ def main() -> int:
         with lifecycle.running_lab() as lab:
             boot_s = time.monotonic() - t0
             first = lifecycle.run_site(lab, "bench-site-1.log")
-            # Hosts stopped at an unreachable vendor download (k3s, p4d) are reported, not failures.
+            # Hosts stopped at an unreachable vendor download (p4d) are reported, not failures.
             second = lifecycle.run_site(lab, "bench-site-2.log") if not first.real_failures else None
     except LabError as e:
         print(f"lab_bench: {e}", file=sys.stderr)

@@ -55,7 +55,12 @@ class ClusterLayer(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("renderlab:index:ClusterLayer", name, None, opts)
-        self.provider = k8s.Provider("k3s", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self))
+        # Named "k3s" by stacks made before kubeadm: the alias keeps their provider (and every object) in place.
+        self.provider = k8s.Provider(
+            "cluster",
+            kubeconfig=kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name="k3s")]),
+        )
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
         release = manifests.csi_smb_release(config)
         self.csi_smb = k8s.helm.v3.Release(

@@ -73,7 +73,7 @@ def share_source(config: LabConfig) -> str:
     return f"//{config.address(_one(config, 'storage'))}/{config.share.name}"
 
 
-def _k3s_nodes(config: LabConfig) -> list:
+def _cluster_nodes(config: LabConfig) -> list:
     return [h for h in config.hosts.values() if h.role in ("control_plane", "worker")]
 
 
@@ -205,9 +205,9 @@ def launcher_rbac(config: LabConfig) -> list[dict]:
 
 
 def limits(config: LabConfig) -> list[dict]:
-    """Quota = what the k3s nodes have; render Jobs without resources get sane defaults."""
+    """Quota = what the Kubernetes nodes have; render Jobs without resources get sane defaults."""
     ns = config.pipeline.namespace
-    nodes = _k3s_nodes(config)
+    nodes = _cluster_nodes(config)
     cores = sum(h.cores for h in nodes)
     mem = sum(h.memory_mib for h in nodes)
     biggest = max(nodes, key=lambda h: (h.cores, h.memory_mib))
@@ -295,7 +295,8 @@ def registry(config: LabConfig) -> list[dict]:
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": _meta("registry-data", REGISTRY_NS),
-            # k3s ships the local-path provisioner as its default StorageClass.
+            # No storageClassName: the cluster's default StorageClass. kubeadm installs none, so on the lab's
+            # kubeadm cluster this claim stays Pending until one exists (the registry's volume is still open).
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": f"{reg.size_gib}Gi"}},
@@ -490,7 +491,8 @@ def csi_smb_release(config: LabConfig) -> dict[str, Any]:
         "version": config.versions.csi_driver_smb,
         "repository": CSI_SMB_REPO,
         "namespace": "kube-system",
-        # k3s runs its kubelet with the standard root dir; said explicitly, as the node plugin mounts there.
+        # The kubeadm nodes run their kubelet with the standard root dir; said explicitly, as the node plugin
+        # mounts there.
         "values": {"linux": {"kubelet": "/var/lib/kubelet"}},
     }
 

@@ -57,7 +57,7 @@ def main() -> dict[str, Any]:
         outputs["share_pvc"] = SHARE_PVC
     else:
         pulumi.log.info(
-            "cluster layer skipped: no renderlab:kubeconfig yet. After Ansible built k3s run "
+            "cluster layer skipped: no renderlab:kubeconfig yet. After Ansible built the cluster (kubeadm) run "
             "`pulumi config set --secret renderlab:kubeconfig < <kubeconfig>` and `pulumi up` again"
         )
     for key, value in outputs.items():

@@ -53,7 +53,6 @@ FERNET_LENGTH = 44
 # layer reads exactly these.
 SERVICE_SECRETS = {
     "renderlab_share_password": Secret(40, "SMB password of the share user (samba role)"),
-    "renderlab_k3s_token": Secret(48, "k3s cluster join token (k3s roles)"),
     "renderlab_p4_super_password": Secret(40, "Perforce super user password (perforce role)"),
     "renderlab_p4_service_password": Secret(40, "Perforce read-only service user password (the fetch Job)"),
     "renderlab_airflow_admin_password": Secret(40, "Airflow admin user password (airflow role)"),

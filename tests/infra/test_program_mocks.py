@@ -179,6 +179,10 @@ def test_inventory_output_is_the_local_labs_inventory(tmp_path, monkeypatch):
     local_inv = lifecycle.lab_inventory(load(options.state / "stack.yaml"), options)
     for key in lifecycle.LOCAL_ONLY_VARS:
         local_inv["all"]["vars"].pop(key)
+    for group in local_inv["all"]["children"].values():
+        for host_vars in group["hosts"].values():
+            for key in lifecycle.LOCAL_ONLY_HOST_VARS:
+                host_vars.pop(key, None)
     assert pulumi_inv == ansible_unsafe.mark(local_inv)
 
 

@@ -21,9 +21,6 @@ ALLOWED_SKIPS = (
         "perforce", "p4d is not installed on ", "p4d is a vendor download this machine cannot reach", True
     ),
     AllowedSkip(
-        "k3s.", "k3s is not installed on ", "the k3s binary is a vendor download not reachable here", True
-    ),
-    AllowedSkip(
         "airflow",
         "no Kubernetes connection yet",
         "the connection needs the cluster layer, which the local lab lane does not lay",

@@ -9,8 +9,8 @@ HOSTS = {
     "storage": ["storage"],
     "perforce": ["perforce"],
     "airflow": ["airflow"],
-    "k3s-server": ["k3s_server"],
-    "k3s-agent": ["k3s_agent"],
+    "control-plane": ["control_plane"],
+    "worker": ["worker"],
 }
 
 
@@ -27,8 +27,8 @@ def full_run(**replace) -> dict:
         ("samba", "storage", "storage"),
         ("perforce", "perforce", "perforce"),
         ("airflow", "airflow", "airflow"),
-        ("k3s.TestServer", "k3s_server", "k3s-server"),
-        ("k3s.TestAgent", "k3s_agent", "k3s-agent"),
+        ("kubernetes.TestControlPlane", "control_plane", "control-plane"),
+        ("kubernetes.TestWorker", "worker", "worker"),
     ):
         report[f"{unit}::t[{host}]"] = item(unit, group, host)
         for other in HOSTS:

@@ -66,13 +66,13 @@ def test_generated_secrets_file_is_private_and_complete(tmp_path):
 def test_secrets_check_names_every_problem():
     values = {k: "x" * 10 for k in host_secrets.SECRET_NAMES}
     del values["renderlab_share_password"]
-    values["renderlab_k3s_token"] = ""
+    values["renderlab_p4_super_password"] = ""
     values["surprise"] = "y"
     with pytest.raises(host_secrets.SecretsError) as err:
         host_secrets.check(values, "pulumi output host_secrets")
     msg = str(err.value)
     assert "missing renderlab_share_password" in msg
-    assert "renderlab_k3s_token is empty" in msg
+    assert "renderlab_p4_super_password is empty" in msg
     assert "unknown key surprise" in msg
 
 
@@ -130,7 +130,7 @@ def test_playbook_log_tells_vendor_stops_from_real_failures(tmp_path, monkeypatc
     run = lifecycle.PlaybookRun(2, 1.0, recap, tmp_path / "x.log", lifecycle._failures(text))
     assert run.failures == {
         # the rescued download failure, then site.yml's report that ends the host
-        "k": ["k3s_server : Download the binary", "Fail where a vendor download was missing"],
+        "k": ["perforce : Download Perforce's signing key", "Fail where a vendor download was missing"],
         "s": ["samba : Samba running"],
     }
     assert run.vendor_blocked == ["k"]

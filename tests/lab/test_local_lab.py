@@ -1,7 +1,7 @@
 """Boot the local lab, run the real site.yml twice (the second changes nothing), prove the hosts with the
 testinfra suite, and tear everything down whatever happens.
 
-A role whose vendor download (k3s binary, p4d package) cannot be reached from here ends its host early, and
+A role whose vendor download (the p4d package) cannot be reached from here ends its host early, and
 site.yml's last play fails it with what is missing ("Fail where a vendor download was missing"); such a host
 counts as blocked, not failed, and is printed as such. Set
 RENDERLAB_LAB_REQUIRE_ALL=1 (with air-gap artifacts given to the roles) to require every host to finish.
@@ -68,7 +68,7 @@ def _inventory_groups(lab) -> dict[str, list[str]]:
 
 def test_testinfra_suite_passes_against_the_lab(lab, first_run, say):
     """Judged per role and per host (tests/lab/host_checks.py): every check unit ran and passed on every host
-    of its group; a skip only where named there (p4d and k3s on a host stopped at their vendor download)."""
+    of its group; a skip only where named there (p4d on a host stopped at its vendor download)."""
     assert first_run.real_failures == {}
     report = lab.state / "logs" / "testinfra-report.json"
     env = {

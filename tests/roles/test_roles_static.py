@@ -24,8 +24,10 @@ SECRET_VARS = {
                 "airflow_token", "airflow_notify_webhook_url"),
     "common": (),
     "firewall": (),
-    "k3s_server": ("k3s_server_token", "k3s_server_kubeconfig"),
-    "k3s_agent": ("k3s_agent_token",),
+    "kube_node": (),
+    # kubeadm init's own output names its bootstrap token: the run is no_log; its failure report masks tokens.
+    "kube_control_plane": ("kube_control_plane_kubeconfig",),
+    "kube_worker": ("kube_worker_token", "kube_worker_join"),
     "perforce": ("perforce_super_password", "perforce_service_password"),
     "samba": ("samba_users", "item.password", "renderlab_share_password"),
     "backup": ("backup_password", "backup_s3_access_key_id", "backup_s3_secret_access_key"),
@@ -41,8 +43,10 @@ SECRET_ARGS = {
     },
     "common": set(),
     "firewall": set(),
-    "k3s_server": {"k3s_server_token"},
-    "k3s_agent": {"k3s_agent_token"},
+    # The join token is created by the control plane for each join, never a stored secret or an argument.
+    "kube_node": set(),
+    "kube_control_plane": set(),
+    "kube_worker": set(),
     "perforce": {"perforce_super_password", "perforce_service_password"},
     "samba": {"samba_users.password"},
     "backup": {"backup_password"},
@@ -228,7 +232,7 @@ def test_secrets_are_required_hidden_arguments_without_defaults(role):
 def test_site_plays_run_in_the_documented_order():
     plays = yaml.safe_load((ROOT / "ansible" / "site.yml").read_text())
     order = [r["role"] for p in plays for r in p.get("roles", [])]
-    assert order[-5:] == ["perforce", "k3s_server", "k3s_agent", "airflow", "backup"]
+    assert order[-6:] == ["perforce", "kube_node", "kube_control_plane", "kube_worker", "airflow", "backup"]
     by_name = {p["name"]: p for p in plays}
     k8s = next(p for n, p in by_name.items() if "Kubernetes connection" in n)
     assert "never" in k8s["tags"], "the k8s connection play must not run before the cluster layer exists"
@@ -236,8 +240,7 @@ def test_site_plays_run_in_the_documented_order():
 
 JINJA = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.S)
 BARE = ("when", "that", "until", "changed_when", "failed_when", "loop")  # keys whose values are expressions
-# The k3s roles are being replaced by kubeadm roles (the Kubernetes issue); they are checked once they land.
-WIRED_ROLES = tuple(r for r in ALL_ROLES if not r.startswith("k3s_"))
+WIRED_ROLES = ALL_ROLES
 
 
 def _expressions(node, found: list[str]) -> list[str]:
@@ -293,7 +296,7 @@ def test_the_variable_walk_sees_a_lab_value_read_inside_a_role():
     names = _variables("renderlab_share_path | default(samba_x) ~ item.name ~ 'renderlab_y' is perforce_z")
     assert _foreign("samba", names) == ["renderlab_share_path"]
     assert _foreign("airflow", _variables("perforce_port | int")) == ["perforce_port"]
-    assert _foreign("k3s_agent", _variables("k3s_server_install_changed")) == ["k3s_server_install_changed"]
+    assert _foreign("kube_worker", _variables("kube_node_install_changed")) == ["kube_node_install_changed"]
     assert any(_foreign("samba", n) for n in _role_reads("samba").values()) is False
 
 
@@ -307,6 +310,12 @@ def test_role_defaults_do_not_repeat_lab_values():
         "samba": {"samba_share_name", "samba_share_path", "samba_share_user", "samba_share_uid", "samba_users"},
         "common": {"common_admin_user", "common_admin_ssh_keys"},
         "airflow": {"airflow_version", "airflow_k8s_namespace", "airflow_k8s_conn_id", "airflow_notify_conn_id"},
+        "kube_node": {"kube_node_version", "kube_node_containerd_version", "kube_node_runc_version",
+                      "kube_node_cni_plugins_version", "kube_node_crictl_version", "kube_node_pause_image",
+                      "kube_node_registry_port"},
+        "kube_control_plane": {"kube_control_plane_version", "kube_control_plane_pod_subnet",
+                               "kube_control_plane_service_subnet", "kube_control_plane_kube_router_image"},
+        "kube_worker": {"kube_worker_control_plane_address", "kube_worker_control_plane_host"},
     }  # fmt: skip
     site = (ROOT / "ansible" / "site.yml").read_text()
     for role, names in lab_owned.items():

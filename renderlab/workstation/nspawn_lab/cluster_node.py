@@ -1,6 +1,11 @@
-"""What a k3s host needs from its systemd-nspawn container on this kind of machine (cgroup v1, no
-CAP_SYS_RESOURCE), and only there: a lab VM needs none of it. Each item was found by running a container with
-containerd + runc inside a lab host (README, "How each layer is verified")."""
+"""What a Kubernetes node needs from its systemd-nspawn container on this kind of machine (cgroup v1 without a
+cgroup namespace, no CAP_SYS_RESOURCE, a read-only /proc/sys), and only there: a lab VM needs none of it. Each
+item was found by running containerd + runc, then kubeadm, inside a lab host; kind's node image (its entrypoint
+and its kubeadm config patches) is the reference for running a node inside a container.
+
+Two halves, kept here together: what the container itself gets at boot (`prepare`, `ARGS`), and the lab-only
+values the roles are handed through the lab's inventory (`inventory_vars`, `host_vars`); production role
+defaults hold none of them."""
 
 from __future__ import annotations
 
@@ -23,12 +28,17 @@ CGROUPS_RW_UNIT = """[Unit]
 Description=renderlab lab: cgroup controllers writable for the container runtime
 DefaultDependencies=no
 After=local-fs.target
-Before=containerd.service k3s.service k3s-agent.service
+Before=containerd.service kubelet.service
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/sh -c 'for d in /sys/fs/cgroup/*/; do mountpoint -q "$$d" && mount -o remount,bind,rw "$$d"; done; true'
+# No cgroup namespace: every node sees this machine's whole hierarchies, so each kubelet gets a cgroup root of
+# its own (kubeletconfiguration patch cgroupRoot), or the two would remove each other's pod cgroups as orphans.
+ExecStart=/bin/sh -c 'for d in /sys/fs/cgroup/*/; do mountpoint -q "$$d" && mkdir -p "$$d"%(root)s; done; true'
+# kind's entrypoint does the same: volumes mounted by the kubelet must propagate into the pods.
+ExecStart=/bin/mount --make-rshared /
 
 [Install]
 WantedBy=sysinit.target
@@ -56,7 +66,7 @@ SYSCTLS_UNIT = (
 Description=renderlab lab: the kubelet's kernel values as node-local stand-ins (the machine's stay unchanged)
 DefaultDependencies=no
 After=local-fs.target
-Before=k3s.service k3s-agent.service
+Before=containerd.service kubelet.service
 
 [Service]
 Type=oneshot
@@ -72,6 +82,26 @@ WantedBy=sysinit.target
 """
 )
 
+# systemd-sysctl skips a container (ConditionPathIsReadWrite=/proc/sys/), so after a restart the node's own
+# network namespace would come back without the forwarding values kube_node writes to /etc/sysctl.d. Those
+# (net.*) are the node's to set; the rest of /proc/sys stays the machine's and untouched. (A leading "-": on
+# the first boot procps is not installed yet, and there is nothing to apply.)
+NET_SYSCTLS_UNIT_NAME = "renderlab-net-sysctls.service"
+NET_SYSCTLS_UNIT = """[Unit]
+Description=renderlab lab: the node's own network sysctls (systemd-sysctl skips a container)
+DefaultDependencies=no
+After=local-fs.target
+Before=containerd.service kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=-/sbin/sysctl -q --system --pattern ^net[.]
+
+[Install]
+WantedBy=sysinit.target
+"""
+
 # The kubelet opens /dev/kmsg (its OOM watcher); nspawn gives the container none. The console stands in,
 # as kind does: the host's kernel log stays out of the lab.
 TMPFILES = "L /dev/kmsg - - - - /dev/console\n"
@@ -81,7 +111,45 @@ def is_cluster_node(role: str) -> bool:
     return role in CLUSTER_ROLES
 
 
-def prepare(root: Path) -> None:
+def cgroup_root(machine: str) -> str:
+    """This node's kubelet cgroup root: named for the nspawn machine, unique across labs."""
+    return f"/renderlab-{machine}"
+
+
+# The lab-only values the roles take (site.yml reads `renderlab_kube_node_overrides`): kind's settings for a
+# node inside a container, plus what this machine's kernel and cgroup v1 need.
+OVERRIDES = {
+    # systemd in the container does not own the cgroup hierarchies the pods land in: the kubelet and
+    # containerd's runc manage them directly.
+    "cgroup_driver": "cgroupfs",
+    # No CAP_SYS_RESOURCE: runc may not lower a container's oom_score_adj; containerd clamps it instead.
+    "restrict_oom_score_adj": True,
+    "kubelet_config": {
+        # kubelet >= 1.35 refuses cgroup v1 unless told; this machine is cgroup v1 (hybrid).
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        # The nodes share this machine's disk with everything else on it: never evict or collect on its
+        # fill level (kind's values).
+        "imageGCHighThresholdPercent": 100,
+        "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"},
+    },
+    # nf_conntrack_max is the machine's, not the node's: kube-proxy leaves it alone (kind's value).
+    "kube_proxy_config": {"conntrack": {"maxPerCore": 0}},
+    # With failCgroupV1: false, kubeadm >= 1.35's SystemVerification still fails on cgroup v1 (and on the
+    # kernel config a container cannot read).
+    "ignore_preflight_errors": ["SystemVerification"],
+}
+
+
+def inventory_vars() -> dict:
+    return {"renderlab_kube_node_overrides": OVERRIDES}
+
+
+def host_vars(machine: str) -> dict:
+    return {"renderlab_kubelet_patch": {"cgroupRoot": cgroup_root(machine)}}
+
+
+def prepare(root: Path, machine: str) -> None:
     """Write the node-side settings into a host's tree (applied by systemd at boot)."""
     (root / "etc/tmpfiles.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/tmpfiles.d/renderlab-kmsg.conf").write_text(TMPFILES)
@@ -92,8 +160,45 @@ def prepare(root: Path) -> None:
     units = root / "etc/systemd/system"
     wants = units / "sysinit.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
-    for name, text in ((CGROUPS_RW_UNIT_NAME, CGROUPS_RW_UNIT), (SYSCTLS_UNIT_NAME, SYSCTLS_UNIT)):
+    # kube-router mounts the host's /lib/modules (read-only); a container tree has none.
+    (root / "lib/modules").mkdir(parents=True, exist_ok=True)
+    cgroups_unit = CGROUPS_RW_UNIT % {"root": cgroup_root(machine).lstrip("/")}
+    # The container's systemd trims cgroups it does not know from its own (name=systemd) hierarchy on a
+    # daemon-reload, so the kubelet's root is made again right before every kubelet start.
+    dropin = root / "etc/systemd/system/kubelet.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "05-renderlab-cgroup-root.conf").write_text(
+        "[Service]\n"
+        + [l for l in cgroups_unit.splitlines() if "mkdir -p" in l][0].replace("ExecStart=", "ExecStartPre=")
+        + "\n"
+    )
+    for name, text in (
+        (CGROUPS_RW_UNIT_NAME, cgroups_unit),
+        (SYSCTLS_UNIT_NAME, SYSCTLS_UNIT),
+        (NET_SYSCTLS_UNIT_NAME, NET_SYSCTLS_UNIT),
+    ):
         (units / name).write_text(text)
         link = wants / name
         if not link.is_symlink():
             link.symlink_to(f"/etc/systemd/system/{name}")
+
+
+def remove_cgroup_root(machine: str, cgroups: Path = Path("/sys/fs/cgroup")) -> list[str]:
+    """After the node stopped: remove its cgroup root from every hierarchy, deepest first (a cgroup is
+    removed with rmdir once it holds no process). A hierarchy the lab's own process is nested in (here:
+    memory, under the sandbox's cgroup) holds it that much deeper, so a few levels are searched. Returns the
+    cgroup roots removed."""
+    removed = []
+    name = cgroup_root(machine).lstrip("/")
+    for hierarchy in sorted(cgroups.glob("*/")):
+        if hierarchy.is_symlink():
+            continue
+        tops = [t for depth in range(4) for t in hierarchy.glob("*/" * depth + name) if t.is_dir()]
+        for top in tops:
+            for d in sorted(
+                (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+            ):
+                d.rmdir()
+            top.rmdir()
+            removed.append(str(top))
+    return removed

@@ -23,6 +23,7 @@ from renderlab.lab import ansible_unsafe, host_secrets
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
 from renderlab.lab.pipeline_settings import recorded_images
+from renderlab.workstation import k8s_artifacts
 from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
 from renderlab.workstation.nspawn_lab import machines, network, rootfs
 from renderlab.workstation.nspawn_lab.machines import Machine
@@ -125,18 +126,38 @@ def write_stack(s: LabOptions, pubkey: str, dns: list[str]) -> dict[str, str]:
     return addresses
 
 
-# What only the local lab's inventory has beyond the one Pulumi outputs for the same stack file.
-LOCAL_ONLY_VARS = ("ansible_ssh_private_key_file", "ansible_ssh_common_args")
+# What only the local lab's inventory has beyond the one Pulumi outputs for the same stack file: its SSH key,
+# the Kubernetes air-gap folder (the local lab always installs from it), the node-in-a-container settings.
+LOCAL_ONLY_VARS = (
+    "ansible_ssh_private_key_file",
+    "ansible_ssh_common_args",
+    "renderlab_k8s_artifacts_dir",
+    *cluster_node_settings.inventory_vars(),
+)
+LOCAL_ONLY_HOST_VARS = tuple(cluster_node_settings.host_vars("x"))
+
+
+def k8s_artifacts_dir(config) -> Path:
+    """Where `make k8s-artifacts` leaves this Kubernetes version's air-gap folder."""
+    return k8s_artifacts.default_cache(config.kubernetes.version)
 
 
 def lab_inventory(config, s: LabOptions) -> dict:
-    """The same inventory Pulumi's program outputs for this stack, plus the lab's own SSH key and options."""
+    """The same inventory Pulumi's program outputs for this stack, plus the lab's own SSH key and options and
+    the lab-only Kubernetes node settings (cluster_node)."""
     extra = {
         "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
         "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
+        "renderlab_k8s_artifacts_dir": str(k8s_artifacts_dir(config)),
+        **cluster_node_settings.inventory_vars(),
+    }
+    host_vars = {
+        name: cluster_node_settings.host_vars(f"{s.prefix}-{name}")
+        for name, host in config.hosts.items()
+        if cluster_node_settings.is_cluster_node(host.role)
     }
     images = recorded_images(config, s.base_config)  # what `make images` built for the base stack, if any
-    return inventory(config, extra_vars=extra, images=images)
+    return inventory(config, extra_host_vars=host_vars, extra_vars=extra, images=images)
 
 
 def status(s: LabOptions) -> dict:
@@ -205,7 +226,7 @@ def up(s: LabOptions) -> Lab:
             )
             cluster_node = cluster_node_settings.is_cluster_node(config.hosts[name].role)
             if cluster_node:
-                cluster_node_settings.prepare(m.directory)
+                cluster_node_settings.prepare(m.directory, m.machine)
             machines.boot(m, s.bridge, s.state / "logs", cluster_node=cluster_node)
             _save(s, ms)
             log(f"booting {m.machine} at {address}")
@@ -233,6 +254,13 @@ def down(s: LabOptions) -> None:
             machines.stop(m)
     for removed in network.down(s):
         log(f"removed {removed}")
+    for m in ms:
+        # No cgroup namespace: the pods' cgroups were made in this machine's hierarchies; empty now.
+        try:
+            for removed in cluster_node_settings.remove_cgroup_root(m.machine):
+                log(f"removed {removed}")
+        except OSError as e:
+            log(f"could not remove the cgroups of {m.machine}: {e}; remove them with rmdir once empty")
     if s.state.exists():
         # Keep the logs (console, playbook runs) for a post-mortem; everything else goes.
         kept = s.cache / f"{s.prefix}-last-logs"
@@ -270,7 +298,7 @@ RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", re.M)
 FATAL = re.compile(r"^fatal: \[([^\]]+)\]", re.M)
-# The roles' own stop when a vendor download (k3s binary, p4d package) cannot be reached and no air-gap
+# The roles' own stop when a vendor download (the p4d package) cannot be reached and no air-gap
 # artifacts were given: an expected, explained stop on this machine, not a defect.
 VENDOR_STOP = "Fail where a vendor download was missing"
 

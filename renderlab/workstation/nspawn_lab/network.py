@@ -35,6 +35,8 @@ def up(s: LabOptions) -> None:
     # Forwarding is a host-wide switch; it is left on at teardown because other labs may rely on it.
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
     net = str(s.subnet)
+    # Traffic between the lab's own hosts stays on the bridge, whatever its addresses: the Kubernetes nodes
+    # route pod addresses (outside the lab subnet) to each other, and bridged packets pass this hook too.
     ruleset = f"""
 table ip {s.nft_table} {{
   chain postrouting {{
@@ -43,6 +45,7 @@ table ip {s.nft_table} {{
   }}
   chain forward {{
     type filter hook forward priority filter; policy accept;
+    iifname "{s.bridge}" oifname "{s.bridge}" accept
     iifname "{s.bridge}" ip saddr {net} accept
     oifname "{s.bridge}" ct state established,related accept
     oifname "{s.bridge}" drop
