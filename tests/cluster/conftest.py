@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from renderlab.lab.config import LabConfig, load
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
 from renderlab.workstation.nspawn_lab.machines import Machine
 from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions

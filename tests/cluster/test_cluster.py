@@ -18,7 +18,7 @@ import yaml
 from infra import manifests
 from renderlab.lab.cluster_names import LAUNCHER
 from renderlab.lab.pipeline_settings import recorded_images
-from renderlab.workstation.nspawn_lab import lab as locallab
+from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
 from tests.cluster import testbox
 from tests.cluster.conftest import TEST_NS, Cluster
@@ -164,7 +164,11 @@ def test_a_service_cluster_ip_and_node_port_answer(built: Cluster, web: dict[str
     for _ in range(4):  # both endpoints, whichever kube-proxy picks
         assert _exec(built, TEST_NS, pod, f"wget -qO- http://{cluster_ip}/") == testbox.INDEX
     for m in built.nodes():
-        assert _http(f"http://{m.address}:{node_port}/") == testbox.INDEX, m.name
+        # A NodePort no firewall rule opens answers inside the cluster (a pod, on either node)...
+        assert _exec(built, TEST_NS, pod, f"wget -qO- http://{m.address}:{node_port}/") == testbox.INDEX, m.name
+        # ...and is dropped from outside it (the firewall role closes the NodePort range but for its rules).
+        with pytest.raises(OSError):
+            _http(f"http://{m.address}:{node_port}/")
 
 
 def test_a_pod_resolves_kubernetes_default(built: Cluster, web: dict[str, dict]):
@@ -235,7 +239,9 @@ def test_network_policy_is_enforced(
         "share": (storage, 445, True),
         "perforce": (p4, c.config.perforce.port, True),
         "other pod": (web_ip, WEB_PORT, False),
-        "airflow host": (airflow, 22, False),
+        # A node's own port the firewall lets pods reach (kube-router's BGP): closed to the render pod by its
+        # policy alone. (The Airflow host is not here: its firewall already drops the nodes, whatever the policy.)
+        "node bgp": (cp, 179, False),
         "api server": (cp, 6443, False),
         "api service": (api, 443, False),
     }
@@ -247,6 +253,9 @@ def test_network_policy_is_enforced(
     # The network itself reaches every target: only the policy stops the render pod.
     assert set(unrestricted.values()) == {"open"}, unrestricted
     assert {w for w, (_, _, ok) in targets.items() if ok} == {w for w, r in seen.items() if r == "open"}, seen
+    # The Airflow host admits no node (SSH from the workstation only): neither pod reaches it.
+    assert _probe(c, ns, "policy-probe", airflow, 22) != "open"
+    assert _probe(c, TEST_NS, control, airflow, 22) != "open"
     dns = _exec(c, ns, "policy-probe", "nslookup kubernetes.default")
     assert api in dns.split("Name:", 1)[1], dns
     # Nothing reaches a render pod either (ingress: []).

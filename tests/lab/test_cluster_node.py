@@ -86,7 +86,7 @@ def test_remove_cgroup_root_removes_the_nodes_tree_deepest_first_and_nothing_els
 
 def test_lab_only_values_are_in_the_lab_inventory_and_not_in_the_production_one(tmp_path: Path):
     from renderlab.lab.inventory import inventory
-    from renderlab.workstation.nspawn_lab import lab
+    from renderlab.workstation.nspawn_lab import lifecycle as lab
     from renderlab.workstation.nspawn_lab.options import LabOptions
 
     options = LabOptions.from_env({"RENDERLAB_LAB_PREFIX": "rl9", "RENDERLAB_LAB_CACHE": str(tmp_path)})
