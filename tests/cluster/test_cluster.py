@@ -165,7 +165,9 @@ def test_a_service_cluster_ip_and_node_port_answer(built: Cluster, web: dict[str
         assert _exec(built, TEST_NS, pod, f"wget -qO- http://{cluster_ip}/") == testbox.INDEX
     for m in built.nodes():
         # A NodePort no firewall rule opens answers inside the cluster (a pod, on either node)...
-        assert _exec(built, TEST_NS, pod, f"wget -qO- http://{m.address}:{node_port}/") == testbox.INDEX, m.name
+        assert _exec(built, TEST_NS, pod, f"wget -qO- http://{m.address}:{node_port}/") == testbox.INDEX, (
+            m.name
+        )
         # ...and is dropped from outside it (the firewall role closes the NodePort range but for its rules).
         with pytest.raises(OSError):
             _http(f"http://{m.address}:{node_port}/")

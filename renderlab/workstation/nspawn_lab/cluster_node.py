@@ -169,7 +169,9 @@ def prepare(root: Path, machine: str) -> None:
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "05-renderlab-cgroup-root.conf").write_text(
         "[Service]\n"
-        + [l for l in cgroups_unit.splitlines() if "mkdir -p" in l][0].replace("ExecStart=", "ExecStartPre=")
+        + [line for line in cgroups_unit.splitlines() if "mkdir -p" in line][0].replace(
+            "ExecStart=", "ExecStartPre="
+        )
         + "\n"
     )
     for name, text in (
