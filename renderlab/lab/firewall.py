@@ -13,7 +13,8 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from renderlab.lab.config import ROLES, LabConfig
+from renderlab.lab import backup_plan
+from renderlab.lab.config import ROLES, BackupToLabHost, LabConfig
 
 SSH = 22
 SMB = 445
@@ -89,6 +90,11 @@ def host_rules(config: LabConfig) -> dict[str, list[Rule]]:
         if host.role in NODE_ROLES:
             own.extend(node_rules)
         rules[name] = own
+    # A lab_host backup target: the backed-up hosts' restic reaches it over SFTP (SSH, a key that may only run
+    # sftp-server in that host's folder: the backup role).
+    if config.backup is not None and isinstance(config.backup.target, BackupToLabHost):
+        clients = [f"{config.address(h)}/32" for h in sorted(backup_plan.data_sets(config))]
+        rules[config.backup.target.host].append(Rule("backup-sftp", "tcp", (SSH,), _nets(clients)))
     return rules
 
 

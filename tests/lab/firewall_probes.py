@@ -67,10 +67,17 @@ def pairs(config: LabConfig, outsider: str) -> list[Pair]:
     out = []
     for host, rules in firewall.host_rules(config).items():
         ssh = firewall.Rule("ssh", "tcp", (firewall.SSH,), tuple(firewall.workstation(config)))
+        # Two rules may open one port to different senders (SSH: the workstation; SFTP backups: the backed-up
+        # hosts): a sender is allowed where any of them holds it.
+        by_port: dict[int, list] = {}
+        for rule in [ssh, *rules]:
+            if rule.proto == "tcp":
+                for port in rule.ports:
+                    by_port.setdefault(port, []).extend(ipaddress.IPv4Network(s) for s in rule.sources)
         for rule in [ssh, *rules]:
             if rule.proto != "tcp":
                 continue  # udp and ipip: the testinfra suite checks they are in the loaded ruleset
-            nets = [ipaddress.IPv4Network(s) for s in rule.sources]
+            nets = by_port[rule.ports[0]]
             mine = []
             for sender, address in senders.items():
                 if sender != host:  # a host reaches itself over loopback, which is always open

@@ -66,6 +66,10 @@ def test_each_service_is_open_only_to_the_hosts_that_need_it():
     assert sources("worker", "docs") == {"10.20.0.0/24"}
     for overlay in ("overlay-bgp", "overlay-ipip"):
         assert sources("worker", overlay) == nodes
+    # The example's backup target is a lab host (the worker): the backed-up hosts reach its SSH for SFTP.
+    assert CONFIG.backup.target.host == "worker"
+    sftp = {f"{a}/32" for net in sources("worker", "backup-sftp") for a in ipaddress.IPv4Network(net)}
+    assert sftp == {addr("storage"), addr("perforce"), addr("airflow")}
     names = {h: sorted(r.name for r in rs) for h, rs in firewall.host_rules(CONFIG).items()}
     assert (
         names["storage"] == ["smb"]
