@@ -133,7 +133,7 @@ lab-stages: venv ## list make lab's stages in order
 	@$(PY) -m renderlab.lab.stages list
 
 lab-prereqs: venv ## one line each: Proxmox version and token privileges, Python, Pulumi/Go, SSH key, passphrase
-	$(PY) -m renderlab.lab.prereqs Pulumi.$(STACK).yaml --stack $(STACK)
+	$(PY) -m renderlab.workstation.prereqs Pulumi.$(STACK).yaml --stack $(STACK)
 
 lab-vms: lab-up ## = lab-up
 

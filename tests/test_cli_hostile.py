@@ -94,7 +94,7 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
         "renderlab.lab.passphrase": ({2}, [["bogus"], []]),
         "renderlab.lab.known_hosts": ({1, 2}, [["record", f["garbage"]], ["record", f["bomb"]], ["forget"]]),
         "renderlab.lab.depot_seed": ({1, 2}, [[f["garbage"]], [f["proc"]], []]),
-        "renderlab.lab.prereqs": ({1, 2}, [[f["garbage"]], [f["bomb"]], [f["missing"]], []]),
+        "renderlab.workstation.prereqs": ({1, 2}, [[f["garbage"]], [f["bomb"]], [f["missing"]], []]),
         "renderlab.lab.stages": ({2}, [["run", "--from", "nosuch"], ["explode"], []]),
         "renderlab.workstation.images": ({1, 2}, [["bogus"], ["tags", "--only", "nope"]]),
         "renderlab.workstation.nspawn_lab": ({1, 2}, [["sideways"], []]),

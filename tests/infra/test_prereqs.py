@@ -1,4 +1,4 @@
-"""make lab's prerequisites stage (renderlab/lab/prereqs.py): PVE's version and the token's privileges read
+"""make lab's prerequisites stage (renderlab/workstation/prereqs.py): PVE's version and the token's privileges read
 from the API (fakepve enforces PVE's ACLs), and the workstation's tools, one line each."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from infra.proxmox.privileges import PRIVILEGES
-from renderlab.lab import prereqs
 from renderlab.lab.config import parse
+from renderlab.workstation import prereqs
 from tests.example_stack import TEST_KEY, own
 from tests.infra.conftest import FAST, TOKEN_SECRET
 

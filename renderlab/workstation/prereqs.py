@@ -4,7 +4,7 @@ Proxmox VE version (8.4+: the template imports with import-from) and the API tok
 Python, a Pulumi CLI (or Go >= 1.26 to build one), the private half of an SSH key in the stack file, and
 where the Pulumi passphrase comes from. Exit 1 if any line says FAIL.
 
-    python -m renderlab.lab.prereqs Pulumi.lab.yaml [--stack lab]
+    python -m renderlab.workstation.prereqs Pulumi.lab.yaml [--stack lab]
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def proxmox_token(stack: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     from renderlab.lab.config import ConfigError, load
 
-    parser = cli.Parser(prog="python -m renderlab.lab.prereqs", description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="python -m renderlab.workstation.prereqs", description=__doc__.split("\n")[0])
     parser.add_argument("stack_file")
     parser.add_argument("--stack", default="lab")
     args = parser.parse_args(argv)
