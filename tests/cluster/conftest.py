@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from renderlab.base import atomic
+from renderlab.lab import ansible_unsafe
 from renderlab.lab.config import LabConfig, load
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
@@ -91,6 +93,10 @@ def _reused(s: LabOptions) -> locallab.Lab | None:
     st = locallab.status(s)
     ms = [Machine(**{**m, "directory": Path(m["directory"])}) for m in st.get("machines", [])]
     if ms and all(machines.is_ours(m) for m in ms):
+        # The inventory again from this tree's code (the firewall rules, the lab-only values may have changed
+        # since the lab was booted); the stack file and the secrets stay the lab's own.
+        inv = locallab.lab_inventory(load(s.state / "stack.yaml"), s)
+        atomic.write_text(s.state / "inventory.yml", ansible_unsafe.dumps(inv), mode=0o644)
         return locallab.Lab(s, ms)
     return None
 
