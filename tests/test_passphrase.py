@@ -46,7 +46,7 @@ def fake_pulumi(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "pulumi"
-    values = {k: "v" * 24 for k in host_secrets.SECRET_NAMES}
+    values = host_secrets.generate()  # values of the right format: the reader checks them
     script.write_text(
         "#!/bin/sh\n"
         f'echo "file=$PULUMI_CONFIG_PASSPHRASE_FILE args=$*" >> {tmp_path}/calls\n'

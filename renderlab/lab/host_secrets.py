@@ -130,7 +130,8 @@ def check(values: dict, source: str) -> dict:
             f"{source}: " + "; ".join(problems) + f". The map must hold exactly: {', '.join(SECRET_NAMES)}"
             f" (and optionally {', '.join(OPTIONAL_NAMES)})"
         )
-    out: dict = {k: str(values[k]) for k in [*SECRET_NAMES, WEBHOOK_URL] if k in values}
+    handed = [*SECRET_NAMES, *(k for k in OPTIONAL_NAMES if k != PREVIOUS_FERNET_KEYS)]
+    out: dict = {k: str(values[k]) for k in handed if k in values}
     if previous:
         out[PREVIOUS_FERNET_KEYS] = [str(k) for k in previous]
     return out

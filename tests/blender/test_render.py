@@ -151,9 +151,7 @@ def test_look_check_tiles_frames_at_fixed_song_positions(built, tmp_path):
     last = built["ode_waltz"]["frames"][1]
     assert result["frames"] == [1 + round(f * (last - 1)) for f in (0.1, 0.5, 0.9, 0.95)]
     assert png_size(sheet) == tuple(result["size"]) == (3 * 32 + 2 * 4, 2 * 18 + 4)  # 3 columns, 2 rows
-    assert sorted(p.name for p in (tmp_path / "look" / "sheet_frames").iterdir()) == [
-        f"frame_{f:06d}.png" for f in result["frames"]
-    ]
+    assert _frames(tmp_path / "look" / "sheet_frames") == [f"frame_{f:06d}.png" for f in result["frames"]]
     bad = run_cli(
         "look", "--blend", built["ode_waltz"]["blend"], "--out", tmp_path / "x.png", "--positions", "2"
     )

@@ -69,6 +69,7 @@ def image_layout(tmp_path: Path) -> Path:
 
 def test_image_file_set_runs_a_fetch_and_imports_nothing_else(tmp_path: Path):
     app = image_layout(tmp_path)
+    (tmp_path / "share").mkdir()  # the share root: the mount, which the fetch never creates
     src = tmp_path / "src"
     write_tree(src, {"a.mid": b"midi", "b/c.wav": b"wave"})
     probe = (
@@ -102,6 +103,7 @@ def test_image_file_set_reaches_p4python(tmp_path: Path):
     import socket
 
     app = image_layout(tmp_path)
+    (tmp_path / "share").mkdir()  # the share root: the mount, which the fetch never creates
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

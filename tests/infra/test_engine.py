@@ -223,7 +223,11 @@ def test_state_holds_no_plaintext_secret(step):
     secrets = engine.outputs(secrets=True)["host_secrets"]
     assert len(secrets) == len(hosts_secrets.SERVICE_SECRETS) and len(set(secrets.values())) == len(secrets)
     for key, value in secrets.items():
-        assert re.fullmatch(r"[A-Za-z0-9]{40,48}", value), key
+        spec = hosts_secrets.SERVICE_SECRETS[key]
+        if spec.format == "fernet":
+            assert hosts_secrets.is_fernet_key(value), key
+        else:
+            assert re.fullmatch(rf"[A-Za-z0-9]{{{spec.length}}}", value), key
     state = engine.state_text() + engine.stack_file.read_text()
     assert "secure" in engine.stack_file.read_text() and "ciphertext" in state
     for what, value in [("the Proxmox token", TOKEN_SECRET), *secrets.items()]:

@@ -20,6 +20,7 @@ from pulumi.dynamic import Config, ConfigureRequest
 from infra import manifests
 from infra.proxmox.vm import ProxmoxVmProvider
 from renderlab.lab.config import load
+from tests.example_stack import TEST_KEY
 from tests.infra.conftest import FAST, TEMPLATE, TOKEN_ID, TOKEN_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ def test_the_proxmox_lane_itself_against_fakepve(pve, fakepve_cafile):
         "RENDERLAB_PVE_BRIDGE": "vmbr0",
         "RENDERLAB_PVE_ADDRESS": "10.20.0.99/24",
         "RENDERLAB_PVE_GATEWAY": "10.20.0.1",
-        "RENDERLAB_PVE_SSH_KEY": "ssh-ed25519 AAAAC3Nza you@host",
+        "RENDERLAB_PVE_SSH_KEY": f"ssh-ed25519 {TEST_KEY} you@host",
         "RENDERLAB_PVE_CA_FILE": fakepve_cafile,
     }
     assert set(PVE_VARS) <= set(env)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_success_outputs_and_notification(airflow_home, depot, tmp_path, receive
     assert body["gallery_page"] == str(page)
     html = page.read_text()
     assert 'src="media/tiny_main.mp4"' in html and 'src="media/tiny_loop.mp4"' in html and "passed" in html
-    assert f'href="runs/{run_dir.name}/index.html"' in (share / "gallery" / "index.html").read_text()
+    assert f'href="runs/{quote(run_dir.name)}/index.html"' in (share / "gallery" / "index.html").read_text()
     published = json.loads((page.parent / "run.json").read_text())
     assert set(published["variants"]) == {"main", "loop"}
     assert isinstance(published["changelist"], int)  # "latest" as the fetch resolved it

@@ -325,8 +325,15 @@ def test_notify_with_debug_logging_never_logs_the_webhook_token(hook, tmp_path, 
     """Urllib3 logs each request line at DEBUG, path (and token) included."""
     import logging
 
-    with caplog.at_level(logging.DEBUG):
-        notify.notify("webhook", SUMMARY, tmp_path)
+    # urllib3's own logger at DEBUG and propagating: an earlier test (Airflow's logging set-up) may have
+    # changed either, and the redaction must hold whatever the level.
+    logger = logging.getLogger("urllib3")
+    propagate, logger.propagate = logger.propagate, True
+    try:
+        with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="urllib3"):
+            notify.notify("webhook", SUMMARY, tmp_path)
+    finally:
+        logger.propagate = propagate
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "POST" in text and "/<redacted>" in text  # urllib3's request line was logged, redacted
     assert "secret-token" not in text
