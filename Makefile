@@ -245,7 +245,7 @@ lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a s
 
 .PHONY: cluster-test
 cluster-test: venv ## the two-node kubeadm cluster in the local lab: site.yml twice, then nodes, pods, Services, DNS, RBAC, NetworkPolicy, docs, restart (needs make k8s-artifacts)
-	$(VENV)/bin/pytest tests/cluster -m lab $(PYTEST_ARGS)
+	RENDERLAB_CLUSTER_LANE=1 $(VENV)/bin/pytest tests/cluster -m lab $(PYTEST_ARGS)
 
 # --- cluster (upstream Kubernetes with kubeadm: its binaries and images built here) ---
 .PHONY: k8s-artifacts k8s-vulncheck

@@ -23,7 +23,17 @@ from renderlab.workstation.nspawn_lab import machines
 from tests.cluster import testbox
 from tests.cluster.conftest import TEST_NS, Cluster
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.slow,
+    pytest.mark.timeout(3600),
+    # Opt-in until the lane has passed end to end once (docs/verification.md says where it stands): outside
+    # `make cluster-test` it skips with the command, and is not counted as passing.
+    pytest.mark.skipif(
+        os.environ.get("RENDERLAB_CLUSTER_LANE") != "1",
+        reason="the kubeadm cluster lane is opt-in for now: run `make cluster-test`",
+    ),
+]
 
 WEB_PORT = 8080
 # One line per probe: open (connected), refused (a reset came back) or dropped (no answer in time).
