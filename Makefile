@@ -202,8 +202,9 @@ blender-bench: blender-pyc ## content measures: timing error, separation, build 
 	$(PY) benchmarks/blender_bench.py $(BENCH_ARGS)
 
 # --- hosts ---
-LAB_INVENTORY ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/inventory.yml
-LAB_SECRETS ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/secrets.yml
+# The local lab's own files (not LAB_SECRETS: that is the Proxmox stack's, set above, and `?=` kept it here).
+LOCAL_LAB_INVENTORY ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/inventory.yml
+LOCAL_LAB_SECRETS ?= .cache/lab/$${RENDERLAB_LAB_PREFIX:-rl0}/secrets.yml
 .PHONY: lab-local lab-local-down lab-site lab-verify lab-test lab-bench
 
 lab-local: venv ## boot the local systemd-nspawn lab (env: RENDERLAB_LAB_BRIDGE, _SUBNET, _PREFIX)
@@ -213,12 +214,12 @@ lab-local-down: venv ## tear the local lab down: hosts, bridge, NAT rules, state
 	$(PY) -m renderlab.workstation.nspawn_lab down
 
 lab-site: venv ## run ansible/site.yml against the local lab
-	cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i ../$(LAB_INVENTORY) \
-	  -e @../$(LAB_SECRETS) site.yml
+	cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i ../$(LOCAL_LAB_INVENTORY) \
+	  -e @../$(LOCAL_LAB_SECRETS) site.yml
 
 lab-verify: venv ## run the testinfra suite against the local lab
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_CONFIG=ansible/ansible.cfg RENDERLAB_HOST_SECRETS=$(LAB_SECRETS) \
-	  $(VENV)/bin/pytest tests/hosts --hosts=ansible://all --ansible-inventory=$(LAB_INVENTORY)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_CONFIG=ansible/ansible.cfg RENDERLAB_HOST_SECRETS=$(LOCAL_LAB_SECRETS) \
+	  $(VENV)/bin/pytest tests/hosts --hosts=ansible://all --ansible-inventory=$(LOCAL_LAB_INVENTORY)
 
 lab-test: venv ## boot a lab, run site.yml twice, verify with testinfra, tear down (tests/lab)
 	$(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
