@@ -79,7 +79,9 @@ def test_every_data_set_is_fresh(host, sets, plan, lab_vars):
             problems.append(fresh.problem(s["name"], newest, gap, plan["late_after_hours"], now))
     assert [p for p in problems if p] == []
     if left_out:
-        pytest.skip(f"{', '.join(left_out)}: p4d is not installed on {name} (its download was not reachable)")
+        pytest.skip(
+            f"p4d is not installed on {name} (its download was not reachable): left out {', '.join(left_out)}"
+        )
 
 
 def test_the_repository_verifies(host, sets):

@@ -21,6 +21,12 @@ ALLOWED_SKIPS = (
         "perforce", "p4d is not installed on ", "p4d is a vendor download this machine cannot reach", True
     ),
     AllowedSkip(
+        "backup",
+        "p4d is not installed on ",
+        "no p4d, so no checkpoint to back up; the other data sets of that host are still judged",
+        True,
+    ),
+    AllowedSkip(
         "airflow",
         "no Kubernetes connection yet",
         "the connection needs the cluster layer, which the local lab lane does not lay",

@@ -77,3 +77,13 @@ def test_a_failure_or_a_check_outside_its_group_is_caught():
     assert judge(report, HOSTS, set())[0] == ["samba ran on airflow, outside its group storage"]
     report = full_run(**{"common::t0[storage]": item("common", None, "storage", "failed")})
     assert judge(report, HOSTS, set())[0] == ["common::t0[storage]: failed"]
+
+
+def test_the_p4d_checkpoint_backup_may_skip_only_where_p4d_could_not_be_installed():
+    reason = "p4d is not installed on perforce (its download was not reachable): left out perforce"
+    skipped = item("backup", None, "perforce", "skipped", reason)
+    backups = {f"backup::t[{h}]": item("backup", None, h) for h in HOSTS}
+    report = full_run(**{**backups, "backup::t[perforce]": skipped})
+    assert judge(report, HOSTS, {"perforce"})[0] == []
+    problems = judge(report, HOSTS, set())[0]  # p4d was meant to be there: the skip is a problem
+    assert problems[0] == f"backup::t[perforce]: skipped without a named reason here: {reason}"
