@@ -31,6 +31,12 @@ def gallery_url(config: LabConfig) -> str:
     return f"http://{config.address(server)}:{config.docs.node_port}/gallery/"
 
 
+def airflow_share_root(config: LabConfig) -> str:
+    """Where the Airflow host sees the share: the airflow role mounts it here (site.yml maps this value, from
+    the Variable, onto the role), and the DAG writes run records and notifications under it."""
+    return f"/mnt/{config.share.name}"
+
+
 def pipeline_settings(config: LabConfig, images: dict[str, str] | None = None) -> dict[str, Any]:
     """The Airflow Variable's value for this lab (JSON-ready, validated by the pipeline's own model).
 
@@ -39,6 +45,7 @@ def pipeline_settings(config: LabConfig, images: dict[str, str] | None = None) -
     p = config.pipeline
     values = {
         "backend": p.backend,
+        "share_root": airflow_share_root(config),
         "depot": depot_url(config),
         "namespace": p.namespace,
         "share_pvc": cluster_names.SHARE_PVC,

@@ -36,8 +36,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: Backend = "kubernetes"
-    # The share as this Airflow worker sees it (the local folder, or the worker's mount of the SMB share).
-    share_root: str = "/mnt/render"
+    # The share as this Airflow worker sees it: the local folder (make demo), or in the lab the airflow role's
+    # mount of the SMB share, at the path renderlab.lab.pipeline_settings derives (no default: one owner).
+    share_root: Annotated[str, StringConstraints(pattern=r"^/")]
     # Where song projects come from: file:///abs/depot/songs or p4://[ssl:]host:port//depot/songs
     depot: str
     namespace: str | None = None

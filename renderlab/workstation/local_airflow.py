@@ -249,6 +249,7 @@ def prepare(
             "airflow_max_active_tasks_per_dag": parallelism,
             "airflow_admin_user": ADMIN,
             "airflow_pipeline_settings": pipeline_settings(config, share, depot),
+            "airflow_share_mount": str(share),  # the local folder is the share (no mount)
             # Unused with SQLite (the database URL is overridden below) but the template needs them.
             "airflow_db_password": "",
         },

@@ -20,6 +20,7 @@ from renderlab.lab.cluster_names import LAUNCHER
 from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
+from renderlab.workstation.nspawn_lab import share_folder
 from tests.cluster import testbox
 from tests.cluster.conftest import TEST_NS, Cluster
 
@@ -42,7 +43,7 @@ PROBE = (
     'case "$out" in *refused*) echo refused;; *"timed out"*) echo dropped;; *) echo open;; esac'
 )
 # Where the stand-in share lives on every node (no CIFS in this kernel: see docs/verification.md).
-HOST_SHARE = "/srv/renderlab-share"
+HOST_SHARE = share_folder.FOLDER  # the lab binds one folder of this machine there on every node
 
 
 def _pod(name: str, namespace: str, image: str, *, node: str | None, labels: dict, command: str) -> dict:

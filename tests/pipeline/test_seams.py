@@ -30,7 +30,7 @@ from renderlab.jobs.fetch.source import P4Source, parse_source
 from renderlab.lab import cluster_names, host_secrets, image_refs
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
-from renderlab.pipeline import notify, settings
+from renderlab.pipeline import notify, run_plan, settings
 from renderlab.pipeline.backends import kubernetes as kb
 from renderlab.workstation import images
 from tests.example_stack import own
@@ -83,9 +83,9 @@ def _templar(variables: dict):
     return Templar(loader=DataLoader(), variables=variables)
 
 
-def site_airflow_env(inv: dict, secrets: dict[str, str]) -> dict[str, str]:
-    """/etc/airflow/airflow.env as site.yml writes it: the airflow play's role vars over the role defaults,
-    then the role's template, both through Ansible's Templar; parsed as systemd reads it."""
+def site_airflow_vars(inv: dict, secrets: dict[str, str]) -> dict:
+    """The airflow role's variables as site.yml hands them on: the play's role vars over the role defaults and
+    the inventory, through Ansible's Templar, plus the role's own vars/main.yml."""
     plays = yaml.safe_load((REPO / "ansible" / "site.yml").read_text())
     (play,) = [p for p in plays if p["hosts"] == "airflow" and p.get("roles")]
     (role,) = [r for r in play["roles"] if r["role"] == "airflow"]
@@ -104,7 +104,19 @@ def site_airflow_env(inv: dict, secrets: dict[str, str]) -> dict[str, str]:
         "ansible_managed": "Ansible managed",
     }
     role_vars = _templar(variables).template(role["vars"])
-    text = _templar({**variables, **role_vars}).template((ROLE / "templates" / "airflow.env.j2").read_text())
+    merged = {**variables, **role_vars}
+    internal = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    return {**merged, **_templar(merged).template(internal)}
+
+
+def role_template(variables: dict, name: str) -> str:
+    return _templar(variables).template((ROLE / "templates" / name).read_text())
+
+
+def site_airflow_env(inv: dict, secrets: dict[str, str]) -> dict[str, str]:
+    """/etc/airflow/airflow.env as site.yml writes it: the role's template over site_airflow_vars, through
+    Ansible's Templar; parsed as systemd reads it."""
+    text = role_template(site_airflow_vars(inv, secrets), "airflow.env.j2")
     env = {}
     for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
@@ -154,6 +166,54 @@ def test_the_webhook_url_reaches_the_notifier(lab, monkeypatch):
     assert notify.webhook_url(s.notify_conn_id) == WEBHOOK
     # The secret stays out of the inventory (it travels in the 0600 host secrets file only).
     assert WEBHOOK not in json.dumps(inv)
+
+
+def _unit_settings(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_the_airflow_hosts_share_is_mounted_where_the_dag_writes_run_records(lab, monkeypatch):
+    """One owner for the Airflow host's view of the share: the lab config derives share_root once; the Variable
+    carries it to the DAG, site.yml maps the same value onto the airflow role's mount, and the mount is the
+    very share the render pods mount."""
+    config, inv, env = lab
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", env["AIRFLOW_VAR_RENDERLAB"])
+    s = settings.load()
+    secrets = {**host_secrets.generate(), host_secrets.WEBHOOK_URL: WEBHOOK}
+    role = site_airflow_vars(inv, secrets)
+    assert s.share_root == role["airflow_share_mount"] == f"/mnt/{config.share.name}"
+    # The run folder the notifications name (and their records' folder) lies under that mount.
+    plan = run_plan.resolve_run({"params": {"song": "s"}, "run_id": "manual__1"}, s)
+    assert PurePosixPath(plan.run_folder).is_relative_to(role["airflow_share_mount"])
+    mount = _unit_settings(role_template(role, "share.mount.j2"))
+    assert mount["Where"] == [s.share_root] and mount["Type"] == ["cifs"]
+    assert mount["What"] == [manifests.share_source(config)]  # the share the pods' PersistentVolume mounts
+    options = dict(o.partition("=")[::2] for o in mount["Options"][0].split(","))
+    assert options["credentials"] == role["airflow_share_credentials"]
+    assert options["uid"] == str(config.share.uid) == str(role["airflow_uid"])  # the share's one identity
+    assert secrets["renderlab_share_password"] not in role_template(role, "share.mount.j2")
+    # systemd only mounts a unit named after its path, and every Airflow unit waits for it.
+    escape = shutil.which("systemd-escape")
+    if escape:
+        named = subprocess.run([escape, "--path", "--suffix=mount", s.share_root], capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+        assert role["airflow_share_unit"] == named
+    service = _unit_settings(role_template({**role, "item": "scheduler"}, "airflow.service.j2"))
+    assert service["RequiresMountsFor"] == [s.share_root]
+
+
+def test_the_local_labs_airflow_binds_the_share_folder_instead(lab):
+    _, inv, _ = lab
+    inv["all"]["vars"]["renderlab_share_bind_source"] = "/srv/renderlab-share"
+    role = site_airflow_vars(inv, host_secrets.generate())
+    mount = _unit_settings(role_template(role, "share.mount.j2"))
+    assert mount["What"] == ["/srv/renderlab-share"] and mount["Type"] == ["none"]
+    assert mount["Options"] == ["bind"] and mount["Where"] == [role["airflow_share_mount"]]
 
 
 def test_every_job_the_dag_submits_parses_with_its_own_cli(lab, monkeypatch, no_cluster):

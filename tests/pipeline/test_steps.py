@@ -21,7 +21,7 @@ from renderlab.pipeline.settings import Settings
 from tests.pipeline.conftest import REPO
 
 BUILT = {"blend": "s.blend", "loop_blend": "l.blend", "frames": [1, 100], "loop_frames": [1, 60]}
-LOCAL = Settings(backend="local", depot="file:///d/songs", frames_per_chunk=48)
+LOCAL = Settings(backend="local", depot="file:///d/songs", share_root="/tmp/share", frames_per_chunk=48)
 
 
 def plan(**params) -> dict:
@@ -72,7 +72,7 @@ def test_sources_and_run_ids():
 
 
 def test_settings_come_from_the_variable_only(monkeypatch):
-    value = {"backend": "kubernetes", "depot": "p4://h:1666//depot/songs", "fps": 30, "samples": 3,
+    value = {"backend": "kubernetes", "depot": "p4://h:1666//depot/songs", "fps": 30, "samples": 3, "share_root": "/mnt/r",
              "namespace": "n1", "share_pvc": "pvc1", "p4_secret": "sec1", "images": {"blender": "r/b:1"}}  # fmt: skip
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps(value))
     s = settings.load()
@@ -84,7 +84,7 @@ def test_settings_come_from_the_variable_only(monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({**value, "config": "Pulumi.example.yaml"}))
     with pytest.raises(settings.SettingsError, match="config"):
         settings.load()
-    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({"backend": "kubernetes", "depot": "file:///d"}))
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({"backend": "kubernetes", "depot": "file:///d", "share_root": "/r"}))
     with pytest.raises(
         settings.SettingsError, match="kubernetes backend needs namespace, share_pvc, p4_secret"
     ):

@@ -25,7 +25,7 @@ from renderlab.lab.inventory import inventory
 from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation import k8s_artifacts
 from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
-from renderlab.workstation.nspawn_lab import machines, network, rootfs
+from renderlab.workstation.nspawn_lab import machines, network, rootfs, share_folder
 from renderlab.workstation.nspawn_lab.machines import Machine
 from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions
 
@@ -133,6 +133,7 @@ LOCAL_ONLY_VARS = (
     "ansible_ssh_common_args",
     "renderlab_k8s_artifacts_dir",
     *cluster_node_settings.inventory_vars(),
+    *share_folder.inventory_vars(),
 )
 LOCAL_ONLY_HOST_VARS = tuple(cluster_node_settings.host_vars("x"))
 
@@ -150,6 +151,7 @@ def lab_inventory(config, s: LabOptions) -> dict:
         "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
         "renderlab_k8s_artifacts_dir": str(k8s_artifacts_dir(config)),
         **cluster_node_settings.inventory_vars(),
+        **share_folder.inventory_vars(),
     }
     host_vars = {
         name: cluster_node_settings.host_vars(f"{s.prefix}-{name}")
@@ -211,8 +213,12 @@ def up(s: LabOptions) -> Lab:
         )
         log(f"network: bridge {s.bridge} {s.gateway}/{s.subnet.prefixlen} with NAT")
         network.up(s)
+        share_folder.host_folder(s.state).mkdir(mode=0o755)
         for name, address in addresses.items():
-            m = Machine(name, f"{s.prefix}-{name}", address, s.state / "machines" / f"{s.prefix}-{name}")
+            binds = share_folder.binds(s.state, config.hosts[name].role, config.share.path)
+            m = Machine(
+                name, f"{s.prefix}-{name}", address, s.state / "machines" / f"{s.prefix}-{name}", binds=binds
+            )
             ms.append(m)
             _save(s, ms)
             machines.prepare(

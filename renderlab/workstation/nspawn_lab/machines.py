@@ -23,6 +23,7 @@ class Machine:
     address: str
     directory: Path
     pid: int | None = None
+    binds: tuple[str, ...] = ()  # nspawn --bind arguments (share_folder), kept for a re-boot
 
     def as_state(self) -> dict:
         return {
@@ -31,6 +32,7 @@ class Machine:
             "address": self.address,
             "directory": str(self.directory),
             "pid": self.pid,
+            "binds": list(self.binds),
         }
 
 
@@ -88,6 +90,7 @@ def boot(m: Machine, bridge: str, log_dir: Path, *, cluster_node: bool = False) 
         "--link-journal=no",
         "--console=read-only",
         *(cluster_node_settings.ARGS if cluster_node else []),
+        *m.binds,
     ]
     with open(log_dir / f"{m.machine}.console.log", "wb") as out:
         proc = subprocess.Popen(

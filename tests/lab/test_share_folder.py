@@ -1,0 +1,56 @@
+"""The local lab's one share folder: nspawn binds it where each host needs the share (no CIFS in this
+kernel), and the lab inventory tells the airflow role to bind it rather than mount CIFS."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from renderlab.lab.config import load
+from renderlab.workstation.nspawn_lab import lifecycle, machines, share_folder
+from renderlab.workstation.nspawn_lab.options import LabOptions
+
+
+def _lab(tmp_path: Path):
+    options = LabOptions.from_env({"RENDERLAB_LAB_PREFIX": "rl9", "RENDERLAB_LAB_CACHE": str(tmp_path)})
+    options.state.mkdir(parents=True)
+    lifecycle.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlab lab@test", ["10.0.0.53"])
+    return options, load(options.state / "stack.yaml")
+
+
+def test_every_host_that_uses_the_share_binds_the_same_folder(tmp_path):
+    options, config = _lab(tmp_path)
+    folder = share_folder.host_folder(options.state)
+    targets = {}
+    for name, host in config.hosts.items():
+        for arg in share_folder.binds(options.state, host.role, config.share.path):
+            source, target = arg.removeprefix("--bind=").split(":")
+            assert source == str(folder)
+            targets[host.role] = target
+    # Samba exports the folder; the pods' hostPath and the Airflow host's bind read it at FOLDER.
+    assert targets == {
+        "storage": config.share.path,
+        "control_plane": share_folder.FOLDER,
+        "worker": share_folder.FOLDER,
+        "airflow": share_folder.FOLDER,
+    }
+    inv = lifecycle.lab_inventory(config, options)
+    assert inv["all"]["vars"]["renderlab_share_bind_source"] == share_folder.FOLDER
+
+
+def test_a_machine_boots_and_reboots_with_its_binds(tmp_path, monkeypatch):
+    ran = []
+
+    class Popen:
+        def __init__(self, cmd, **_):
+            ran.append(cmd)
+            self.pid = 4242
+
+    monkeypatch.setattr(subprocess, "Popen", Popen)
+    bind = f"--bind={tmp_path}/share:{share_folder.FOLDER}"
+    m = machines.Machine("worker", "rl9-worker", "10.0.0.12", tmp_path / "m", binds=(bind,))
+    machines.boot(m, "rlbr9", tmp_path, cluster_node=True)
+    # What state.json keeps is what a later re-boot (a node stopped and started) passes again.
+    again = machines.Machine(**{**m.as_state(), "directory": Path(m.as_state()["directory"])})
+    machines.boot(again, "rlbr9", tmp_path, cluster_node=True)
+    assert [bind in cmd for cmd in ran] == [True, True]
