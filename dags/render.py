@@ -157,7 +157,9 @@ def _timeout(kind: str):
     render_template_as_native_obj=True,
 )
 def render():
-    @task
+    # a verdict on the params and the settings (a still preset over many frames, a typo'd param): a retry
+    # cannot change it, and nothing is fetched or built before it
+    @task(retries=0)
     def plan_run() -> dict:
         return run_plan.resolve_run(get_current_context(), settings.load()).xcom()
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from renderlab.base.presets import PRESETS
 from renderlab.base.share import ShareLayout
 from renderlab.pipeline.settings import Notify, Preset, Settings
 
@@ -128,6 +129,18 @@ PARAM_NAMES = ("song", "changelist", "preset", "samples", "resolution_percentage
                "render", "loop", "notify")  # fmt: skip
 
 
+def still_frames_problem(preset: str, frames: FrameRange | None) -> None:
+    """A still preset renders exactly one frame: refuse any other range here, before the fetch and the build
+    run (the render entrypoint would refuse every chunk of it, retries and all)."""
+    if not PRESETS[preset].still or (frames is not None and frames.first == frames.last):
+        return
+    asked = "all" if frames is None else f"{frames.first}-{frames.last}"
+    raise ValueError(
+        f"preset {preset!r} renders one still frame, but frames is {asked!r}; give one frame as N-N "
+        "(e.g. frames='120-120'), or pick a video preset"
+    )
+
+
 def resolve_run(context: dict, settings: Settings) -> RunPlan:
     """Resolve the run from the DAG's params and the settings: run folder, share paths, effective values."""
     params = dict(context["params"])
@@ -138,6 +151,9 @@ def resolve_run(context: dict, settings: Settings) -> RunPlan:
             f"unknown param(s) {', '.join(map(repr, unknown))} in the run's conf; the render DAG takes "
             f"{', '.join(PARAM_NAMES)}"
         )
+    preset = params.get("preset") or settings.preset
+    frames = FrameRange.parse(params.get("frames") or "all")
+    still_frames_problem(preset, frames)
     run_id = run_folder_id(context["run_id"])
     lay = share_layout()
     song = params["song"]
@@ -146,10 +162,10 @@ def resolve_run(context: dict, settings: Settings) -> RunPlan:
         airflow_run_id=context["run_id"],
         song=song,
         changelist=params.get("changelist", "latest"),
-        preset=params.get("preset") or settings.preset,
+        preset=preset,
         samples=params.get("samples") or settings.samples,
         resolution_percentage=params.get("resolution_percentage") or 100,
-        frames=FrameRange.parse(params.get("frames") or "all"),
+        frames=frames,
         frames_per_chunk=params.get("frames_per_chunk") or settings.frames_per_chunk,
         loop=bool(params.get("loop")),
         render=params.get("render", True) is not False,

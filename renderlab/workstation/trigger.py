@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from renderlab.base import cli
+from renderlab.base.presets import PRESETS
 from renderlab.pipeline import run_plan
 from renderlab.pipeline.depot_songs import DEFAULT_SONG
 
@@ -170,6 +171,13 @@ def conf_from_args(a: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise TriggerError(f"unknown param(s) {', '.join(map(repr, unknown))}; the render DAG takes "
                            f"{', '.join(run_plan.PARAM_NAMES)}")  # fmt: skip
+    preset, frames = conf.get("preset"), conf.get("frames") or "all"
+    if isinstance(preset, str) and preset in PRESETS and isinstance(frames, str):
+        try:  # the DAG's first task refuses it too; only a preset named here can be checked before
+            run_plan.still_frames_problem(preset, run_plan.FrameRange.parse(frames))
+        except ValueError as e:
+            if "still frame" in str(e):
+                raise TriggerError(str(e)) from None
     return conf  # the song's and the frames' shapes: the DAG's Params refuse them at trigger time
 
 

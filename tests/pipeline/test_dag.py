@@ -123,6 +123,8 @@ def test_structure(dag):
     assert render["mapped"] and render["map_index_template"] == "{{ chunk_label }}"
     assert render["retries"] >= 1
     assert tasks["notify"]["trigger_rule"] == "none_failed" and tasks["validate"]["retries"] == 0
+    # The plan is a verdict on the params (a still preset over many frames): one error, before the fetch.
+    assert tasks["plan_run"]["retries"] == 0
     assert dag["on_failure_callback"]
 
 

@@ -438,3 +438,44 @@ def test_server_text_is_printed_without_its_terminal_escapes():
         == "run\\x1b[2J\\x1b]0;title\\x07id\ttab\nline"
     )
     assert trigger._ti_name({"task_id": "render\x1b[31m", "map_index": -1}) == "render\\x1b[31m"
+
+
+# --- a still preset (poster) renders one frame ---------------------------------------------------------
+
+
+def test_a_still_preset_over_many_frames_is_refused_by_the_first_task():
+    """poster with frames 'all' (or any range) used to be cut into frames_per_chunk render Jobs that each
+    failed, with retries, after the fetch and the build had run; now the plan itself refuses it."""
+    for frames in ("all", "1-240", "5-6"):
+        with pytest.raises(ValueError, match=rf"preset 'poster' renders one still frame, but frames is '{frames}'"):
+            plan(preset="poster", frames=frames)
+    # The lab default counts the same as a param: a poster lab default with frames 'all' is refused too.
+    poster = LOCAL.model_copy(update={"preset": "poster"})
+    context = {"params": {"song": "s"}, "run_id": "manual__2026-01-01T00:00:00+00:00"}
+    with pytest.raises(ValueError, match="one still frame"):
+        run_plan.resolve_run(context, poster)
+
+
+def test_a_still_preset_with_one_frame_is_one_chunk_the_render_entrypoint_accepts(tmp_path, monkeypatch):
+    from blender_scripts import render as render_cli
+
+    one = plan(preset="poster", frames="50-50")
+    (chunk,) = pipeline.chunks(one, BUILT)
+    assert chunk == {"variant": "main", "blend": "s.blend", "first": 50, "last": 50, "label": "frames 50-50"}
+    monkeypatch.chdir(tmp_path)  # the Jobs' working directory is the share root
+    (tmp_path / "s.blend").write_bytes(b"")
+    ns = render_cli._parse(pipeline.render_command(one, chunk)[3:])  # the entrypoint's own checks
+    assert (ns.preset, ns.first, ns.last) == ("poster", 50, 50)
+    # What the old plan handed on (a 48-frame chunk of a poster) is what the entrypoint refuses.
+    with pytest.raises(render_cli.ContentError, match="renders one still frame"):
+        render_cli._parse([*pipeline.render_command(one, {**chunk, "last": 97})[3:]])
+
+
+def test_make_render_refuses_a_still_preset_over_many_frames_before_triggering(capsys):
+    from renderlab.workstation import trigger
+
+    # A port nothing listens on: the refusal must come before any connection.
+    rc = trigger.main(["--preset", "poster", "--frames", "all", "--url", "http://127.0.0.1:9", "--no-follow"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "preset 'poster' renders one still frame, but frames is 'all'" in err
