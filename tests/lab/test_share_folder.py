@@ -22,7 +22,7 @@ def test_every_host_that_uses_the_share_binds_the_same_folder(tmp_path):
     options, config = _lab(tmp_path)
     folder = share_folder.host_folder(options.state)
     targets = {}
-    for name, host in config.hosts.items():
+    for host in config.hosts.values():
         for arg in share_folder.binds(options.state, host.role, config.share.path):
             source, target = arg.removeprefix("--bind=").split(":")
             assert source == str(folder)

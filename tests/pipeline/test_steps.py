@@ -84,7 +84,10 @@ def test_settings_come_from_the_variable_only(monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({**value, "config": "Pulumi.example.yaml"}))
     with pytest.raises(settings.SettingsError, match="config"):
         settings.load()
-    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps({"backend": "kubernetes", "depot": "file:///d", "share_root": "/r"}))
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_RENDERLAB",
+        json.dumps({"backend": "kubernetes", "depot": "file:///d", "share_root": "/r"}),
+    )
     with pytest.raises(
         settings.SettingsError, match="kubernetes backend needs namespace, share_pvc, p4_secret"
     ):
@@ -447,7 +450,9 @@ def test_a_still_preset_over_many_frames_is_refused_by_the_first_task():
     """poster with frames 'all' (or any range) used to be cut into frames_per_chunk render Jobs that each
     failed, with retries, after the fetch and the build had run; now the plan itself refuses it."""
     for frames in ("all", "1-240", "5-6"):
-        with pytest.raises(ValueError, match=rf"preset 'poster' renders one still frame, but frames is '{frames}'"):
+        with pytest.raises(
+            ValueError, match=rf"preset 'poster' renders one still frame, but frames is '{frames}'"
+        ):
             plan(preset="poster", frames=frames)
     # The lab default counts the same as a param: a poster lab default with frames 'all' is refused too.
     poster = LOCAL.model_copy(update={"preset": "poster"})
