@@ -19,6 +19,7 @@ from pathlib import Path
 from renderlab.base import cli, process_group
 from renderlab.base.share import ShareLayout
 from renderlab.pipeline.depot_songs import DEFAULT_SONG
+from renderlab.workstation import run_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {
@@ -173,9 +174,15 @@ def run(argv: list[str] | None = None) -> int:
     ok = Path(layout.notification_record(run_dir.name, "success")).is_file()
     elapsed = time.monotonic() - start
     if not ok:
-        record = Path(layout.notification_record(run_dir.name, "failed"))
-        detail = json.loads(record.read_text())["text"] if record.is_file() else f"see {log_path}"
+        detail = run_outputs.failure(share, run_dir.name) or f"see {log_path}"
         print(f"demo: FAILED after {elapsed:.0f}s: {detail}", file=sys.stderr)
+        return 1
+    # The same checks as the lab rehearsal's: .blend files, MP4s with audio, contact sheets, validation, page.
+    missing = run_outputs.problems(share, run_dir.name)
+    if missing:
+        print(f"demo: FAILED after {elapsed:.0f}s: the run's outputs are incomplete:", file=sys.stderr)
+        for line in missing:
+            print(f"  {line}", file=sys.stderr)
         return 1
     print(f"demo: done in {elapsed:.0f}s. Outputs (.blend, MP4 with audio, contact sheet, timing report):")
     for path in sorted(run_dir.rglob("*")):

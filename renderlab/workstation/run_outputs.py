@@ -1,0 +1,80 @@
+"""What a finished render run must have left on the share, checked from this machine: the checks `make demo`
+and `make lab-rehearsal` share. Read from the share's own layout (renderlab/base/share.py), never from paths a
+record names (those are as the Airflow host saw the share, which may be mounted elsewhere there).
+
+A run is good when its success notification is recorded, validation said ok, the scene's .blend files (the
+song's and the loop's) are there, and each rendered variant has an MP4 with a video and an audio stream, a
+contact sheet, and the run's gallery page.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from renderlab.base import png
+from renderlab.base.share import ShareLayout
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def failure(share: Path, run_id: str) -> str | None:
+    """The run's failure notification text, if it recorded one."""
+    record = _json(Path(ShareLayout(share).notification_record(run_id, "failed")))
+    return str(record.get("text")) if record else None
+
+
+def streams(video: Path) -> set[str]:
+    """The kinds of stream in a media file ('video', 'audio'), as ffprobe reads it; empty if it cannot."""
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(video)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    try:
+        return {s.get("codec_type") for s in json.loads(proc.stdout or "{}").get("streams", [])}
+    except json.JSONDecodeError:
+        return set()
+
+
+def problems(share: Path, run_id: str) -> list[str]:
+    """Every missing or bad output of the run, one line each (empty: the run is good)."""
+    lay = ShareLayout(share)
+    record = _json(Path(lay.notification_record(run_id, "success")))
+    if record is None:
+        why = failure(share, run_id) or "no notification record at all"
+        return [f"run {run_id} has no success record ({lay.notification_record(run_id, 'success')}): {why}"]
+    found = []
+    validation = _json(Path(lay.validation_report(run_id)))
+    if not validation or validation.get("ok") is not True:
+        found.append(
+            f"validation is not ok: {(validation or {}).get('problems') or 'no report'} ({lay.validation_report(run_id)})"
+        )
+    song = str(record.get("song"))
+    scene = Path(lay.scene(run_id))
+    blends = {p.name for p in scene.glob("*.blend")} if scene.is_dir() else set()
+    for name in (f"{song}.blend", f"{song}_loop.blend"):
+        if name not in blends:
+            found.append(f"no {name} in {scene}")
+    variants = sorted(Path(p).stem.removeprefix(f"{song}_") for p in record.get("videos") or [])
+    if not variants:
+        found.append("the success record names no video")
+    for variant in variants:
+        video = Path(lay.video_file(run_id, song, variant))
+        kinds = streams(video) if video.is_file() else set()
+        if not {"video", "audio"} <= kinds:
+            found.append(f"{video} has streams {sorted(kinds) or 'none'}, not video and audio")
+        sheet = Path(lay.contact_sheet(run_id, song, variant))
+        if not sheet.is_file() or png.size(sheet) is None:
+            found.append(f"no complete contact sheet PNG at {sheet}")
+    page = Path(lay.gallery_run(run_id)) / "index.html"
+    if not page.is_file():
+        found.append(f"no gallery page at {page}")
+    return found
