@@ -244,7 +244,12 @@ lab-restore-workstation: venv ## restore the workstation's backup from BACKUP_RE
 lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a secrets file), restore, prove; boots a lab unless one is up
 	$(VENV)/bin/pytest tests/lab/test_restore_drill.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
-.PHONY: cluster-test
+.PHONY: cluster-test lab-rehearsal
+# Opt-in: on the lab `RENDERLAB_LAB_KEEP=1 make cluster-test` left up (same RENDERLAB_LAB_PREFIX). A missing
+# prerequisite fails the target with the command that provides it (RENDERLAB_REQUIRE_LANES=1), never a green skip.
+lab-rehearsal: venv ## one render through the local lab: the DAG on its Airflow host via the REST API, Jobs on both nodes, outputs checked like make demo; records for benchmarks/lab_scaling.py
+	RENDERLAB_REHEARSAL_LANE=1 RENDERLAB_REQUIRE_LANES=1 $(VENV)/bin/pytest tests/rehearsal -m lab -p no:cacheprovider -s $(PYTEST_ARGS)
+
 cluster-test: venv ## the two-node kubeadm cluster in the local lab: site.yml twice, then nodes, pods, Services, DNS, RBAC, NetworkPolicy, docs, restart (needs make k8s-artifacts)
 	RENDERLAB_CLUSTER_LANE=1 $(VENV)/bin/pytest tests/cluster -m lab $(PYTEST_ARGS)
 
