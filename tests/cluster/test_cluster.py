@@ -19,8 +19,7 @@ from infra import manifests
 from renderlab.lab.cluster_names import LAUNCHER
 from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
-from renderlab.workstation.nspawn_lab import machines
-from renderlab.workstation.nspawn_lab import share_folder
+from renderlab.workstation.nspawn_lab import machines, share_folder
 from tests.cluster import testbox
 from tests.cluster.conftest import TEST_NS, Cluster
 
