@@ -36,6 +36,9 @@ def test_every_host_that_uses_the_share_binds_the_same_folder(tmp_path):
     }
     inv = lifecycle.lab_inventory(config, options)
     assert inv["all"]["vars"]["renderlab_share_bind_source"] == share_folder.FOLDER
+    # The lab's file:// depot lies on the same folder: filled here, read by the fetch pod at the share mount.
+    assert inv["all"]["vars"]["renderlab_pipeline_overrides"] == {"depot": "file:///share/depot/songs"}
+    assert share_folder.depot_folder(options.state) == folder / "depot" / "songs"
 
 
 def test_a_machine_boots_and_reboots_with_its_binds(tmp_path, monkeypatch):

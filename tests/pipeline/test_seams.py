@@ -21,7 +21,7 @@ import yaml
 
 from blender_scripts import render as render_cli
 from infra import manifests
-from renderlab.base.share import ShareLayout
+from renderlab.base.share import SHARE_MOUNT, ShareLayout
 from renderlab.jobs import assemble as assemble_cli
 from renderlab.jobs import build_step as build_cli
 from renderlab.jobs import validate as validate_cli
@@ -30,7 +30,7 @@ from renderlab.jobs.fetch.source import P4Source, parse_source
 from renderlab.lab import cluster_names, host_secrets, image_refs
 from renderlab.lab.config import load
 from renderlab.lab.inventory import inventory
-from renderlab.pipeline import notify, run_plan, settings
+from renderlab.pipeline import notify, run_plan, settings, steps
 from renderlab.pipeline.backends import kubernetes as kb
 from renderlab.workstation import images
 from tests.example_stack import own
@@ -207,13 +207,24 @@ def test_the_airflow_hosts_share_is_mounted_where_the_dag_writes_run_records(lab
     assert service["RequiresMountsFor"] == [s.share_root]
 
 
-def test_the_local_labs_airflow_binds_the_share_folder_instead(lab):
-    _, inv, _ = lab
-    inv["all"]["vars"]["renderlab_share_bind_source"] = "/srv/renderlab-share"
+def test_the_local_labs_airflow_binds_the_share_folder_and_reads_a_file_depot_on_it(lab, monkeypatch):
+    from renderlab.workstation.nspawn_lab import share_folder
+
+    _, inv, env = lab
+    inv["all"]["vars"].update(share_folder.inventory_vars())  # what the local lab's inventory adds
     role = site_airflow_vars(inv, host_secrets.generate())
     mount = _unit_settings(role_template(role, "share.mount.j2"))
-    assert mount["What"] == ["/srv/renderlab-share"] and mount["Type"] == ["none"]
+    assert mount["What"] == [share_folder.FOLDER] and mount["Type"] == ["none"]
     assert mount["Options"] == ["bind"] and mount["Where"] == [role["airflow_share_mount"]]
+    # The Variable differs from the production one in the depot only: a file:// folder on the share, read by
+    # the fetch Job where its pod mounts the share.
+    monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", json.dumps(role["airflow_pipeline_settings"]))
+    s = settings.load()
+    production = json.loads(env["AIRFLOW_VAR_RENDERLAB"])
+    assert {k for k, v in s.model_dump(mode="json").items() if production.get(k) != v} == {"depot"}
+    assert s.share_root == role["airflow_share_mount"]
+    source = parse_source(steps.fetch_source(s.depot, "demo", "latest"))
+    assert str(source.root) == f"{SHARE_MOUNT}/{share_folder.DEPOT}/demo"
 
 
 def test_every_job_the_dag_submits_parses_with_its_own_cli(lab, monkeypatch, no_cluster):

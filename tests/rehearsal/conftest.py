@@ -12,6 +12,7 @@ the rehearsal is never counted as passing without having run.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from renderlab.pipeline.settings import KUBE_CONN_ID
 from renderlab.workstation import trigger
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import share_folder
-from renderlab.workstation.nspawn_lab.options import LabError, LabOptions
+from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions
 
 LANE = "RENDERLAB_REHEARSAL_LANE"
 UNAVAILABLE = "local lab unavailable here"  # tests/conftest.py: under RENDERLAB_REQUIRE_LANES=1 a failure
@@ -110,4 +111,6 @@ def rehearsal() -> Rehearsal:
         _missing(f"the lab's Airflow has no render DAG or Kubernetes connection ({e})",
                  "`make lab-site` and site.yml's `--tags k8s_connection`")  # fmt: skip
     r.records.mkdir(exist_ok=True)
+    # The lab's file:// depot (no p4d here), on the share folder where the fetch pod reads it.
+    shutil.copytree(ROOT / "depot" / "songs", share_folder.depot_folder(lab.state), dirs_exist_ok=True)
     return r

@@ -6,9 +6,14 @@ same files, as they would through the share."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from renderlab.base.share import SHARE_MOUNT
 
 FOLDER = "/srv/renderlab-share"
+# No p4d can be had here: the lab's depot is a file:// folder on the same share folder, which the fetch Job
+# reads where its pod mounts the share (the lab's only override of the pipeline settings the lab config derives).
+DEPOT = PurePosixPath("depot/songs")
 ROLES = ("storage", "control_plane", "worker", "airflow")
 
 
@@ -23,5 +28,13 @@ def binds(state: Path, role: str, share_path: str) -> tuple[str, ...]:
     return (f"--bind={host_folder(state)}:{share_path if role == 'storage' else FOLDER}",)
 
 
+def depot_folder(state: Path) -> Path:
+    """Where this machine fills the lab's file:// depot (the rehearsal copies the bundled songs there)."""
+    return host_folder(state) / DEPOT
+
+
 def inventory_vars() -> dict:
-    return {"renderlab_share_bind_source": FOLDER}
+    return {
+        "renderlab_share_bind_source": FOLDER,
+        "renderlab_pipeline_overrides": {"depot": f"file://{PurePosixPath(SHARE_MOUNT) / DEPOT}"},
+    }
