@@ -25,7 +25,7 @@ _TEMPLATES = {
     "base.html": """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">\
 <meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">\
-<title>{{ title }}</title><style>
+<title>{{ title }}</title>{% block head %}{% endblock %}<style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f7f7f9;color:#1d1d22}
 header{background:#263238;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5rem;align-items:baseline}
 header a{color:#cfd8dc}main{max-width:64rem;margin:0 auto;padding:1rem 1.5rem}
@@ -33,6 +33,7 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{padding:.25rem .8rem;
 text-align:left;vertical-align:top}.ok{color:#1b7f3b;font-weight:600}.bad{color:#b3261e;font-weight:600}
 video,img.sheet{width:100%;max-width:48rem;background:#000;display:block;margin:.3rem 0 1rem}
 figure{margin:0 0 1.5rem}figcaption{color:#555;font-size:.9rem}img.thumb{width:12rem}
+progress{width:100%;max-width:48rem;height:1.2rem}
 </style></head><body>\
 <header><strong>renderlab gallery</strong><a href="{{ home }}index.html">all runs</a>\
 <a href="{{ home }}../index.html">documentation</a></header>\
@@ -77,6 +78,18 @@ viewBox="0 0 {{ plot.width }} {{ plot.height }}" role="img" aria-label="timing e
 {% for e in plot.legend %}<circle cx="{{ plot.right_x + 16 }}" cy="{{ e.y - 4 }}" r="4" fill="{{ e.color }}"/>\
 <text x="{{ plot.right_x + 26 }}" y="{{ e.y }}">{{ e.element }}</text>{% endfor %}</svg>\
 <p id="timing-summary">{{ plot.summary }}</p>{% endif %}""",
+    "live.html": """{% extends "base.html" %}{% block head %}\
+<meta http-equiv="refresh" content="{{ refresh_s }}">{% endblock %}{% block main -%}
+<h1>{{ title }} <small>rendering</small></h1>\
+<p id="live-progress"><span id="frames-done">{{ done }}</span> of <span id="frames-total">{{ total }}</span> \
+frames done; about <span id="eta">{{ eta }}</span> to go. This page reloads itself every {{ refresh_s }} s; \
+the run's page replaces it when the run is published.</p><progress max="{{ total }}" value="{{ done }}"></progress>\
+{% if chunks %}<table id="chunks"><tr><th>render task</th><th>done</th><th>s/frame</th><th>to go</th>\
+<th>newest frame</th></tr>{% for c in chunks %}<tr class="chunk"><td>{{ c.label }}</td><td>{{ c.done }}</td>\
+<td>{{ c.per_frame }}</td><td>{{ c.eta }}</td><td>{% if c.thumb %}<img class="thumb" src="{{ c.thumb|urlencode }}\
+?frame={{ c.newest }}" alt="frame {{ c.newest }}"><br><small>frame {{ c.newest }}</small>{% endif %}</td></tr>\
+{% endfor %}</table>{% else %}<p>No render task has reported yet.</p>{% endif %}
+{%- endblock %}""",
     "index.html": """{% extends "base.html" %}{% from "verdict.html" import verdict %}{% block main -%}
 <h1>Render gallery</h1><p>Every published run, newest first.</p>\
 {% if runs %}<table><tr><th>song / run</th><th>started</th><th>validation</th><th>length</th><th></th></tr>\
@@ -144,6 +157,14 @@ def run_page(data: dict, media: dict[str, dict[str, str | None]]) -> str:
         facts=[(k, _text(v)) for k, v in rows if v is not None],
         durations=[(task, f"{float(s):.1f} s") for task, s in timed],
         total=f"{sum(s for _, s in timed):.1f} s",
+    )
+
+
+def live_page(*, title: str, done: int, total: int, eta: str, chunks: list[dict], refresh_s: int) -> str:
+    """A run's page while it renders: frames done of total, the ETA, and per render task its newest frame.
+    `chunks`: label, done, per_frame, eta, thumb (a relative URL or None), newest (frame number or None)."""
+    return _ENV.get_template("live.html").render(
+        title=title, home="../../", done=done, total=total, eta=eta, chunks=chunks, refresh_s=refresh_s
     )
 
 
