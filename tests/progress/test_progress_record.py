@@ -12,8 +12,17 @@ from renderlab.base.progress import ChunkProgress
 
 
 def record(first=1, last=10, done=3, **kw) -> ChunkProgress:
-    values = {"variant": "main", "first": first, "last": last, "done": done, "run_frames": 20, "per_frame_s": 2.5,
-              "eta_s": 17.5, "newest_frame": first + done - 1 if done else None, "updated": "2026-01-01T00:00:00Z"}
+    values = {
+        "variant": "main",
+        "first": first,
+        "last": last,
+        "done": done,
+        "run_frames": 20,
+        "per_frame_s": 2.5,
+        "eta_s": 17.5,
+        "newest_frame": first + done - 1 if done else None,
+        "updated": "2026-01-01T00:00:00Z",
+    }
     return ChunkProgress(**(values | kw))  # fmt: skip
 
 
