@@ -83,6 +83,8 @@ class Layout:
         return [*self.elements.values(), *self.twins.values()]
 
 
+BAR_LANES = 1  # the fewest lanes a bar gets; the planner adds lanes where its notes do not fit
+FAMILY_GAP = 3.0  # marble radii between two instruments
 TWIN_Y = 0.8  # where a bar's twin stands behind it: where a marble bouncing off the bar comes down
 CHAIN_LANES = 1  # the front bar's last lanes, which its twin covers
 RADIUS_RANGE = (0.014, 0.03)  # automatic marble radius: dense songs get small marbles, sparse ones big
@@ -151,19 +153,20 @@ def build(
         pitches = sorted(used[instrument])
         lo, hi = pitches[0], pitches[-1]
         for p in pitches:
-            base = 3 if instrument == "drums" else 2
-            count = max(base, crowd[(instrument, p)] + 1) + extra.get((instrument, p), 0)
-            lanes = tuple(round((k - (count - 1) / 2) * lane_gap, 9) for k in range(count))
             if instrument == "drums":
-                slab = max(2 * dx, count * lane_gap)
+                count = max(3, crowd[(instrument, p)] + 1) + extra.get((instrument, p), 0)
+                slab = (count - 1) * lane_gap + 4 * r + 0.02  # a head with every lane a radius inside it
                 size = slab - 0.02
-            else:
-                slab = max(dx, count * lane_gap)
+            else:  # a bar is as wide as its lanes: the row stays as narrow as the camera needs it
+                base = BAR_LANES + CHAIN_LANES if (instrument, p) in twins else BAR_LANES  # a twin's own lane
+                count = max(base, crowd[(instrument, p)]) + extra.get((instrument, p), 0)
+                slab = count * lane_gap
                 size = 0.42 - 0.2 * (p - lo) / max(1, hi - lo)  # low notes get long bars
+            lanes = tuple(round((k - (count - 1) / 2) * lane_gap, 9) for k in range(count))
             placed.append((instrument, p, x + slab / 2, size, slab, lanes))
             x += slab
-        x += dx  # gap between instruments
-    x_max = x - dx
+        x += FAMILY_GAP * r  # gap between instruments
+    x_max = x - FAMILY_GAP * r
     center = x_max / 2
     elements = {}
     for instrument, p, cx, size, slab, lanes in placed:
@@ -176,7 +179,7 @@ def build(
             top_z=0.0,
             length=size,
             # a bar is as wide as its slab less a gap, and always wide enough for a marble on every lane
-            width=(size if instrument == "drums" else max(slab - 0.2 * dx, lanes[-1] - lanes[0] + 2 * r)),
+            width=(size if instrument == "drums" else max(slab - 0.4 * r, lanes[-1] - lanes[0] + 2 * r)),
             lanes=lanes,
             pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),  # low left, high right
             strikes=_strikes(size, r),
