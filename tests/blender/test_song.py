@@ -356,7 +356,7 @@ def test_reaction_is_at_rest_on_every_contact_and_moves_in_between():
 def test_camera_path_pans_across_a_wide_machine_and_keeps_marbles_12px(tmp_path):
     from blender_scripts import camera_rig
 
-    run = [(i / 4, 36 + i, 0.25) for i in range(48)] + [(12 + i / 4, 83 - i, 0.25) for i in range(48)]
+    run = [(i / 4, 24 + i, 0.25) for i in range(84)] + [(21 + i / 4, 107 - i, 0.25) for i in range(84)]
     tune, plan = _plan(write_midi(tmp_path / "wide.mid", [run], bpm=100))
     stage = layout.build(tune, arrangement.Arrangement())
     assert stage.x_max - stage.x_min > 4.0

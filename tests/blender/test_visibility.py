@@ -4,11 +4,14 @@ putting a wall in front of it drops the figure to zero."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from blender_scripts import arrangement, planner, song
 
-from .helpers import write_midi
+from .helpers import last_json, run_cli, write_midi
 
 pytestmark = [pytest.mark.slow, pytest.mark.bpy]
 
@@ -95,3 +98,30 @@ def test_the_worst_passages_are_the_time_ranges_with_the_strikes_missed():
     assert len(figures["worst_passages"]) == visibility.WORST
     assert all(p["fraction"] > 0.5 for p in figures["worst_passages"][1:])
     assert 8.0 <= figures["least_visible"]["time_s"] < 10.0
+
+
+@pytest.fixture(scope="module")
+def dense_pop(tmp_path_factory):
+    """The generated six-part pop song with drums (demo_songs.dense_pop), built by the real entrypoint."""
+    from blender_scripts import demo_songs
+
+    folder = tmp_path_factory.mktemp("dense")
+    demo_songs.dense_pop().save(str(folder / "dense_pop.mid"))
+    return last_json(run_cli("build", "--midi", folder / "dense_pop.mid", "--out", folder / "scene"))
+
+
+@pytest.mark.parametrize("name", ["ode_waltz", "frere_groove", "dense_pop"])
+def test_the_showcase_gate_95_percent_of_strikes_seen_and_16px_marbles(built, dense_pop, name):
+    """The issue's bar on the bundled songs and a dense multi-instrument song, from the build report:
+    at least 95% of strikes visible and the median striking marble at least 16 px wide at 1080p, in the
+    main scene and in the loop, with the timing still exact."""
+    result = dense_pop if name == "dense_pop" else built[name]
+    report = json.loads(Path(result["report"]).read_text())
+    for key in ("strike_visibility", "loop_strike_visibility"):
+        seen = report[key]
+        assert seen["strikes"] >= len(report["notes"]) * 0.9
+        assert seen["fraction"] >= 0.95, (key, seen["worst_passages"])
+        assert seen["median_px"] >= 16.0
+    assert result["strikes_visible"] == report["strike_visibility"]["fraction"]
+    assert sum(n["visible"] for n in report["notes"]) == report["strike_visibility"]["visible"]
+    assert report["max_timing_error_s"] < 1e-3
