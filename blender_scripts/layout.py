@@ -85,6 +85,8 @@ class Layout:
 
 BAR_LANES = 1  # the fewest lanes a bar gets; the planner adds lanes where its notes do not fit
 FAMILY_GAP = 3.0  # marble radii between two instruments
+DRUM_LANES = 2  # the fewest lanes a drum head gets (one more than the notes it takes at once)
+HEAD_GAP = 0.6  # marble radii between two drum heads (a head's lanes are a radius inside its rim)
 TWIN_Y = 0.8  # where a bar's twin stands behind it: where a marble bouncing off the bar comes down
 CHAIN_LANES = 1  # the front bar's last lanes, which its twin covers
 RADIUS_RANGE = (0.014, 0.03)  # automatic marble radius: dense songs get small marbles, sparse ones big
@@ -130,6 +132,20 @@ def _strikes(size: float, r: float) -> tuple[float, ...]:
     return (0.0, -off, off) if off + 1.2 * r <= size / 2 else (0.0,)
 
 
+def _row_order(families: list[str], twins: frozenset[tuple[str, int]]) -> list[str]:
+    """The families along the row: those with the most twin bars in the middle, the others alternately
+    either side. A twin stands TWIN_Y nearer the camera than the row, so perspective pushes it out from the
+    frame's centre by about a quarter more than its bar: at the row's ends it is the first strike to leave
+    a frame that holds the whole machine. Without twins, the arrangement's order."""
+    count = {f: sum(1 for i, _ in twins if i == f) if f != "drums" else 0 for f in families}  # no drum twins
+    if not any(count.values()):
+        return families
+    row: list[str] = []
+    for k, f in enumerate(sorted(families, key=lambda f: -count[f])):  # stable: the arrangement's order
+        row.insert(len(row) if k % 2 else 0, f)
+    return row
+
+
 def build(
     song: Song,
     arrangement: Arrangement,
@@ -146,7 +162,7 @@ def build(
         used.setdefault(arrangement.instrument_of(song, n), set()).add(n.pitch)
     crowd = crowding(song, arrangement)
     extra = extra_lanes or {}
-    order = [i for i in (*BARRED, "drums") if i in used]
+    order = _row_order([i for i in (*BARRED, "drums") if i in used], twins)
     x = 0.0
     placed: list[tuple[str, int, float, float, float, tuple[float, ...]]] = []
     for instrument in order:
@@ -154,9 +170,9 @@ def build(
         lo, hi = pitches[0], pitches[-1]
         for p in pitches:
             if instrument == "drums":
-                count = max(3, crowd[(instrument, p)] + 1) + extra.get((instrument, p), 0)
-                slab = (count - 1) * lane_gap + 4 * r + 0.02  # a head with every lane a radius inside it
-                size = slab - 0.02
+                count = max(DRUM_LANES, crowd[(instrument, p)] + 1) + extra.get((instrument, p), 0)
+                slab = (count - 1) * lane_gap + 4 * r + HEAD_GAP * r  # every lane a radius inside the head
+                size = slab - HEAD_GAP * r
             else:  # a bar is as wide as its lanes: the row stays as narrow as the camera needs it
                 base = BAR_LANES + CHAIN_LANES if (instrument, p) in twins else BAR_LANES  # a twin's own lane
                 count = max(base, crowd[(instrument, p)]) + extra.get((instrument, p), 0)
