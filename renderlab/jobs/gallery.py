@@ -182,6 +182,9 @@ def collect(run: Path, meta: records.Meta) -> dict:
             "threshold_ms": validation.timing.threshold_ms if validation else None,
             "notes": records.notes_of(timing) if timing else [],
         },
+        "visibility": records.visibility_of(timing, lambda m: _warn(f"{run / 'scene/report.json'}: {m}"))
+        if timing
+        else {},
         "variants": variants,
     }
 
@@ -309,6 +312,10 @@ def publish(run: Path, out: Path, meta_doc: dict) -> dict:
             },
             "max_timing_error_ms": _ms(data["timing"]["max_error_s"]),
             "notes": len(data["timing"]["notes"]),
+            "strikes_visible": {
+                scene: {k: v[k] for k in ("strikes", "visible", "median_px")}
+                for scene, v in data["visibility"].items()
+            },
             "inputs": digest,
         }
         # Media, then the page, then the record: the record (with the inputs' digest) says "published", so a

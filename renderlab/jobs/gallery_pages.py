@@ -16,6 +16,8 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 PAGE = "index.html"
 # Shown per run, in this order, when the DAG's params carry them.
 PARAM_KEYS = ("preset", "frames", "fps", "samples", "resolution_percentage", "frames_per_chunk", "loop")
+# The issue's showcase bar (tests/blender/test_visibility.py gates builds on it); the page marks a scene below it.
+GATE_FRACTION, GATE_PX = 0.95, 16.0
 PALETTE = (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22",
@@ -58,6 +60,7 @@ progress{width:100%;max-width:48rem;height:1.2rem}
 alt="contact sheet of the {{ v.name }} render"><figcaption>contact sheet ({{ v.name }})</figcaption></figure>\
 {% endif %}{% else %}<p>This run rendered no video (render=false): only the scene was built.</p>{% endfor %}\
 <h2>Timing error per note</h2>{% include "timing.svg" %}\
+<h2>Strikes seen</h2>{% include "visibility.html" %}\
 <h2>Run</h2><table>{% for k, v in facts %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>\
 {% if durations %}<h2>Durations per task</h2><table id="durations">\
 {% for task, s in durations %}<tr><td>{{ task }}</td><td>{{ s }}</td></tr>{% endfor %}\
@@ -90,6 +93,15 @@ the run's page replaces it when the run is published.</p><progress max="{{ total
 ?frame={{ c.newest }}" alt="frame {{ c.newest }}"><br><small>frame {{ c.newest }}</small>{% endif %}</td></tr>\
 {% endfor %}</table>{% else %}<p>No render task has reported yet.</p>{% endif %}
 {%- endblock %}""",
+    "visibility.html": """{% if not seen %}<p>No strike-visibility figure for this run.</p>{% else -%}
+<table id="visibility"><tr><th>scene</th><th>strikes visible</th><th>median marble at 1080p</th>\
+<th>smallest</th><th>worst passages</th></tr>\
+{% for s in seen %}<tr id="visibility-{{ s.scene }}"><td>{{ s.title }}</td>\
+<td><strong class="{{ s.verdict }}">{{ s.percent }}</strong> ({{ s.visible }} of {{ s.strikes }})</td><td>{{ s.median }}</td>\
+<td>{{ s.smallest }}</td><td>{% for p in s.passages %}{{ p }}{% if not loop.last %}<br>{% endif %}\
+{% else %}-{% endfor %}</td></tr>{% endfor %}</table>\
+<p>A strike is visible when its marble is inside the frame (3% margin) and not hidden, at the frame that \
+shows it; the gate is {{ gate }}.</p>{% endif %}""",
     "index.html": """{% extends "base.html" %}{% from "verdict.html" import verdict %}{% block main -%}
 <h1>Render gallery</h1><p>Every published run, newest first.</p>\
 {% if runs %}<table><tr><th>song / run</th><th>started</th><th>validation</th><th>length</th><th></th></tr>\
@@ -154,6 +166,8 @@ def run_page(data: dict, media: dict[str, dict[str, str | None]]) -> str:
         problems=[_text(p) for p in problems] if isinstance(problems, list) else [],
         variants=variants,
         plot=_plot(data["timing"]),
+        seen=_seen(data.get("visibility") or {}),
+        gate=f"{GATE_FRACTION:.0%} visible, median marble {GATE_PX:g} px",
         facts=[(k, _text(v)) for k, v in rows if v is not None],
         durations=[(task, f"{float(s):.1f} s") for task, s in timed],
         total=f"{sum(s for _, s in timed):.1f} s",
@@ -166,6 +180,36 @@ def live_page(*, title: str, done: int, total: int, eta: str, chunks: list[dict]
     return _ENV.get_template("live.html").render(
         title=title, home="../../", done=done, total=total, eta=eta, chunks=chunks, refresh_s=refresh_s
     )
+
+
+def _seen(visibility: dict[str, dict]) -> list[dict]:
+    """The strike-visibility rows (records already checked by gallery_records.StrikeVisibility): the
+    fraction from the counts, numbers formatted here."""
+    rows = []
+    for scene in ("main", "loop"):
+        v = visibility.get(scene)
+        if not v:
+            continue
+        fraction = v["visible"] / v["strikes"] if v["strikes"] else 1.0
+        ok = fraction >= GATE_FRACTION and v["median_px"] >= GATE_PX
+        rows.append(
+            {
+                "scene": scene,
+                "title": "the render" if scene == "main" else "the loop",
+                "verdict": "ok" if ok else "bad",
+                "percent": f"{math.floor(fraction * 1000) / 10:.1f}%",  # never rounds a miss up to 100%
+                "visible": v["visible"],
+                "strikes": v["strikes"],
+                "median": f"{v['median_px']:.1f} px",
+                "smallest": "-" if v.get("min_px") is None else f"{v['min_px']:.1f} px",
+                "passages": [
+                    f"{p['start_s']:.2f}-{p['end_s']:.2f} s: {p['visible']} of {p['strikes']}"
+                    for p in v["worst_passages"]
+                    if p["visible"] < p["strikes"]
+                ],
+            }
+        )
+    return rows
 
 
 def index_page(runs: list[dict]) -> str:
