@@ -287,7 +287,7 @@ def test_network_policy_is_enforced(
     built: Cluster, layer, web: dict[str, dict], testbox_image: str, listeners
 ):
     c, ns = built, built.config.pipeline.namespace
-    worker = c.config.hosts_by_role("worker")[0]
+    worker = sorted(c.config.hosts_by_role("worker"))[0]
     c.apply(
         [_pod("policy-probe", ns, testbox_image, node=worker, labels={"app": "policy-probe"}, command=SERVE)]
     )
@@ -389,7 +389,7 @@ def test_machine_kernel_values_untouched(built: Cluster, web):
 
 def test_a_node_stopped_and_started_comes_back_ready_with_its_pods(built: Cluster, web: dict[str, dict]):
     c = built
-    m = c.host_named(c.config.hosts_by_role("worker")[0])
+    m = c.host_named(sorted(c.config.hosts_by_role("worker"))[0])
     pod = web[m.name]["metadata"]["name"]
     before = c.kjson("-n", TEST_NS, "get", "pod", pod)["status"]["containerStatuses"][0]["restartCount"]
     t0 = time.monotonic()
