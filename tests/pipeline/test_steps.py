@@ -466,14 +466,21 @@ def test_a_still_preset_with_one_frame_is_one_chunk_the_render_entrypoint_accept
 
     one = plan(preset="poster", frames="50-50")
     (chunk,) = pipeline.chunks(one, BUILT)
-    assert chunk == {"variant": "main", "blend": "s.blend", "first": 50, "last": 50, "label": "frames 50-50"}
+    assert chunk == {
+        "variant": "main",
+        "blend": "s.blend",
+        "first": 50,
+        "last": 50,
+        "label": "frames 50-50",
+        "run_frames": 1,
+    }
     monkeypatch.chdir(tmp_path)  # the Jobs' working directory is the share root
     (tmp_path / "s.blend").write_bytes(b"")
     ns = render_cli._parse(pipeline.render_command(one, chunk)[3:])  # the entrypoint's own checks
     assert (ns.preset, ns.first, ns.last) == ("poster", 50, 50)
     # What the old plan handed on (a 48-frame chunk of a poster) is what the entrypoint refuses.
     with pytest.raises(render_cli.ContentError, match="renders one still frame"):
-        render_cli._parse([*pipeline.render_command(one, {**chunk, "last": 97})[3:]])
+        render_cli._parse([*pipeline.render_command(one, {**chunk, "last": 97, "run_frames": 48})[3:]])
 
 
 def test_make_render_refuses_a_still_preset_over_many_frames_before_triggering(capsys):

@@ -14,7 +14,9 @@ from renderlab.pipeline.settings import Settings
 from renderlab.workstation import trigger
 
 BUILT = {"blend": "s.blend", "loop_blend": "l.blend", "frames": [1, 100], "loop_frames": [1, 60]}
-LOCAL = Settings(backend="local", depot="file:///d/songs", frames_per_chunk=48, cpu="4")
+LOCAL = Settings(
+    backend="local", depot="file:///d/songs", share_root="/tmp/share", frames_per_chunk=48, cpu="4"
+)
 
 
 def plan(**params) -> dict:
