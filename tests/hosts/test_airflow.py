@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,26 @@ def test_the_dag_gets_the_inventorys_pipeline_settings_unchanged(host, lab_vars)
         env = host.file("/etc/airflow/airflow.env").content_string
     (line,) = [ln for ln in env.splitlines() if ln.startswith("AIRFLOW_VAR_RENDERLAB=")]
     (assignment,) = shlex.split(line)
-    assert json.loads(assignment.split("=", 1)[1]) == lab_vars["renderlab_pipeline_settings"]
+    # The local lab's inventory alone carries overrides (its file:// depot: nspawn_lab/share_folder.py).
+    expected = {**lab_vars["renderlab_pipeline_settings"], **lab_vars.get("renderlab_pipeline_overrides", {})}
+    assert json.loads(assignment.split("=", 1)[1]) == expected
+
+
+def test_the_share_is_mounted_at_share_root_as_its_one_owner(host, lab_vars):
+    """The DAG's tasks write run records under share_root as the airflow user, whose uid is the share's; the
+    mounted folder stays the share's own (a role task once re-owned it to root 0755 on every later run)."""
+    root, uid = lab_vars["renderlab_pipeline_settings"]["share_root"], lab_vars["renderlab_share_uid"]
+    assert host.mount_point(root).exists, f"nothing mounted at {root}"
+    assert host.user("airflow").uid == uid
+    name = f"{root}/testinfra-{uuid.uuid4().hex}"
+    with host.sudo():
+        assert host.file(root).uid == uid
+        try:
+            with host.sudo("airflow"):
+                host.check_output(f"echo record > {name}")
+            assert host.file(name).uid == uid and host.file(name).content_string == "record\n"
+        finally:
+            host.run(f"rm -f {name}")
 
 
 def test_the_release_holds_only_the_code_the_dag_runs(host):

@@ -227,6 +227,52 @@ def test_the_local_labs_airflow_binds_the_share_folder_and_reads_a_file_depot_on
     assert str(source.root) == f"{SHARE_MOUNT}/{share_folder.DEPOT}/demo"
 
 
+FILE_MODULES = {"file", "copy", "template"}  # ansible.builtin.* tasks that own, or write to, their path/dest
+
+
+def _file_tasks(tasks: list) -> list[dict]:
+    out = []
+    for task in tasks or []:
+        out += (
+            _file_tasks(task.get("block")) + _file_tasks(task.get("rescue")) + _file_tasks(task.get("always"))
+        )
+        for key, args in task.items():
+            if key.removeprefix("ansible.builtin.") in FILE_MODULES and isinstance(args, dict):
+                out.append({"name": task.get("name", ""), "loop": task.get("loop"), **args})
+    return out
+
+
+@pytest.mark.parametrize("bind", [False, True], ids=["cifs", "local-lab-bind"])
+def test_no_airflow_role_task_owns_the_mounted_share(lab, bind):
+    """Once mounted, the share's path is the share's own folder (owner the share's uid, setgid 2770 on the
+    storage host; the local lab binds that very folder). A file task there ran again on the next site.yml and
+    re-owned it to root 0755: changed=1 on every run, and Samba's forced user could no longer write."""
+    from ansible.errors import AnsibleUndefinedVariable
+
+    from renderlab.workstation.nspawn_lab import share_folder
+
+    _, inv, _ = lab
+    if bind:
+        inv["all"]["vars"].update(share_folder.inventory_vars())
+    role = site_airflow_vars(inv, host_secrets.generate())
+    mount = PurePosixPath(role["airflow_share_mount"])
+    touched, checked = [], 0
+    for path in sorted((ROLE / "tasks").glob("*.yml")):
+        for task in _file_tasks(yaml.safe_load(path.read_text())):
+            target = task.get("path") or task.get("dest")
+            loop = _templar(role).template(task["loop"]) if task["loop"] else [None]
+            for item in loop:
+                try:
+                    resolved = _templar({**role, "item": item}).template(target)
+                except AnsibleUndefinedVariable:
+                    continue  # a registered result or a fact: not a path known before a run
+                checked += 1
+                if PurePosixPath(resolved).is_relative_to(mount):  # the mount path itself too
+                    touched.append(f"{path.name}: {task['name']}: {resolved}")
+    assert checked >= 18, checked  # every file task of the role resolved (the registered pg path aside)
+    assert touched == []
+
+
 def test_every_job_the_dag_submits_parses_with_its_own_cli(lab, monkeypatch, no_cluster):
     config, _, env = lab
     monkeypatch.setenv("AIRFLOW_VAR_RENDERLAB", env["AIRFLOW_VAR_RENDERLAB"])
