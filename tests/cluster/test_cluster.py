@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from infra import manifests
+from renderlab.lab import image_refs
 from renderlab.lab.cluster_names import LAUNCHER
-from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines, share_folder
 from tests.cluster import testbox
@@ -122,7 +122,9 @@ def layer(built: Cluster) -> dict[str, list[dict]]:
     c = built
     secrets = yaml.safe_load((c.lab.secrets).read_text())
     values = {k: secrets[k] for k in manifests.SECRET_INPUTS}
-    docs_image = recorded_images(c.config, c.lab.settings.base_config).get("docs")
+    # recorded_images() gives the Jobs' images only; the docs server's is recorded beside them.
+    docs = {k: v for k, v in image_refs.recorded(c.lab.settings.base_config).items() if k == "docs"}
+    docs_image = image_refs.pull_refs(c.config, docs).get("docs")
     objs = manifests.all_objects(c.config, values, docs_image)
     applied = {f: [_host_folder_share(o) for o in group] for f, group in objs.items()}
     c.apply([o for group in applied.values() for o in group])

@@ -226,6 +226,8 @@ def test_state_holds_no_plaintext_secret(step):
         spec = hosts_secrets.SERVICE_SECRETS[key]
         if spec.format == "fernet":
             assert hosts_secrets.is_fernet_key(value), key
+        elif spec.format == "key32":
+            assert hosts_secrets.is_key32(value), key
         else:
             assert re.fullmatch(rf"[A-Za-z0-9]{{{spec.length}}}", value), key
     state = engine.state_text() + engine.stack_file.read_text()
