@@ -34,7 +34,7 @@ import yaml
 
 from renderlab.base import atomic, cli
 from renderlab.base.errors import CommandError
-from renderlab.lab import passphrase
+from renderlab.lab import lab_ca, passphrase
 
 PULUMI_OUTPUT = "host_secrets"
 ALPHABET = string.ascii_letters + string.digits  # safe in every config file format
@@ -44,8 +44,9 @@ ALPHABET = string.ascii_letters + string.digits  # safe in every config file for
 class Secret:
     length: int
     why: str
-    # alphanumeric: `length` letters and digits; fernet: a Fernet key (32 random bytes, url-safe base64: 44).
-    format: Literal["alphanumeric", "fernet"] = "alphanumeric"
+    # alphanumeric: `length` letters and digits; fernet: a Fernet key (32 random bytes, url-safe base64: 44);
+    # lab_ca: the lab CA's key and self-signed certificate as one PEM bundle (renderlab/lab/lab_ca.py).
+    format: Literal["alphanumeric", "fernet", "lab_ca"] = "alphanumeric"
 
 
 FERNET_LENGTH = 44
@@ -63,9 +64,14 @@ SERVICE_SECRETS = {
         FERNET_LENGTH, "Airflow's Fernet key: encrypts connections and variables (airflow role)", "fernet"
     ),
     "renderlab_backup_password": Secret(48, "password of the hosts' restic repositories (backup role)"),
+    "renderlab_registry_password": Secret(40, "the image registry's push/pull user password (htpasswd)"),
+    "renderlab_lab_ca": Secret(
+        0, "the lab CA (key + certificate) that signs Airflow's, the registry's and p4d's TLS", "lab_ca"
+    ),
 }
 SECRET_NAMES = {name: spec.why for name, spec in SERVICE_SECRETS.items()}
 FERNET_KEY = "renderlab_airflow_fernet_key"
+LAB_CA = "renderlab_lab_ca"
 # Not generated: the stack's own secret notify_webhook_url, in the map only when the stack sets it; and the Fernet
 # keys a rotation retired but Airflow may still need to read (a list, newest first).
 WEBHOOK_URL = "renderlab_notify_webhook_url"
@@ -90,6 +96,8 @@ class SecretsError(CommandError):
 
 def make_value(spec: Secret) -> str:
     """A fresh value from the OS CSPRNG, independent of every other."""
+    if spec.format == "lab_ca":
+        return lab_ca.new_ca()
     if spec.format == "fernet":
         return base64.urlsafe_b64encode(
             secrets.token_bytes(32)
@@ -125,6 +133,11 @@ def check(values: dict, source: str) -> dict:
             f"{FERNET_KEY} and {PREVIOUS_FERNET_KEYS} must be Fernet keys (32 bytes, url-safe base64); "
             f"draw a new one with `rotate {FERNET_KEY}`"
         )
+    if isinstance(values.get(LAB_CA), str) and values[LAB_CA]:
+        try:
+            lab_ca.load_ca(values[LAB_CA])
+        except lab_ca.LabCAError as e:
+            problems.append(str(e))
     if problems:
         raise SecretsError(
             f"{source}: " + "; ".join(problems) + f". The map must hold exactly: {', '.join(SECRET_NAMES)}"

@@ -13,7 +13,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
-from renderlab.lab import ansible_unsafe
+from renderlab.lab import ansible_unsafe, lab_ca
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import ConfigError
 from tests.example_stack import own
@@ -28,6 +28,9 @@ SECRET_VALUES = {
 }
 
 
+MOCK_CA = lab_ca.new_ca()  # the host secrets reader checks the CA bundle is one
+
+
 class Mocks(pulumi.runtime.Mocks):
     def __init__(self):
         self.resources: list[tuple[str, str, dict]] = []
@@ -36,9 +39,13 @@ class Mocks(pulumi.runtime.Mocks):
         self.resources.append((args.typ, args.name, dict(args.inputs)))
         outs = dict(args.inputs)
         if args.typ == "pulumi-python:dynamic/renderlab:GeneratedSecret":
-            fernet = args.inputs.get("format") == "fernet"
+            fmt = args.inputs.get("format")
             outs["result"] = (
-                base64.urlsafe_b64encode(b"k" * 32).decode() if fernet else f"generated-{args.name}"
+                base64.urlsafe_b64encode(b"k" * 32).decode()
+                if fmt == "fernet"
+                else MOCK_CA
+                if fmt == "lab_ca"
+                else f"generated-{args.name}"
             )
         if args.typ.endswith("ProxmoxVm"):
             outs["ipv4"] = args.inputs["address"].split("/")[0]
@@ -132,7 +139,12 @@ def test_service_secrets_are_generated_and_secret(stack_config):
     # Exactly the keys the hosts layer reads, and the hosts layer's own check accepts the map.
     assert sorted(host_secrets) == sorted(hosts_secrets.SECRET_NAMES)
     assert hosts_secrets.check(host_secrets, "output") == host_secrets
-    assert all(v.startswith("generated-") for k, v in host_secrets.items() if k != hosts_secrets.FERNET_KEY)
+    assert all(
+        v.startswith("generated-")
+        for k, v in host_secrets.items()
+        if k not in (hosts_secrets.FERNET_KEY, hosts_secrets.LAB_CA)
+    )
+    assert host_secrets[hosts_secrets.LAB_CA] == MOCK_CA
     assert not [k for k in resolved if "password" in k or k.endswith("token") and k != "launcher_token"]
     token, secret = resolved["launcher_token"]
     assert token == "sa-token" and secret is True

@@ -26,6 +26,8 @@ def test_every_secret_is_drawn_on_its_own_with_full_entropy():
         for name, spec in SERVICE_SECRETS.items():
             if spec.format == "fernet":
                 assert len(base64.urlsafe_b64decode(values[name])) == 32
+            elif spec.format == "lab_ca":  # its own key pair (tests/lab/test_lab_ca.py)
+                assert "PRIVATE KEY" in values[name] and "BEGIN CERTIFICATE" in values[name]
             else:
                 assert len(values[name]) == spec.length >= 40 and values[name].isalnum()
     for name in SERVICE_SECRETS:  # fresh every time
