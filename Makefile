@@ -120,7 +120,7 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
 # --- make lab: every stage in order (renderlab/lab/stages.py), each one also a target of its own ---
-.PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-known-hosts lab-hosts lab-airflow-connection lab-depot
+.PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-ca-cert lab-known-hosts lab-hosts lab-airflow-connection lab-depot
 LAB_SECRETS ?= $(HOME)/.renderlab/$(STACK)-secrets.yml
 LAB_KNOWN_HOSTS ?= $(HOME)/.renderlab/known_hosts
 ANSIBLE_LAB = cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i $(abspath $(INVENTORY)) \
@@ -139,6 +139,10 @@ lab-vms: lab-up ## = lab-up
 
 lab-secrets: venv ## the generated service secrets from Pulumi into LAB_SECRETS (0600)
 	$(PY) -m renderlab.lab.host_secrets from-pulumi --stack $(STACK) -o $(LAB_SECRETS)
+
+LAB_CA_CERT ?= $(HOME)/.renderlab/$(STACK)-ca.crt
+lab-ca-cert: venv ## the lab CA's certificate (public) from LAB_SECRETS into LAB_CA_CERT: AIRFLOW_CA_FILE for make render
+	$(PY) -m renderlab.lab.lab_ca ca-cert -f $(LAB_SECRETS) -o $(LAB_CA_CERT)
 
 lab-known-hosts: venv ## record the VMs' SSH host keys in LAB_KNOWN_HOSTS on first contact
 	$(PY) -m renderlab.lab.known_hosts record Pulumi.$(STACK).yaml --file $(LAB_KNOWN_HOSTS)

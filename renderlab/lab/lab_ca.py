@@ -10,7 +10,7 @@ server, the image registry, p4d. Clients trust the CA's certificate alone (`ca_c
 that matches its key and is not near its end is kept as it is; anything else is replaced by a fresh one.
 
     python -m renderlab.lab.lab_ca ensure --name NAME --san A --san B < {"ca": ..., "cert": ..., "key": ...}
-    python -m renderlab.lab.lab_ca ca-cert -f SECRETS_FILE   (the public certificate, for clients)
+    python -m renderlab.lab.lab_ca ca-cert -f SECRETS_FILE [-o FILE]   (the public certificate, for clients)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from renderlab.base import cli
+from renderlab.base import atomic, cli
 from renderlab.base.errors import CommandError
 
 CA_NAME = "renderlab lab CA"
@@ -201,11 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     ens.add_argument("--san", action="append", default=[], help="a DNS name or IP address (repeat)")
     pub = sub.add_parser("ca-cert", help="print the CA's certificate from a host secrets file")
     pub.add_argument("-f", "--file", required=True)
+    pub.add_argument("-o", "--output", help="write it to this file (else stdout)")
     args = parser.parse_args(argv)
     if args.command == "ca-cert":
         from renderlab.lab import host_secrets
 
-        print(ca_cert(host_secrets.read(Path(args.file))[host_secrets.LAB_CA]), end="")
+        pem = ca_cert(host_secrets.read(Path(args.file))[host_secrets.LAB_CA])
+        if not args.output:
+            print(pem, end="")
+            return 0
+        try:
+            atomic.write_text(args.output, pem, mode=0o644)  # public: the certificate only
+        except OSError as e:
+            raise LabCAError(f"cannot write {args.output}: {e.strerror or e}; pick a writable path") from None
+        print(f"{args.output}: the lab CA's certificate (give it as AIRFLOW_CA_FILE)")
         return 0
     # The CA key and the service key pass through stdin and stdout only (Ansible registers them with no_log).
     try:

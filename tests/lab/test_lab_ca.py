@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import ssl
+import stat
 
 import pytest
 from cryptography import x509
@@ -108,3 +109,6 @@ def test_the_ca_cert_command_prints_the_public_certificate_only(tmp_path, capsys
     capsys.readouterr()
     assert lab_ca.main(["ca-cert", "-f", str(path)]) == 0
     assert capsys.readouterr().out != out  # a rotation is a new CA: site.yml then re-issues every certificate
+    assert lab_ca.main(["ca-cert", "-f", str(path), "-o", str(tmp_path / "ca.crt")]) == 0
+    assert "PRIVATE" not in (tmp_path / "ca.crt").read_text()
+    assert stat.S_IMODE((tmp_path / "ca.crt").stat().st_mode) == 0o644
