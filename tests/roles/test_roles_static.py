@@ -72,7 +72,10 @@ def test_host_requirements_pin_the_lab_configs_airflow():
 def test_host_requirements_agree_with_the_repo_lock_and_are_all_hashed():
     host, lock = pins(HOST_REQUIREMENTS), pins(ROOT / "requirements" / "lock.txt")
     differ = {n: (v, lock[n]) for n, v in host.items() if n in lock and lock[n] != v}
-    assert differ == {}, f"run `make airflow-host-lock`: {differ}"
+    # The one named exception (requirements/airflow-host.in): the FAB auth manager's Flask-AppBuilder needs <3.
+    assert set(differ) <= {"python-dateutil"}, f"run `make airflow-host-lock`: {differ}"
+    assert int(host["python-dateutil"].split(".")[0]) < 3
+    assert "apache-airflow-providers-fab" in host
     blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", HOST_REQUIREMENTS.read_text().split("\n", 2)[2])
     unhashed = [b.split()[0] for b in blocks if b.strip() and "--hash=sha256:" not in b]
     assert unhashed == []
