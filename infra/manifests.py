@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from renderlab.base import atomic, cli
-from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, SHARE_PV, SHARE_PVC
+from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, REGISTRY_NS, SHARE_PV, SHARE_PVC
 from renderlab.lab.config import LabConfig, load
 from renderlab.lab.pipeline_settings import p4_port
 
@@ -27,7 +27,7 @@ CSI_SMB_CHART = "csi-driver-smb"
 CSI_SMB_REPO = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-smb/master/charts"
 STORAGE_CLASS = "renderlab-smb"
 SMB_SECRET = "smb-credentials"
-REGISTRY_NS = "renderlab-registry"
+
 REGISTRY_PORT = 5000
 DOCS_NS = "renderlab-docs"
 DOCS_PORT = 8080  # nginx's port in images/docs (non-root: above 1024)

@@ -91,14 +91,21 @@ def test_a_lab_certificate_for_another_name_is_refused(tmp_path):
     server = _serve(tmp_path, bundle, "other-host", sans=("10.20.0.31",))  # the right CA, another host's name
     try:
         with pytest.raises(TriggerError, match="not trusted.*(mismatch|match)"):
-            Api(f"https://127.0.0.1:{server.server_address[1]}", "admin", "pw", ca_file=str(tmp_path / "ca.crt")).get("/x")
+            Api(
+                f"https://127.0.0.1:{server.server_address[1]}",
+                "admin",
+                "pw",
+                ca_file=str(tmp_path / "ca.crt"),
+            ).get("/x")
     finally:
         server.shutdown()
         server.server_close()
 
 
 def test_a_password_is_never_sent_in_clear_to_another_host():
-    with pytest.raises(TriggerError, match=r"refusing to send the password in clear to 10\.20\.0\.30: use https://"):
+    with pytest.raises(
+        TriggerError, match=r"refusing to send the password in clear to 10\.20\.0\.30: use https://"
+    ):
         Api("http://10.20.0.30:8080", "admin", "pw")
     Api("http://127.0.0.1:8080", "admin", "pw")  # make airflow's own, on loopback
     Api("http://localhost:8080", "admin", "pw")

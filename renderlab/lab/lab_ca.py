@@ -30,6 +30,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from renderlab.base import atomic, cli
 from renderlab.base.errors import CommandError
+from renderlab.lab.cluster_names import REGISTRY_SERVICE_DNS
+from renderlab.lab.config import LabConfig
 
 CA_NAME = "renderlab lab CA"
 CA_DAYS = 3650
@@ -100,13 +102,34 @@ def load_ca(bundle: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
             "`python -m renderlab.lab.host_secrets rotate renderlab_lab_ca -f FILE`"
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
-        raise LabCAError("renderlab_lab_ca: the private key is not the certificate's; rotate renderlab_lab_ca")
+        raise LabCAError(
+            "renderlab_lab_ca: the private key is not the certificate's; rotate renderlab_lab_ca"
+        )
     return key, cert
 
 
 def ca_cert(bundle: str) -> str:
     """The CA's certificate (public) from the bundle: what every client is handed to verify with."""
     return _pem_cert(load_ca(bundle)[1])
+
+
+def service_sans(config: LabConfig) -> dict[str, list[str]]:
+    """The names each service is reached by, from the lab config: its certificate holds exactly these.
+    Airflow and p4d: the host's name, its name in the search domain, its address, and loopback (Airflow's own
+    components call its execution API there). The registry: loopback (every node pulls through its own
+    NodePort), the control plane's address (the workstation pushes there) and its in-cluster name."""
+    domain = config.network.search_domain
+
+    def host(role: str) -> list[str]:
+        (name,) = config.hosts_by_role(role)
+        return [name, f"{name}.{domain}", config.address(name), "127.0.0.1", "localhost"]
+
+    (server,) = config.hosts_by_role("control_plane")
+    return {
+        "airflow": host("airflow"),
+        "perforce": host("perforce"),
+        "registry": ["127.0.0.1", config.address(server), REGISTRY_SERVICE_DNS],
+    }
 
 
 def _general_names(sans: list[str]) -> list[x509.GeneralName]:
@@ -158,7 +181,9 @@ def issue(bundle: str, name: str, sans: list[str], now: dt.datetime | None = Non
     return Issued(_pem_cert(cert), _pem_key(key), changed=True)
 
 
-def still_good(bundle: str, cert_pem: str, key_pem: str, sans: list[str], now: dt.datetime | None = None) -> bool:
+def still_good(
+    bundle: str, cert_pem: str, key_pem: str, sans: list[str], *, now: dt.datetime | None = None
+) -> bool:
     """Whether a certificate may be kept: signed by this CA, for exactly `sans`, matching `key_pem`, and not
     within RENEW_BEFORE of its end."""
     now = now or _now()
@@ -178,10 +203,16 @@ def still_good(bundle: str, cert_pem: str, key_pem: str, sans: list[str], now: d
 
 
 def ensure(
-    bundle: str, name: str, sans: list[str], cert_pem: str = "", key_pem: str = "", now: dt.datetime | None = None
+    bundle: str,
+    name: str,
+    sans: list[str],
+    *,
+    cert_pem: str = "",
+    key_pem: str = "",
+    now: dt.datetime | None = None,
 ) -> Issued:
     """The existing certificate when it is still good, else a new one (`changed` says which)."""
-    if cert_pem and key_pem and still_good(bundle, cert_pem, key_pem, sans, now):
+    if cert_pem and key_pem and still_good(bundle, cert_pem, key_pem, sans, now=now):
         return Issued(cert_pem, key_pem, changed=False)
     return issue(bundle, name, sans, now)
 
@@ -195,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ens = sub.add_parser(
         "ensure",
-        help="read {ca, cert, key} as JSON on stdin; print {changed, cert, key}: the same cert if still good",
+        help="read {ca, cert, key} as JSON on stdin; print {changed, cert, key, ca_cert}: the same pair if still good",
     )
     ens.add_argument("--name", required=True, help="the service (the certificate's common name)")
     ens.add_argument("--san", action="append", default=[], help="a DNS name or IP address (repeat)")
@@ -222,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         bundle = given["ca"]
     except (ValueError, KeyError, TypeError):
         raise LabCAError('stdin must be JSON {"ca": "<bundle>", "cert": "...", "key": "..."}') from None
-    got = ensure(bundle, args.name, args.san, given.get("cert") or "", given.get("key") or "")
-    print(json.dumps({"changed": got.changed, "cert": got.cert, "key": got.key}))
+    got = ensure(
+        bundle, args.name, args.san, cert_pem=given.get("cert") or "", key_pem=given.get("key") or ""
+    )
+    print(json.dumps({"changed": got.changed, "cert": got.cert, "key": got.key, "ca_cert": ca_cert(bundle)}))
     return 0
 
 

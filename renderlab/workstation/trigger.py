@@ -15,10 +15,10 @@ password is never sent in clear to another host: plain http:// is accepted for l
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
-import ipaddress
 import re
 import ssl
 import sys
@@ -57,7 +57,9 @@ class Api:
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TriggerError(f"Airflow URL {self.url!r} is not http(s)://HOST[:PORT]; fix --url / AIRFLOW_URL")
+            raise TriggerError(
+                f"Airflow URL {self.url!r} is not http(s)://HOST[:PORT]; fix --url / AIRFLOW_URL"
+            )
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
             raise TriggerError(
                 f"refusing to send the password in clear to {parts.hostname}: use https:// (the lab's Airflow "

@@ -64,9 +64,9 @@ def test_a_service_certificate_carries_exactly_its_names_and_chains_to_the_ca(ca
 
 def test_ensure_keeps_a_good_certificate_and_replaces_every_bad_one(ca):
     first = lab_ca.issue(ca, "registry", SANS)
-    again = lab_ca.ensure(ca, "registry", SANS, first.cert, first.key)
+    again = lab_ca.ensure(ca, "registry", SANS, cert_pem=first.cert, key_pem=first.key)
     assert not again.changed and (again.cert, again.key) == (first.cert, first.key)
-    assert lab_ca.ensure(ca, "registry", list(reversed(SANS)), first.cert, first.key).changed is False
+    assert not lab_ca.ensure(ca, "registry", SANS[::-1], cert_pem=first.cert, key_pem=first.key).changed
     other = lab_ca.issue(ca, "registry", SANS)
     new_ca = lab_ca.new_ca()
     late = dt.datetime.now(dt.UTC) + dt.timedelta(days=lab_ca.CERT_DAYS - 10)
@@ -79,7 +79,7 @@ def test_ensure_keeps_a_good_certificate_and_replaces_every_bad_one(ca):
         "none yet": (ca, SANS, "", "", None),
     }
     for why, (bundle, sans, cert, key, now) in cases.items():
-        got = lab_ca.ensure(bundle, "registry", sans, cert, key, now=now)
+        got = lab_ca.ensure(bundle, "registry", sans, cert_pem=cert, key_pem=key, now=now)
         assert got.changed, why
         assert lab_ca.still_good(bundle, got.cert, got.key, sans, now=now), why
         assert not lab_ca.still_good(bundle, cert, key, sans, now=now) if cert else True, why
@@ -112,3 +112,24 @@ def test_the_ca_cert_command_prints_the_public_certificate_only(tmp_path, capsys
     assert lab_ca.main(["ca-cert", "-f", str(path), "-o", str(tmp_path / "ca.crt")]) == 0
     assert "PRIVATE" not in (tmp_path / "ca.crt").read_text()
     assert stat.S_IMODE((tmp_path / "ca.crt").stat().st_mode) == 0o644
+
+
+def test_each_service_certificate_holds_the_names_its_clients_use():
+    from renderlab.lab.config import load
+
+    config = load("Pulumi.example.yaml")
+    sans = lab_ca.service_sans(config)
+    (airflow,) = config.hosts_by_role("airflow")
+    (server,) = config.hosts_by_role("control_plane")
+    domain = config.network.search_domain
+    assert sans["airflow"] == [
+        airflow,
+        f"{airflow}.{domain}",
+        config.address(airflow),
+        "127.0.0.1",
+        "localhost",
+    ]
+    # The nodes pull through their own loopback NodePort; the workstation pushes to the control plane's address.
+    assert sans["registry"] == ["127.0.0.1", config.address(server), "registry.renderlab-registry.svc"]
+    (p4,) = config.hosts_by_role("perforce")
+    assert config.address(p4) in sans["perforce"]

@@ -21,7 +21,8 @@ ALL_ROLES = tuple(sorted(p.name for p in ROLES.iterdir() if (p / "tasks").is_dir
 SECRET_VARS = {
     "airflow": ("airflow_admin_password", "airflow_db_password", "airflow_api_secret_key", "airflow_jwt_secret",
                 "airflow_fernet_key", "airflow_fernet_previous_keys", "airflow_fernet_digest", "airflow_k8s_token",
-                "airflow_token", "airflow_notify_webhook_url"),
+                "airflow_token", "airflow_notify_webhook_url", "airflow_lab_ca", "airflow_tls_held",
+                "airflow_tls_issued", "airflow_admin_login"),
     "common": (),
     "firewall": (),
     "kube_node": (),
@@ -40,6 +41,7 @@ SECRET_ARGS = {
         "airflow_api_secret_key",
         "airflow_jwt_secret",
         "airflow_fernet_key",
+        "airflow_lab_ca",
     },
     "common": set(),
     "firewall": set(),
