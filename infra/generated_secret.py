@@ -18,10 +18,10 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, Resource, ResourceProvider
 
-from renderlab.lab.host_secrets import FERNET_LENGTH, Secret, make_value
+from renderlab.lab.host_secrets import FERNET_LENGTH, KEY32_LENGTH, Secret, make_value
 
 MIN_LENGTH, MAX_LENGTH = 16, 256
-FORMATS = ("alphanumeric", "fernet", "lab_ca")
+FORMATS = ("alphanumeric", "fernet", "key32", "lab_ca")
 
 
 def generate(length: int, fmt: str = "alphanumeric") -> str:
@@ -50,6 +50,8 @@ class GeneratedSecretProvider(ResourceProvider):
             return CheckResult(news, [])
         if fmt == "fernet" and length != FERNET_LENGTH:
             return CheckResult(news, [CheckFailure("length", f"a Fernet key is {FERNET_LENGTH} characters")])
+        if fmt == "key32" and length != KEY32_LENGTH:
+            return CheckResult(news, [CheckFailure("length", f"a 32-byte key is {KEY32_LENGTH} characters")])
         if not whole or not MIN_LENGTH <= length <= MAX_LENGTH:
             return CheckResult(
                 news,

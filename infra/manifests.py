@@ -77,12 +77,28 @@ def _cluster_nodes(config: LabConfig) -> list:
     return [h for h in config.hosts.values() if h.role in ("control_plane", "worker")]
 
 
+def pod_security(config: LabConfig, enforce: str) -> dict[str, str]:
+    """Pod Security admission labels: `enforce` refuses a pod that breaks the level (a privileged pod made with
+    the launcher's token included); warn and audit say `restricted` everywhere. Pinned to the cluster's minor
+    version, so that an upgrade does not change what is refused."""
+    version = "v" + ".".join(config.kubernetes.version.split(".")[:2])
+    labels = {"enforce": enforce, "warn": "restricted", "audit": "restricted"}
+    out: dict[str, str] = {}
+    for mode, level in labels.items():
+        out[f"pod-security.kubernetes.io/{mode}"] = level
+        out[f"pod-security.kubernetes.io/{mode}-version"] = version
+    return out
+
+
 def namespace(config: LabConfig) -> list[dict]:
     ns = config.pipeline.namespace
+    restricted = pod_security(config, "restricted")
+    # The registry image runs as root (its upstream image): baseline there, still no privileged pod or host path.
+    baseline = pod_security(config, "baseline")
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)},
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(REGISTRY_NS)},
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(DOCS_NS)},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns, **restricted)},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(REGISTRY_NS, **baseline)},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(DOCS_NS, **restricted)},
     ]
 
 

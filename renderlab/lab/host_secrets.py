@@ -45,11 +45,13 @@ class Secret:
     length: int
     why: str
     # alphanumeric: `length` letters and digits; fernet: a Fernet key (32 random bytes, url-safe base64: 44);
+    # key32: a 32-byte key in standard base64 (44), as the Kubernetes API server's encryption providers take it;
     # lab_ca: the lab CA's key and self-signed certificate as one PEM bundle (renderlab/lab/lab_ca.py).
-    format: Literal["alphanumeric", "fernet", "lab_ca"] = "alphanumeric"
+    format: Literal["alphanumeric", "fernet", "key32", "lab_ca"] = "alphanumeric"
 
 
 FERNET_LENGTH = 44
+KEY32_LENGTH = 44
 # The generated service secrets. Pulumi's Lab component generates exactly these (infra/vms.py) and the hosts
 # layer reads exactly these.
 SERVICE_SECRETS = {
@@ -64,6 +66,11 @@ SERVICE_SECRETS = {
         FERNET_LENGTH, "Airflow's Fernet key: encrypts connections and variables (airflow role)", "fernet"
     ),
     "renderlab_backup_password": Secret(48, "password of the hosts' restic repositories (backup role)"),
+    "renderlab_kube_encryption_key": Secret(
+        KEY32_LENGTH,
+        "encrypts the cluster's Secrets at rest in etcd (kube_control_plane role, secretbox)",
+        "key32",
+    ),
     "renderlab_registry_password": Secret(40, "the image registry's push/pull user password (htpasswd)"),
     "renderlab_lab_ca": Secret(
         0, "the lab CA (key + certificate) that signs Airflow's, the registry's and p4d's TLS", "lab_ca"
@@ -102,12 +109,21 @@ def make_value(spec: Secret) -> str:
         return base64.urlsafe_b64encode(
             secrets.token_bytes(32)
         ).decode()  # = cryptography's Fernet.generate_key
+    if spec.format == "key32":
+        return base64.b64encode(secrets.token_bytes(32)).decode()
     return "".join(secrets.choice(ALPHABET) for _ in range(spec.length))
 
 
 def is_fernet_key(value: str) -> bool:
     try:
         return len(value) == FERNET_LENGTH and len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
+
+
+def is_key32(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value.encode("ascii"), validate=True)) == 32
     except (binascii.Error, UnicodeEncodeError, ValueError):
         return False
 
@@ -133,6 +149,11 @@ def check(values: dict, source: str) -> dict:
             f"{FERNET_KEY} and {PREVIOUS_FERNET_KEYS} must be Fernet keys (32 bytes, url-safe base64); "
             f"draw a new one with `rotate {FERNET_KEY}`"
         )
+    problems += [
+        f"{k} must be 32 random bytes in base64; draw a new one with `rotate {k}`"
+        for k, spec in SERVICE_SECRETS.items()
+        if spec.format == "key32" and k in values and values[k] and not is_key32(str(values[k]))
+    ]
     if isinstance(values.get(LAB_CA), str) and values[LAB_CA]:
         try:
             lab_ca.load_ca(values[LAB_CA])

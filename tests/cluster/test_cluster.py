@@ -51,7 +51,11 @@ def _pod(name: str, namespace: str, image: str, *, node: str | None, labels: dic
             "name": "box", "image": image, "imagePullPolicy": "Never",
             "command": ["/bin/sh", "-c", command],
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         }],
+        # Pod Security `restricted` (the render namespace enforces it): an unprivileged user, the runtime's seccomp.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
         "terminationGracePeriodSeconds": 1,
     }  # fmt: skip
     if node:
@@ -212,6 +216,49 @@ def test_launcher_rbac(built: Cluster, layer, case):
     args = ["auth", "can-i", verb, resource, f"--as={who}", *(["-n", ns] if ns else [])]
     answer = built.k(*args, check=False).strip()
     assert answer == ("yes" if allowed else "no"), (verb, resource, ns)
+
+
+def _kubectl(c: Cluster, *args: str, stdin: str, who: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [str(c.kubectl), f"--kubeconfig={c.kubeconfig}", *([f"--as={who}"] if who else []), *args]
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_pod_security_refuses_a_privileged_pod_even_from_the_launcher(
+    built: Cluster, layer, testbox_image: str
+):
+    """Pod Security `restricted` in the render namespace: a compromised Airflow host holding the launcher's token
+    can create Jobs, but not one whose pod runs privileged (root on a node)."""
+    c, ns = built, built.config.pipeline.namespace
+    bad = _pod("psa-probe", ns, testbox_image, node=None, labels={"app": "psa-probe"}, command="sleep 60")
+    bad["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    # Made directly, even by the cluster admin: refused at admission.
+    direct = _kubectl(c, "create", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(bad))
+    assert direct.returncode != 0 and 'violates PodSecurity "restricted' in direct.stderr, direct.stderr
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "psa-probe", "namespace": ns},
+        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 60,
+                 "template": {"metadata": {"labels": {"app": "psa-probe"}},
+                              "spec": {**bad["spec"], "restartPolicy": "Never"}}},
+    }  # fmt: skip
+    made = _kubectl(
+        c, "create", "-f", "-", stdin=yaml.safe_dump(job), who=f"system:serviceaccount:{ns}:{LAUNCHER}"
+    )
+    try:
+        assert made.returncode == 0, made.stderr  # the launcher may make Jobs: their pods are what is refused
+        assert "would violate PodSecurity" in made.stderr  # warn=restricted says so at once
+        reasons = ""
+        for _ in range(60):
+            events = c.kjson("-n", ns, "get", "events", "--field-selector", "involvedObject.name=psa-probe")
+            reasons = " ".join(
+                e.get("message", "") for e in events["items"] if e.get("reason") == "FailedCreate"
+            )
+            if reasons:
+                break
+            time.sleep(2)
+        assert 'violates PodSecurity "restricted' in reasons, reasons
+        assert c.kjson("-n", ns, "get", "pods", "-l", "app=psa-probe")["items"] == []
+    finally:
+        c.k("-n", ns, "delete", "job", "psa-probe", "--ignore-not-found", "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")

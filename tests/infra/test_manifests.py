@@ -114,3 +114,18 @@ def test_docs_deployment_runs_the_image_make_images_recorded(tmp_path, monkeypat
         assert got == want and want.startswith("127.0.0.1:30500/renderlab-docs:0123456789abcdef")
         assert want.endswith(digest or "0123456789abcdef")
         assert _docs_image(manifests.all_objects(config, values, docs_image=got)["docs.yaml"]) == want
+
+
+def test_the_render_and_docs_namespaces_enforce_restricted_pods_and_the_docs_pod_meets_it():
+    from tests import pod_security
+
+    config = load(ROOT / "Pulumi.example.yaml")
+    labels = {o["metadata"]["name"]: o["metadata"]["labels"] for o in manifests.namespace(config)}
+    minor = "v" + ".".join(config.kubernetes.version.split(".")[:2])
+    for ns, level in ((config.pipeline.namespace, "restricted"), (manifests.DOCS_NS, "restricted"),
+                      (manifests.REGISTRY_NS, "baseline")):  # fmt: skip
+        assert labels[ns]["pod-security.kubernetes.io/enforce"] == level, ns
+        assert labels[ns]["pod-security.kubernetes.io/enforce-version"] == minor, ns
+        assert labels[ns]["pod-security.kubernetes.io/warn"] == "restricted", ns
+    (docs,) = [o for o in manifests.docs(config) if o["kind"] == "Deployment"]
+    assert pod_security.violations(docs["spec"]["template"]["spec"]) == []

@@ -39,14 +39,12 @@ class Mocks(pulumi.runtime.Mocks):
         self.resources.append((args.typ, args.name, dict(args.inputs)))
         outs = dict(args.inputs)
         if args.typ == "pulumi-python:dynamic/renderlab:GeneratedSecret":
-            fmt = args.inputs.get("format")
-            outs["result"] = (
-                base64.urlsafe_b64encode(b"k" * 32).decode()
-                if fmt == "fernet"
-                else MOCK_CA
-                if fmt == "lab_ca"
-                else f"generated-{args.name}"
-            )
+            # A value of the format asked for (the hosts layer's check reads the formats).
+            outs["result"] = {
+                "fernet": base64.urlsafe_b64encode(b"k" * 32).decode(),
+                "key32": base64.b64encode(b"e" * 32).decode(),
+                "lab_ca": MOCK_CA,
+            }.get(args.inputs.get("format"), f"generated-{args.name}")
         if args.typ.endswith("ProxmoxVm"):
             outs["ipv4"] = args.inputs["address"].split("/")[0]
         if args.typ == "kubernetes:core/v1:Secret" and args.name.endswith("airflow-launcher-token"):
@@ -139,11 +137,8 @@ def test_service_secrets_are_generated_and_secret(stack_config):
     # Exactly the keys the hosts layer reads, and the hosts layer's own check accepts the map.
     assert sorted(host_secrets) == sorted(hosts_secrets.SECRET_NAMES)
     assert hosts_secrets.check(host_secrets, "output") == host_secrets
-    assert all(
-        v.startswith("generated-")
-        for k, v in host_secrets.items()
-        if k not in (hosts_secrets.FERNET_KEY, hosts_secrets.LAB_CA)
-    )
+    keys = {k for k, spec in hosts_secrets.SERVICE_SECRETS.items() if spec.format != "alphanumeric"}
+    assert all(v.startswith("generated-") for k, v in host_secrets.items() if k not in keys)
     assert host_secrets[hosts_secrets.LAB_CA] == MOCK_CA
     assert not [k for k in resolved if "password" in k or k.endswith("token") and k != "launcher_token"]
     token, secret = resolved["launcher_token"]

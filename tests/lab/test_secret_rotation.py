@@ -28,6 +28,8 @@ def test_every_secret_is_drawn_on_its_own_with_full_entropy():
                 assert len(base64.urlsafe_b64decode(values[name])) == 32
             elif spec.format == "lab_ca":  # its own key pair (tests/lab/test_lab_ca.py)
                 assert "PRIVATE KEY" in values[name] and "BEGIN CERTIFICATE" in values[name]
+            elif spec.format == "key32":
+                assert len(base64.b64decode(values[name], validate=True)) == 32
             else:
                 assert len(values[name]) == spec.length >= 40 and values[name].isalnum()
     for name in SERVICE_SECRETS:  # fresh every time
@@ -53,6 +55,16 @@ def test_the_fernet_key_is_what_cryptography_accepts():
 
 def _read(path):
     return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("bad", ["k" * 44, base64.b64encode(b"short").decode(), "é" * 44])
+def test_the_cluster_encryption_key_must_be_32_random_bytes(bad):
+    values = host_secrets.generate()
+    assert host_secrets.check(values, "f") == values
+    with pytest.raises(
+        host_secrets.SecretsError, match="renderlab_kube_encryption_key must be 32 random bytes"
+    ):
+        host_secrets.check({**values, "renderlab_kube_encryption_key": bad}, "f")
 
 
 def test_rotate_draws_a_new_value_and_keeps_a_replaced_fernet_key_until_retired(tmp_path, capsys):

@@ -21,6 +21,7 @@ from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 from renderlab.pipeline.backends import kubernetes as kb
 from renderlab.pipeline.jobspec import JobFailed, JobSpec
 from renderlab.pipeline.settings import Settings
+from tests import pod_security
 from tests.pipeline.conftest import REPO
 from tests.pipeline.dag_jobs import dag_specs
 
@@ -91,6 +92,7 @@ def test_every_job_the_dag_submits_is_a_valid_batch_v1_job(settings, no_cluster)
         assert c["resources"]["requests"] == {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == settings.run_as_uid
+        assert pod_security.violations(pod) == []  # the render namespace enforces `restricted`
         assert job["metadata"]["labels"]["renderlab/run"].startswith("manual__2026-01-01T00-00-00")
 
 
@@ -278,3 +280,20 @@ def test_render_chunks_are_bounded_before_any_is_made(settings):
                        r"frames_per_chunk to at least 976563"):  # fmt: skip
         steps.chunks(plan, built)
     assert len(steps.chunks(plan, {**built, "frames": [1, steps.MAX_CHUNKS]})) == steps.MAX_CHUNKS
+
+
+def test_the_restricted_check_refuses_what_the_api_server_would(settings, no_cluster):
+    """The checker above is not a formality: each break of `restricted` in a Job pod is named."""
+    pod = as_dict(kb.build_job(dag_specs(settings)[1], settings))["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    c["securityContext"] |= {"privileged": True, "allowPrivilegeEscalation": True}
+    pod["securityContext"].pop("seccompProfile")
+    pod["hostNetwork"] = True
+    pod["volumes"].append({"name": "root", "hostPath": {"path": "/"}})
+    assert pod_security.violations(pod) == [
+        "hostNetwork is on",
+        "volume root is hostPath",
+        f"{c['name']}: privileged",
+        f"{c['name']}: allowPrivilegeEscalation is not false",
+        f"{c['name']}: seccompProfile is unset",
+    ]

@@ -73,6 +73,8 @@ def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
             run_as_group=settings.run_as_uid,
             fs_group=settings.run_as_uid,
             run_as_non_root=True,
+            # The namespace enforces Pod Security `restricted`, which asks for the runtime's seccomp profile.
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
         container_security_context=k8s.V1SecurityContext(
             allow_privilege_escalation=False,
