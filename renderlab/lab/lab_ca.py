@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from renderlab.base import atomic, cli
@@ -38,6 +38,9 @@ CA_DAYS = 3650
 CERT_DAYS = 397  # what browsers accept for a leaf; `ensure` renews well before
 RENEW_BEFORE = dt.timedelta(days=30)
 _CURVE = ec.SECP256R1()
+# The service key's type: EC P-256 by default; RSA 2048 for p4d, whose own `p4d -Gc` makes RSA keys (the kind
+# its documentation describes for P4SSLDIR).
+KEY_TYPES = ("ec", "rsa")
 
 
 class LabCAError(CommandError):
@@ -55,7 +58,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+def _new_key(key_type: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    if key_type == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(_CURVE)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -152,13 +161,15 @@ def cert_sans(cert: x509.Certificate) -> set[str]:
     )
 
 
-def issue(bundle: str, name: str, sans: list[str], now: dt.datetime | None = None) -> Issued:
+def issue(
+    bundle: str, name: str, sans: list[str], *, key_type: str = "ec", now: dt.datetime | None = None
+) -> Issued:
     """A new certificate and key for `name`, valid for exactly `sans` (DNS names and IP addresses)."""
     if not sans:
         raise LabCAError(f"no names given for {name}'s certificate; give each name it is reached by (--san)")
     now = now or _now()
     ca_key, ca = load_ca(bundle)
-    key = ec.generate_private_key(_CURVE)
+    key = _new_key(key_type)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -182,10 +193,16 @@ def issue(bundle: str, name: str, sans: list[str], now: dt.datetime | None = Non
 
 
 def still_good(
-    bundle: str, cert_pem: str, key_pem: str, sans: list[str], *, now: dt.datetime | None = None
+    bundle: str,
+    cert_pem: str,
+    key_pem: str,
+    sans: list[str],
+    *,
+    key_type: str = "ec",
+    now: dt.datetime | None = None,
 ) -> bool:
-    """Whether a certificate may be kept: signed by this CA, for exactly `sans`, matching `key_pem`, and not
-    within RENEW_BEFORE of its end."""
+    """Whether a certificate may be kept: signed by this CA, for exactly `sans`, matching `key_pem` (of the
+    wanted type), and not within RENEW_BEFORE of its end."""
     now = now or _now()
     _, ca = load_ca(bundle)
     try:
@@ -194,8 +211,10 @@ def still_good(
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
         return False
+    wanted = rsa.RSAPrivateKey if key_type == "rsa" else ec.EllipticCurvePrivateKey
     return (
-        key.public_key() == cert.public_key()
+        isinstance(key, wanted)
+        and key.public_key() == cert.public_key()
         and cert_sans(cert) == {str(n.value) for n in _general_names(sans)}
         and cert.not_valid_before_utc <= now
         and now + RENEW_BEFORE < cert.not_valid_after_utc
@@ -209,12 +228,13 @@ def ensure(
     *,
     cert_pem: str = "",
     key_pem: str = "",
+    key_type: str = "ec",
     now: dt.datetime | None = None,
 ) -> Issued:
     """The existing certificate when it is still good, else a new one (`changed` says which)."""
-    if cert_pem and key_pem and still_good(bundle, cert_pem, key_pem, sans, now=now):
+    if cert_pem and key_pem and still_good(bundle, cert_pem, key_pem, sans, key_type=key_type, now=now):
         return Issued(cert_pem, key_pem, changed=False)
-    return issue(bundle, name, sans, now)
+    return issue(bundle, name, sans, key_type=key_type, now=now)
 
 
 @cli.command("lab_ca")
@@ -230,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ens.add_argument("--name", required=True, help="the service (the certificate's common name)")
     ens.add_argument("--san", action="append", default=[], help="a DNS name or IP address (repeat)")
+    ens.add_argument(
+        "--key-type", choices=KEY_TYPES, default="ec", help="the service key's type (default ec)"
+    )
     pub = sub.add_parser("ca-cert", help="print the CA's certificate from a host secrets file")
     pub.add_argument("-f", "--file", required=True)
     pub.add_argument("-o", "--output", help="write it to this file (else stdout)")
@@ -254,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError):
         raise LabCAError('stdin must be JSON {"ca": "<bundle>", "cert": "...", "key": "..."}') from None
     got = ensure(
-        bundle, args.name, args.san, cert_pem=given.get("cert") or "", key_pem=given.get("key") or ""
+        bundle,
+        args.name,
+        args.san,
+        cert_pem=given.get("cert") or "",
+        key_pem=given.get("key") or "",
+        key_type=args.key_type,
     )
     print(json.dumps({"changed": got.changed, "cert": got.cert, "key": got.key, "ca_cert": ca_cert(bundle)}))
     return 0

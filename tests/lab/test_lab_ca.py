@@ -133,3 +133,12 @@ def test_each_service_certificate_holds_the_names_its_clients_use():
     assert sans["registry"] == ["127.0.0.1", config.address(server), "registry.renderlab-registry.svc"]
     (p4,) = config.hosts_by_role("perforce")
     assert config.address(p4) in sans["perforce"]
+
+
+def test_p4d_gets_an_rsa_key_and_a_key_of_the_wrong_type_is_replaced(ca):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    got = lab_ca.ensure(ca, "perforce", SANS, key_type="rsa")
+    assert isinstance(_cert(got.cert).public_key(), rsa.RSAPublicKey)
+    assert not lab_ca.ensure(ca, "perforce", SANS, cert_pem=got.cert, key_pem=got.key, key_type="rsa").changed
+    assert lab_ca.ensure(ca, "perforce", SANS, cert_pem=got.cert, key_pem=got.key).changed  # EC wanted now

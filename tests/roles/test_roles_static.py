@@ -29,7 +29,8 @@ SECRET_VARS = {
     # kubeadm init's own output names its bootstrap token: the run is no_log; its failure report masks tokens.
     "kube_control_plane": ("kube_control_plane_kubeconfig",),
     "kube_worker": ("kube_worker_token", "kube_worker_join"),
-    "perforce": ("perforce_super_password", "perforce_service_password"),
+    "perforce": ("perforce_super_password", "perforce_service_password", "perforce_lab_ca", "perforce_tls_held",
+                 "perforce_tls_issued"),
     "samba": ("samba_users", "item.password", "renderlab_share_password"),
     "backup": ("backup_password", "backup_s3_access_key_id", "backup_s3_secret_access_key"),
 }  # fmt: skip
@@ -49,7 +50,7 @@ SECRET_ARGS = {
     "kube_node": set(),
     "kube_control_plane": set(),
     "kube_worker": set(),
-    "perforce": {"perforce_super_password", "perforce_service_password"},
+    "perforce": {"perforce_super_password", "perforce_service_password", "perforce_lab_ca"},
     "samba": {"samba_users.password"},
     "backup": {"backup_password"},
 }
