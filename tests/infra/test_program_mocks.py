@@ -45,6 +45,10 @@ class Mocks(pulumi.runtime.Mocks):
                 "key32": base64.b64encode(b"e" * 32).decode(),
                 "lab_ca": MOCK_CA,
             }.get(args.inputs.get("format"), f"generated-{args.name}")
+        if args.typ == "pulumi-python:dynamic/renderlab:IssuedCertificate":
+            outs.update(cert="CERT-PEM", key="KEY-PEM")
+        if args.typ == "pulumi-python:dynamic/renderlab:Htpasswd":
+            outs["line"] = "renderlab:$2b$hash"
         if args.typ.endswith("ProxmoxVm"):
             outs["ipv4"] = args.inputs["address"].split("/")[0]
         if args.typ == "kubernetes:core/v1:Secret" and args.name.endswith("airflow-launcher-token"):
@@ -250,6 +254,16 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     deploys = {n: i for n, i in kinds["kubernetes:apps/v1:Deployment"]}
     registry = deploys["deployment-renderlab-registry-registry"]
     assert registry["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:2.8.3"
+    # TLS and htpasswd from the resources made once (infra/issued_certificate.py); deletes off.
+    env = {e["name"]: e["value"] for e in registry["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REGISTRY_AUTH"] == "htpasswd" and env["REGISTRY_HTTP_TLS_CERTIFICATE"] == "/certs/tls.crt"
+    assert "REGISTRY_STORAGE_DELETE_ENABLED" not in env
+    tls, tls_secret = unsecret(secrets["secret-renderlab-registry-registry-tls"]["stringData"])
+    assert tls == {"tls.crt": "CERT-PEM", "tls.key": "KEY-PEM"} and tls_secret
+    auth, auth_secret = unsecret(secrets["secret-renderlab-registry-registry-auth"]["stringData"])
+    assert auth == {"htpasswd": "renderlab:$2b$hash"} and auth_secret
+    (issued,) = [i for _, i in mocks.of("pulumi-python:dynamic/renderlab:IssuedCertificate")]
+    assert issued["sans"] == ["127.0.0.1", "10.20.0.11", "registry.renderlab-registry.svc"]
     services = {n: i for n, i in kinds["kubernetes:core/v1:Service"]}
     assert services["service-renderlab-registry-registry"]["spec"]["ports"][0]["nodePort"] == 30500
     assert resolved["registry"] == "10.20.0.11:30500"
