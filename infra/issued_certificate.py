@@ -67,6 +67,16 @@ def htpasswd_matches(line: str, user: str, password: str) -> bool:
         return False
 
 
+def registry_values(sans: list[str], ca: str, password: str, user: str) -> dict[str, str]:
+    """The registry's inputs made directly (no Pulumi): for a cluster applied without it (the cluster lane)."""
+    got = lab_ca.issue(ca, "registry", sans)
+    return {
+        "registry_tls_crt": got.cert,
+        "registry_tls_key": got.key,
+        "registry_htpasswd": htpasswd_line(user, password),
+    }
+
+
 class HtpasswdProvider(ResourceProvider):
     serialize_as_secret_always = False
 

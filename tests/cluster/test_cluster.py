@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from infra import manifests
+from infra.issued_certificate import registry_values
+from renderlab.lab import lab_ca
 from renderlab.lab.cluster_names import LAUNCHER
 from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
@@ -112,6 +114,13 @@ def layer(built: Cluster) -> dict[str, list[dict]]:
     c = built
     secrets = yaml.safe_load((c.lab.secrets).read_text())
     values = {k: secrets[k] for k in manifests.SECRET_INPUTS}
+    # The registry's TLS pair and htpasswd line, as Pulumi's resources would make them (infra/issued_certificate.py).
+    values |= registry_values(
+        lab_ca.service_sans(c.config)["registry"],
+        secrets["renderlab_lab_ca"],
+        secrets["renderlab_registry_password"],
+        manifests.REGISTRY_USER,
+    )
     docs_image = recorded_images(c.config, c.lab.settings.base_config).get("docs")
     objs = manifests.all_objects(c.config, values, docs_image)
     applied = {f: [_host_folder_share(o) for o in group] for f, group in objs.items()}

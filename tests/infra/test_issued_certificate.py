@@ -41,3 +41,14 @@ def test_the_htpasswd_line_is_bcrypt_and_kept_while_the_password_matches():
     assert provider.diff("id", made, {**props, "password": "pw-two"}).replaces
     assert provider.diff("id", made, {**props, "user": "other"}).replaces
     assert not htpasswd_matches("garbage", "renderlab", "pw-one")
+
+
+def test_the_cluster_lanes_registry_values_fill_every_registry_input():
+    from infra import manifests
+    from infra.issued_certificate import registry_values
+
+    ca = lab_ca.new_ca()
+    values = registry_values(SANS, ca, "pw", manifests.REGISTRY_USER)
+    assert set(values) == set(manifests.REGISTRY_INPUTS)
+    assert lab_ca.still_good(ca, values["registry_tls_crt"], values["registry_tls_key"], SANS)
+    assert htpasswd_matches(values["registry_htpasswd"], manifests.REGISTRY_USER, "pw")
