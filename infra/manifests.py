@@ -18,7 +18,14 @@ from typing import Any
 import yaml
 
 from renderlab.base import atomic, cli
-from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, REGISTRY_NS, SHARE_PV, SHARE_PVC
+from renderlab.lab.cluster_names import (
+    LAUNCHER,
+    LAUNCHER_TOKEN,
+    P4_SECRET,
+    REGISTRY_NS,
+    SHARE_PV,
+    SHARE_PVC,
+)
 from renderlab.lab.config import LabConfig, load
 from renderlab.lab.pipeline_settings import p4_port
 
@@ -42,7 +49,6 @@ PART_OF = {"app.kubernetes.io/part-of": "renderlab"}
 SECRET_INPUTS = ("renderlab_share_password", "renderlab_p4_service_password")
 # The registry's TLS pair from the lab CA and its htpasswd line (infra/issued_certificate.py; Pulumi hands them).
 REGISTRY_INPUTS = ("registry_tls_crt", "registry_tls_key", "registry_htpasswd")
-REGISTRY_USER = "renderlab"  # the one registry user: the workstation pushes and the nodes pull as it
 
 
 def _meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, Any]:

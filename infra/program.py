@@ -11,7 +11,7 @@ from infra.cluster import ClusterLayer
 from infra.issued_certificate import Htpasswd, IssuedCertificate
 from infra.vms import Lab
 from renderlab.lab import image_refs, lab_ca
-from renderlab.lab.cluster_names import SHARE_PVC
+from renderlab.lab.cluster_names import REGISTRY_USER, SHARE_PVC
 from renderlab.lab.host_secrets import FROM_STACK, LAB_CA, WEBHOOK_URL
 from renderlab.lab.pipeline_settings import recorded_images
 
@@ -22,7 +22,7 @@ def registry_credentials(config, lab_secrets: dict[str, pulumi.Output[str]]) -> 
         "registry-tls", ca=lab_secrets[LAB_CA], name="registry", sans=lab_ca.service_sans(config)["registry"]
     )
     htpasswd = Htpasswd(
-        "registry-htpasswd", user=manifests.REGISTRY_USER, password=lab_secrets["renderlab_registry_password"]
+        "registry-htpasswd", user=REGISTRY_USER, password=lab_secrets["renderlab_registry_password"]
     )
     return {"registry_tls_crt": cert.cert, "registry_tls_key": cert.key, "registry_htpasswd": htpasswd.line}
 

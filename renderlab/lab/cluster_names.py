@@ -13,3 +13,6 @@ REGISTRY_NS = "renderlab-registry"  # the image registry's namespace (infra/mani
 REGISTRY_SERVICE_DNS = (
     f"registry.{REGISTRY_NS}.svc"  # its Service's in-cluster name: a name in its TLS certificate
 )
+REGISTRY_USER = (
+    "renderlab"  # the registry's one htpasswd user: the workstation pushes and the nodes pull as it
+)

@@ -54,6 +54,7 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
         "renderlab_perforce_data_root": config.perforce.data_root,
         "renderlab_pipeline_namespace": config.pipeline.namespace,
         "renderlab_registry_node_port": config.pipeline.registry.node_port,
+        "renderlab_registry_user": cluster_names.REGISTRY_USER,
         # The names each service's TLS certificate holds (issued from the lab CA, renderlab/lab/lab_ca.py).
         "renderlab_tls_sans": lab_ca.service_sans(config),
         "renderlab_launcher_token_secret": cluster_names.LAUNCHER_TOKEN,

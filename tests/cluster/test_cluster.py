@@ -18,7 +18,7 @@ import yaml
 from infra import manifests
 from infra.issued_certificate import registry_values
 from renderlab.lab import lab_ca
-from renderlab.lab.cluster_names import LAUNCHER
+from renderlab.lab.cluster_names import LAUNCHER, REGISTRY_USER
 from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
@@ -119,7 +119,7 @@ def layer(built: Cluster) -> dict[str, list[dict]]:
         lab_ca.service_sans(c.config)["registry"],
         secrets["renderlab_lab_ca"],
         secrets["renderlab_registry_password"],
-        manifests.REGISTRY_USER,
+        REGISTRY_USER,
     )
     docs_image = recorded_images(c.config, c.lab.settings.base_config).get("docs")
     objs = manifests.all_objects(c.config, values, docs_image)

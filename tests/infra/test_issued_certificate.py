@@ -7,6 +7,7 @@ import datetime as dt
 
 from infra.issued_certificate import HtpasswdProvider, IssuedCertificateProvider, htpasswd_matches
 from renderlab.lab import lab_ca
+from renderlab.lab.cluster_names import REGISTRY_USER
 
 SANS = ["127.0.0.1", "10.20.0.11", "registry.renderlab-registry.svc"]
 
@@ -48,7 +49,7 @@ def test_the_cluster_lanes_registry_values_fill_every_registry_input():
     from infra.issued_certificate import registry_values
 
     ca = lab_ca.new_ca()
-    values = registry_values(SANS, ca, "pw", manifests.REGISTRY_USER)
+    values = registry_values(SANS, ca, "pw", REGISTRY_USER)
     assert set(values) == set(manifests.REGISTRY_INPUTS)
     assert lab_ca.still_good(ca, values["registry_tls_crt"], values["registry_tls_key"], SANS)
-    assert htpasswd_matches(values["registry_htpasswd"], manifests.REGISTRY_USER, "pw")
+    assert htpasswd_matches(values["registry_htpasswd"], REGISTRY_USER, "pw")

@@ -25,7 +25,7 @@ SECRET_VARS = {
                 "airflow_tls_issued", "airflow_admin_login"),
     "common": (),
     "firewall": (),
-    "kube_node": (),
+    "kube_node": ("kube_node_registry_password",),
     # kubeadm init's own output names its bootstrap token: the run is no_log; its failure report masks tokens.
     "kube_control_plane": ("kube_control_plane_kubeconfig",),
     "kube_worker": ("kube_worker_token", "kube_worker_join"),
@@ -47,7 +47,7 @@ SECRET_ARGS = {
     "common": set(),
     "firewall": set(),
     # The join token is created by the control plane for each join, never a stored secret or an argument.
-    "kube_node": set(),
+    "kube_node": {"kube_node_registry_password"},
     "kube_control_plane": set(),
     "kube_worker": set(),
     "perforce": {"perforce_super_password", "perforce_service_password", "perforce_lab_ca"},
