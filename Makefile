@@ -159,8 +159,9 @@ lab-depot: venv ## the depot seeded with the bundled songs (perforce role: artis
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
 
-images: venv ## build the fetch, Blender and docs images (the docs site built first, strict; podman or docker), push if the lab registry answers, record the refs
-	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG)
+images: venv ## build the fetch, Blender and docs images (the docs site built first, strict; podman or docker), push over TLS with LAB_SECRETS' login if the lab registry answers, record the refs
+	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG) \
+	  $(if $(wildcard $(LAB_SECRETS)),--secrets $(LAB_SECRETS))
 
 images-test: venv ## container tests: make images (cached), entrypoints and the DAG's Job pods run by podman (tests/containers)
 	$(VENV)/bin/pytest tests/containers $(PYTEST_ARGS)
