@@ -259,7 +259,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
 
     phase("import_bpy")
 
-    from blender_scripts import measure, scene
+    from blender_scripts import measure, scene, visibility
 
     name = tune.name
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
@@ -268,6 +268,12 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
     phase("main_scene")
     measured = {r["note_index"]: r for r in measure.impacts(sc)}
     phase("timing_check")
+    seen, per_note = visibility.measure(sc)  # before the save: the look check reads its worst frame
+    sight = {s["note_index"]: s for s in per_note}
+    cli.progress(
+        f"build: {seen['fraction']:.1%} of strikes visible, median marble {seen['median_px']:.1f} px at 1080p"
+    )
+    phase("visibility_check")
     song_audio.wait()  # the sound strips need the WAVs
     phase("audio_wait")
     builder.add_sound(sc, str(song_audio.wav), song_audio.wav.name)
@@ -277,6 +283,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
     cli.progress(f"build: loop scene, {plan.period:.3f} s, frames 1-{loop_end}")
     loop = builder.build("loop", 0.0, loop_end)
     builder.add_sound(loop, str(song_audio.loop_wav), song_audio.loop_wav.name)
+    loop_seen, _ = visibility.measure(loop)
     _save(bpy, tmp / f"{name}_loop.blend")
     phase("loop_scene_and_save")
 
@@ -301,6 +308,8 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
                 "impact_time": got["impact_time"],
                 "error": got["error"],
                 "exit_time": m.t_exit,
+                "visible": sight[h.note.index]["visible"] if h.note.index in sight else None,
+                "marble_px": round(sight[h.note.index]["px"], 2) if h.note.index in sight else None,
             }
         )
     notes.sort(key=lambda n: (n["time"], n["index"]))
@@ -314,6 +323,8 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
         "loop_frames": [1, loop_end],
         "fps": fps,
         "duration_s": frame_end / fps,
+        "strikes_visible": seen["fraction"],
+        "median_marble_px": seen["median_px"],
     }
     report = {
         "song": name,
@@ -332,6 +343,8 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
         "min_marble_distance_m": plan.min_distance(),
         "loop_min_marble_distance_m": plan.min_distance(loop=True),
         "separation_samples_per_frame": planner.STEPS_PER_FRAME,
+        "strike_visibility": seen,  # blender_scripts/visibility.py: on screen, unoccluded, px at 1080p
+        "loop_strike_visibility": loop_seen,
         "build_time_s": time.perf_counter() - started,  # everything but writing this report
         "build_phases_s": {k: round(v, 4) for k, v in phases.items()},
         "notes": notes,

@@ -4,6 +4,8 @@
 
 ode_waltz: Beethoven's "Ode to Joy" tune over bass and chords (type 1, three tracks, chords, overlaps).
 frere_groove: "Frere Jacques" with a drum kit on channel 10 and two tempo changes (120 -> 150 -> 100 bpm).
+dense_pop (not in the depot; `--dense FILE` writes it): a generated pop arrangement, six instruments and a
+kit over 16 bars, the kind of song whose strikes spread over a wide machine (the visibility gate's case).
 """
 
 from __future__ import annotations
@@ -118,6 +120,65 @@ def frere_groove() -> mido.MidiFile:
     return mid
 
 
+POP_ROOTS = (57, 53, 48, 55)  # A minor, F, C, G: one chord per bar
+POP_LEAD = (76, 74, 72, 74, 76, 79, 77, 76, 74, 72, 71, 72, 74, 76, 74, 72)
+
+
+def dense_pop(bars: int = 16) -> mido.MidiFile:
+    """Drums on channel 10, bass, piano chords, a lead, a glockenspiel arpeggio and a string pad (General
+    MIDI programs, so the default arrangement spreads them over every family), 112 BPM."""
+    mid = mido.MidiFile(type=1, ticks_per_beat=TPB)
+    conductor = mido.MidiTrack(
+        [
+            mido.MetaMessage("track_name", name="conductor", time=0),
+            mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(112), time=0),
+        ]
+    )
+    parts: dict[str, tuple[int, int, list]] = {  # name: (channel, program, notes)
+        "bass": (1, 33, []),
+        "piano": (2, 0, []),
+        "lead": (3, 73, []),
+        "glock": (4, 9, []),
+        "pad": (5, 48, []),
+        "drums": (9, 0, []),
+    }
+    for bar in range(bars):
+        root = POP_ROOTS[bar % 4]
+        triad = (root, root + (3 if root == 57 else 4), root + 7)
+        b0 = bar * 4.0
+        for k in range(8):  # eighth-note bass, octave jumps on the off-beats
+            parts["bass"][2].append((b0 + k / 2, root - 12 - 12 * (k % 2 == 0) + 12, 0.4, 90))
+        for b in (0, 1.5, 2.5, 3):  # syncopated piano stabs
+            parts["piano"][2].extend((b0 + b, n + 12, 0.4, 70) for n in triad)
+        for k in range(4):  # the lead: a quarter-note line, an eighth pickup every other bar
+            parts["lead"][2].append((b0 + k, POP_LEAD[(bar * 4 + k) % 16], 0.9, 100))
+        if bar % 2:
+            parts["lead"][2].append((b0 + 3.5, POP_LEAD[(bar * 4 + 5) % 16] + 2, 0.4, 90))
+        for k in range(8):  # glockenspiel arpeggio up two octaves
+            parts["glock"][2].append((b0 + k / 2, triad[k % 3] + 24 + 12 * (k // 3 % 2), 0.4, 60))
+        parts["pad"][2].extend((b0, n, 3.9, 50) for n in triad)
+        drums = parts["drums"][2]
+        for k in range(8):
+            drums.append((b0 + k / 2, 42 if k != 7 else 46, 0.2, 70))
+        drums += [
+            (b0, 36, 0.2, 110),
+            (b0 + 2.5, 36, 0.2, 100),
+            (b0 + 1, 38, 0.2, 100),
+            (b0 + 3, 38, 0.2, 100),
+        ]
+        if bar % 4 == 3:  # a tom fill into the next section
+            drums += [(b0 + 3 + k / 4, p, 0.2, 100) for k, p in enumerate((50, 48, 45, 43))]
+        if bar % 4 == 0:
+            drums.append((b0, 49, 1.0, 110))
+    mid.tracks.append(conductor)
+    for name, (ch, program, notes) in parts.items():
+        track = _track(name, _notes(ch, notes))
+        track.insert(1, mido.Message("program_change", channel=ch, program=program, time=0))
+        mid.tracks.append(track)
+    return mid
+
+
 SONGS = {"ode_waltz": ode_waltz, "frere_groove": frere_groove}
 ARRANGEMENTS = {
     "frere_groove": "# lead on glockenspiel, the kit on drum pads; a slightly bouncier marble\n"
@@ -143,9 +204,18 @@ def write(depot: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m blender_scripts.demo_songs", description=__doc__.splitlines()[0])
     parser.add_argument("--depot", type=Path, default=Path("depot"))
-    depot = parser.parse_args(argv).depot
+    parser.add_argument(
+        "--dense", type=Path, metavar="FILE", help="write only the generated dense_pop song here"
+    )
+    ns = parser.parse_args(argv)
+    depot = ns.depot
     try:
-        paths = write(depot)
+        if ns.dense:
+            with atomic.target(ns.dense, mode=0o644) as tmp:
+                dense_pop().save(str(tmp))
+            paths = [ns.dense]
+        else:
+            paths = write(depot)
     except OSError as e:
         raise OutputError(f"cannot write the demo songs under {depot}: {e.strerror or e}") from None
     for path in paths:

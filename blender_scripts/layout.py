@@ -83,6 +83,10 @@ class Layout:
         return [*self.elements.values(), *self.twins.values()]
 
 
+BAR_LANES = 1  # the fewest lanes a bar gets; the planner adds lanes where its notes do not fit
+FAMILY_GAP = 3.0  # marble radii between two instruments
+DRUM_LANES = 2  # the fewest lanes a drum head gets (one more than the notes it takes at once)
+HEAD_GAP = 0.6  # marble radii between two drum heads (a head's lanes are a radius inside its rim)
 TWIN_Y = 0.8  # where a bar's twin stands behind it: where a marble bouncing off the bar comes down
 CHAIN_LANES = 1  # the front bar's last lanes, which its twin covers
 RADIUS_RANGE = (0.014, 0.03)  # automatic marble radius: dense songs get small marbles, sparse ones big
@@ -128,6 +132,20 @@ def _strikes(size: float, r: float) -> tuple[float, ...]:
     return (0.0, -off, off) if off + 1.2 * r <= size / 2 else (0.0,)
 
 
+def _row_order(families: list[str], twins: frozenset[tuple[str, int]]) -> list[str]:
+    """The families along the row: those with the most twin bars in the middle, the others alternately
+    either side. A twin stands TWIN_Y nearer the camera than the row, so perspective pushes it out from the
+    frame's centre by about a quarter more than its bar: at the row's ends it is the first strike to leave
+    a frame that holds the whole machine. Without twins, the arrangement's order."""
+    count = {f: sum(1 for i, _ in twins if i == f) if f != "drums" else 0 for f in families}  # no drum twins
+    if not any(count.values()):
+        return families
+    row: list[str] = []
+    for k, f in enumerate(sorted(families, key=lambda f: -count[f])):  # stable: the arrangement's order
+        row.insert(len(row) if k % 2 else 0, f)
+    return row
+
+
 def build(
     song: Song,
     arrangement: Arrangement,
@@ -144,26 +162,27 @@ def build(
         used.setdefault(arrangement.instrument_of(song, n), set()).add(n.pitch)
     crowd = crowding(song, arrangement)
     extra = extra_lanes or {}
-    order = [i for i in (*BARRED, "drums") if i in used]
+    order = _row_order([i for i in (*BARRED, "drums") if i in used], twins)
     x = 0.0
     placed: list[tuple[str, int, float, float, float, tuple[float, ...]]] = []
     for instrument in order:
         pitches = sorted(used[instrument])
         lo, hi = pitches[0], pitches[-1]
         for p in pitches:
-            base = 3 if instrument == "drums" else 2
-            count = max(base, crowd[(instrument, p)] + 1) + extra.get((instrument, p), 0)
-            lanes = tuple(round((k - (count - 1) / 2) * lane_gap, 9) for k in range(count))
             if instrument == "drums":
-                slab = max(2 * dx, count * lane_gap)
-                size = slab - 0.02
-            else:
-                slab = max(dx, count * lane_gap)
+                count = max(DRUM_LANES, crowd[(instrument, p)] + 1) + extra.get((instrument, p), 0)
+                slab = (count - 1) * lane_gap + 4 * r + HEAD_GAP * r  # every lane a radius inside the head
+                size = slab - HEAD_GAP * r
+            else:  # a bar is as wide as its lanes: the row stays as narrow as the camera needs it
+                base = BAR_LANES + CHAIN_LANES if (instrument, p) in twins else BAR_LANES  # a twin's own lane
+                count = max(base, crowd[(instrument, p)]) + extra.get((instrument, p), 0)
+                slab = count * lane_gap
                 size = 0.42 - 0.2 * (p - lo) / max(1, hi - lo)  # low notes get long bars
+            lanes = tuple(round((k - (count - 1) / 2) * lane_gap, 9) for k in range(count))
             placed.append((instrument, p, x + slab / 2, size, slab, lanes))
             x += slab
-        x += dx  # gap between instruments
-    x_max = x - dx
+        x += FAMILY_GAP * r  # gap between instruments
+    x_max = x - FAMILY_GAP * r
     center = x_max / 2
     elements = {}
     for instrument, p, cx, size, slab, lanes in placed:
@@ -176,7 +195,7 @@ def build(
             top_z=0.0,
             length=size,
             # a bar is as wide as its slab less a gap, and always wide enough for a marble on every lane
-            width=(size if instrument == "drums" else max(slab - 0.2 * dx, lanes[-1] - lanes[0] + 2 * r)),
+            width=(size if instrument == "drums" else max(slab - 0.4 * r, lanes[-1] - lanes[0] + 2 * r)),
             lanes=lanes,
             pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),  # low left, high right
             strikes=_strikes(size, r),

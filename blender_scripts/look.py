@@ -4,7 +4,9 @@
         [--preset demo] [--samples 8] [--resolution-percentage 100] [--device auto|cpu|gpu]
 
 Positions are fractions of the scene's frame range (the same song positions every time, so two builds
-compare side by side). Frames are rendered with blender_scripts.render (resumable, into SHEET's sibling
+compare side by side). The last tile is the scene's least-visible moment, where the build's strike-visibility
+measure (blender_scripts/visibility.py) found the most strikes off screen or hidden (`--no-least-visible`
+leaves it out). Frames are rendered with blender_scripts.render (resumable, into SHEET's sibling
 folder `<sheet>_frames/`), then tiled by ffmpeg into SHEET.png (written atomically). One JSON line last.
 """
 
@@ -40,6 +42,10 @@ def _parse(args: list[str]) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--resolution-percentage", type=int, default=100)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument(
+        "--no-least-visible", dest="least_visible", action="store_false",
+        help="leave out the tile of the least-visible moment",
+    )  # fmt: skip
     ns = p.parse_args(args)
     try:
         ns.fractions = [float(x) for x in ns.positions.split(",") if x.strip()]
@@ -62,7 +68,8 @@ def _parse(args: list[str]) -> argparse.Namespace:
     return ns
 
 
-def frame_range(blend: Path) -> tuple[int, int]:
+def frame_range(blend: Path) -> tuple[int, int, int | None]:
+    """(first, last, least-visible frame or None for a scene built before the measure)."""
     import bpy
 
     try:
@@ -70,14 +77,17 @@ def frame_range(blend: Path) -> tuple[int, int]:
     except RuntimeError as exc:
         raise ContentError(f"--blend {blend} cannot be opened by Blender ({exc}); rebuild it") from exc
     scene = bpy.context.scene
-    return scene.frame_start, scene.frame_end
+    worst = scene.get("renderlab_least_visible_frame")
+    return scene.frame_start, scene.frame_end, int(worst) if worst is not None else None
 
 
 def look(args: list[str]) -> dict:
     ns = _parse(args)
     started = time.perf_counter()
-    first, last = frame_range(ns.blend)
+    first, last, worst = frame_range(ns.blend)
     frames = sorted({first + round(f * (last - first)) for f in ns.fractions})
+    if ns.least_visible and worst is not None and first <= worst <= last:
+        frames = [f for f in frames if f != worst] + [worst]  # the last tile
     folder = ns.out.with_name(f"{ns.out.stem}_frames")
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     per_frame = []
@@ -108,6 +118,7 @@ def look(args: list[str]) -> dict:
         "size": list(render.png_size(ns.out)),
         "frames": frames,
         "positions": ns.fractions,
+        "least_visible_frame": worst if ns.least_visible and worst in frames else None,
         "preset": ns.preset,
         "frame_folder": str(folder.resolve()),
         "per_frame_s": sum(per_frame) / len(per_frame),

@@ -2,12 +2,17 @@
 
     python -m blender_scripts.render --blend FILE --frames A-B --out DIR [--preset NAME (presets.py)]
         [--device auto|cpu|gpu] [--samples N] [--resolution-percentage P]
+        [--progress DIR [--run-frames N] [--live PAGE_DIR --title T]]
 
 Each frame goes to DIR/.frame_NNNNNN.tmp-<pid>.png and is renamed to DIR/frame_NNNNNN.png once complete, then
 DIR/.frame_NNNNNN.png.made records what made it (the .blend's bytes, preset, samples, size); a frame already
 there that decodes completely (every CRC, all image data: renderlab.base.png) at the right size and records
 the same maker is skipped (another scene's frames in the folder are rendered again). Temp frames of killed runs (pid gone, or the older pid-less name) are removed first. One progress line per frame
-(stderr), one JSON line last (stdout). `--device gpu` with no usable GPU is an error (no CPU fallback);
+(stderr, with seconds per frame and the chunk's ETA), one JSON line last (stdout). With --progress, the
+chunk's progress record (renderlab.base.progress) is replaced after every frame; with --live too, the newest
+frame's thumbnail goes to PAGE_DIR/live/ and the run's live gallery page is rewritten
+(renderlab.jobs.gallery_live). A progress or live page that cannot be written is a warning, never a failed
+frame. `--device gpu` with no usable GPU is an error (no CPU fallback);
 `auto` takes a GPU when Cycles finds one and says which device it used.
 """
 
@@ -26,7 +31,8 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blender_scripts.errors import ContentError, OutputError, output_error, unwrapped_output_error
-from renderlab.base import atomic, cli, png, process_group
+from renderlab.base import atomic, cli, estimate, png, process_group
+from renderlab.base import progress as chunk_progress
 from renderlab.base.presets import PRESETS
 from renderlab.base.share import FRAME_PATTERN, frame_name
 
@@ -45,6 +51,17 @@ def build_parser() -> cli.Parser:
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--samples", type=int, help="Cycles samples (default by preset)")
     p.add_argument("--resolution-percentage", type=int, default=100, help="1..100, shrinks the preset")
+    p.add_argument(
+        "--progress", type=Path, help="folder for this chunk's progress record (runs/<id>/progress)"
+    )
+    p.add_argument(
+        "--run-frames", type=int, help="frames of the whole run, every chunk (default: this range's)"
+    )
+    p.add_argument("--live", type=Path, help="the run's gallery folder (gallery/runs/<id>): its live page")
+    p.add_argument("--title", default="", help="the live page's title (the song)")
+    p.add_argument(
+        "--variant", default="main", help="the chunk's variant in its progress record (main, loop)"
+    )
     return p
 
 
@@ -59,6 +76,17 @@ def _parse(args: list[str]) -> argparse.Namespace:
         raise ContentError(f"--frames {ns.frames}: the first frame is after the last; write A-B with A <= B")
     if ns.samples is not None and not 1 <= ns.samples <= 65536:
         raise ContentError(f"--samples {ns.samples} is out of range; use 1..65536")
+    ns.run_frames = ns.run_frames or ns.last - ns.first + 1
+    if not ns.last - ns.first + 1 <= ns.run_frames <= 999_999_999:
+        raise ContentError(
+            f"--run-frames {ns.run_frames} is fewer than --frames {ns.frames} holds; pass the run's"
+        )
+    if not re.fullmatch(r"[a-z]{1,16}", ns.variant):
+        raise ContentError(
+            f"--variant {ns.variant!r} is not a variant name; use lowercase letters (main, loop)"
+        )
+    if ns.live is not None and ns.progress is None:
+        raise ContentError("--live needs --progress (the page is made from the chunks' progress records)")
     if not 1 <= ns.resolution_percentage <= 100:
         raise ContentError(f"--resolution-percentage {ns.resolution_percentage} is out of range; use 1..100")
     if PRESETS[ns.preset].still and ns.first != ns.last:
@@ -183,6 +211,82 @@ def reusable(final: Path, expected: tuple[int, int], key: str) -> bool:
         return False
 
 
+THUMB_WIDTH = 320
+
+
+def thumbnail(bpy, src: Path, dst: Path, width: int = THUMB_WIDTH) -> None:
+    """`src` downscaled to `width` pixels wide (never up), as a PNG at `dst` (replaced whole)."""
+    img = bpy.data.images.load(str(src), check_existing=False)
+    try:
+        w, h = img.size
+        if w > width:
+            img.scale(width, max(1, round(h * width / w)))
+        with atomic.target(dst, mode=0o644) as tmp:
+            img.filepath_raw = str(tmp)
+            img.file_format = "PNG"
+            img.save()
+    finally:
+        bpy.data.images.remove(img)
+
+
+class Reporter:
+    """The chunk's progress: a log line per frame, and with --progress its record (and the live page)."""
+
+    def __init__(self, ns: argparse.Namespace, bpy) -> None:
+        self.ns, self.bpy = ns, bpy
+        self.total = ns.last - ns.first + 1
+        self.done, self.times, self.newest = 0, [], None
+        self.pending = False
+
+    def frame(self, number: int, seconds: float | None) -> str:
+        """A frame finished (rendered in `seconds`, or kept from before: None). The log line's tail."""
+        self.done += 1
+        if seconds is None:
+            self.pending = True  # kept frames are reported in one go, before the next render or at the end
+            return ""
+        self.times.append(seconds)
+        self.newest = number
+        self.write()
+        per_frame = estimate.seconds_per_frame(self.times)
+        eta = estimate.chunk_eta(self.times, self.total - self.done)
+        return f"; {self.done}/{self.total} done, {per_frame:.2f} s/frame, ETA {estimate.duration(eta)}"
+
+    def flush(self) -> None:
+        if self.pending:
+            self.write()
+
+    def write(self) -> None:
+        self.pending = False
+        ns = self.ns
+        if ns.progress is None:
+            return
+        record = chunk_progress.ChunkProgress(
+            variant=ns.variant,
+            first=ns.first,
+            last=ns.last,
+            done=self.done,
+            run_frames=ns.run_frames,
+            per_frame_s=estimate.seconds_per_frame(self.times),
+            eta_s=estimate.chunk_eta(self.times, self.total - self.done),
+            newest_frame=self.newest,
+            updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        try:
+            chunk_progress.write(ns.progress, record)
+            if ns.live is not None:
+                from renderlab.jobs import gallery_live  # jinja2: only a render with a live page needs it
+
+                if self.newest is not None:
+                    thumbnail(
+                        self.bpy,
+                        ns.out / frame_name(self.newest),
+                        gallery_live.thumb_path(ns.live, record.key),
+                    )
+                gallery_live.publish_live(ns.progress, ns.live, ns.title or ns.live.name)
+        except (OSError, RuntimeError) as e:  # RuntimeError: Blender could not read or write the thumbnail
+            cli.progress(f"render: warning: the progress of frames {ns.frames} was not published ({e})")
+
+
 def render(args: list[str]) -> dict:
     ns = _parse(args)
     import bpy
@@ -215,12 +319,15 @@ def render(args: list[str]) -> dict:
     started = time.perf_counter()
     total = ns.last - ns.first + 1
     key = provenance(ns.blend, preset=ns.preset, samples=scene.cycles.samples, resolution=expected)
+    reporter = Reporter(ns, bpy)
     for i, frame in enumerate(range(ns.first, ns.last + 1), 1):
         final = out / frame_name(frame)
         if reusable(final, expected, key):
             skipped += 1
+            reporter.frame(frame, None)
             cli.progress(f"render: frame {frame} ({i}/{total}) already done, skipped")
             continue
+        reporter.flush()
         t0 = time.perf_counter()
         try:  # the pid in the temp name tells a later run whether this one is still alive
             with atomic.target(final, mode=0o644, temp=out / f".{final.stem}.tmp-{os.getpid()}.png") as tmp:
@@ -237,7 +344,9 @@ def render(args: list[str]) -> dict:
             raise output_error(e, final, "write") from None
         times.append(time.perf_counter() - t0)
         rendered += 1
-        cli.progress(f"render: frame {frame} ({i}/{total}) {times[-1]:.2f} s on {device}")
+        tail = reporter.frame(frame, times[-1])
+        cli.progress(f"render: frame {frame} ({i}/{total}) {times[-1]:.2f} s on {device}{tail}")
+    reporter.flush()
     return {
         "rendered": rendered,
         "skipped": skipped,

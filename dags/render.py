@@ -58,11 +58,16 @@ def _params() -> dict[str, Param]:
             enum=[None, *PRESET_NAMES],
             values_display={
                 "null": "Lab default (pipeline.preset)",
-                **{name: f"{name}: {p.width} x {p.height}, {p.description}" for name, p in PRESETS.items()},
+                **{
+                    name: f"{name}: {p.width} x {p.height}, {p.description}, ~{p.core_s_per_frame:g} CPU core-s/frame"
+                    for name, p in PRESETS.items()
+                },
             },
             section=QUALITY,
             title="Quality preset",
-            description="Output size and quality; the resolution percentage below scales it.",
+            description="Output size and quality; the resolution percentage below scales it. Each preset says "
+            "what one frame costs in CPU core-seconds at its own samples (a 2-core render task takes half of "
+            "that per frame); the plan task's log and `make render` give the run's estimate.",
         ),
         "samples": Param(
             None,

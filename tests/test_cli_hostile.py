@@ -88,6 +88,11 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["explode"],
                 ["generate", "-o", f["link"]],
                 ["generate", "-o", f["fifo"]],
+                # The secrets file read back: garbage, not UTF-8, an alias bomb, a folder.
+                ["rotate", "renderlab_share_password", "-f", f["garbage"]],
+                ["rotate", "renderlab_share_password", "-f", f["non-utf8"]],
+                ["rotate", "renderlab_share_password", "-f", f["bomb"]],
+                ["retire-fernet", "-f", f["folder"]],
             ],
         ),  # fmt: skip
         # Only argument errors for the passphrase: `ensure` would create the user's own passphrase file.

@@ -5,11 +5,13 @@
 <share>/runs/<run_id>/scene/                      .blend files, audio, timing report
 <share>/runs/<run_id>/frames/<variant>/           rendered frames (variant: main or loop)
 <share>/runs/<run_id>/video/<song>_<variant>.mp4  the MP4s, and <song>_<variant>_contact.png
+<share>/runs/<run_id>/progress/<chunk>.json       each render task's progress (renderlab.base.progress)
 <share>/runs/<run_id>/report/validation.json      the validation report
 <share>/runs/<run_id>/report/notification-<state>.json   the notification record (success or failed)
 <share>/runs/<run_id>/report/errors/<task>.json   each failed task's error, for the failure notification
 <share>/gallery/index.html                        the render gallery: every published run, newest first
-<share>/gallery/runs/<run_id>/                    a run's page (index.html, run.json, media/); the docs
+<share>/gallery/runs/<run_id>/                    a run's page (index.html, run.json, media/; while it
+                                                  renders the live page and live/ thumbnails); the docs
                                                   server serves <share>/gallery read-only
 """
 
@@ -67,6 +69,9 @@ class ShareLayout:
 
     def video(self, run_id: str) -> PurePosixPath:
         return self.run(run_id) / "video"
+
+    def progress(self, run_id: str) -> PurePosixPath:
+        return self.run(run_id) / "progress"
 
     def report(self, run_id: str) -> PurePosixPath:
         return self.run(run_id) / "report"

@@ -38,6 +38,7 @@ from renderlab.jobs.gallery_pages import PAGE, index_page, run_page
 
 RECORD = "run.json"
 MEDIA = "media"
+LIVE = "live"  # the live page's thumbnails while the run renders (renderlab.jobs.gallery_live)
 MAX_RECORD_BYTES = 64 << 20  # a timing report of ~200,000 notes; bigger is not something the pipeline wrote
 M = TypeVar("M", bound=BaseModel)
 PUBLISHED_MODE = 0o644  # what the gallery writes is published: the docs server (another user) reads it
@@ -181,6 +182,9 @@ def collect(run: Path, meta: records.Meta) -> dict:
             "threshold_ms": validation.timing.threshold_ms if validation else None,
             "notes": records.notes_of(timing) if timing else [],
         },
+        "visibility": records.visibility_of(timing, lambda m: _warn(f"{run / 'scene/report.json'}: {m}"))
+        if timing
+        else {},
         "variants": variants,
     }
 
@@ -308,6 +312,10 @@ def publish(run: Path, out: Path, meta_doc: dict) -> dict:
             },
             "max_timing_error_ms": _ms(data["timing"]["max_error_s"]),
             "notes": len(data["timing"]["notes"]),
+            "strikes_visible": {
+                scene: {k: v[k] for k in ("strikes", "visible", "median_px")}
+                for scene, v in data["visibility"].items()
+            },
             "inputs": digest,
         }
         # Media, then the page, then the record: the record (with the inputs' digest) says "published", so a
@@ -315,6 +323,8 @@ def publish(run: Path, out: Path, meta_doc: dict) -> dict:
         write_text_if_changed(page_dir / PAGE, run_page(data, media))
         atomic.write_json(page_dir / RECORD, record, mode=PUBLISHED_MODE)
         written += [str(page_dir / PAGE), str(page_dir / RECORD)]
+    if remove_live(page_dir):
+        written.append(str(page_dir / LIVE))
     with locked(out):
         runs = index_records(out)
         if write_text_if_changed(out / PAGE, index_page(runs)):
@@ -327,6 +337,21 @@ def publish(run: Path, out: Path, meta_doc: dict) -> dict:
         "up_to_date": not written,
         "seconds": round(time.monotonic() - start, 3),
     }
+
+
+def remove_live(page_dir: Path) -> bool:
+    """The finished page has no live view: the thumbnails the render wrote go (a link there is only
+    unlinked, never followed). False when there were none."""
+    live = page_dir / LIVE
+    try:
+        st = os.lstat(live)
+    except OSError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(live, ignore_errors=True)
+    else:
+        live.unlink(missing_ok=True)
+    return True
 
 
 def index_records(out: Path) -> list[dict]:

@@ -16,6 +16,8 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 PAGE = "index.html"
 # Shown per run, in this order, when the DAG's params carry them.
 PARAM_KEYS = ("preset", "frames", "fps", "samples", "resolution_percentage", "frames_per_chunk", "loop")
+# The issue's showcase bar (tests/blender/test_visibility.py gates builds on it); the page marks a scene below it.
+GATE_FRACTION, GATE_PX = 0.95, 16.0
 PALETTE = (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22",
@@ -25,7 +27,7 @@ _TEMPLATES = {
     "base.html": """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">\
 <meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">\
-<title>{{ title }}</title><style>
+<title>{{ title }}</title>{% block head %}{% endblock %}<style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f7f7f9;color:#1d1d22}
 header{background:#263238;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5rem;align-items:baseline}
 header a{color:#cfd8dc}main{max-width:64rem;margin:0 auto;padding:1rem 1.5rem}
@@ -33,6 +35,7 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{padding:.25rem .8rem;
 text-align:left;vertical-align:top}.ok{color:#1b7f3b;font-weight:600}.bad{color:#b3261e;font-weight:600}
 video,img.sheet{width:100%;max-width:48rem;background:#000;display:block;margin:.3rem 0 1rem}
 figure{margin:0 0 1.5rem}figcaption{color:#555;font-size:.9rem}img.thumb{width:12rem}
+progress{width:100%;max-width:48rem;height:1.2rem}
 </style></head><body>\
 <header><strong>renderlab gallery</strong><a href="{{ home }}index.html">all runs</a>\
 <a href="{{ home }}../index.html">documentation</a></header>\
@@ -57,6 +60,7 @@ figure{margin:0 0 1.5rem}figcaption{color:#555;font-size:.9rem}img.thumb{width:1
 alt="contact sheet of the {{ v.name }} render"><figcaption>contact sheet ({{ v.name }})</figcaption></figure>\
 {% endif %}{% else %}<p>This run rendered no video (render=false): only the scene was built.</p>{% endfor %}\
 <h2>Timing error per note</h2>{% include "timing.svg" %}\
+<h2>Strikes seen</h2>{% include "visibility.html" %}\
 <h2>Run</h2><table>{% for k, v in facts %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>\
 {% if durations %}<h2>Durations per task</h2><table id="durations">\
 {% for task, s in durations %}<tr><td>{{ task }}</td><td>{{ s }}</td></tr>{% endfor %}\
@@ -77,6 +81,27 @@ viewBox="0 0 {{ plot.width }} {{ plot.height }}" role="img" aria-label="timing e
 {% for e in plot.legend %}<circle cx="{{ plot.right_x + 16 }}" cy="{{ e.y - 4 }}" r="4" fill="{{ e.color }}"/>\
 <text x="{{ plot.right_x + 26 }}" y="{{ e.y }}">{{ e.element }}</text>{% endfor %}</svg>\
 <p id="timing-summary">{{ plot.summary }}</p>{% endif %}""",
+    "live.html": """{% extends "base.html" %}{% block head %}\
+<meta http-equiv="refresh" content="{{ refresh_s }}">{% endblock %}{% block main -%}
+<h1>{{ title }} <small>rendering</small></h1>\
+<p id="live-progress"><span id="frames-done">{{ done }}</span> of <span id="frames-total">{{ total }}</span> \
+frames done; about <span id="eta">{{ eta }}</span> to go. This page reloads itself every {{ refresh_s }} s; \
+the run's page replaces it when the run is published.</p><progress max="{{ total }}" value="{{ done }}"></progress>\
+{% if chunks %}<table id="chunks"><tr><th>render task</th><th>done</th><th>s/frame</th><th>to go</th>\
+<th>newest frame</th></tr>{% for c in chunks %}<tr class="chunk"><td>{{ c.label }}</td><td>{{ c.done }}</td>\
+<td>{{ c.per_frame }}</td><td>{{ c.eta }}</td><td>{% if c.thumb %}<img class="thumb" src="{{ c.thumb|urlencode }}\
+?frame={{ c.newest }}" alt="frame {{ c.newest }}"><br><small>frame {{ c.newest }}</small>{% endif %}</td></tr>\
+{% endfor %}</table>{% else %}<p>No render task has reported yet.</p>{% endif %}
+{%- endblock %}""",
+    "visibility.html": """{% if not seen %}<p>No strike-visibility figure for this run.</p>{% else -%}
+<table id="visibility"><tr><th>scene</th><th>strikes visible</th><th>median marble at 1080p</th>\
+<th>smallest</th><th>worst passages</th></tr>\
+{% for s in seen %}<tr id="visibility-{{ s.scene }}"><td>{{ s.title }}</td>\
+<td><strong class="{{ s.verdict }}">{{ s.percent }}</strong> ({{ s.visible }} of {{ s.strikes }})</td><td>{{ s.median }}</td>\
+<td>{{ s.smallest }}</td><td>{% for p in s.passages %}{{ p }}{% if not loop.last %}<br>{% endif %}\
+{% else %}-{% endfor %}</td></tr>{% endfor %}</table>\
+<p>A strike is visible when its marble is inside the frame (3% margin) and not hidden, at the frame that \
+shows it; the gate is {{ gate }}.</p>{% endif %}""",
     "index.html": """{% extends "base.html" %}{% from "verdict.html" import verdict %}{% block main -%}
 <h1>Render gallery</h1><p>Every published run, newest first.</p>\
 {% if runs %}<table><tr><th>song / run</th><th>started</th><th>validation</th><th>length</th><th></th></tr>\
@@ -141,10 +166,50 @@ def run_page(data: dict, media: dict[str, dict[str, str | None]]) -> str:
         problems=[_text(p) for p in problems] if isinstance(problems, list) else [],
         variants=variants,
         plot=_plot(data["timing"]),
+        seen=_seen(data.get("visibility") or {}),
+        gate=f"{GATE_FRACTION:.0%} visible, median marble {GATE_PX:g} px",
         facts=[(k, _text(v)) for k, v in rows if v is not None],
         durations=[(task, f"{float(s):.1f} s") for task, s in timed],
         total=f"{sum(s for _, s in timed):.1f} s",
     )
+
+
+def live_page(*, title: str, done: int, total: int, eta: str, chunks: list[dict], refresh_s: int) -> str:
+    """A run's page while it renders: frames done of total, the ETA, and per render task its newest frame.
+    `chunks`: label, done, per_frame, eta, thumb (a relative URL or None), newest (frame number or None)."""
+    return _ENV.get_template("live.html").render(
+        title=title, home="../../", done=done, total=total, eta=eta, chunks=chunks, refresh_s=refresh_s
+    )
+
+
+def _seen(visibility: dict[str, dict]) -> list[dict]:
+    """The strike-visibility rows (records already checked by gallery_records.StrikeVisibility): the
+    fraction from the counts, numbers formatted here."""
+    rows = []
+    for scene in ("main", "loop"):
+        v = visibility.get(scene)
+        if not v:
+            continue
+        fraction = v["visible"] / v["strikes"] if v["strikes"] else 1.0
+        ok = fraction >= GATE_FRACTION and v["median_px"] >= GATE_PX
+        rows.append(
+            {
+                "scene": scene,
+                "title": "the render" if scene == "main" else "the loop",
+                "verdict": "ok" if ok else "bad",
+                "percent": f"{math.floor(fraction * 1000) / 10:.1f}%",  # never rounds a miss up to 100%
+                "visible": v["visible"],
+                "strikes": v["strikes"],
+                "median": f"{v['median_px']:.1f} px",
+                "smallest": "-" if v.get("min_px") is None else f"{v['min_px']:.1f} px",
+                "passages": [
+                    f"{p['start_s']:.2f}-{p['end_s']:.2f} s: {p['visible']} of {p['strikes']}"
+                    for p in v["worst_passages"]
+                    if p["visible"] < p["strikes"]
+                ],
+            }
+        )
+    return rows
 
 
 def index_page(runs: list[dict]) -> str:

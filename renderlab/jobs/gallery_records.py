@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 # A run id as the share layout names a run folder: one path segment, never '.' or '..'.
 _RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
@@ -75,10 +85,51 @@ class TimingNote(_Record):
 
 
 class TimingReport(_Record):
-    """scene/report.json (blender_scripts.build): notes are checked one by one, a bad one is left out."""
+    """scene/report.json (blender_scripts.build): notes are checked one by one, a bad one is left out; so is
+    each strike-visibility block (`visibility_of`), so a damaged one never costs the timing plot."""
 
     max_timing_error_s: Num | None = None
     notes: list[dict[str, Any]] = []
+    strike_visibility: Any = None
+    loop_strike_visibility: Any = None
+
+
+# Bounds a real build report stays far inside: a song of ~200,000 notes, a marble never wider than a 16K frame.
+Count = Annotated[StrictInt, Field(ge=0, le=10_000_000)]
+Seconds = Annotated[Num, Field(ge=0, le=1e7)]
+Pixels = Annotated[Num, Field(ge=0, le=1e5)]
+
+
+class Passage(_Record):
+    """One of the worst passages (blender_scripts.visibility._passages)."""
+
+    start_s: Seconds
+    end_s: Seconds
+    strikes: Count
+    visible: Count
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Passage:
+        if self.visible > self.strikes or self.end_s < self.start_s:
+            raise ValueError("more strikes visible than struck, or a passage that ends before it starts")
+        return self
+
+
+class StrikeVisibility(_Record):
+    """report.json's strike_visibility / loop_strike_visibility (blender_scripts.visibility.summary). The
+    fraction shown is recomputed from the counts, never taken from the record."""
+
+    strikes: Count
+    visible: Count
+    median_px: Pixels
+    min_px: Pixels | None = None
+    worst_passages: Annotated[list[Passage], Field(max_length=20)] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StrikeVisibility:
+        if self.visible > self.strikes:
+            raise ValueError("more strikes visible than struck")
+        return self
 
 
 class MetaVariant(_Record):
@@ -121,6 +172,20 @@ def why(e: ValidationError) -> str:
     first = e.errors()[0]
     where = ".".join(str(x) for x in first["loc"]) or "(top)"
     return f"{e.error_count()} schema problem(s), first at {where}: {first['msg']}"
+
+
+def visibility_of(report: TimingReport, warn: Callable[[str], None]) -> dict[str, dict]:
+    """The report's strike-visibility blocks that have the right shape, by scene ('main', 'loop'); a block of
+    the wrong shape is left out with a warning."""
+    out = {}
+    for scene, raw in (("main", report.strike_visibility), ("loop", report.loop_strike_visibility)):
+        if raw is None:
+            continue
+        try:
+            out[scene] = StrikeVisibility.model_validate(raw).model_dump()
+        except ValidationError as e:
+            warn(f"the {scene} scene's strike visibility has the wrong shape ({why(e)}); left out")
+    return out
 
 
 def notes_of(report: TimingReport) -> list[dict[str, Any]]:

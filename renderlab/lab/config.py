@@ -1059,6 +1059,12 @@ def _parse_yaml(text: str, limits: Limits) -> Any:
         loader.dispose()
 
 
+def parse_bounded_yaml(text: str, limits: Limits | None = None) -> Any:
+    """YAML from a file that may be hostile (the secrets file, the stack file): duplicate keys, alias bombs,
+    nesting and size past `limits` refused. Raises ValueError (bounds) or yaml.YAMLError (syntax)."""
+    return _parse_yaml(text, limits or Limits())
+
+
 def load(path: str | Path, limits: Limits | None = None) -> LabConfig:
     """Read and validate a stack file; raise ConfigError with every problem and its key path."""
     path = Path(path)

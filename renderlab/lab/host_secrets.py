@@ -171,13 +171,27 @@ def check(values: dict, source: str) -> dict:
     return out
 
 
+MAX_FILE_BYTES = 256 * 1024  # a secrets file is a few KiB
+
+
 def read(path: Path) -> dict:
+    from renderlab.lab.config import Limits, parse_bounded_yaml
+
+    hint = "give the secrets file `generate` (or `from-pulumi`) wrote"
     try:
-        data = yaml.safe_load(path.read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
-        raise SecretsError(f"cannot read {path}: {e.strerror}; give the secrets file `generate` wrote") from e
-    except yaml.YAMLError:
-        raise SecretsError(f"{path} is not YAML; give the secrets file `generate` wrote") from None
+        raise SecretsError(f"cannot read {path}: {e.strerror}; {hint}") from e
+    if len(raw) > MAX_FILE_BYTES:
+        raise SecretsError(f"{path} is larger than {MAX_FILE_BYTES} bytes: not a secrets file; {hint}")
+    try:
+        # No line of it is ever quoted back: it holds secrets.
+        data = parse_bounded_yaml(raw.decode("utf-8"), Limits(max_bytes=MAX_FILE_BYTES, max_nodes=10_000))
+    except UnicodeDecodeError:
+        raise SecretsError(f"{path} is not UTF-8 text; {hint}") from None
+    except (yaml.YAMLError, ValueError):
+        raise SecretsError(f"{path} is not a plain YAML mapping within bounds; {hint}") from None
     if not isinstance(data, dict):
         raise SecretsError(f"{path} holds no mapping; give the secrets file `generate` wrote")
     return check(data, str(path))

@@ -168,4 +168,17 @@ def resolve_run(context: dict, settings: Settings) -> RunPlan:
         run_folder=str(Path(settings.share_root) / lay.run(run_id)),
     )
     log.info("run %s: song %s, backend %s, run folder %s", run_id, song, settings.backend, plan.run_folder)
+    from renderlab.base.estimate import cores_of, render_estimate
+
+    frames = 1 if plan.frames is None else plan.frames.last - plan.frames.first + 1
+    est = render_estimate(
+        frames, plan.preset, plan.samples, plan.resolution_percentage, cores_of(settings.cpu)
+    )
+    if (
+        plan.frames is None
+    ):  # the song's length is known once its scene is built (the chunks task says it all)
+        log.info("render estimate: %.1f s per frame on %g cores; the frame count follows the build",
+                 est.task_seconds_per_frame, est.cores)  # fmt: skip
+    else:
+        log.info("render estimate: %s", est.line())
     return plan

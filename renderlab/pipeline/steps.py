@@ -183,13 +183,26 @@ def chunks(plan: RunPlan | dict, built: dict) -> list[dict]:
             f"frames_per_chunk to at least {-(-frames // MAX_CHUNKS)} (or render a frames range)"
         )
     out = []
+    run_frames = sum(last - first + 1 for _, _, (first, last) in variants)
     for variant, blend, (first, last) in variants:
         for a in range(first, last + 1, size):
             b = min(a + size - 1, last)
             label = f"frames {a}-{b}" + ("" if variant == "main" else " (loop)")
-            out.append({"variant": variant, "blend": blend, "first": a, "last": b, "label": label})
+            out.append({"variant": variant, "blend": blend, "first": a, "last": b, "label": label,
+                        "run_frames": run_frames})  # fmt: skip
     log.info("%d chunk(s) of up to %d frames", len(out), size)
+    log.info("render estimate: %s", render_estimate(plan, run_frames).line())
     return out
+
+
+def render_estimate(plan: RunPlan | dict, frames: int):
+    """What rendering `frames` frames of this run costs on one render task (renderlab.base.estimate)."""
+    from renderlab.base.estimate import cores_of, render_estimate
+
+    plan = RunPlan.of(plan)
+    return render_estimate(
+        frames, plan.preset, plan.samples, plan.resolution_percentage, cores_of(plan.settings.cpu)
+    )
 
 
 def render_command(plan: RunPlan | dict, chunk: dict) -> list[str]:
@@ -210,6 +223,17 @@ def render_command(plan: RunPlan | dict, chunk: dict) -> list[str]:
         str(plan.samples),
         "--resolution-percentage",
         str(plan.resolution_percentage),
+        # The chunk's progress record, and the run's live gallery page made from every chunk's.
+        "--variant",
+        chunk["variant"],
+        "--progress",
+        str(share_layout().progress(plan.run_id)),
+        "--run-frames",
+        str(chunk.get("run_frames") or chunk["last"] - chunk["first"] + 1),
+        "--live",
+        str(share_layout().gallery_run(plan.run_id)),
+        "--title",
+        plan.song,
         # A Job that asked for a GPU must get one (no silent CPU fallback); otherwise take what is there.
         "--device",
         "gpu" if plan.settings.gpu else "auto",

@@ -283,21 +283,42 @@ def log_tail(api: Api, run_id: str, ti: dict[str, Any], lines: int = LOG_TAIL_LI
     return "\n".join(out[-lines:])
 
 
-def notification(api: Api, run_id: str) -> dict[str, Any] | None:
+def _xcom(api: Api, run_id: str, task_id: str) -> Any:
+    """A task's return value, or None when there is none (yet) or it is not JSON."""
     q = urllib.parse.quote(run_id, safe="")
     try:
         entry = api.get(
-            f"/api/v2/dags/{DAG_ID}/dagRuns/{q}/taskInstances/notify/xcomEntries/return_value?deserialize=true"
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{q}/taskInstances/{task_id}/xcomEntries/return_value?deserialize=true"
         )
     except ApiError:
         return None
-    value = entry.get("value")
+    value = entry.get("value") if isinstance(entry, dict) else None
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
+    return value
+
+
+def notification(api: Api, run_id: str) -> dict[str, Any] | None:
+    value = _xcom(api, run_id, "notify")
     return value if isinstance(value, dict) else None
+
+
+def estimate_line(api: Api, run_id: str) -> str | None:
+    """What the run's render will cost, from its plan and its chunks (the frame count is known once the
+    scene is built): renderlab.base.estimate, the same figure the chunks task logs."""
+    from renderlab.pipeline import steps
+
+    plan, chunks = _xcom(api, run_id, "plan_run"), _xcom(api, run_id, "chunks")
+    if not isinstance(plan, dict) or not isinstance(chunks, list):
+        return None
+    try:
+        frames = sum(int(c["last"]) - int(c["first"]) + 1 for c in chunks)
+        return f"render: estimate: {steps.render_estimate(plan, frames).line()}"
+    except (KeyError, TypeError, ValueError) as e:
+        return f"render: no estimate ({type(e).__name__}: {printable(str(e))[:200]})"
 
 
 def follow(api: Api, run_id: str, out, poll: float = 2.0, timeout: float | None = None) -> int:
@@ -305,10 +326,16 @@ def follow(api: Api, run_id: str, out, poll: float = 2.0, timeout: float | None 
     start = time.monotonic()
     tty = hasattr(out, "isatty") and out.isatty()
     last = ""
+    estimated = False
     q = urllib.parse.quote(run_id, safe="")
     while True:
         state = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{q}")["state"]
         tis = task_instances(api, run_id)
+        if not estimated and any(t.get("task_id") == "chunks" and t.get("state") == "success" for t in tis):
+            estimated = True
+            said = estimate_line(api, run_id)
+            if said:
+                print(("\n" if tty and last else "") + said, file=out, flush=True)
         line = progress_line(state, tis, time.monotonic() - start)
         if tty:
             print("\r" + line[:200].ljust(len(last)), end="", file=out, flush=True)

@@ -96,6 +96,18 @@ def test_saved_blend_has_the_render_settings_of_render_py(built, variant):
     assert scene.cycles.samples == render.PRESETS[preset].samples
 
 
+@pytest.mark.parametrize("variant", ["blend", "loop_blend"])
+def test_saved_blend_blurs_the_marbles_and_nothing_else(built, variant):
+    """Cycles motion blur at a 180-degree shutter, on the marbles only (instruments, stage and camera sharp)."""
+    scene = _open(built["frere_groove"][variant])
+    assert scene.render.use_motion_blur and scene.render.motion_blur_shutter == pytest.approx(0.5)
+    marbles = set(scene.collection.children["Marbles"].all_objects)
+    assert marbles and all(m.cycles.use_motion_blur for m in marbles)
+    others = [o for o in scene.objects if o not in marbles]
+    assert others and not any(o.cycles.use_motion_blur for o in others)
+    assert scene.camera in others
+
+
 def test_marbles_and_instruments_collections_and_visibility(built):
     from blender_scripts.scene import channelbag_fcurves
 

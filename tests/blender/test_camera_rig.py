@@ -20,13 +20,12 @@ def _plan(path, arr=None):
 
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory):
-    """Four octaves of chromatic pitches on two instruments: a machine about 10 m wide."""
-    up = [(i / 4, 36 + i, 0.25) for i in range(48)]
-    down = [(12 + i / 4, 83 - i, 0.25) for i in range(48)]
-    path = write_midi(tmp_path_factory.mktemp("wide") / "wide.mid", [up, down], bpm=100)
-    return _plan(
-        path, arrangement.Arrangement(tracks={"1": "marimba", "2": "vibraphone"}, marble_radius=0.02)
-    )
+    """Six octaves of chromatic pitches on four instruments: a machine about 13 m wide (bars as narrow
+    as their lanes)."""
+    runs = [[(18 * k + i / 4, 36 + i, 0.25) for i in range(72)] for k in range(4)]
+    path = write_midi(tmp_path_factory.mktemp("wide") / "wide.mid", runs, bpm=100)
+    tracks = {"1": "marimba", "2": "vibraphone", "3": "glockenspiel", "4": "strings"}
+    return _plan(path, arrangement.Arrangement(tracks=tracks, marble_radius=0.02))
 
 
 def _bezier(rig, periodic):

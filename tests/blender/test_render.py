@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -149,9 +150,14 @@ def test_look_check_tiles_frames_at_fixed_song_positions(built, tmp_path):
                    "--resolution-percentage", "5", "--samples", "1", "--device", "cpu")  # fmt: skip
     result = last_json(proc)
     last = built["ode_waltz"]["frames"][1]
-    assert result["frames"] == [1 + round(f * (last - 1)) for f in (0.1, 0.5, 0.9, 0.95)]
+    worst = json.loads(Path(built["ode_waltz"]["report"]).read_text())["strike_visibility"]["least_visible"]
+    # the fixed positions, then the build's least-visible moment as the last tile
+    assert result["frames"] == [1 + round(f * (last - 1)) for f in (0.1, 0.5, 0.9, 0.95)] + [worst["frame"]]
+    assert result["least_visible_frame"] == worst["frame"]
     assert png_size(sheet) == tuple(result["size"]) == (3 * 32 + 2 * 4, 2 * 18 + 4)  # 3 columns, 2 rows
-    assert _frames(tmp_path / "look" / "sheet_frames") == [f"frame_{f:06d}.png" for f in result["frames"]]
+    assert _frames(tmp_path / "look" / "sheet_frames") == sorted(
+        f"frame_{f:06d}.png" for f in result["frames"]
+    )
     bad = run_cli(
         "look", "--blend", built["ode_waltz"]["blend"], "--out", tmp_path / "x.png", "--positions", "2"
     )

@@ -356,7 +356,7 @@ def test_reaction_is_at_rest_on_every_contact_and_moves_in_between():
 def test_camera_path_pans_across_a_wide_machine_and_keeps_marbles_12px(tmp_path):
     from blender_scripts import camera_rig
 
-    run = [(i / 4, 36 + i, 0.25) for i in range(48)] + [(12 + i / 4, 83 - i, 0.25) for i in range(48)]
+    run = [(i / 4, 24 + i, 0.25) for i in range(84)] + [(21 + i / 4, 107 - i, 0.25) for i in range(84)]
     tune, plan = _plan(write_midi(tmp_path / "wide.mid", [run], bpm=100))
     stage = layout.build(tune, arrangement.Arrangement())
     assert stage.x_max - stage.x_min > 4.0
@@ -372,3 +372,25 @@ def test_camera_path_pans_across_a_wide_machine_and_keeps_marbles_12px(tmp_path)
     assert camera_rig.marble_px(plan.radius, 30.0, far).min() >= 12.0
     loop = camera_rig.path(plan, stage, 30.0, start=0.0, end=plan.period, loop=True)
     assert np.allclose(loop.location[0], loop.location[-1]) and np.allclose(loop.target[0], loop.target[-1])
+
+
+def test_a_dense_pop_machine_fits_one_view_with_its_twins_near_the_middle(tmp_path):
+    """The generated pop song (six parts and a kit): its whole row fits the view at the distance cap with
+    the visibility measure's edge margin to spare, and the twin bars (nearer the camera, so perspective
+    pushes them outward) stand in the middle 60% of the row, never at its ends."""
+    from blender_scripts import camera_rig, demo_songs
+
+    path = tmp_path / "dense_pop.mid"
+    demo_songs.dense_pop().save(str(path))
+    tune = song.load(path)
+    arr = arrangement.Arrangement()
+    stage, plan = planner.place(tune, arr, 60, song.loop_length(tune))
+    assert stage.twins  # the song has chains
+    lens = arr.camera.lens
+    lo, hi = camera_rig.view_x_range(0.0, camera_rig.max_distance(plan.radius, lens), lens)
+    width = stage.x_max - stage.x_min
+    assert width <= 0.94 * (hi - lo)  # blender_scripts.visibility.EDGE_MARGIN (3%) either side
+    mid, half = (stage.x_max + stage.x_min) / 2, width / 2
+    assert all(abs(t.x - mid) <= 0.6 * half for t in stage.twins.values())  # the ends: quiet families
+    drums = [e for e in stage.elements.values() if e.is_pad]
+    assert drums and all(len(e.lanes) >= 2 and e.length >= 4 * plan.radius for e in drums)

@@ -130,7 +130,7 @@ def cluster(request) -> Cluster:
             run = locallab.run_site(lab, f"cluster-site-{n}.log", extra)
             c.runs.append(run)
             c.timings[f"site.yml run {n}"] = run.seconds
-            if run.rc != 0:
+            if run.real_failures:
                 break
         yield c
     finally:
@@ -146,7 +146,7 @@ def cluster(request) -> Cluster:
 def built(cluster: Cluster) -> Cluster:
     """The cluster, once site.yml has succeeded (else every check after it fails with the playbook's failure)."""
     first = cluster.runs[0]
-    if first.rc != 0:
+    if first.real_failures:  # a host stopped at the p4d vendor download is not a cluster failure
         pytest.fail(f"site.yml failed ({first.real_failures}); see {first.log}", pytrace=False)
     return cluster
 

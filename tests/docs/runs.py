@@ -21,6 +21,19 @@ def _run(args: list[str], cwd: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def visibility(strikes: int, visible: int) -> dict:
+    """A strike-visibility block of blender_scripts.visibility.summary's shape."""
+    missed = strikes - visible
+    return {
+        "strikes": strikes, "visible": visible, "fraction": round(visible / strikes, 4), "in_view": 1.0,
+        "unoccluded": round(visible / strikes, 4), "median_px": 41.4, "min_px": 17.5, "edge_margin": 0.03,
+        "reference_size": [1920, 1080], "passage_s": 4.0,
+        "worst_passages": [{"start_s": 1.5, "end_s": 1.5, "strikes": 16, "visible": 16 - missed,
+                            "fraction": round((16 - missed) / 16, 4)}],
+        "least_visible": {"frame": 37, "time_s": 1.5, "missed_nearby": missed},
+    }  # fmt: skip
+
+
 def make_run(share: Path, run_id: str, song: str = "tiny", frames: int = 36, fps: int = 24) -> dict:
     """Write runs/<run_id>/ under `share`; returns the gallery --meta the DAG would pass for it."""
     lay = ShareLayout(Path("."))  # relative to the share, as Jobs see it
@@ -50,7 +63,8 @@ def make_run(share: Path, run_id: str, song: str = "tiny", frames: int = 36, fps
         }  # fmt: skip
         for i in range(24)
     ]
-    report = {"song": song, "fps": fps, "max_timing_error_s": max(n["error"] for n in notes), "notes": notes}
+    report = {"song": song, "fps": fps, "max_timing_error_s": max(n["error"] for n in notes), "notes": notes,
+              "strike_visibility": visibility(24, 23), "loop_strike_visibility": visibility(12, 12)}  # fmt: skip
     (scene / "report.json").write_text(json.dumps(report))
     variants, assembled = {}, {}
     for variant, count in (("main", frames), ("loop", frames // 2)):

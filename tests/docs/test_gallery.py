@@ -49,6 +49,37 @@ def test_run_page_shows_the_run(share):
     assert record["variants"]["main"]["probed_video_s"] == pytest.approx(1.5, abs=0.05)
 
 
+def test_run_page_shows_the_strike_visibility_of_both_scenes(share):
+    """The build report's strike-visibility figures (blender_scripts.visibility) on the run page, per scene:
+    the fraction seen (from the counts), the median and smallest marble, the passages where strikes were
+    missed; the page's record keeps the counts."""
+    root, meta = share
+    publish(root, meta)
+    page_dir = root / "gallery" / "runs" / meta["run_id"]
+    page = (page_dir / "index.html").read_text()
+    main = page.split('id="visibility-main"')[1].split("</tr>")[0]
+    assert '<strong class="ok">95.8%</strong> (23 of 24)' in main
+    assert "41.4 px" in main and "17.5 px" in main and "1.50-1.50 s: 15 of 16" in main
+    loop = page.split('id="visibility-loop"')[1].split("</tr>")[0]
+    assert '<strong class="ok">100.0%</strong> (12 of 12)' in loop and loop.endswith("<td>-</td>")
+    record = json.loads((page_dir / "run.json").read_text())
+    assert record["strikes_visible"]["main"] == {"strikes": 24, "visible": 23, "median_px": 41.4}
+
+
+def test_a_run_below_the_showcase_bar_is_marked_and_never_rounded_up(share, tmp_path):
+    root, meta = share
+    shutil.copytree(root / "runs" / meta["run_id"], tmp_path / "runs" / meta["run_id"])
+    report_path = tmp_path / "runs" / meta["run_id"] / "scene" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["strike_visibility"].update(strikes=2000, visible=1999, fraction=1.0)  # 99.95%: not all seen
+    report["loop_strike_visibility"].update(strikes=100, visible=90, fraction=1.0)  # the fraction lies
+    report_path.write_text(json.dumps(report))
+    publish(tmp_path, meta)
+    page = (tmp_path / "gallery" / "runs" / meta["run_id"] / "index.html").read_text()
+    assert '<strong class="ok">99.9%</strong> (1999 of 2000)' in page
+    assert '<strong class="bad">90.0%</strong> (90 of 100)' in page
+
+
 def test_second_publish_writes_nothing(share):
     root, meta = share
     publish(root, meta)

@@ -183,6 +183,52 @@ def test_a_validation_or_timing_report_of_the_wrong_shape_is_left_out(share, rel
         assert "No timing report" in page or 'class="note"' not in page
 
 
+@pytest.mark.parametrize(
+    "block",
+    [{"strikes": "24", "visible": 23, "median_px": 20.0},
+     {"strikes": 24, "visible": 25, "median_px": 20.0},
+     {"strikes": 24, "visible": 23, "median_px": float("nan")},
+     {"strikes": 24, "visible": 23, "median_px": 1e300},
+     {"strikes": True, "visible": True, "median_px": 20.0},
+     {"strikes": 24, "visible": 23, "median_px": 20.0,
+      "worst_passages": [{"start_s": 0, "end_s": 1, "strikes": 4, "visible": 3}] * 1000},
+     {"strikes": 24, "visible": 23, "median_px": 20.0,
+      "worst_passages": [{"start_s": MARKUP, "end_s": 1, "strikes": 4, "visible": 3}]},
+     [MARKUP]],
+    ids=["count-string", "more-seen-than-struck", "nan-px", "huge-px", "bools", "passages-unbounded",
+         "passage-markup", "list"],
+)  # fmt: skip
+def test_a_strike_visibility_block_of_the_wrong_shape_is_left_out(share, block, capsys):
+    """The report's visibility figures come from the share: a damaged block leaves out only its own row
+    (the other scene's row and the timing plot stay), with a warning naming it."""
+    root, meta = share
+    path = root / "runs" / meta["run_id"] / "scene" / "report.json"
+    report = json.loads(path.read_text())
+    report["strike_visibility"] = block
+    path.write_text(json.dumps(report))  # NaN is written as the bare token NaN, as Python's json does
+    gallery.publish(root / "runs" / meta["run_id"], root / "gallery", meta)
+    page = (root / "gallery" / "runs" / meta["run_id"] / "index.html").read_text()
+    assert_inert(page)
+    assert 'id="visibility-main"' not in page and 'id="visibility-loop"' in page
+    assert page.count('<circle class="note"') == 24
+    assert "strike visibility has the wrong shape" in capsys.readouterr().err
+    record = json.loads((root / "gallery" / "runs" / meta["run_id"] / "run.json").read_text())
+    assert list(record["strikes_visible"]) == ["loop"]
+
+
+def test_markup_in_a_strike_visibility_block_never_reaches_the_page(share):
+    root, meta = share
+    path = root / "runs" / meta["run_id"] / "scene" / "report.json"
+    report = json.loads(path.read_text())
+    report["strike_visibility"][MARKUP] = MARKUP  # unknown keys are ignored, never shown
+    report["strike_visibility"]["least_visible"] = {"frame": MARKUP}
+    path.write_text(json.dumps(report))
+    gallery.publish(root / "runs" / meta["run_id"], root / "gallery", meta)
+    page = (root / "gallery" / "runs" / meta["run_id"] / "index.html").read_text()
+    assert_inert(page)
+    assert 'id="visibility-main"' in page and "onerror" not in page
+
+
 def test_a_run_folder_named_dot_dot_never_writes_at_the_gallery_root(share):
     root, meta = share
     with pytest.raises(gallery.GalleryError, match="not a run folder's name"):

@@ -25,7 +25,7 @@ from renderlab.lab.inventory import inventory
 from renderlab.lab.pipeline_settings import recorded_images
 from renderlab.workstation import k8s_artifacts
 from renderlab.workstation.nspawn_lab import cluster_node as cluster_node_settings
-from renderlab.workstation.nspawn_lab import machines, network, rootfs
+from renderlab.workstation.nspawn_lab import host_limits, machines, network, rootfs
 from renderlab.workstation.nspawn_lab.machines import Machine
 from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions
 
@@ -172,6 +172,7 @@ def _save(s: LabOptions, ms: list[Machine]) -> None:
 
 def up(s: LabOptions) -> Lab:
     preflight()
+    host_limits.ensure_inotify_instances(log)
     if status(s) or network.bridge_exists(s):
         raise LabError(
             f"a lab with prefix {s.prefix} or bridge {s.bridge} is already up; run `make lab-local-down`"

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from renderlab.base.progress import ChunkProgress
+from renderlab.base.progress import write as write_progress
 from renderlab.base.share import frame_name
 from renderlab.jobs.validate import png_size
 
@@ -23,6 +25,12 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--resolution-percentage", type=int, default=100)
+    # The real entrypoint's progress options: the stand-in writes the same record (no thumbnail, no page).
+    ap.add_argument("--variant", default="main")
+    ap.add_argument("--progress", type=Path)
+    ap.add_argument("--run-frames", type=int)
+    ap.add_argument("--live", type=Path)
+    ap.add_argument("--title", default="")
     a = ap.parse_args()
     if not a.blend.is_file():
         print(f"render: error: {a.blend} does not exist", file=sys.stderr)
@@ -52,6 +60,18 @@ def main() -> int:
         )
         tmp.rename(path)
         rendered.append(n)
+        if a.progress is not None:
+            done = len(rendered) + skipped
+            record = ChunkProgress(
+                variant=a.variant,
+                first=first,
+                last=last,
+                done=done,
+                run_frames=a.run_frames or last - first + 1,
+                newest_frame=n,
+                updated="now",
+            )
+            write_progress(a.progress, record)
         print(f"render: frame {n}", flush=True)
     print(
         json.dumps(
