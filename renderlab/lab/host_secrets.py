@@ -197,6 +197,23 @@ def read(path: Path) -> dict:
     return check(data, str(path))
 
 
+def log_needles(values: dict) -> list[tuple[str, str]]:
+    """(name, text) pairs a log scan or a test report's redaction looks for: each secret value whole, the Fernet
+    keys a rotation kept one by one, and of the lab CA bundle only its private key's lines (lab_ca.key_lines).
+
+    No text is empty or holds a newline: each is one exact pattern for `grep -F -f`, where a blank line (the one
+    between a PEM bundle and the next value) would match every line of every file.
+    """
+    out: set[tuple[str, str]] = set()
+    for name, value in values.items():
+        if name == LAB_CA and isinstance(value, str):
+            out.update((name, line) for line in lab_ca.key_lines(value))
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            out.update((name, line.strip()) for line in str(one).splitlines() if line.strip())
+    return sorted(out)
+
+
 def rotate(values: dict, name: str) -> dict:
     """A new value for `name`; a replaced Fernet key stays readable (first in the previous keys)."""
     if name not in SERVICE_SECRETS:

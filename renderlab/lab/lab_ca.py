@@ -122,6 +122,26 @@ def ca_cert(bundle: str) -> str:
     return _pem_cert(load_ca(bundle)[1])
 
 
+_KEY_ARMOR = "PRIVATE KEY-----"
+
+
+def key_lines(bundle: str) -> list[str]:
+    """The secret part of a CA bundle as its text carries it: the private key's base64 lines, one by one.
+
+    What a log scan looks for: the certificate beside it is public (every client and host holds it) and the
+    PEM armor lines and blank separators are the same in every bundle, so looking for those finds everything.
+    """
+    lines = [ln.strip() for ln in bundle.splitlines()]
+    begins = [i for i, ln in enumerate(lines) if ln.startswith("-----BEGIN") and ln.endswith(_KEY_ARMOR)]
+    ends = [i for i, ln in enumerate(lines) if ln.startswith("-----END") and ln.endswith(_KEY_ARMOR)]
+    if len(begins) != 1 or len(ends) != 1 or ends[0] <= begins[0] + 1:
+        raise LabCAError(
+            "renderlab_lab_ca holds no single PEM private key; draw a new one with "
+            "`python -m renderlab.lab.host_secrets rotate renderlab_lab_ca -f FILE`"
+        )
+    return [ln for ln in lines[begins[0] + 1 : ends[0]] if ln]
+
+
 def service_sans(config: LabConfig) -> dict[str, list[str]]:
     """The names each service is reached by, from the lab config: its certificate holds exactly these.
     Airflow and p4d: the host's name, its name in the search domain, its address, and loopback (Airflow's own

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import ssl
 import stat
+import subprocess
 
 import pytest
 from cryptography import x509
@@ -142,3 +143,47 @@ def test_p4d_gets_an_rsa_key_and_a_key_of_the_wrong_type_is_replaced(ca):
     assert isinstance(_cert(got.cert).public_key(), rsa.RSAPublicKey)
     assert not lab_ca.ensure(ca, "perforce", SANS, cert_pem=got.cert, key_pem=got.key, key_type="rsa").changed
     assert lab_ca.ensure(ca, "perforce", SANS, cert_pem=got.cert, key_pem=got.key).changed  # EC wanted now
+
+
+def test_a_log_scan_looks_for_the_ca_key_lines_and_never_matches_an_ordinary_log(tmp_path):
+    """The lab lane greps every host's /var/log with `grep -F -f` over the secrets, one per line. A PEM bundle
+    joined as one value made a blank pattern (it matched every line of every file) and its armor lines; the
+    scan looks for the CA's private key lines (its certificate is public) and each other secret whole."""
+    values = {
+        **host_secrets.generate(),
+        host_secrets.PREVIOUS_FERNET_KEYS: [host_secrets.generate()[host_secrets.FERNET_KEY]],
+    }
+    needles = host_secrets.log_needles(values)
+    assert {name for name, _ in needles} == set(values)
+    assert all(text and "\n" not in text and text == text.strip() for _, text in needles)
+    bundle = values[host_secrets.LAB_CA]
+    key_pem = bundle[: bundle.index("-----BEGIN CERTIFICATE-----")]
+    ca_lines = [text for name, text in needles if name == host_secrets.LAB_CA]
+    assert ca_lines == sorted(lab_ca.key_lines(bundle)) and "-----" not in "".join(ca_lines)
+    # The whole key, line by line.
+    assert "".join(lab_ca.key_lines(bundle)) == "".join(key_pem.splitlines()[1:-1])
+    assert not any(line in lab_ca.ca_cert(bundle) for line in ca_lines)
+    patterns = tmp_path / "patterns"
+    patterns.write_text("\n".join(text for _, text in needles) + "\n")
+    # An ordinary log: what apt and a TLS client write, with the (public) CA certificate in it.
+    log = tmp_path / "history.log"
+    log.write_text(
+        "Start-Date: 2026-12-06  16:52:30\nInstall: postgresql:amd64 (15)\n\n" + lab_ca.ca_cert(bundle)
+    )
+
+    def grep() -> int:
+        return subprocess.run(["grep", "-qF", "-f", str(patterns), str(log)], check=False).returncode
+
+    assert grep() == 1
+    for name, text in needles:
+        log.write_text(f"leaked: {text[:-1]}\n")  # a part of a secret is not a hit ...
+        assert grep() == 1, name
+        log.write_text(f"leaked: {text}\n")  # ... the secret (or one line of the CA's key) is
+        assert grep() == 0, name
+
+
+def test_key_lines_refuse_a_bundle_without_one_private_key(ca):
+    with pytest.raises(lab_ca.LabCAError, match="rotate renderlab_lab_ca"):
+        lab_ca.key_lines(lab_ca.ca_cert(ca))
+    with pytest.raises(lab_ca.LabCAError, match="rotate renderlab_lab_ca"):
+        lab_ca.key_lines(ca + ca)
