@@ -16,6 +16,9 @@ import pytest
 import requests
 import yaml
 
+from tests.hosts.cli_output import json_list
+from tests.hosts.lab_http import lab_ca_session
+
 pytestmark = pytest.mark.group("airflow")
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -42,9 +45,7 @@ def api(lab_vars) -> str:
 @pytest.fixture(scope="module")
 def http(lab_ca_file) -> requests.Session:
     """Every request verifies the server against the lab CA alone."""
-    session = requests.Session()
-    session.verify = lab_ca_file
-    return session
+    return lab_ca_session(lab_ca_file)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_api_healthy_over_the_network(api, http):
 def test_the_admin_is_a_database_user_with_the_admin_role(host):
     with host.sudo("airflow"):
         out = host.check_output("/usr/local/bin/airflow users list -o json 2>/dev/null")
-    users = json.loads(out[out.index("[") :])
+    users = json_list(out)
     assert [(u["username"], u["roles"]) for u in users] == [("admin", ["Admin"])]
 
 
