@@ -120,7 +120,7 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
 # --- make lab: every stage in order (renderlab/lab/stages.py), each one also a target of its own ---
-.PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-known-hosts lab-hosts lab-airflow-connection lab-depot
+.PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-ca-cert lab-known-hosts lab-hosts lab-airflow-connection lab-depot
 LAB_SECRETS ?= $(HOME)/.renderlab/$(STACK)-secrets.yml
 LAB_KNOWN_HOSTS ?= $(HOME)/.renderlab/known_hosts
 ANSIBLE_LAB = cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i $(abspath $(INVENTORY)) \
@@ -140,6 +140,10 @@ lab-vms: lab-up ## = lab-up
 lab-secrets: venv ## the generated service secrets from Pulumi into LAB_SECRETS (0600)
 	$(PY) -m renderlab.lab.host_secrets from-pulumi --stack $(STACK) -o $(LAB_SECRETS)
 
+LAB_CA_CERT ?= $(HOME)/.renderlab/$(STACK)-ca.crt
+lab-ca-cert: venv ## the lab CA's certificate (public) from LAB_SECRETS into LAB_CA_CERT: AIRFLOW_CA_FILE for make render
+	$(PY) -m renderlab.lab.lab_ca ca-cert -f $(LAB_SECRETS) -o $(LAB_CA_CERT)
+
 lab-known-hosts: venv ## record the VMs' SSH host keys in LAB_KNOWN_HOSTS on first contact
 	$(PY) -m renderlab.lab.known_hosts record Pulumi.$(STACK).yaml --file $(LAB_KNOWN_HOSTS)
 
@@ -155,8 +159,9 @@ lab-depot: venv ## the depot seeded with the bundled songs (perforce role: artis
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
 
-images: venv ## build the fetch, Blender and docs images (the docs site built first, strict; podman or docker), push if the lab registry answers, record the refs
-	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG)
+images: venv ## build the fetch, Blender and docs images (the docs site built first, strict; podman or docker), push over TLS with LAB_SECRETS' login if the lab registry answers, record the refs
+	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG) \
+	  $(if $(wildcard $(LAB_SECRETS)),--secrets $(LAB_SECRETS))
 
 images-test: venv ## container tests: make images (cached), entrypoints and the DAG's Job pods run by podman (tests/containers)
 	$(VENV)/bin/pytest tests/containers $(PYTEST_ARGS)
@@ -265,9 +270,12 @@ k8s-vulncheck: venv ## govulncheck (built from its Go module) over every binary 
 # --- hostsroles ---
 .PHONY: airflow-host-lock airflow-bench
 
+# The repo lock as constraints but for python-dateutil: the FAB auth manager needs <3 (requirements/airflow-host.in).
 airflow-host-lock: venv ## re-resolve the Airflow VM's hash-pinned requirements (the repo lock as constraints)
-	$(UV) pip compile requirements/airflow-host.in -c $(LOCK) --generate-hashes --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 -q -o ansible/roles/airflow/files/requirements.txt
+	mkdir -p .cache && awk '/^python-dateutil==/{skip=1;next} skip && /^ /{next} {skip=0; print}' $(LOCK) \
+	  > .cache/airflow-host-constraints.txt
+	$(UV) pip compile requirements/airflow-host.in -c .cache/airflow-host-constraints.txt --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o ansible/roles/airflow/files/requirements.txt
 
 airflow-bench: venv ## time the airflow role alone on a fresh local lab: first run, second run (changed=0)
 	$(PY) benchmarks/airflow_role_bench.py

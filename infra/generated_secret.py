@@ -1,4 +1,5 @@
-"""A generated service secret: letters and digits, or a Fernet key (32 random bytes, url-safe base64), made once
+"""A generated service secret: letters and digits, a Fernet key (32 random bytes, url-safe base64) or the lab CA
+(its key and certificate, renderlab/lab/lab_ca.py), made once
 on create and kept in the stack state as a secret. The values come from renderlab.lab.host_secrets.make_value,
 which the local lab's `generate` runs too.
 
@@ -20,7 +21,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from renderlab.lab.host_secrets import FERNET_LENGTH, KEY32_LENGTH, Secret, make_value
 
 MIN_LENGTH, MAX_LENGTH = 16, 256
-FORMATS = ("alphanumeric", "fernet", "key32")
+FORMATS = ("alphanumeric", "fernet", "key32", "lab_ca")
 
 
 def generate(length: int, fmt: str = "alphanumeric") -> str:
@@ -45,6 +46,8 @@ class GeneratedSecretProvider(ResourceProvider):
             return CheckResult(
                 news, [CheckFailure("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")]
             )
+        if fmt == "lab_ca":  # a PEM bundle (renderlab/lab/lab_ca.py): its size is the key's, not a length
+            return CheckResult(news, [])
         if fmt == "fernet" and length != FERNET_LENGTH:
             return CheckResult(news, [CheckFailure("length", f"a Fernet key is {FERNET_LENGTH} characters")])
         if fmt == "key32" and length != KEY32_LENGTH:

@@ -18,7 +18,14 @@ from typing import Any
 import yaml
 
 from renderlab.base import atomic, cli
-from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, P4_SECRET, SHARE_PV, SHARE_PVC
+from renderlab.lab.cluster_names import (
+    LAUNCHER,
+    LAUNCHER_TOKEN,
+    P4_SECRET,
+    REGISTRY_NS,
+    SHARE_PV,
+    SHARE_PVC,
+)
 from renderlab.lab.config import LabConfig, load
 from renderlab.lab.pipeline_settings import p4_port
 
@@ -27,7 +34,7 @@ CSI_SMB_CHART = "csi-driver-smb"
 CSI_SMB_REPO = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-smb/master/charts"
 STORAGE_CLASS = "renderlab-smb"
 SMB_SECRET = "smb-credentials"
-REGISTRY_NS = "renderlab-registry"
+
 REGISTRY_PORT = 5000
 DOCS_NS = "renderlab-docs"
 DOCS_PORT = 8080  # nginx's port in images/docs (non-root: above 1024)
@@ -40,6 +47,8 @@ PART_OF = {"app.kubernetes.io/part-of": "renderlab"}
 
 # Secret values the cluster layer needs, by name; Pulumi passes Outputs, the YAML renders empty strings.
 SECRET_INPUTS = ("renderlab_share_password", "renderlab_p4_service_password")
+# The registry's TLS pair from the lab CA and its htpasswd line (infra/issued_certificate.py; Pulumi hands them).
+REGISTRY_INPUTS = ("registry_tls_crt", "registry_tls_key", "registry_htpasswd")
 
 
 def _meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, Any]:
@@ -302,11 +311,26 @@ def network_policy(config: LabConfig) -> list[dict]:
     ]
 
 
-def registry(config: LabConfig) -> list[dict]:
-    """The lab's image registry: pinned image, data on a volume, a NodePort every node pulls from."""
+def registry(config: LabConfig, values: dict[str, Any]) -> list[dict]:
+    """The lab's image registry: pinned image, data on a volume, a NodePort every node pulls from; TLS with a
+    certificate from the lab CA, htpasswd authentication for every request, no deletes."""
     reg = config.pipeline.registry
     labels = {"app.kubernetes.io/name": "registry"}
     return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta("registry-tls", REGISTRY_NS),
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": values["registry_tls_crt"], "tls.key": values["registry_tls_key"]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta("registry-auth", REGISTRY_NS),
+            "type": "Opaque",
+            "stringData": {"htpasswd": values["registry_htpasswd"]},
+        },
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
@@ -333,10 +357,22 @@ def registry(config: LabConfig) -> list[dict]:
                             {
                                 "name": "registry",
                                 "image": f"registry:{config.versions.registry}",
-                                "ports": [{"containerPort": REGISTRY_PORT, "name": "http"}],
-                                "env": [{"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"}],
-                                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
-                                "readinessProbe": {"httpGet": {"path": "/v2/", "port": "http"}},
+                                "ports": [{"containerPort": REGISTRY_PORT, "name": "https"}],
+                                # Deletes stay off (the registry's default): a pushed digest never vanishes.
+                                "env": [
+                                    {"name": "REGISTRY_HTTP_TLS_CERTIFICATE", "value": "/certs/tls.crt"},
+                                    {"name": "REGISTRY_HTTP_TLS_KEY", "value": "/certs/tls.key"},
+                                    {"name": "REGISTRY_AUTH", "value": "htpasswd"},
+                                    {"name": "REGISTRY_AUTH_HTPASSWD_REALM", "value": "renderlab"},
+                                    {"name": "REGISTRY_AUTH_HTPASSWD_PATH", "value": "/auth/htpasswd"},
+                                ],
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": "/var/lib/registry"},
+                                    {"name": "tls", "mountPath": "/certs", "readOnly": True},
+                                    {"name": "auth", "mountPath": "/auth", "readOnly": True},
+                                ],
+                                # /v2/ answers 401 without a login: a TCP probe tells it is up.
+                                "readinessProbe": {"tcpSocket": {"port": "https"}},
                                 "resources": {
                                     "requests": {"cpu": "100m", "memory": "128Mi"},
                                     "limits": {"cpu": "1", "memory": "512Mi"},
@@ -344,7 +380,9 @@ def registry(config: LabConfig) -> list[dict]:
                             }
                         ],
                         "volumes": [
-                            {"name": "data", "persistentVolumeClaim": {"claimName": "registry-data"}}
+                            {"name": "data", "persistentVolumeClaim": {"claimName": "registry-data"}},
+                            {"name": "tls", "secret": {"secretName": "registry-tls"}},
+                            {"name": "auth", "secret": {"secretName": "registry-auth"}},
                         ],
                     },
                 },
@@ -358,7 +396,7 @@ def registry(config: LabConfig) -> list[dict]:
                 "type": "NodePort",
                 "selector": labels,
                 "ports": [
-                    {"name": "http", "port": REGISTRY_PORT, "targetPort": "http", "nodePort": reg.node_port}
+                    {"name": "https", "port": REGISTRY_PORT, "targetPort": "https", "nodePort": reg.node_port}
                 ],
             },
         },
@@ -535,6 +573,8 @@ def all_objects(
             out[file] = secrets(config, values)
         elif build is docs:
             out[file] = docs(config, docs_image)
+        elif build is registry:
+            out[file] = registry(config, values)
         else:
             out[file] = build(config)
     return out
@@ -560,7 +600,7 @@ def _dump(objs: list[dict]) -> str:
 def render(config: LabConfig, source: str) -> dict[str, str]:
     """File name -> YAML text of k8s/ for this config (Secrets with empty values)."""
     files = {}
-    for name, objs in all_objects(config, dict.fromkeys(SECRET_INPUTS, "")).items():
+    for name, objs in all_objects(config, dict.fromkeys(SECRET_INPUTS + REGISTRY_INPUTS, "")).items():
         files[name] = HEADER.format(source=source) + _dump(objs)
     kustom = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -8,11 +8,23 @@ import pulumi
 
 from infra import manifests, stack
 from infra.cluster import ClusterLayer
+from infra.issued_certificate import Htpasswd, IssuedCertificate
 from infra.vms import Lab
-from renderlab.lab import image_refs
-from renderlab.lab.cluster_names import SHARE_PVC
-from renderlab.lab.host_secrets import FROM_STACK, WEBHOOK_URL
+from renderlab.lab import image_refs, lab_ca
+from renderlab.lab.cluster_names import REGISTRY_USER, SHARE_PVC
+from renderlab.lab.host_secrets import FROM_STACK, LAB_CA, WEBHOOK_URL
 from renderlab.lab.pipeline_settings import recorded_images
+
+
+def registry_credentials(config, lab_secrets: dict[str, pulumi.Output[str]]) -> dict[str, pulumi.Output[str]]:
+    """The registry's TLS pair from the lab CA and its htpasswd line, each made once and kept in the state."""
+    cert = IssuedCertificate(
+        "registry-tls", ca=lab_secrets[LAB_CA], name="registry", sans=lab_ca.service_sans(config)["registry"]
+    )
+    htpasswd = Htpasswd(
+        "registry-htpasswd", user=REGISTRY_USER, password=lab_secrets["renderlab_registry_password"]
+    )
+    return {"registry_tls_crt": cert.cert, "registry_tls_key": cert.key, "registry_htpasswd": htpasswd.line}
 
 
 def main() -> dict[str, Any]:
@@ -48,7 +60,10 @@ def main() -> dict[str, Any]:
             "cluster",
             config,
             kubeconfig=secrets["kubeconfig"],
-            secret_values={k: lab.secrets[k] for k in manifests.SECRET_INPUTS},
+            secret_values={
+                **{k: lab.secrets[k] for k in manifests.SECRET_INPUTS},
+                **registry_credentials(config, lab.secrets),
+            },
             docs_image=docs_image,
             opts=pulumi.ResourceOptions(depends_on=list(lab.vms.values())),
         )

@@ -95,6 +95,19 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
                 ["retire-fernet", "-f", f["folder"]],
             ],
         ),  # fmt: skip
+        # ensure reads its JSON on stdin (empty here: refused with the shape it wants).
+        "renderlab.lab.lab_ca": (
+            {1, 2},
+            [
+                ["ca-cert", "-f", f["garbage"]],
+                ["ca-cert", "-f", f["missing"]],
+                ["ca-cert", "-f", f["bomb"]],
+                ["ca-cert", "-f", f["non-utf8"]],
+                ["ensure", "--name", "airflow"],
+                ["ensure"],
+                ["bogus"],
+            ],
+        ),  # fmt: skip
         # Only argument errors for the passphrase: `ensure` would create the user's own passphrase file.
         "renderlab.lab.passphrase": ({2}, [["bogus"], []]),
         "renderlab.lab.known_hosts": ({1, 2}, [["record", f["garbage"]], ["record", f["bomb"]], ["forget"]]),

@@ -52,7 +52,7 @@ def fake_pulumi(tmp_path: Path) -> Path:
         f'echo "file=$PULUMI_CONFIG_PASSPHRASE_FILE args=$*" >> {tmp_path}/calls\n'
         f'[ -t 0 ] && echo "stdin is a terminal" >> {tmp_path}/calls\n'
         '[ -r "$PULUMI_CONFIG_PASSPHRASE_FILE" ] || { echo "error: passphrase must be set" >&2; exit 255; }\n'
-        f"echo '{json.dumps(values)}'\n"
+        f"printf '%s\\n' '{json.dumps(values)}'\n"  # not echo: dash's echo expands the PEM's \\n
     )
     script.chmod(0o755)
     return bin_dir

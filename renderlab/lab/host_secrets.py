@@ -34,7 +34,7 @@ import yaml
 
 from renderlab.base import atomic, cli
 from renderlab.base.errors import CommandError
-from renderlab.lab import passphrase
+from renderlab.lab import lab_ca, passphrase
 
 PULUMI_OUTPUT = "host_secrets"
 ALPHABET = string.ascii_letters + string.digits  # safe in every config file format
@@ -45,8 +45,9 @@ class Secret:
     length: int
     why: str
     # alphanumeric: `length` letters and digits; fernet: a Fernet key (32 random bytes, url-safe base64: 44);
-    # key32: a 32-byte key in standard base64 (44), as the Kubernetes API server's encryption providers take it.
-    format: Literal["alphanumeric", "fernet", "key32"] = "alphanumeric"
+    # key32: a 32-byte key in standard base64 (44), as the Kubernetes API server's encryption providers take it;
+    # lab_ca: the lab CA's key and self-signed certificate as one PEM bundle (renderlab/lab/lab_ca.py).
+    format: Literal["alphanumeric", "fernet", "key32", "lab_ca"] = "alphanumeric"
 
 
 FERNET_LENGTH = 44
@@ -70,9 +71,14 @@ SERVICE_SECRETS = {
         "encrypts the cluster's Secrets at rest in etcd (kube_control_plane role, secretbox)",
         "key32",
     ),
+    "renderlab_registry_password": Secret(40, "the image registry's push/pull user password (htpasswd)"),
+    "renderlab_lab_ca": Secret(
+        0, "the lab CA (key + certificate) that signs Airflow's, the registry's and p4d's TLS", "lab_ca"
+    ),
 }
 SECRET_NAMES = {name: spec.why for name, spec in SERVICE_SECRETS.items()}
 FERNET_KEY = "renderlab_airflow_fernet_key"
+LAB_CA = "renderlab_lab_ca"
 # Not generated: the stack's own secret notify_webhook_url, in the map only when the stack sets it; and the Fernet
 # keys a rotation retired but Airflow may still need to read (a list, newest first).
 WEBHOOK_URL = "renderlab_notify_webhook_url"
@@ -97,6 +103,8 @@ class SecretsError(CommandError):
 
 def make_value(spec: Secret) -> str:
     """A fresh value from the OS CSPRNG, independent of every other."""
+    if spec.format == "lab_ca":
+        return lab_ca.new_ca()
     if spec.format == "fernet":
         return base64.urlsafe_b64encode(
             secrets.token_bytes(32)
@@ -146,6 +154,11 @@ def check(values: dict, source: str) -> dict:
         for k, spec in SERVICE_SECRETS.items()
         if spec.format == "key32" and k in values and values[k] and not is_key32(str(values[k]))
     ]
+    if isinstance(values.get(LAB_CA), str) and values[LAB_CA]:
+        try:
+            lab_ca.load_ca(values[LAB_CA])
+        except lab_ca.LabCAError as e:
+            problems.append(str(e))
     if problems:
         raise SecretsError(
             f"{source}: " + "; ".join(problems) + f". The map must hold exactly: {', '.join(SECRET_NAMES)}"
@@ -182,6 +195,23 @@ def read(path: Path) -> dict:
     if not isinstance(data, dict):
         raise SecretsError(f"{path} holds no mapping; give the secrets file `generate` wrote")
     return check(data, str(path))
+
+
+def log_needles(values: dict) -> list[tuple[str, str]]:
+    """(name, text) pairs a log scan or a test report's redaction looks for: each secret value whole, the Fernet
+    keys a rotation kept one by one, and of the lab CA bundle only its private key's lines (lab_ca.key_lines).
+
+    No text is empty or holds a newline: each is one exact pattern for `grep -F -f`, where a blank line (the one
+    between a PEM bundle and the next value) would match every line of every file.
+    """
+    out: set[tuple[str, str]] = set()
+    for name, value in values.items():
+        if name == LAB_CA and isinstance(value, str):
+            out.update((name, line) for line in lab_ca.key_lines(value))
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            out.update((name, line.strip()) for line in str(one).splitlines() if line.strip())
+    return sorted(out)
 
 
 def rotate(values: dict, name: str) -> dict:

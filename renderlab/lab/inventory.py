@@ -17,7 +17,7 @@ from typing import Any
 
 from renderlab.base import atomic, cli
 from renderlab.base.errors import CommandError
-from renderlab.lab import ansible_unsafe, backup_plan, cluster_names, firewall
+from renderlab.lab import ansible_unsafe, backup_plan, cluster_names, firewall, lab_ca
 from renderlab.lab.config import ROLES, LabConfig, load
 from renderlab.lab.pipeline_settings import pipeline_settings, recorded_images
 
@@ -54,6 +54,9 @@ def lab_vars(config: LabConfig, images: dict[str, str] | None = None) -> dict[st
         "renderlab_perforce_data_root": config.perforce.data_root,
         "renderlab_pipeline_namespace": config.pipeline.namespace,
         "renderlab_registry_node_port": config.pipeline.registry.node_port,
+        "renderlab_registry_user": cluster_names.REGISTRY_USER,
+        # The names each service's TLS certificate holds (issued from the lab CA, renderlab/lab/lab_ca.py).
+        "renderlab_tls_sans": lab_ca.service_sans(config),
         "renderlab_launcher_token_secret": cluster_names.LAUNCHER_TOKEN,
         "renderlab_pipeline_settings": pipeline_settings(config, images),
         # Which host backs up what, and where (None without a backup section: site.yml skips the role).

@@ -354,18 +354,74 @@ def resolve_base(tool: str, choice: str, name: str) -> str:
 # --- registry ---------------------------------------------------------------------------------------------
 
 
-def registry_answers(hostport: str, timeout: float = 3.0) -> bool:
-    """True when a Docker registry (API v2) answers there: 200, or 401 when it wants a login."""
+def registry_answers(hostport: str, ca_pem: str | None, timeout: float = 3.0) -> bool:
+    """True when a Docker registry (API v2) answers there over TLS with a certificate the lab CA issued: 200, or
+    401 when it wants a login. Without the lab CA nothing is trusted, so nothing answers."""
     import urllib.error
     import urllib.request
 
+    if not ca_pem:
+        return False
+    ctx = ssl.create_default_context(cadata=ca_pem)
     try:
-        with urllib.request.urlopen(f"http://{hostport}/v2/", timeout=timeout) as res:
+        with urllib.request.urlopen(f"https://{hostport}/v2/", timeout=timeout, context=ctx) as res:
             return res.status == 200
     except urllib.error.HTTPError as e:
         return e.code == 401
     except (OSError, ValueError):
         return False
+
+
+class RegistryLogin:
+    """What a push needs, from the host secrets file: the lab CA's certificate and the registry's login."""
+
+    def __init__(self, secrets_file: str | Path | None):
+        from renderlab.lab import host_secrets, lab_ca
+        from renderlab.lab.cluster_names import REGISTRY_USER
+
+        self.ca_pem: str | None = None
+        self.user, self.password = REGISTRY_USER, ""
+        if secrets_file:
+            values = host_secrets.read(Path(secrets_file))
+            self.ca_pem = lab_ca.ca_cert(values[host_secrets.LAB_CA])
+            self.password = values["renderlab_registry_password"]
+
+    def write(self, folder: Path, hostport: str) -> tuple[Path, Path]:
+        """A cert dir holding ca.crt and an auth file (0600: it holds the password) for podman/docker."""
+        import base64
+        import json
+
+        from renderlab.base import atomic
+
+        certs = folder / "certs" / hostport
+        certs.mkdir(parents=True, exist_ok=True)
+        (certs / "ca.crt").write_text(self.ca_pem or "")
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        auth = atomic.write_text(
+            folder / "config.json", json.dumps({"auths": {hostport: {"auth": token}}}), mode=0o600
+        )
+        return certs, Path(auth)
+
+
+def push_command(
+    tool: str, ref: str, pushed: str, *, digest_file: Path, certs: Path, auth: Path
+) -> list[str]:
+    """The push over TLS verified with the lab CA (never --tls-verify=false), logged in from a file: the
+    password is never on the command line."""
+    if tool == "podman":
+        return [
+            "push",
+            "--cert-dir",
+            str(certs),
+            "--authfile",
+            str(auth),
+            "--digestfile",
+            str(digest_file),
+            ref,
+            f"docker://{pushed}",
+        ]
+    # docker reads the login from DOCKER_CONFIG (auth's folder) and the CA from /etc/docker/certs.d/<host>.
+    return ["--config", str(auth.parent), "push", pushed]
 
 
 # --- build ------------------------------------------------------------------------------------------------
@@ -386,7 +442,9 @@ def _ca_bundle() -> str | None:
     return next((p for p in candidates if p and Path(p).is_file()), None)
 
 
-def build_one(tool: str, name: str, stack_file: str | Path, base: str, push: str) -> dict:
+def build_one(
+    tool: str, name: str, stack_file: str | Path, base: str, push: str, *, login: RegistryLogin | None = None
+) -> dict:
     """Build (unless its tag exists), push (per `push`) and record one image; returns its record entry."""
     from renderlab.lab import config, image_refs
 
@@ -417,29 +475,44 @@ def build_one(tool: str, name: str, stack_file: str | Path, base: str, push: str
         log(f"{name}: built in {time.monotonic() - t0:.0f} s")
     pushed = None
     target = image_refs.push_registry(cfg)
-    if push == "always" or (push == "auto" and registry_answers(target)):
+    login = login or RegistryLogin(None)
+    if push == "always" and not login.ca_pem:
+        raise CommandError(
+            f"{name}: cannot push to {target}: no lab CA and registry login; give the host secrets file "
+            "(--secrets FILE, or LAB_SECRETS for make images)"
+        )
+    if push == "always" or (push == "auto" and registry_answers(target, login.ca_pem)):
         pushed = image_refs.push_ref(cfg, name, tag)
         digest_file = STAGE / f"{name}.digest"
         digest_file.parent.mkdir(parents=True, exist_ok=True)
         digest_file.unlink(missing_ok=True)
-        log(f"{name}: pushing to {pushed}")
-        if tool == "podman":
-            _run(
-                tool,
-                "push",
-                "--tls-verify=false",
-                "--digestfile",
-                str(digest_file),
-                ref,
-                f"docker://{pushed}",
-                capture=False,
-            )
-        else:
-            _run(tool, "tag", ref, pushed)
-            _run(tool, "push", pushed, capture=False)
-            digest_file.write_text(inspect(tool, pushed, "{{index .RepoDigests 0}}").rpartition("@")[2])
+        log(f"{name}: pushing to {pushed} (TLS with the lab CA, logged in as {login.user})")
+        with tempfile.TemporaryDirectory(prefix="renderlab-push-") as tmp:
+            certs, auth = login.write(Path(tmp), target)
+            if tool == "podman":
+                _run(
+                    tool,
+                    *push_command(tool, ref, pushed, digest_file=digest_file, certs=certs, auth=auth),
+                    capture=False,
+                )
+            else:
+                if not Path(f"/etc/docker/certs.d/{target}/ca.crt").is_file():
+                    raise CommandError(
+                        f"docker trusts a registry's CA only from /etc/docker/certs.d/{target}/ca.crt: copy "
+                        "the lab CA there (make lab-ca-cert writes it), or use podman"
+                    )
+                _run(tool, "tag", ref, pushed)
+                _run(
+                    tool,
+                    *push_command(tool, ref, pushed, digest_file=digest_file, certs=certs, auth=auth),
+                    capture=False,
+                )
+                digest_file.write_text(inspect(tool, pushed, "{{index .RepoDigests 0}}").rpartition("@")[2])
     elif push == "auto":
-        log(f"{name}: not pushed: no registry answers at {target} (the lab registry, from the lab config)")
+        log(
+            f"{name}: not pushed: no registry answers at {target} over TLS from the lab CA (the lab registry, "
+            "from the lab config; give the host secrets file to trust its CA and log in)"
+        )
     info = {
         "image_id": inspect(tool, ref, "{{.Id}}"),
         "local_digest": inspect(tool, ref, "{{.Digest}}"),
@@ -454,13 +527,18 @@ def build_one(tool: str, name: str, stack_file: str | Path, base: str, push: str
 
 
 def build(
-    names: list[str], stack_file: str | Path, push: str = "auto", base: str = "auto"
+    names: list[str],
+    stack_file: str | Path,
+    push: str = "auto",
+    base: str = "auto",
+    secrets_file: str | Path | None = None,
 ) -> dict[str, dict]:
     from renderlab.lab import image_refs
 
     tool = engine()
+    login = RegistryLogin(secrets_file)
     base_ref = resolve_base(tool, base, names[0])  # every Dockerfile's ARG BASE names the same image
-    built = {name: build_one(tool, name, stack_file, base_ref, push) for name in names}
+    built = {name: build_one(tool, name, stack_file, base_ref, push, login=login) for name in names}
     log(f"references recorded in {image_refs.record_path(stack_file)}")
     return built
 
@@ -480,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--base", default="auto", help="auto | official | debootstrap | an image reference (default auto)"
     )
+    ap.add_argument(
+        "--secrets",
+        default=os.environ.get("RENDERLAB_HOST_SECRETS"),
+        help="the host secrets file: the lab CA and the registry's login a push needs (make lab-secrets)",
+    )
     a = ap.parse_args(argv)
     names = a.only or list(NAMES)
     if a.action == "requirements":
@@ -488,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             requirements_path(name).write_text(pick_requirements(lock, roots), encoding="utf-8")
             print(requirements_path(name).relative_to(REPO))
     else:
-        for name, r in build(names, a.config, a.push, a.base).items():
+        for name, r in build(names, a.config, a.push, a.base, a.secrets).items():
             print(
                 f"{name} {r['ref']} {r['digest'] or r['local_digest'] + ' (local)'} "
                 f"{r['size_bytes'] / 1e6:.0f} MB"

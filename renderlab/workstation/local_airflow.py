@@ -96,6 +96,9 @@ def new_keys() -> dict[str, str]:
     }
 
 
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+
 def role_values(keys: dict[str, str], overrides: dict[str, Any]) -> dict[str, Any]:
     """The role's defaults, its vars (vars/main.yml, evaluated as Ansible would), the keys, then `overrides`."""
     env = _jinja()
@@ -258,8 +261,15 @@ def prepare(
     local_cfg = {
         # PostgreSQL on the VM; SQLite here (LocalExecutor works with it in Airflow 3).
         ("database", "sql_alchemy_conn"): f"sqlite:///{home / 'airflow.db'}",
-        # The role's path is /etc/airflow/passwords.json; ours is in the home.
+        # The lab's VM runs the FAB auth manager over TLS from the lab CA (docs/security.md); this instance on
+        # loopback keeps Airflow's simple auth manager (the repo venv has no FAB provider) and plain HTTP.
+        ("core", "auth_manager"): SIMPLE_AUTH_MANAGER,
+        ("core", "simple_auth_manager_users"): f"{ADMIN}:admin",
         ("core", "simple_auth_manager_passwords_file"): str(password_file),
+        ("core", "execution_api_server_url"): f"{url}/execution/",
+        ("api", "ssl_cert"): "",
+        ("api", "ssl_key"): "",
+        ("api", "ssl_ca_file"): "",
         # The VM's operator unpauses the DAG once; a local instance should run what it is asked to.
         ("core", "dags_are_paused_at_creation"): "False",
         # Both log servers default to fixed ports (8793, 8794): take free ones on a shared machine.

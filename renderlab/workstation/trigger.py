@@ -6,15 +6,21 @@ progress line until it ends; on failure prints each failed task's log tail and e
 
 Which Airflow: --url / AIRFLOW_URL with --user / AIRFLOW_USER and AIRFLOW_PASSWORD, or by default the one
 `make airflow` runs (its URL and login are read from its home, .cache/airflow).
+
+The lab's Airflow serves its API over TLS with a certificate from the lab CA (docs/security.md): give that CA's
+certificate with --ca-file / AIRFLOW_CA_FILE (`make lab-ca-cert` writes it) and it is the only one trusted. A
+password is never sent in clear to another host: plain http:// is accepted for loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
 import re
+import ssl
 import sys
 import time
 import urllib.error
@@ -45,7 +51,30 @@ class Api:
     user: str
     password: str
     timeout: float = 30
+    ca_file: str | None = None  # the lab CA's certificate: the only one trusted (None: the system's store)
     _token: str | None = field(default=None, repr=False)
+    _context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TriggerError(
+                f"Airflow URL {self.url!r} is not http(s)://HOST[:PORT]; fix --url / AIRFLOW_URL"
+            )
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise TriggerError(
+                f"refusing to send the password in clear to {parts.hostname}: use https:// (the lab's Airflow "
+                "serves TLS) with the lab CA in --ca-file / AIRFLOW_CA_FILE"
+            )
+        if self.ca_file:
+            try:
+                # Only the lab CA: a certificate any public CA signed for that name is refused too.
+                self._context = ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise TriggerError(
+                    f"cannot load the CA certificate {self.ca_file}: {getattr(e, 'strerror', None) or e}; "
+                    "write it with `make lab-ca-cert`"
+                ) from None
 
     def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         headers = {"Accept": "application/json"}
@@ -57,12 +86,17 @@ class Api:
             headers["Authorization"] = f"Bearer {self.token()}"
         req = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
             raise ApiError(e.code, _detail(e.read()), f"{method} {path}") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise TriggerError(
+                    f"Airflow at {self.url} showed a certificate that is not trusted ({reason.verify_message}); "
+                    "give the lab CA's certificate with --ca-file / AIRFLOW_CA_FILE (`make lab-ca-cert`)"
+                ) from None
             raise TriggerError(
                 f"cannot reach Airflow at {self.url}: {reason}; is it running (`make airflow`)? "
                 "Set AIRFLOW_URL for another one"
@@ -117,6 +151,15 @@ def printable(text: str) -> str:
     """`text` from the server with terminal control sequences shown, not obeyed (an ESC could rewrite the
     screen or the window title): every control character but newline and tab as its \\x escape."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _detail(raw: bytes) -> str:
@@ -355,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         "--url", default=os.environ.get("AIRFLOW_URL"), help="Airflow's URL (default: `make airflow`'s)"
     )
     ap.add_argument("--user", default=os.environ.get("AIRFLOW_USER", local_airflow.ADMIN))
+    ap.add_argument(
+        "--ca-file",
+        default=os.environ.get("AIRFLOW_CA_FILE"),
+        help="the lab CA's certificate, the only one trusted for https:// (`make lab-ca-cert`)",
+    )
     ap.add_argument("--home", type=Path, default=local_airflow.DEFAULT_HOME, help="`make airflow`'s home")
     ap.add_argument("--poll", type=float, default=2.0, help="seconds between progress checks")
     ap.add_argument("--timeout", type=float, help="stop following after this many seconds (exit 3)")
@@ -373,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise TriggerError(
                     "AIRFLOW_URL is set but AIRFLOW_PASSWORD is not; export the password for --user"
                 )
-            api = Api(a.url.rstrip("/"), a.user, password)
+            api = Api(a.url.rstrip("/"), a.user, password, ca_file=a.ca_file)
         else:
             api = Api(*local_connection(a.home.resolve()))
         run_id = trigger(api, conf, out)

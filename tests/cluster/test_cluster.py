@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from infra import manifests
-from renderlab.lab import image_refs
-from renderlab.lab.cluster_names import LAUNCHER
+from infra.issued_certificate import registry_values
+from renderlab.lab import image_refs, lab_ca
+from renderlab.lab.cluster_names import LAUNCHER, REGISTRY_USER
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines, share_folder
 from tests.cluster import testbox
@@ -122,6 +123,13 @@ def layer(built: Cluster) -> dict[str, list[dict]]:
     c = built
     secrets = yaml.safe_load((c.lab.secrets).read_text())
     values = {k: secrets[k] for k in manifests.SECRET_INPUTS}
+    # The registry's TLS pair and htpasswd line, as Pulumi's resources would make them (infra/issued_certificate.py).
+    values |= registry_values(
+        lab_ca.service_sans(c.config)["registry"],
+        secrets["renderlab_lab_ca"],
+        secrets["renderlab_registry_password"],
+        REGISTRY_USER,
+    )
     # recorded_images() gives the Jobs' images only; the docs server's is recorded beside them.
     docs = {k: v for k, v in image_refs.recorded(c.lab.settings.base_config).items() if k == "docs"}
     docs_image = image_refs.pull_refs(c.config, docs).get("docs")

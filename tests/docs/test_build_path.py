@@ -72,8 +72,10 @@ def test_airflow_password_names_its_secret():
     assert "AIRFLOW_PASSWORD" in text and "renderlab_airflow_admin_password" in text
 
 
-def test_docker_gets_the_insecure_registry_setting():
-    assert '"insecure-registries"' in checklist()
+def test_docker_trusts_the_lab_registry_by_its_ca_not_as_insecure():
+    text = checklist()
+    assert "/etc/docker/certs.d/" in text and "make lab-ca-cert" in text
+    assert "insecure-registries" not in text  # the registry speaks TLS from the lab CA now
 
 
 def test_sizing_a_worker_node_and_tear_down():

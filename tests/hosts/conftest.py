@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 from testinfra.utils import ansible_runner
 
 from renderlab.lab import ansible_unsafe
+from tests.hosts import secret_redaction
 
 HOW = "pytest tests/hosts --hosts=ansible://all --ansible-inventory=INVENTORY"
 
@@ -53,6 +53,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "group(name): run only on hosts of this inventory group")
+    if not config.pluginmanager.is_registered(secret_redaction):
+        config.pluginmanager.register(secret_redaction)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -83,7 +85,7 @@ def lab_vars(host) -> dict:
 
 
 @pytest.fixture(scope="session")
-def lab_secrets() -> dict:
+def lab_secrets() -> secret_redaction.LabSecrets:
     path = os.environ.get("RENDERLAB_HOST_SECRETS")
     if not path:
         pytest.fail(
@@ -91,7 +93,7 @@ def lab_secrets() -> dict:
             "(python -m renderlab.lab.host_secrets from-pulumi -o FILE)",
             pytrace=False,
         )
-    return yaml.safe_load(Path(path).read_text())
+    return secret_redaction.read(path)  # its repr holds no value
 
 
 @pytest.fixture(scope="module")

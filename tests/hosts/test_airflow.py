@@ -1,11 +1,14 @@
-"""The airflow role on the Airflow host: units up, PostgreSQL private, the API healthy and locked, the repo's
-DAGs loaded without import errors (checked over the network, as a user would)."""
+"""The airflow role on the Airflow host: units up, PostgreSQL private, the API served over TLS with a certificate
+from the lab CA, healthy and locked (the FAB auth manager: no plaintext password file), the repo's DAGs loaded
+without import errors (checked over the network, as a user would, verifying with the lab CA alone)."""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
+import socket
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+
+from tests.hosts.cli_output import json_list
+from tests.hosts.lab_http import lab_ca_session
 
 pytestmark = pytest.mark.group("airflow")
 
@@ -23,13 +29,29 @@ DEFINES_DAG = re.compile(r"(@dag\b|\bDAG\()")
 
 
 @pytest.fixture(scope="module")
-def api(lab_vars) -> str:
-    return f"http://{lab_vars['ansible_host']}:{API_PORT}"
+def lab_ca_file(lab_secrets, tmp_path_factory) -> str:
+    """The lab CA's certificate (public), as `make lab-ca-cert` writes it for clients."""
+    from renderlab.lab import lab_ca
+
+    path = tmp_path_factory.mktemp("ca") / "lab-ca.crt"
+    path.write_text(lab_ca.ca_cert(lab_secrets["renderlab_lab_ca"]))
+    return str(path)
 
 
 @pytest.fixture(scope="module")
-def token(api, lab_secrets) -> str:
-    r = requests.post(
+def api(lab_vars) -> str:
+    return f"https://{lab_vars['ansible_host']}:{API_PORT}"
+
+
+@pytest.fixture(scope="module")
+def http(lab_ca_file) -> requests.Session:
+    """Every request verifies the server against the lab CA alone."""
+    return lab_ca_session(lab_ca_file)
+
+
+@pytest.fixture(scope="module")
+def token(api, http, lab_secrets) -> str:
+    r = http.post(
         f"{api}/auth/token",
         json={"username": "admin", "password": lab_secrets["renderlab_airflow_admin_password"]},
         timeout=30,
@@ -97,8 +119,10 @@ def test_config_is_local_executor_capped_and_private(host):
     with host.sudo():
         cfg = host.file("/opt/airflow/airflow.cfg")
         assert (cfg.user, cfg.group, cfg.mode) == ("root", "airflow", 0o640)
-        passwords = host.file("/etc/airflow/passwords.json")
-        assert (passwords.user, passwords.mode) == ("airflow", 0o600)
+        # The FAB auth manager keeps users in the database (hashed): no password file the service could rewrite.
+        assert not host.file("/etc/airflow/passwords.json").exists
+        key = host.file("/etc/airflow/tls/airflow.key")
+        assert (key.user, key.group, key.mode) == ("root", "airflow", 0o640)
     with host.sudo("airflow"):
         for key, want in (("core executor", "LocalExecutor"), ("core parallelism", "8")):
             out = host.check_output(f"/usr/local/bin/airflow config get-value {key} 2>/dev/null")
@@ -110,21 +134,47 @@ def test_venv_holds_the_pinned_airflow(host, lab_vars):
     assert out.strip().splitlines()[-1] == lab_vars["renderlab_airflow_version"]
 
 
-def test_api_healthy_over_the_network(api):
-    health = requests.get(f"{api}/api/v2/monitor/health", timeout=30).json()
+def test_api_serves_tls_with_a_lab_certificate_for_its_names(api, lab_vars, lab_ca_file):
+    """Verified with the lab CA alone, for the name and address the lab config gives; plain HTTP gets nothing."""
+    sans = lab_vars["renderlab_tls_sans"]["airflow"]
+    assert lab_vars["ansible_host"] in sans
+    ctx = ssl.create_default_context(cafile=lab_ca_file)
+    with (
+        socket.create_connection((lab_vars["ansible_host"], API_PORT), timeout=30) as raw,
+        ctx.wrap_socket(raw, server_hostname=lab_vars["ansible_host"]) as tls,
+    ):
+        cert = tls.getpeercert()
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    names = {v for k, v in cert["subjectAltName"]}
+    assert names == set(sans)
+    with pytest.raises(requests.exceptions.SSLError):  # the system store does not hold the lab CA
+        requests.get(f"{api}/api/v2/monitor/health", timeout=30)
+    with pytest.raises(requests.exceptions.ConnectionError):  # no plain HTTP on the port
+        requests.get(f"http://{lab_vars['ansible_host']}:{API_PORT}/api/v2/monitor/health", timeout=30)
+
+
+def test_api_healthy_over_the_network(api, http):
+    health = http.get(f"{api}/api/v2/monitor/health", timeout=30).json()
     for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
         assert health[part]["status"] == "healthy", (part, health[part])
 
 
-def test_api_requires_auth(api, lab_secrets):
-    assert requests.get(f"{api}/api/v2/dags", timeout=30).status_code == 401
-    bad = requests.post(
+def test_the_admin_is_a_database_user_with_the_admin_role(host):
+    with host.sudo("airflow"):
+        out = host.check_output("/usr/local/bin/airflow users list -o json 2>/dev/null")
+    users = json_list(out)
+    assert [(u["username"], u["roles"]) for u in users] == [("admin", ["Admin"])]
+
+
+def test_api_requires_auth(api, http, lab_secrets):
+    assert http.get(f"{api}/api/v2/dags", timeout=30).status_code == 401
+    bad = http.post(
         f"{api}/auth/token",
         json={"username": "admin", "password": lab_secrets["renderlab_airflow_admin_password"] + "x"},
         timeout=30,
     )
     assert bad.status_code == 401
-    forged = requests.get(f"{api}/api/v2/dags", headers={"Authorization": "Bearer forged"}, timeout=30)
+    forged = http.get(f"{api}/api/v2/dags", headers={"Authorization": "Bearer forged"}, timeout=30)
     # An unverifiable token is refused (Airflow answers 403 for a bad signature, 401 for none at all).
     assert forged.status_code in (401, 403)
 
@@ -135,18 +185,18 @@ def test_deployed_dags_match_the_repo(host):
     assert sorted(n for n in deployed if n.endswith(".py")) == repo
 
 
-def test_dags_loaded_without_import_errors(api, token):
+def test_dags_loaded_without_import_errors(api, http, token):
     # The files that define a DAG (helper modules beside them need not), as the role's own check picks them.
     files = sorted(p.name for p in REPO_DAGS.glob("*.py") if DEFINES_DAG.search(p.read_text()))
     headers = {"Authorization": f"Bearer {token}"}
     # The DAG processor scans every 30 s; give a fresh deploy one scan plus parsing time.
     deadline = time.monotonic() + 90
     while True:
-        errors = requests.get(f"{api}/api/v2/importErrors", headers=headers, timeout=30).json()
+        errors = http.get(f"{api}/api/v2/importErrors", headers=headers, timeout=30).json()
         assert errors["total_entries"] == 0, [
             e["filename"] + ": " + e["stack_trace"] for e in errors["import_errors"]
         ]
-        dags = requests.get(f"{api}/api/v2/dags", headers=headers, timeout=30).json()["dags"]
+        dags = http.get(f"{api}/api/v2/dags", headers=headers, timeout=30).json()["dags"]
         loaded = {Path(d["fileloc"]).name for d in dags}
         if set(files) <= loaded or time.monotonic() > deadline:
             break

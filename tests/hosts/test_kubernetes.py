@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from renderlab.lab import lab_ca
+
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf"
 PKI = "/etc/kubernetes/pki"
@@ -39,7 +41,7 @@ except urllib.error.HTTPError as e:
 """
 
 
-def _node(host, lab_vars) -> None:
+def _node(host, lab_vars, lab_secrets) -> None:
     assert host.service("containerd").is_running and host.service("containerd").is_enabled
     assert host.service("kubelet").is_running and host.service("kubelet").is_enabled
     assert f"Kubernetes v{lab_vars['renderlab_kubernetes_version']}" in host.check_output(
@@ -57,6 +59,13 @@ def _node(host, lab_vars) -> None:
     assert pause in images
     port = lab_vars["renderlab_registry_node_port"]
     assert host.file(f"/etc/containerd/certs.d/127.0.0.1:{port}/hosts.toml").exists
+    # The registry over TLS, trusting the lab CA's certificate alone; its login only root can read.
+    with host.sudo():
+        hosts_toml = host.file(f"/etc/containerd/certs.d/127.0.0.1:{port}/hosts.toml").content_string
+        ca = host.file(f"/etc/containerd/certs.d/127.0.0.1:{port}/ca.crt").content_string
+        assert host.file("/etc/containerd/config.toml").mode == 0o600
+    assert f'server = "https://127.0.0.1:{port}"' in hosts_toml
+    assert ca.strip() == lab_ca.ca_cert(lab_secrets["renderlab_lab_ca"]).strip()
     _kubelet_is_closed_to_anonymous_callers(host)
 
 
@@ -75,8 +84,8 @@ def _kubelet_is_closed_to_anonymous_callers(host) -> None:
 
 @pytest.mark.group("control_plane")
 class TestControlPlane:
-    def test_runtime_and_kubelet(self, host, lab_vars):
-        _node(host, lab_vars)
+    def test_runtime_and_kubelet(self, host, lab_vars, lab_secrets):
+        _node(host, lab_vars, lab_secrets)
 
     def test_api_server_and_private_config(self, host, lab_vars):
         assert host.socket("tcp://0.0.0.0:6443").is_listening or host.socket("tcp://:::6443").is_listening
@@ -151,8 +160,8 @@ class TestControlPlane:
 
 @pytest.mark.group("worker")
 class TestWorker:
-    def test_runtime_and_kubelet(self, host, lab_vars):
-        _node(host, lab_vars)
+    def test_runtime_and_kubelet(self, host, lab_vars, lab_secrets):
+        _node(host, lab_vars, lab_secrets)
 
     def test_no_join_configuration_left(self, host):
         with host.sudo():

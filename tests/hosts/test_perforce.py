@@ -10,6 +10,8 @@ import ssl
 
 import pytest
 
+from renderlab.lab import lab_ca
+
 pytestmark = pytest.mark.group("perforce")
 
 P4D = "/opt/perforce/sbin/p4d"
@@ -51,16 +53,35 @@ def test_security_level_at_least_3(p4, p4d_installed):
     assert level >= 3
 
 
-def test_ssl_only_over_the_network(lab_vars, p4d_installed):
+def test_ssl_only_over_the_network(lab_vars, lab_secrets, p4d_installed):
     if not lab_vars["renderlab_perforce_ssl"]:
         pytest.skip("perforce.ssl is false in the lab config")
     address, port = lab_vars["ansible_host"], lab_vars["renderlab_perforce_port"]
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # p4d's certificate is self-generated; clients pin it with `p4 trust`
-    with socket.create_connection((address, port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
-        assert tls.getpeercert(binary_form=True), "p4d presented no certificate"
+    # p4d's certificate comes from the lab CA (P4SSLDIR, the perforce role's tls.yml) for the config's names:
+    # verified with that CA alone, by the address clients use.
+    ctx = ssl.create_default_context(cadata=lab_ca.ca_cert(lab_secrets["renderlab_lab_ca"]))
+    with (
+        socket.create_connection((address, port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=address) as tls,
+    ):
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        names = {v for _, v in tls.getpeercert()["subjectAltName"]}
+    assert names == set(lab_vars["renderlab_tls_sans"]["perforce"])
+
+
+def test_p4ssldir_holds_the_lab_pair_private_to_p4d(host, lab_vars, lab_secrets, p4d_installed):
+    if not lab_vars["renderlab_perforce_ssl"]:
+        pytest.skip("perforce.ssl is false in the lab config")
+    ssl_dir = f"{lab_vars['renderlab_perforce_data_root']}/ssl"
+    with host.sudo():
+        for name in ("certificate.txt", "privatekey.txt"):
+            f = host.file(f"{ssl_dir}/{name}")
+            assert (f.user, f.mode) == ("perforce", 0o600), name
+        cert = host.file(f"{ssl_dir}/certificate.txt").content_string
+        key = host.file(f"{ssl_dir}/privatekey.txt").content_string
+    assert lab_ca.still_good(
+        lab_secrets["renderlab_lab_ca"], cert, key, lab_vars["renderlab_tls_sans"]["perforce"], key_type="rsa"
+    )
 
 
 def test_depot_typemap_and_protections(p4, lab_vars, p4d_installed):

@@ -30,7 +30,7 @@ def test_every_manifest_is_valid_strict():
         for doc in yaml.safe_load_all(path.read_text()):
             kubernetes_validate.validate(doc, "1.31", strict=True)
             count += 1
-    assert count == 23
+    assert count == 25  # + the registry's TLS and htpasswd Secrets
 
 
 def test_strict_validation_catches_a_typo():
@@ -49,7 +49,7 @@ def test_secret_values_are_empty_in_git():
     list typed here) is in k8s/ and empty there."""
     from infra import manifests
 
-    sentinels = {name: f"sentinel-{name}" for name in manifests.SECRET_INPUTS}
+    sentinels = {name: f"sentinel-{name}" for name in manifests.SECRET_INPUTS + manifests.REGISTRY_INPUTS}
     rendered = manifests.all_objects(load(ROOT / "Pulumi.example.yaml"), sentinels)
     secret_keys = {
         (obj["metadata"]["name"], key)
@@ -61,7 +61,9 @@ def test_secret_values_are_empty_in_git():
     assert len(secret_keys) >= len(sentinels)  # each secret input lands somewhere
     in_git = {
         (doc["metadata"]["name"], key): value
-        for doc in yaml.safe_load_all((ROOT / "k8s" / "secrets.yaml").read_text())
+        for path in sorted((ROOT / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc.get("kind") == "Secret"
         for key, value in (doc.get("stringData") or {}).items()
     }
     assert {k: in_git.get(k, "<missing>") for k in secret_keys} == dict.fromkeys(secret_keys, "")
@@ -102,7 +104,7 @@ def test_docs_deployment_runs_the_image_make_images_recorded(tmp_path, monkeypat
     monkeypatch.setattr(image_refs, "RECORDS", tmp_path)
     config = load(ROOT / "Pulumi.example.yaml")
     stack = "Pulumi.example.yaml"
-    values = dict.fromkeys(manifests.SECRET_INPUTS, "")
+    values = dict.fromkeys(manifests.SECRET_INPUTS + manifests.REGISTRY_INPUTS, "")
     assert image_refs.pull_ref(config, stack, "docs") is None  # nothing built: the placeholder
     placeholder = manifests.docs_image(config, manifests.DOCS_TAG_EXAMPLE)
     assert f"image: {placeholder}\n" in (ROOT / "k8s" / "docs.yaml").read_text()

@@ -13,7 +13,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
-from renderlab.lab import ansible_unsafe
+from renderlab.lab import ansible_unsafe, lab_ca
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import ConfigError
 from tests.example_stack import own
@@ -28,6 +28,9 @@ SECRET_VALUES = {
 }
 
 
+MOCK_CA = lab_ca.new_ca()  # the host secrets reader checks the CA bundle is one
+
+
 class Mocks(pulumi.runtime.Mocks):
     def __init__(self):
         self.resources: list[tuple[str, str, dict]] = []
@@ -40,7 +43,12 @@ class Mocks(pulumi.runtime.Mocks):
             outs["result"] = {
                 "fernet": base64.urlsafe_b64encode(b"k" * 32).decode(),
                 "key32": base64.b64encode(b"e" * 32).decode(),
+                "lab_ca": MOCK_CA,
             }.get(args.inputs.get("format"), f"generated-{args.name}")
+        if args.typ == "pulumi-python:dynamic/renderlab:IssuedCertificate":
+            outs.update(cert="CERT-PEM", key="KEY-PEM")
+        if args.typ == "pulumi-python:dynamic/renderlab:Htpasswd":
+            outs["line"] = "renderlab:$2b$hash"
         if args.typ.endswith("ProxmoxVm"):
             outs["ipv4"] = args.inputs["address"].split("/")[0]
         if args.typ == "kubernetes:core/v1:Secret" and args.name.endswith("airflow-launcher-token"):
@@ -135,6 +143,7 @@ def test_service_secrets_are_generated_and_secret(stack_config):
     assert hosts_secrets.check(host_secrets, "output") == host_secrets
     keys = {k for k, spec in hosts_secrets.SERVICE_SECRETS.items() if spec.format != "alphanumeric"}
     assert all(v.startswith("generated-") for k, v in host_secrets.items() if k not in keys)
+    assert host_secrets[hosts_secrets.LAB_CA] == MOCK_CA
     assert not [k for k in resolved if "password" in k or k.endswith("token") and k != "launcher_token"]
     token, secret = resolved["launcher_token"]
     assert token == "sa-token" and secret is True
@@ -245,6 +254,16 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     deploys = {n: i for n, i in kinds["kubernetes:apps/v1:Deployment"]}
     registry = deploys["deployment-renderlab-registry-registry"]
     assert registry["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:2.8.3"
+    # TLS and htpasswd from the resources made once (infra/issued_certificate.py); deletes off.
+    env = {e["name"]: e["value"] for e in registry["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REGISTRY_AUTH"] == "htpasswd" and env["REGISTRY_HTTP_TLS_CERTIFICATE"] == "/certs/tls.crt"
+    assert "REGISTRY_STORAGE_DELETE_ENABLED" not in env
+    tls, tls_secret = unsecret(secrets["secret-renderlab-registry-registry-tls"]["stringData"])
+    assert tls == {"tls.crt": "CERT-PEM", "tls.key": "KEY-PEM"} and tls_secret
+    auth, auth_secret = unsecret(secrets["secret-renderlab-registry-registry-auth"]["stringData"])
+    assert auth == {"htpasswd": "renderlab:$2b$hash"} and auth_secret
+    (issued,) = [i for _, i in mocks.of("pulumi-python:dynamic/renderlab:IssuedCertificate")]
+    assert issued["sans"] == ["127.0.0.1", "10.20.0.11", "registry.renderlab-registry.svc"]
     services = {n: i for n, i in kinds["kubernetes:core/v1:Service"]}
     assert services["service-renderlab-registry-registry"]["spec"]["ports"][0]["nodePort"] == 30500
     assert resolved["registry"] == "10.20.0.11:30500"

@@ -27,12 +27,13 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from renderlab.lab import ansible_unsafe
+from renderlab.lab import ansible_unsafe, lab_ca
 from renderlab.workstation.nspawn_lab import lifecycle
 from renderlab.workstation.nspawn_lab.options import ROOT, LabOptions
 
@@ -86,10 +87,12 @@ class Hosts:
 
 
 class Airflow:
-    def __init__(self, address: str, password: str):
-        self.url = f"http://{address}:{API_PORT}"
+    def __init__(self, address: str, password: str, ca_bundle: str, tmp: Path):
+        self.url = f"https://{address}:{API_PORT}"  # TLS from the lab CA (renderlab/lab/lab_ca.py)
         self.password = password
         self.token = ""
+        self.ca_file = tmp / "lab-ca.crt"
+        self.ca_file.write_text(lab_ca.ca_cert(ca_bundle))
 
     def login(self, deadline_s: float = 300) -> None:
         end = time.monotonic() + deadline_s
@@ -99,6 +102,7 @@ class Airflow:
                     f"{self.url}/auth/token",
                     json={"username": "admin", "password": self.password},
                     timeout=10,
+                    verify=str(self.ca_file),
                 )
                 if r.status_code in (200, 201):
                     self.token = r.json()["access_token"]
@@ -115,6 +119,7 @@ class Airflow:
             json=body,
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30,
+            verify=str(self.ca_file),
         )
 
     def get(self, path: str) -> dict:
@@ -147,7 +152,12 @@ def test_restore_drill(drill_lab, say, tmp_path):
     storage, airflow_host = hosts.group["storage"], hosts.group["airflow"]
     share = hosts.vars["renderlab_share_path"]
     lab_secrets = yaml.safe_load(lab.secrets.read_text())
-    api = Airflow(hosts.address[airflow_host], lab_secrets["renderlab_airflow_admin_password"])
+    api = Airflow(
+        hosts.address[airflow_host],
+        lab_secrets["renderlab_airflow_admin_password"],
+        lab_secrets["renderlab_lab_ca"],
+        tmp_path,
+    )
     api.login()
 
     # 1. seed -------------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ def test_every_secret_is_drawn_on_its_own_with_full_entropy():
         for name, spec in SERVICE_SECRETS.items():
             if spec.format == "fernet":
                 assert len(base64.urlsafe_b64decode(values[name])) == 32
+            elif spec.format == "lab_ca":  # its own key pair (tests/lab/test_lab_ca.py)
+                assert "PRIVATE KEY" in values[name] and "BEGIN CERTIFICATE" in values[name]
             elif spec.format == "key32":
                 assert len(base64.b64decode(values[name], validate=True)) == 32
             else:

@@ -21,6 +21,7 @@ import yaml
 
 from blender_scripts import render as render_cli
 from infra import manifests
+from renderlab.base.errors import CommandError
 from renderlab.base.share import SHARE_MOUNT, ShareLayout
 from renderlab.jobs import assemble as assemble_cli
 from renderlab.jobs import build_step as build_cli
@@ -404,10 +405,22 @@ def test_the_jobs_image_is_the_one_make_images_built(tmp_path, monkeypatch, no_c
 
     monkeypatch.setattr(images, "_run", engine_call)
     stack = _stack(tmp_path)
-    built = images.build(["blender", "fetch"], str(stack), push="always", base=base)
+    with pytest.raises(CommandError, match="no lab CA and registry login"):
+        images.build(["fetch"], str(stack), push="always", base=base)
+    secrets_file = tmp_path / "secrets.yml"
+    host_secrets.write(secrets_file, host_secrets.generate())
+    built = images.build(
+        ["blender", "fetch"], str(stack), push="always", base=base, secrets_file=secrets_file
+    )
     config = load(stack)
-    pushed = {args[-1].removeprefix("docker://") for args in ran if args[0] == "push"}
+    pushes = [args for args in ran if args[0] == "push"]
+    pushed = {args[-1].removeprefix("docker://") for args in pushes}
     assert pushed == {image_refs.push_ref(config, name, b["tag"]) for name, b in built.items()}
+    # Over TLS verified with the lab CA, logged in from a file: the password is never on the command line.
+    password = host_secrets.read(secrets_file)["renderlab_registry_password"]
+    for args in pushes:
+        assert "--cert-dir" in args and "--authfile" in args
+        assert not any("tls-verify" in a for a in args) and not any(password in a for a in args)
     derived = inventory(config, images=image_refs.pull_refs(config, image_refs.recorded(stack)))
     s = settings.Settings.model_validate(derived["all"]["vars"]["renderlab_pipeline_settings"])
     expected = {
