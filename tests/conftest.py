@@ -35,3 +35,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if any(mark in reason for mark in BUILDABLE_LANE_MARKS):
             report.outcome = "failed"
             report.longrepr = f"RENDERLAB_REQUIRE_LANES=1 but the lane skipped: {reason}"
+
+
+# The session's one local lab (tests/lab_session.py), shared by the lab lane and the cluster lane.
+pytest_plugins = ["tests.lab_session"]
+
+
+def _lab_rank(item: pytest.Item) -> int:
+    """0: no lab; 1: a lab test; 2: the cluster lane (last: its final check stops and starts a node)."""
+    if "cluster" in getattr(item, "fixturenames", ()):
+        return 2
+    return 1 if item.get_closest_marker("lab") else 0
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    # The session's lab is booted by the first test that needs it and torn down at the session's end: the lab
+    # tests run last (stable within each rank), so the rest of the suite does not share the machine with it.
+    items.sort(key=_lab_rank)

@@ -2,9 +2,10 @@
 kube-router, kube-proxy, CoreDNS), then checked as a cluster from this machine with the kubectl that
 `make k8s-artifacts` built.
 
-The lab is reused when one is already up under the same RENDERLAB_LAB_PREFIX (and left up); otherwise it is
-booted here and torn down at the end (RENDERLAB_LAB_KEEP=1 keeps it). Needs root, the lab tools and the
-artifacts folder (`make k8s-artifacts`); without root or the tools the tests skip and say why.
+In one session with the lab lane (CI's `make test`) it is the same lab and the same two site.yml runs
+(tests/lab_session.py); alone (`make cluster-test`) the session boots it. A lab already up under the same
+RENDERLAB_LAB_PREFIX that this session did not boot (`make lab-local`) is reused and left up. Needs root, the
+lab tools and the artifacts folder (`make k8s-artifacts`); without root or the tools the tests skip and say why.
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
 
 from renderlab.base import atomic
-from renderlab.lab import ansible_unsafe
+from renderlab.lab import ansible_unsafe, image_refs
 from renderlab.lab.config import LabConfig, load
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
 from renderlab.workstation.nspawn_lab.machines import Machine
-from renderlab.workstation.nspawn_lab.options import ROOT, LabError, LabOptions
+from renderlab.workstation.nspawn_lab.options import ROOT, LabOptions
 from tests.cluster import testbox
 
 TEST_NS = "renderlab-cluster-test"
@@ -102,11 +105,10 @@ def _reused(s: LabOptions) -> locallab.Lab | None:
 
 
 @pytest.fixture(scope="session")
-def cluster(request) -> Cluster:
-    try:
-        locallab.preflight()
-    except LabError as e:
-        pytest.skip(f"local lab unavailable here: {e}")
+def cluster(request, lab_preflight, booted) -> Cluster:
+    """The session's lab (tests/lab_session.py) after its two site.yml runs: the lab lane's, when both lanes
+    run in one session (CI). A lab already up under this prefix and not booted by this session (kept by
+    `make lab-local` or RENDERLAB_LAB_KEEP=1) is reused instead, and site.yml runs twice on it here."""
     s = LabOptions.from_env()
     base = load(s.base_config)
     artifacts = locallab.k8s_artifacts_dir(base)
@@ -118,28 +120,31 @@ def cluster(request) -> Cluster:
         )
     report = request.config.pluginmanager.get_plugin("terminalreporter")
     t0 = time.monotonic()
-    lab = _reused(s)
-    owned = lab is None
-    if owned:
-        lab = locallab.up(s)
+    kept = _reused(s) if s.prefix not in booted else None
+    lab = kept or request.getfixturevalue("lab")
     c = Cluster(lab, load(lab.stack_file), artifacts / "bin" / "kubectl")
-    c.timings["lab up" if owned else "lab reused"] = time.monotonic() - t0
     try:
-        extra = ["-e", f"kube_control_plane_kubeconfig_dest={c.kubeconfig}"]
-        for n in (1, 2):
-            run = locallab.run_site(lab, f"cluster-site-{n}.log", extra)
-            c.runs.append(run)
-            c.timings[f"site.yml run {n}"] = run.seconds
-            if run.real_failures:
-                break
+        if kept:
+            c.timings["lab reused"] = time.monotonic() - t0
+            for n in (1, 2):
+                run = locallab.run_site(lab, f"cluster-site-{n}.log")
+                c.runs.append(run)
+                c.timings[f"site.yml run {n}"] = run.seconds
+                if run.real_failures:
+                    break
+        else:
+            c.runs.append(request.getfixturevalue("first_run"))
+            if not c.runs[0].real_failures:
+                c.runs.append(request.getfixturevalue("second_run"))
+            c.timings.update(
+                {f"site.yml run {n} (the session's)": r.seconds for n, r in enumerate(c.runs, 1)}
+            )
         yield c
     finally:
         if report is not None:
             report.write_line("")
             for what, seconds in c.timings.items():
                 report.write_line(f"[cluster-test] {what}: {seconds:.0f} s")
-        if owned and not os.environ.get("RENDERLAB_LAB_KEEP"):
-            locallab.down(s)
 
 
 @pytest.fixture(scope="session")
@@ -160,6 +165,30 @@ def testbox_image(built: Cluster) -> str:
         out = built.ssh(m, "sudo ctr -n k8s.io images import /tmp/testbox.tar && rm /tmp/testbox.tar")
         assert out.returncode == 0, out.stderr
     return testbox.REF
+
+
+@pytest.fixture(scope="session")
+def docs_image(built: Cluster, tmp_path_factory) -> str:
+    """The docs image as the lab's nodes name it, built the way `make images --only docs` builds it, recorded
+    in this session's own folder (the user's records stay untouched). Nothing is rebuilt when it is up to date
+    (the suite's container tests built it earlier in the same session)."""
+    records = tmp_path_factory.mktemp("docs-image-records")
+    base = built.lab.settings.base_config
+    code = (
+        "import sys; from pathlib import Path; from renderlab.lab import image_refs; "
+        "from renderlab.workstation import images; image_refs.RECORDS = Path(sys.argv[1]); "
+        "sys.exit(images.main(sys.argv[2:]))"
+    )
+    argv = ["build", "--only", "docs", "--push", "never", "--config", str(base)]
+    proc = subprocess.run(
+        ["nice", "-n", "10", sys.executable, "-c", code, str(records), *argv],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with mock.patch.object(image_refs, "RECORDS", records):
+        entry = image_refs.recorded(base).get("docs")
+    assert entry, f"no docs image recorded in {records}: {proc.stderr[-2000:]}"
+    return image_refs.pull_refs(built.config, {"docs": entry})["docs"]
 
 
 from tests.browser_support import browser, browser_page  # noqa: E402, F401  (pytest fixtures)

@@ -17,7 +17,7 @@ import yaml
 
 from infra import manifests
 from infra.issued_certificate import registry_values
-from renderlab.lab import image_refs, lab_ca
+from renderlab.lab import lab_ca
 from renderlab.lab.cluster_names import LAUNCHER, REGISTRY_USER
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines, share_folder
@@ -28,12 +28,6 @@ pytestmark = [
     pytest.mark.lab,
     pytest.mark.slow,
     pytest.mark.timeout(3600),
-    # Opt-in until the lane has passed end to end once (docs/verification.md says where it stands): outside
-    # `make cluster-test` it skips with the command, and is not counted as passing.
-    pytest.mark.skipif(
-        os.environ.get("RENDERLAB_CLUSTER_LANE") != "1",
-        reason="the kubeadm cluster lane is opt-in for now: run `make cluster-test`",
-    ),
 ]
 
 WEB_PORT = 8080
@@ -118,7 +112,7 @@ def web(built: Cluster, testbox_image: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def layer(built: Cluster) -> dict[str, list[dict]]:
+def layer(built: Cluster, docs_image: str) -> dict[str, list[dict]]:
     """The cluster layer (infra/manifests.py) applied server-side, the share's PVs as a host folder."""
     c = built
     secrets = yaml.safe_load((c.lab.secrets).read_text())
@@ -130,9 +124,6 @@ def layer(built: Cluster) -> dict[str, list[dict]]:
         secrets["renderlab_registry_password"],
         REGISTRY_USER,
     )
-    # recorded_images() gives the Jobs' images only; the docs server's is recorded beside them.
-    docs = {k: v for k, v in image_refs.recorded(c.lab.settings.base_config).items() if k == "docs"}
-    docs_image = image_refs.pull_refs(c.config, docs).get("docs")
     objs = manifests.all_objects(c.config, values, docs_image)
     applied = {f: [_host_folder_share(o) for o in group] for f, group in objs.items()}
     c.apply([o for group in applied.values() for o in group])
@@ -352,9 +343,7 @@ def test_docs_deployment_serves_on_its_node_port_on_either_node(built: Cluster, 
     c = built
     (deployment,) = [o for o in layer["docs.yaml"] if o["kind"] == "Deployment"]
     docs_image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-    # The lab registry's own image cannot be pulled here; the docs image `make images` built is imported.
-    if subprocess.run(["podman", "image", "exists", docs_image], check=False).returncode != 0:
-        pytest.skip(f"the docs image {docs_image} is not built on this machine (`make images` builds it)")
+    # The lab's registry is not pushed to here: the docs image built on this machine is imported on each node.
     archive = c.lab.state / "docs-image.tar"
     subprocess.run(
         ["podman", "save", "--format", "docker-archive", "-o", str(archive), docs_image], check=True

@@ -95,6 +95,8 @@ def test_lab_only_values_are_in_the_lab_inventory_and_not_in_the_production_one(
     config = load(options.state / "stack.yaml")
     local = lab.lab_inventory(config, options)
     overrides = local["all"]["vars"]["renderlab_kube_node_overrides"]
+    # The admin kubeconfig lands in the lab's state folder, not in the checkout a real lab writes it to.
+    assert local["all"]["vars"]["kube_control_plane_kubeconfig_dest"] == str(options.state / "kubeconfig")
     assert overrides["kubelet_config"]["failCgroupV1"] is False
     assert overrides["kube_proxy_config"] == {"conntrack": {"maxPerCore": 0}}
     assert overrides["ignore_preflight_errors"] == ["SystemVerification"]

@@ -132,6 +132,7 @@ LOCAL_ONLY_VARS = (
     "ansible_ssh_private_key_file",
     "ansible_ssh_common_args",
     "renderlab_k8s_artifacts_dir",
+    "kube_control_plane_kubeconfig_dest",
     *cluster_node_settings.inventory_vars(),
     *share_folder.inventory_vars(),
 )
@@ -150,6 +151,8 @@ def lab_inventory(config, s: LabOptions) -> dict:
         "ansible_ssh_private_key_file": str(s.state / "id_ed25519"),
         "ansible_ssh_common_args": " ".join(ssh_options(s.state)[2:]),
         "renderlab_k8s_artifacts_dir": str(k8s_artifacts_dir(config)),
+        # The admin kubeconfig beside the lab's key (not the checkout's kubeconfig, a real lab's).
+        "kube_control_plane_kubeconfig_dest": str(s.state / "kubeconfig"),
         **cluster_node_settings.inventory_vars(),
         **share_folder.inventory_vars(),
     }
