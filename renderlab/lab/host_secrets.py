@@ -132,11 +132,17 @@ def generate() -> dict[str, str]:
     return {name: make_value(spec) for name, spec in SERVICE_SECRETS.items()}
 
 
-def check(values: dict, source: str) -> dict:
-    missing = sorted(set(SECRET_NAMES) - set(values))
+def check(values: dict, source: str, may_lack: str | None = None) -> dict:
+    """The map as the roles take it; `may_lack`: the one generated secret `rotate` is about to draw (a file
+    written before that secret existed gets it that way)."""
+    missing = sorted(set(SECRET_NAMES) - set(values) - {may_lack})
     unknown = sorted(set(values) - set(SECRET_NAMES) - set(OPTIONAL_NAMES))
     empty = sorted(k for k in values if k != PREVIOUS_FERNET_KEYS and not str(values[k]))
-    problems = [f"missing {k} ({SECRET_NAMES[k]})" for k in missing]
+    problems = [
+        f"missing {k} ({SECRET_NAMES[k]}"
+        + (f"; a file older than it gets one with `rotate {k}`)" if k in SERVICE_SECRETS else ")")
+        for k in missing
+    ]
     problems += [f"unknown key {k}" for k in unknown]
     problems += [f"{k} is empty" for k in empty]
     fernet = [values.get(FERNET_KEY)] if values.get(FERNET_KEY) else []
@@ -174,7 +180,7 @@ def check(values: dict, source: str) -> dict:
 MAX_FILE_BYTES = 256 * 1024  # a secrets file is a few KiB
 
 
-def read(path: Path) -> dict:
+def read(path: Path, may_lack: str | None = None) -> dict:
     from renderlab.lab.config import Limits, parse_bounded_yaml
 
     hint = "give the secrets file `generate` (or `from-pulumi`) wrote"
@@ -194,7 +200,7 @@ def read(path: Path) -> dict:
         raise SecretsError(f"{path} is not a plain YAML mapping within bounds; {hint}") from None
     if not isinstance(data, dict):
         raise SecretsError(f"{path} holds no mapping; give the secrets file `generate` wrote")
-    return check(data, str(path))
+    return check(data, str(path), may_lack)
 
 
 def log_needles(values: dict) -> list[tuple[str, str]]:
@@ -219,7 +225,7 @@ def rotate(values: dict, name: str) -> dict:
     if name not in SERVICE_SECRETS:
         raise SecretsError(f"no secret named {name}; rotate one of: {', '.join(SERVICE_SECRETS)}")
     out = {**values, name: make_value(SERVICE_SECRETS[name])}
-    if name == FERNET_KEY:
+    if name == FERNET_KEY and values.get(FERNET_KEY):  # none yet: nothing was encrypted with one
         out[PREVIOUS_FERNET_KEYS] = [values[FERNET_KEY], *values.get(PREVIOUS_FERNET_KEYS, [])]
     return out
 
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists():  # a Fernet key Pulumi replaced stays readable until retired
             values = keep_replaced_fernet_key(values, read(path))
     elif args.command == "rotate":
-        values = rotate(read(path), args.name)
+        values = rotate(read(path, may_lack=args.name), args.name)
     else:
         values = {k: v for k, v in read(path).items() if k != PREVIOUS_FERNET_KEYS}
     try:

@@ -88,6 +88,29 @@ def test_rotate_draws_a_new_value_and_keeps_a_replaced_fernet_key_until_retired(
     assert PREVIOUS_FERNET_KEYS not in fourth and fourth[FERNET_KEY] == third[FERNET_KEY]
 
 
+def test_rotate_adds_a_generated_secret_a_file_older_than_it_lacks(tmp_path, capsys):
+    # A secrets file written before the cluster encryption key existed: read refuses it and names the fix.
+    path = tmp_path / "secrets.yml"
+    assert host_secrets.main(["generate", "-o", str(path)]) == 0
+    old = {k: v for k, v in _read(path).items() if k != "renderlab_kube_encryption_key"}
+    host_secrets.write(path, old)
+    with pytest.raises(host_secrets.SecretsError, match="rotate renderlab_kube_encryption_key"):
+        host_secrets.read(path)
+    # Rotating another secret does not paper over the missing one.
+    assert host_secrets.main(["rotate", "renderlab_share_password", "-f", str(path)]) == 1
+    assert "missing renderlab_kube_encryption_key" in capsys.readouterr().err
+    assert _read(path) == old
+    assert host_secrets.main(["rotate", "renderlab_kube_encryption_key", "-f", str(path)]) == 0
+    new = host_secrets.read(path)  # complete now
+    assert host_secrets.is_key32(new["renderlab_kube_encryption_key"])
+    assert {k: v for k, v in new.items() if k != "renderlab_kube_encryption_key"} == old
+    # A Fernet key drawn where none was keeps no empty previous key.
+    del old[FERNET_KEY]
+    host_secrets.write(path, {**old, "renderlab_kube_encryption_key": new["renderlab_kube_encryption_key"]})
+    assert host_secrets.main(["rotate", FERNET_KEY, "-f", str(path)]) == 0
+    assert PREVIOUS_FERNET_KEYS not in _read(path) and host_secrets.is_fernet_key(_read(path)[FERNET_KEY])
+
+
 def test_rotate_refuses_an_unknown_name_and_a_broken_file(tmp_path, capsys):
     path = tmp_path / "secrets.yml"
     assert host_secrets.main(["rotate", "renderlab_nope", "-f", str(path)]) == 2  # a usage error
