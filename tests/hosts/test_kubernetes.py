@@ -152,7 +152,9 @@ class TestControlPlane:
         assert "--run-service-proxy=false" in ds["spec"]["template"]["spec"]["containers"][0]["args"]
 
     def test_kubeconfig_fetched_to_the_control_machine(self, lab_vars):
-        kubeconfig = Path(os.environ.get("RENDERLAB_KUBECONFIG", REPO / "kubeconfig"))
+        # Where the inventory sends it (the local lab: its state folder), else the role's default beside ansible/.
+        dest = lab_vars.get("kube_control_plane_kubeconfig_dest") or os.environ.get("RENDERLAB_KUBECONFIG")
+        kubeconfig = Path(dest or REPO / "kubeconfig")
         assert kubeconfig.exists(), "the kube_control_plane role did not fetch the kubeconfig"
         assert kubeconfig.stat().st_mode & 0o077 == 0, "kubeconfig is readable by others"
         assert f"https://{lab_vars['ansible_host']}:6443" in kubeconfig.read_text()
