@@ -250,8 +250,10 @@ lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a s
 	$(VENV)/bin/pytest tests/lab/test_restore_drill.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: cluster-test lab-rehearsal
-# Opt-in: on the lab `RENDERLAB_LAB_KEEP=1 make cluster-test` left up (same RENDERLAB_LAB_PREFIX). A missing
-# prerequisite fails the target with the command that provides it (RENDERLAB_REQUIRE_LANES=1), never a green skip.
+# Opt-in: on the lab `RENDERLAB_LAB_KEEP=1 make cluster-test` left up (same RENDERLAB_LAB_* env), with the Jobs'
+# images built in this checkout (`.venv/bin/python -m renderlab.workstation.images build --only blender --only fetch --push never`:
+# imported on the nodes, no lab registry here). A missing prerequisite fails the target with the command that
+# provides it (RENDERLAB_REQUIRE_LANES=1), never a green skip.
 lab-rehearsal: venv ## one render through the local lab: the DAG on its Airflow host via the REST API, Jobs on both nodes, outputs checked like make demo; records for benchmarks/lab_scaling.py
 	RENDERLAB_REHEARSAL_LANE=1 RENDERLAB_REQUIRE_LANES=1 $(VENV)/bin/pytest tests/rehearsal -m lab -p no:cacheprovider -s $(PYTEST_ARGS)
 

@@ -31,7 +31,7 @@ def push_registry(config: LabConfig) -> str:
 
 
 def pull_registry(config: LabConfig) -> str:
-    """Where the nodes pull from: their own loopback NodePort (containerd's registry config mirrors it over HTTP)."""
+    """Where the nodes pull from: their own loopback NodePort (containerd's hosts.toml for it trusts the lab CA)."""
     return f"127.0.0.1:{config.pipeline.registry.node_port}"
 
 

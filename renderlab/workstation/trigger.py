@@ -191,6 +191,24 @@ def local_connection(home: Path) -> tuple[str, str, str]:
     return url, local_airflow.ADMIN, password
 
 
+def connect(
+    url: str | None, user: str, password: str | None, ca_file: str | None, home: Path | None = None
+) -> Api:
+    """The Airflow `make render` talks to: `url` with that login, trusting the CA in `ca_file` alone (the lab's:
+    https:// with `make lab-ca-cert`'s file), or without a URL the one `make airflow` runs from `home`."""
+    if url:
+        if not password:
+            raise TriggerError(
+                "AIRFLOW_URL is set but AIRFLOW_PASSWORD is not; export the password for --user"
+            )
+        return Api(url.rstrip("/"), user, password, ca_file=ca_file)
+    if home is None:
+        from renderlab.workstation import local_airflow
+
+        home = local_airflow.DEFAULT_HOME
+    return Api(*local_connection(home.resolve()))
+
+
 # --- triggering and following -----------------------------------------------------------------------------
 
 
@@ -415,15 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.timeout is not None and not 0 < a.timeout < math.inf:
             raise TriggerError(f"--timeout {a.timeout:g} must be a positive number of seconds")
         conf = conf_from_args(a)
-        if a.url:
-            password = os.environ.get("AIRFLOW_PASSWORD")
-            if not password:
-                raise TriggerError(
-                    "AIRFLOW_URL is set but AIRFLOW_PASSWORD is not; export the password for --user"
-                )
-            api = Api(a.url.rstrip("/"), a.user, password, ca_file=a.ca_file)
-        else:
-            api = Api(*local_connection(a.home.resolve()))
+        api = connect(a.url, a.user, os.environ.get("AIRFLOW_PASSWORD"), a.ca_file, a.home)
         run_id = trigger(api, conf, out)
         print(
             f"render: triggered {printable(run_id)} on {api.url} with {json.dumps(conf)}",
