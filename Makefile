@@ -19,7 +19,7 @@ export NO_MKDOCS_2_WARNING := 1
 .PHONY: help setup apt venv lock check-config lint unit test demo fuzz clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 setup: apt venv ## install system packages and the pinned Python stack
 
