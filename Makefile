@@ -19,7 +19,7 @@ export NO_MKDOCS_2_WARNING := 1
 .PHONY: help setup apt venv lock check-config lint unit test demo fuzz clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 setup: apt venv ## install system packages and the pinned Python stack
 
@@ -60,10 +60,13 @@ fuzz: venv ## the long fuzz run (tests/fuzz, random, FUZZ_EXAMPLES per property;
 
 # --- tools (the Pulumi engine, built from its Go modules) ---
 PULUMI_BIN := $(shell scripts/build-tools.sh --print-bin)
-.PHONY: tools engine-test
+.PHONY: tools k8s-provider engine-test
 
 tools: ## build the Pulumi CLI + language host at the lock's version into ~/.cache/renderlab/tools (once)
 	scripts/build-tools.sh
+
+k8s-provider: ## build the Pulumi Kubernetes provider from its Go module beside the engine (once; cold ~20 min, so not part of make tools)
+	scripts/build-k8s-provider.sh
 
 engine-test: venv ## the engine lane: pulumi up/preview/refresh/destroy of the lab against fakepve (needs make tools)
 	$(VENV)/bin/pytest tests/infra/test_engine.py $(PYTEST_ARGS)
