@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import grpc
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import proto, rpc
-from pulumi.runtime.proto import provider_pb2_grpc
 
 from infra.proxmox.vm import ProxmoxVmProvider
+from tests.infra import plugin_server
 from tests.infra.conftest import FAST, TOKEN_SECRET
 from tests.infra.test_vm_provider import spec
 
@@ -38,28 +37,10 @@ def plain(message) -> dict:
 def dynamic_server(tmp_path, pve):  # after pve: the server inherits its RENDERLAB_GUEST_SSH
     env = {k: v for k, v in os.environ.items() if k != "PROXMOX_API_TOKEN"}
     env.update(PYTHONPATH=str(ROOT), PULUMI_PROJECT="renderlab")
-    errors = tmp_path / "provider.stderr"
-    with errors.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pulumi.dynamic"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    try:
-        line = proc.stdout.readline().strip()
-        if not line.isdigit():
-            pytest.fail(f"python -m pulumi.dynamic did not start: {line!r} {errors.read_text()[-2000:]}")
-        channel = grpc.insecure_channel(f"127.0.0.1:{line}")
-        grpc.channel_ready_future(channel).result(timeout=30)
-        yield provider_pb2_grpc.ResourceProviderStub(channel)
-        channel.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
+    with plugin_server.serve(
+        [sys.executable, "-m", "pulumi.dynamic"], tmp_path / "provider.stderr", cwd=ROOT, env=env
+    ) as stub:
+        yield stub
 
 
 def test_create_diff_delete_over_grpc(dynamic_server, pve, fakepve_cafile):

@@ -14,14 +14,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import grpc
 import pulumi_kubernetes as k8s
 import pytest
 from google.protobuf import empty_pb2
 from pulumi.runtime import proto
-from pulumi.runtime.proto import provider_pb2_grpc
 
 from infra import cluster
+from tests.infra import plugin_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build-k8s-provider.sh"
@@ -155,23 +154,8 @@ built = pytest.mark.skipif(not BINARY.exists(), reason=f"no provider at {BINARY}
 
 @pytest.fixture
 def provider(tmp_path: Path):
-    errors = tmp_path / "provider.stderr"
-    with errors.open("w") as err:
-        proc = subprocess.Popen([str(BINARY)], stdout=subprocess.PIPE, stderr=err, text=True)
-    try:
-        port = proc.stdout.readline().strip()
-        if not port.isdigit():
-            pytest.fail(f"{BINARY} did not print its port: {port!r} {errors.read_text()[-2000:]}")
-        channel = grpc.insecure_channel(
-            f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", -1)]
-        )
-        grpc.channel_ready_future(channel).result(timeout=30)
-        yield provider_pb2_grpc.ResourceProviderStub(channel)
-        channel.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
+    with plugin_server.serve([str(BINARY)], tmp_path / "provider.stderr") as stub:
+        yield stub
 
 
 @built
