@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from infra.proxmox.guest import ENDPOINTS_ENV
-from renderlab.lab import ansible_unsafe
+from renderlab.lab import ansible_unsafe, lab_ca
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.config import load
 from renderlab.lab.host_secrets import SERVICE_SECRETS
@@ -228,11 +228,14 @@ def test_state_holds_no_plaintext_secret(step):
             assert hosts_secrets.is_fernet_key(value), key
         elif spec.format == "key32":
             assert hosts_secrets.is_key32(value), key
+        elif spec.format == "lab_ca":
+            lab_ca.load_ca(value)  # the key and its self-signed certificate, one PEM bundle
         else:
             assert re.fullmatch(rf"[A-Za-z0-9]{{{spec.length}}}", value), key
     state = engine.state_text() + engine.stack_file.read_text()
     assert "secure" in engine.stack_file.read_text() and "ciphertext" in state
-    for what, value in [("the Proxmox token", TOKEN_SECRET), *secrets.items()]:
+    # Each secret whole, and of the lab CA each line of its private key (the certificate is public).
+    for what, value in [("the Proxmox token", TOKEN_SECRET), *hosts_secrets.log_needles(secrets)]:
         assert value not in state, f"{what} is in the state or the stack file in plain text"
 
 
