@@ -218,7 +218,14 @@ def test_a_pod_resolves_kubernetes_default(built: Cluster, web: dict[str, dict])
         (True, "delete", "jobs.batch", "render"),
         (True, "get", "pods", "render"),
         (True, "get", "pods/log", "render"),
+        # The Job operator's other calls (the rehearsal met each as a 403): the Job's status, a label on the pod
+        # it checked, the events of a failed pod.
+        (True, "get", "jobs.batch/status", "render"),
+        (True, "patch", "pods", "render"),
+        (True, "list", "events", "render"),
         (False, "get", "secrets", "render"),
+        (False, "patch", "pods", "kube-system"),
+        (False, "update", "jobs.batch/status", "render"),
         (False, "create", "pods", "render"),
         (False, "create", "jobs.batch", "default"),
         (False, "get", "pods", "kube-system"),
