@@ -117,3 +117,9 @@ def test_the_cli_takes_the_ca_file_from_the_environment(lab, monkeypatch, capsys
     monkeypatch.setenv("AIRFLOW_CA_FILE", str(tmp := ca_file.parent / "missing.crt"))
     assert trigger.main(["--url", url, "--no-follow"]) == 2
     assert f"cannot load the CA certificate {tmp}" in capsys.readouterr().err
+
+
+def test_the_password_stays_out_of_the_clients_repr():
+    # A failing test prints its arguments (the lab rehearsal's traceback showed the admin password).
+    api = Api("https://10.20.0.30:8080", "admin", "s3cret-Password-value")
+    assert "s3cret-Password-value" not in repr(api) and "admin" in repr(api)

@@ -49,7 +49,7 @@ class TriggerError(RuntimeError):
 class Api:
     url: str
     user: str
-    password: str
+    password: str = field(repr=False)  # a traceback prints the Api (pytest shows a failing test's arguments)
     timeout: float = 30
     ca_file: str | None = None  # the lab CA's certificate: the only one trusted (None: the system's store)
     _token: str | None = field(default=None, repr=False)

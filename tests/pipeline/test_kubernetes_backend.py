@@ -142,13 +142,26 @@ def _context():
     return {"ti": ti, "run_id": "manual__x", "dag": SimpleNamespace(), "task_id": "render_chunk"}
 
 
+def _pod_log_like_the_client(text: str):
+    """read_namespaced_pod_log as the kubernetes client 36.x answers: raw bytes in `.data` when asked for the
+    response itself, else the repr of those bytes as one str (what the lab's real cluster gave)."""
+
+    def read(**kw):
+        data = text.encode()
+        return SimpleNamespace(data=data) if kw.get("_preload_content") is False else str(data)
+
+    return read
+
+
 @pytest.fixture
 def provider(no_cluster):
     """The provider with its cluster calls patched at the hook/operator boundaries it defines."""
     created: list[k8s.V1Job] = []
     pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="job-render-pod", namespace="render"))
     core = mock.Mock()
-    core.read_namespaced_pod_log.return_value = 'render: frame 1\n{"rendered": 2, "skipped": 0}\n'
+    core.read_namespaced_pod_log.side_effect = _pod_log_like_the_client(
+        'render: frame 1\n{"rendered": 2, "skipped": 0}\n'
+    )
     batch = mock.Mock()
     with mock.patch(f"{HOOK}.create_job", side_effect=lambda job: created.append(job) or job), \
          mock.patch(f"{HOOK}.wait_until_job_complete", side_effect=lambda job_name, namespace, **kw: created[-1]) as wait, \
@@ -191,7 +204,7 @@ def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, pro
     import logging
 
     provider.failed.return_value = "BackoffLimitExceeded: Job has reached the specified backoff limit"
-    provider.core.read_namespaced_pod_log.return_value = (
+    provider.core.read_namespaced_pod_log.side_effect = _pod_log_like_the_client(
         "00:02.730  blend | Read blend\nrender: error: --blend x.blend does not exist\n"
     )
     with pytest.raises(JobFailed, match="BackoffLimitExceeded") as e:

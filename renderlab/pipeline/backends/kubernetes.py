@@ -103,6 +103,20 @@ def build_job(spec: JobSpec, settings: Settings, context: dict | None = None) ->
     return operator(spec, settings).build_job_request_obj(context)
 
 
+def _pod_log(op, pod, tail: int) -> str:
+    """The last `tail` lines of the pod's log as text. Read raw and decoded here: the kubernetes client (36.x)
+    hands a preloaded log back as the repr of its bytes ("b'...\\n...'"), one line that no result parses from
+    (met on the lab's real cluster)."""
+    resp = op.hook.core_v1_client.read_namespaced_pod_log(
+        name=pod.metadata.name,
+        namespace=pod.metadata.namespace,
+        container=CONTAINER,
+        tail_lines=tail,
+        _preload_content=False,
+    )
+    return resp.data.decode("utf-8", errors="replace")
+
+
 class KubernetesBackend:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -121,11 +135,7 @@ class KubernetesBackend:
             pods = list(getattr(op, "pods", None) or [])
             if not pods:
                 raise JobFailed(f"job {spec.name}: the provider found no pod to read the result from")
-            pod = pods[0]
-            text = op.hook.core_v1_client.read_namespaced_pod_log(
-                name=pod.metadata.name, namespace=pod.metadata.namespace, container=CONTAINER, tail_lines=20
-            )
-            result = parse_result_line(spec.name, str(text).splitlines())
+            result = parse_result_line(spec.name, _pod_log(op, pods[0], 20).splitlines())
         finally:
             self._cleanup(op, log)
         seconds = round(time.monotonic() - start, 3)
@@ -136,10 +146,7 @@ class KubernetesBackend:
         """The last lines of the Job's pod log, or none when there is no pod (never raises)."""
         try:
             pod = list(getattr(op, "pods", None) or [])[0]
-            text = op.hook.core_v1_client.read_namespaced_pod_log(
-                name=pod.metadata.name, namespace=pod.metadata.namespace, container=CONTAINER, tail_lines=tail
-            )
-            return [ln for ln in str(text).splitlines() if ln.strip()]
+            return [ln for ln in _pod_log(op, pod, tail).splitlines() if ln.strip()]
         except Exception:
             return []
 
