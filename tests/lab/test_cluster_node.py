@@ -93,6 +93,8 @@ def test_lab_only_values_are_in_the_lab_inventory_and_not_in_the_production_one(
     options.state.mkdir(parents=True)
     lab.write_stack(options, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlab lab@test", ["10.0.0.53"])
     config = load(options.state / "stack.yaml")
+    # A Job asks for what a node container can give (the example's 2 cores never schedule there).
+    assert config.pipeline.cpu == lab.LOCAL_JOB_CPU != load(ROOT / "Pulumi.example.yaml").pipeline.cpu
     local = lab.lab_inventory(config, options)
     overrides = local["all"]["vars"]["renderlab_kube_node_overrides"]
     # The admin kubeconfig lands in the lab's state folder, not in the checkout a real lab writes it to.

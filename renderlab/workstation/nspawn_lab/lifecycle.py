@@ -103,6 +103,9 @@ def resolvers() -> list[str]:
     return usable
 
 
+LOCAL_JOB_CPU = "1"
+
+
 def write_stack(s: LabOptions, pubkey: str, dns: list[str]) -> dict[str, str]:
     """The local stack file: the base config with the lab's own network and key (validated like any)."""
     base = yaml.safe_load(s.base_config.read_text())
@@ -122,6 +125,10 @@ def write_stack(s: LabOptions, pubkey: str, dns: list[str]) -> dict[str, str]:
     # No PVE behind the local lab: a token of its own in Pulumi's encrypted shape stands in for the example's
     # placeholder (which only the example itself may hold).
     cfg["renderlab:proxmox_api_token"] = {"secure": "v1:local-lab-has-no-proxmox"}
+    # The nodes are containers on this machine, not VMs of the stack's size: a Job asking for the example's 2
+    # cores is never scheduled (2 allocatable, the control plane's own pods ask ~1). One core each fits a Job on
+    # either node at once.
+    cfg["renderlab:pipeline"] = {**cfg.get("renderlab:pipeline", {}), "cpu": LOCAL_JOB_CPU}
     atomic.write_yaml(s.state / "stack.yaml", base, mode=0o644)
     return addresses
 
