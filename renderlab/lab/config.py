@@ -569,6 +569,13 @@ def lab_problems(s: dict[str, Any]) -> list[str]:
                     f"pipeline.cpu {pipeline.cpu} is more than the biggest Kubernetes node has ({name}: {big.cores} "
                     "cores); a render Job could never be scheduled: lower it or give the node more cores"
                 )
+            elif pipeline.cpu_cores() == big.cores:
+                # Every node's own pods (kube-proxy, kube-router, CoreDNS, the control plane) ask for some CPU.
+                problems.append(
+                    f"pipeline.cpu {pipeline.cpu} is all the cores of the biggest Kubernetes node ({name}: "
+                    f"{big.cores}); the node's own pods ask for part of them, so a render Job would wait "
+                    "unscheduled forever: ask for less or give the node more cores"
+                )
             if pipeline.memory_mib() > big.memory_mib:
                 problems.append(
                     f"pipeline.memory {pipeline.memory} is more than the biggest Kubernetes node has ({name}: "
