@@ -243,7 +243,13 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     }
     assert p4_secret
     (role,) = kinds["kubernetes:rbac.authorization.k8s.io/v1:Role"]
-    assert {r for rule in role[1]["rules"] for r in rule["resources"]} == {"jobs", "jobs/status", "pods", "pods/log", "events"}
+    assert {r for rule in role[1]["rules"] for r in rule["resources"]} == {
+        "jobs",
+        "jobs/status",
+        "pods",
+        "pods/log",
+        "events",
+    }
     assert role[1]["metadata"]["namespace"] == "render"
     policies = {n: i for n, i in kinds["kubernetes:networking.k8s.io/v1:NetworkPolicy"]}
     policy = ("render-egress", policies["networkpolicy-render-render-egress"])

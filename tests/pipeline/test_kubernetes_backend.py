@@ -200,6 +200,20 @@ def test_operator_path_submits_waits_streams_logs_and_cleans_up(settings, provid
     )
 
 
+def test_a_job_whose_pod_the_quota_holds_back_waits_for_it(settings, provider, monkeypatch):
+    import logging
+
+    # The namespace's quota is full: the Job controller creates the pod only once another Job finished. The
+    # provider alone lists a few times back to back and fails ("No pods running"), as it did in the lab.
+    monkeypatch.setattr(kb, "POD_POLL_S", 0)
+    pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="job-render-pod", namespace="render"))
+    answers = iter([[], [], [], [], [], [pod]])
+    provider.core.list_namespaced_pod.side_effect = lambda **kw: SimpleNamespace(items=next(answers))
+    res = kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    assert res.result == {"rendered": 2, "skipped": 0}
+    assert provider.core.list_namespaced_pod.call_count == 6  # waited through five empty answers
+
+
 def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, provider):
     import logging
 

@@ -8,6 +8,7 @@ result line from the pod's log, then delete the Job (TTL is the backstop if the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -28,10 +29,48 @@ def _resources(spec: JobSpec) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(requests=requests, limits=limits)
 
 
+POD_POLL_S = 10
+
+
+@functools.cache
+def _queued_operator_class():
+    from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
+
+    class QueuedJobOperator(KubernetesJobOperator):
+        """The provider's Job operator, patient while the cluster holds the Job's pod back.
+
+        The provider lists the Job's pods a few times back to back and fails when none is there yet. A Job whose
+        pod the namespace's quota refuses for now (more chunks than the quota admits at once) gets it created by
+        the Job controller as soon as another finishes: the lab rehearsal's chunks failed with "No pods running"
+        while the quota was full. Here the task waits for the pod, as long as the Job itself may live.
+        """
+
+        def get_pods(self, pod_request_obj, context, *, exclude_checked: bool = True):
+            # The provider's own selector for this task's pods (a private helper of the pinned provider).
+            selector = self._build_find_pod_label_selector(context, exclude_checked=exclude_checked)
+            namespace = pod_request_obj.metadata.namespace
+            deadline = time.monotonic() + (self.active_deadline_seconds or 3600)
+            told = False
+            while not self.client.list_namespaced_pod(namespace=namespace, label_selector=selector).items:
+                if time.monotonic() > deadline:
+                    break  # the provider's own error follows
+                if not told:
+                    self.log.info(
+                        "the Job's pod is not created yet (the namespace's quota is full?); waiting"
+                    )
+                    told = True
+                time.sleep(POD_POLL_S)
+            return super().get_pods(pod_request_obj, context, exclude_checked=exclude_checked)
+
+    QueuedJobOperator.__qualname__ = "QueuedJobOperator"  # its logger's name
+    return QueuedJobOperator
+
+
 def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
     """The provider's operator for this Job (not run yet)."""
-    from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
     from airflow.providers.cncf.kubernetes.secret import Secret
+
+    KubernetesJobOperator = _queued_operator_class()
 
     share = k8s.V1Volume(
         name="share",
