@@ -2,8 +2,8 @@
 and `make lab-rehearsal` share. Read from the share's own layout (renderlab/base/share.py), never from paths a
 record names (those are as the Airflow host saw the share, which may be mounted elsewhere there).
 
-A run is good when its success notification is recorded, validation said ok, the scene's .blend files (the
-song's and the loop's) are there, and each rendered variant has an MP4 with a video and an audio stream, a
+A run is good when its success notification is recorded, validation said ok, the scene's .blend files the build
+reported (the song's and the loop's) are there, and each rendered variant has an MP4 with a video and an audio stream, a
 contact sheet, and the run's gallery page.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from renderlab.base import png
@@ -60,8 +60,15 @@ def problems(share: Path, run_id: str) -> list[str]:
     song = str(record.get("song"))
     scene = Path(lay.scene(run_id))
     blends = {p.name for p in scene.glob("*.blend")} if scene.is_dir() else set()
-    for name in (f"{song}.blend", f"{song}_loop.blend"):
-        if name not in blends:
+    # The files the build reported (named after the depot's MIDI file, not the song): only their names are
+    # taken, looked for in this run's scene folder (the paths are as the build's pod saw the share).
+    outputs = (_json(scene / "report.json") or {}).get("outputs")
+    if not isinstance(outputs, dict):
+        found.append(f"no build report naming the scene files in {scene / 'report.json'}")
+        outputs = {}
+    for key in ("blend", "loop_blend"):
+        name = PurePosixPath(str(outputs.get(key) or "")).name
+        if name and (not name.endswith(".blend") or name not in blends):
             found.append(f"no {name} in {scene}")
     variants = sorted(Path(p).stem.removeprefix(f"{song}_") for p in record.get("videos") or [])
     if not variants:

@@ -25,8 +25,15 @@ def share(tmp_path: Path) -> Path:
     scene, video, report = (Path(p) for p in (lay.scene(RUN), lay.video(RUN), lay.report(RUN)))
     for folder in (scene, video, report, Path(lay.gallery_run(RUN))):
         folder.mkdir(parents=True)
-    for name in (f"{SONG}.blend", f"{SONG}_loop.blend"):
+    # Named after the depot's MIDI file (song.mid), as the build names them, and reported with the paths its
+    # pod saw.
+    for name in ("song.blend", "song_loop.blend"):
         (scene / name).write_bytes(b"BLENDER")
+    outputs = {
+        k: f"/share/runs/{RUN}/scene/{v}"
+        for k, v in (("blend", "song.blend"), ("loop_blend", "song_loop.blend"))
+    }
+    (scene / "report.json").write_text(json.dumps({"song": "song", "outputs": outputs}))
     mp4 = Path(lay.video_file(RUN, SONG, "main"))
     _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x36:rate=12:duration=0.5", "-f", "lavfi", "-i",
             "sine=frequency=440:duration=0.5", "-shortest", "-pix_fmt", "yuv420p", str(mp4))  # fmt: skip
@@ -49,12 +56,12 @@ def test_a_video_without_audio_and_a_missing_loop_scene_are_named(share):
     lay = ShareLayout(share)
     mp4 = Path(lay.video_file(RUN, SONG, "main"))
     _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x36:rate=12:duration=0.5", "-pix_fmt", "yuv420p", str(mp4))
-    (Path(lay.scene(RUN)) / f"{SONG}_loop.blend").unlink()
+    (Path(lay.scene(RUN)) / "song_loop.blend").unlink()
     (Path(lay.gallery_run(RUN)) / "index.html").unlink()
     sheet = Path(lay.contact_sheet(RUN, SONG, "main"))
     sheet.write_bytes(sheet.read_bytes()[:-20])  # cut short: not a complete PNG
     assert run_outputs.problems(share, RUN) == [
-        f"no {SONG}_loop.blend in {lay.scene(RUN)}",
+        f"no song_loop.blend in {lay.scene(RUN)}",
         f"{mp4} has streams ['video'], not video and audio",
         f"no complete contact sheet PNG at {sheet}",
         f"no gallery page at {lay.gallery_run(RUN)}/index.html",
@@ -76,3 +83,11 @@ def test_a_failed_run_says_why(share):
     )
     (problem,) = run_outputs.problems(share, RUN)
     assert problem.endswith(": error in fetch: no such song") and "has no success record" in problem
+
+
+def test_a_scene_without_the_builds_report_is_named(share):
+    scene = Path(ShareLayout(share).scene(RUN))
+    (scene / "report.json").unlink()
+    assert run_outputs.problems(share, RUN) == [
+        f"no build report naming the scene files in {scene / 'report.json'}"
+    ]
