@@ -79,7 +79,9 @@ def test_render_false_builds_only(airflow_home, depot, tmp_path):
     )
     assert r["state"] == "success", r["log"][-3000:]
     (run_dir,) = (share / "runs").iterdir()
-    assert (run_dir / "scene" / "tiny.blend").is_file()
+    assert (
+        run_dir / "scene" / "song.blend"
+    ).is_file()  # named after the MIDI file, as the real build names it
     assert not (run_dir / "frames").exists() and not (run_dir / "video").exists()
     # A build-only run still gets its page (scene and timing, no video).
     page = (share / "gallery" / "runs" / run_dir.name / "index.html").read_text()

@@ -21,7 +21,7 @@ def main() -> int:
     if not a.midi.is_file():
         print(f"build: error: MIDI file {a.midi} does not exist", file=sys.stderr)
         return 2
-    song = a.midi.parent.name
+    song = a.midi.stem  # as the real build names its files: after the MIDI file (the depot's song.mid)
     a.out.mkdir(parents=True, exist_ok=True)
     for name in (f"{song}.blend", f"{song}_loop.blend"):
         (a.out / name).write_bytes(b"standin blend")
