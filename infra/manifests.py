@@ -209,7 +209,11 @@ def launcher_rbac(config: LabConfig) -> list[dict]:
                 # patched on the pod it has checked, the namespace's events when a pod fails (the lab rehearsal
                 # met each as a 403 on a real cluster).
                 {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch", "delete"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["get", "list", "watch", "patch", "delete"],
+                },
                 {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
             ],
