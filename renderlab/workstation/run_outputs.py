@@ -10,6 +10,8 @@ contact sheet, and the run's gallery page.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,11 +19,24 @@ from typing import Any
 from renderlab.base import png
 from renderlab.base.share import ShareLayout
 
+MAX_JSON_BYTES = 16 * 1024 * 1024  # a build report lists every note: a few MiB for a long song
+
 
 def _json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from the share, or None: read only as a regular file reached without a link, bounded."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        return None
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

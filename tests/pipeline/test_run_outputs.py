@@ -91,3 +91,15 @@ def test_a_scene_without_the_builds_report_is_named(share):
     assert run_outputs.problems(share, RUN) == [
         f"no build report naming the scene files in {scene / 'report.json'}"
     ]
+
+
+def test_a_build_report_that_is_a_link_or_a_device_is_not_read(share, tmp_path):
+    # Read from the share: a link out of it (here to a file that would pass) or an endless device is no report.
+    scene = Path(ShareLayout(share).scene(RUN))
+    real = tmp_path / "elsewhere.json"
+    (scene / "report.json").rename(real)
+    missing = [f"no build report naming the scene files in {scene / 'report.json'}"]
+    for target in (real, Path("/dev/zero")):
+        (scene / "report.json").unlink(missing_ok=True)
+        (scene / "report.json").symlink_to(target)
+        assert run_outputs.problems(share, RUN) == missing
