@@ -110,8 +110,10 @@ def chunks(records: dict[str, Any]) -> list[Chunk]:
         pod_name = pod["metadata"]["name"]
         started = first_frame_start(records["logs"].get(pod_name, ""))
         if started is None:
+            said = (records.get("log_errors") or {}).get(pod_name)
             raise RecordError(
                 f"pod {pod_name}'s log has no rendered-frame line; save it with `kubectl logs --timestamps`"
+                + (f" (kubectl said: {said})" if said else "")
             )
         created = timestamp(meta["creationTimestamp"])
         scheduled = _scheduled(pod)

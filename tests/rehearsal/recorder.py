@@ -1,16 +1,44 @@
 """The run's records for benchmarks/lab_scaling.py, taken while the run goes on: the Kubernetes backend deletes
 each Job once it has read its result (renderlab/pipeline/backends/kubernetes.py), so nothing is left to list
 afterwards. Two API watches (Jobs, pods: every change is streamed, none is missed between polls) and one
-`kubectl logs -f --timestamps` per pod, started when the pod is first seen.
+`kubectl logs -f --timestamps` per pod, started once its container has started: asked earlier, kubectl answers
+"waiting to start" and exits at once (the first rehearsal's records had every log empty for that reason). A
+follower that fails is started again at the pod's next change, up to FOLLOW_TRIES times; what kubectl said on
+stderr is kept in the records beside the log.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+FOLLOW_TRIES = 5
+
+
+def container_started(pod: dict) -> bool:
+    """The pod's container runs or has run: only then has it a log to follow."""
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        if "running" in state or ("terminated" in state and (state["terminated"] or {}).get("startedAt")):
+            return True
+    return False
+
+
+@dataclass
+class Follower:
+    proc: subprocess.Popen
+    out: Path
+    err: Path
+    tries: int
+
+    def failed(self) -> bool:
+        return self.proc.poll() not in (None, 0)
 
 
 class Documents:
@@ -38,7 +66,8 @@ class Recorder:
     def __init__(self, kubectl: list[str], namespace: str, selector: str):
         self.kubectl, self.ns, self.selector = kubectl, namespace, selector
         self.latest: dict[str, dict[str, dict]] = {"jobs": {}, "pods": {}}
-        self.logs: dict[str, subprocess.Popen] = {}
+        self.followers: dict[str, Follower] = {}
+        self.folder = Path(tempfile.mkdtemp(prefix="rehearsal-logs-"))
         self.watches: list[tuple[str, subprocess.Popen, threading.Thread]] = []
         self.lock = threading.Lock()
 
@@ -66,12 +95,20 @@ class Recorder:
             return
         with self.lock:
             self.latest[kind][name] = obj  # a DELETED event carries the object's last state too
-            if kind == "pods" and name not in self.logs and obj.get("spec", {}).get("nodeName"):
-                self.logs[name] = subprocess.Popen(
-                    [*self.kubectl, "-n", self.ns, "logs", "-f", "--timestamps", "--pod-running-timeout=10m",
-                     f"pod/{name}"],
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                )  # fmt: skip
+            if kind == "pods" and container_started(obj):
+                self._follow(name)
+
+    def _follow(self, pod: str) -> None:
+        """Start (or start again, after a failure) the pod's log follower; the caller holds the lock."""
+        old = self.followers.get(pod)
+        if old is not None and (not old.failed() or old.tries >= FOLLOW_TRIES):
+            return
+        out, err = self.folder / f"{pod}.log", self.folder / f"{pod}.err"
+        with out.open("wb") as o, err.open("wb") as e:  # the child keeps its own copies of the descriptors
+            proc = subprocess.Popen(
+                [*self.kubectl, "-n", self.ns, "logs", "-f", "--timestamps", f"pod/{pod}"], stdout=o, stderr=e
+            )
+        self.followers[pod] = Follower(proc, out, err, (old.tries if old else 0) + 1)
 
     def __exit__(self, *exc) -> None:
         for _, proc, _ in self.watches:
@@ -82,24 +119,29 @@ class Recorder:
 
     def records(self) -> dict[str, Any]:
         """As benchmarks/lab_scaling.py reads them; each log is read to its end (its pod has finished)."""
-        logs = {}
+        logs, errors = {}, {}
         with self.lock:
-            followers = dict(self.logs)
-        for name, proc in followers.items():
+            followers = dict(self.followers)
+        for name, f in followers.items():
             try:
-                out, _ = proc.communicate(timeout=120)
+                f.proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                out, _ = proc.communicate()
-            logs[name] = out
+                f.proc.kill()
+                f.proc.wait()
+            logs[name] = f.out.read_text(encoding="utf-8", errors="replace")
+            err = f.err.read_text(encoding="utf-8", errors="replace").strip()
+            if err or f.proc.returncode:
+                errors[name] = f"exit {f.proc.returncode} after {f.tries} tries: {err}"
         with self.lock:
             return {
                 "jobs": {"kind": "List", "items": list(self.latest["jobs"].values())},
                 "pods": {"kind": "List", "items": list(self.latest["pods"].values())},
                 "logs": logs,
+                "log_errors": errors,
             }
 
     def save(self, path: Path) -> dict[str, Any]:
         records = self.records()
+        shutil.rmtree(self.folder, ignore_errors=True)
         path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
         return records
