@@ -164,7 +164,7 @@ def provider(no_cluster):
     )
     batch = mock.Mock()
     with mock.patch(f"{HOOK}.create_job", side_effect=lambda job: created.append(job) or job), \
-         mock.patch(f"{HOOK}.wait_until_job_complete", side_effect=lambda job_name, namespace, **kw: created[-1]) as wait, \
+         mock.patch.object(kb._hook_class(), "wait_until_job_complete", side_effect=lambda job_name, namespace, **kw: created[-1]) as wait, \
          mock.patch(f"{HOOK}.is_job_failed", return_value=False) as failed, \
          mock.patch(f"{HOOK}.core_v1_client", new_callable=mock.PropertyMock, return_value=core), \
          mock.patch(f"{HOOK}.batch_v1_client", new_callable=mock.PropertyMock, return_value=batch), \
@@ -225,6 +225,95 @@ def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, pro
         kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
     # The entrypoint's own message is surfaced, last.
     assert str(e.value).splitlines()[-1] == "render: error: --blend x.blend does not exist"
+    provider.batch.delete_namespaced_job.assert_called_once()
+
+
+def _pod(name: str, phase: str = "Pending", waiting: str | None = None, message: str = "") -> k8s.V1Pod:
+    state = k8s.V1ContainerState(waiting=k8s.V1ContainerStateWaiting(reason=waiting, message=message or None))
+    statuses = [k8s.V1ContainerStatus(name="base", image="x", image_id="", ready=False, restart_count=0,
+                                      state=state)] if waiting else None  # fmt: skip
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name=name, namespace="render"),
+        spec=k8s.V1PodSpec(containers=[], node_name="rl0-k8s-worker"),
+        status=k8s.V1PodStatus(phase=phase, container_statuses=statuses),
+    )
+
+
+def test_an_image_that_cannot_be_pulled_is_named_after_a_grace_not_at_the_jobs_deadline():
+    since: dict[str, float] = {}
+    backoff = [_pod("p", waiting="ImagePullBackOff", message='pull "lab/blender:nope": not found')]
+    assert kb.unpullable(backoff, since, now=100.0) is None  # a registry's passing failure gets retries
+    assert kb.unpullable(backoff, since, now=100.0 + kb.PULL_GRACE_S - 1) is None
+    why = kb.unpullable(backoff, since, now=100.0 + kb.PULL_GRACE_S)
+    assert why == 'pod p on node rl0-k8s-worker: ImagePullBackOff: pull "lab/blender:nope": not found'
+    # A name that can never be pulled fails at once; a pod still being created is no failure.
+    assert "InvalidImageName" in kb.unpullable([_pod("q", waiting="InvalidImageName")], {}, now=0.0)
+    assert kb.unpullable([_pod("r", waiting="ContainerCreating"), _pod("s")], {}, now=1e9) is None
+
+
+@pytest.fixture
+def hook(no_cluster, monkeypatch):
+    """The backend's watching hook, its cluster calls answered from `answers` (Job status, pod lists)."""
+    monkeypatch.setattr(kb, "PULL_GRACE_S", 0.0)
+    h = kb._hook_class()(conn_id=None)
+    core = mock.Mock()
+    monkeypatch.setattr(type(h), "core_v1_client", property(lambda self: core))
+    h.answers = SimpleNamespace(jobs=[], pods=[])
+    monkeypatch.setattr(h, "get_job_status", lambda job_name, namespace: h.answers.jobs.pop(0))
+    core.list_namespaced_pod.side_effect = lambda namespace, label_selector: SimpleNamespace(
+        items=h.answers.pods.pop(0)
+    )
+    h.core = core
+    return h
+
+
+def _job(done: bool) -> k8s.V1Job:
+    cond = [k8s.V1JobCondition(type="Complete", status="True")] if done else None
+    return k8s.V1Job(metadata=k8s.V1ObjectMeta(name="job-render-x"), status=k8s.V1JobStatus(conditions=cond))
+
+
+def test_the_wait_fails_fast_when_the_pod_cannot_get_its_image(hook):
+    hook.answers.jobs = [_job(False), _job(False)]
+    hook.answers.pods = [[_pod("p")], [_pod("p", waiting="ErrImagePull", message="not found")]]
+    with pytest.raises(kb.ImageUnavailable, match="ErrImagePull: not found"):
+        hook.wait_until_job_complete("job-render-x", "render", job_poll_interval=0)
+    assert hook.core.list_namespaced_pod.call_args.kwargs["label_selector"] == (
+        "batch.kubernetes.io/job-name=job-render-x"
+    )
+
+
+def test_the_pods_that_finished_are_read_not_the_first_one_seen(settings, provider):
+    import logging
+
+    # The first pod was deleted mid-chunk; the Job controller replaced it and the replacement finished.
+    replacement = _pod("job-render-pod-2", phase="Succeeded")
+
+    def wait(job_name, namespace, **kw):
+        hook = kb._hook_class()
+        hook.final_pods = [replacement]  # what the real wait keeps when the Job is complete
+        return provider.created[-1]
+
+    provider.wait.side_effect = wait
+    try:
+        res = kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    finally:
+        kb._hook_class().final_pods = None  # the class default again
+    assert res.result == {"rendered": 2, "skipped": 0}
+    assert provider.core.read_namespaced_pod_log.call_args.kwargs["name"] == "job-render-pod-2"
+    assert (
+        provider.logs.call_args.kwargs["pod"].metadata.name == "job-render-pod-2"
+    )  # streamed into the task log
+
+
+def test_an_unpullable_image_fails_the_task_with_the_pull_error_and_cleans_up(settings, provider):
+    import logging
+
+    def wait(job_name, namespace, **kw):
+        raise kb.ImageUnavailable("the image cannot be pulled: pod p on node n: ErrImageNeverPull: x")
+
+    provider.wait.side_effect = wait
+    with pytest.raises(JobFailed, match="ErrImageNeverPull"):
+        kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
     provider.batch.delete_namespaced_job.assert_called_once()
 
 

@@ -30,6 +30,67 @@ def _resources(spec: JobSpec) -> k8s.V1ResourceRequirements:
 
 
 POD_POLL_S = 10
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the Job controller labels its pods with it
+# A container waiting for these never starts: the image cannot be had. ErrImagePull/ImagePullBackOff may be a
+# registry's passing failure, so those get PULL_GRACE_S of retries first; the other two are final at once.
+PULL_RETRIED = {"ErrImagePull", "ImagePullBackOff"}
+PULL_FINAL = {"InvalidImageName", "ErrImageNeverPull"}
+PULL_GRACE_S = 60.0
+
+
+class ImageUnavailable(Exception):
+    """The Job's pod cannot get its image: failing now beats waiting for the Job's deadline (hours)."""
+
+
+def unpullable(pods: list, since: dict[str, float], now: float) -> str | None:
+    """Why a pod of the Job will never start for want of its image, or None. `since` remembers when each pod
+    was first seen failing to pull (updated here)."""
+    for pod in pods:
+        name = pod.metadata.name
+        for cs in (pod.status and pod.status.container_statuses) or []:
+            waiting = cs.state and cs.state.waiting
+            reason = waiting.reason if waiting else None
+            if reason not in PULL_RETRIED | PULL_FINAL:
+                continue
+            first = since.setdefault(name, now)
+            if reason in PULL_FINAL or now - first >= PULL_GRACE_S:
+                node = pod.spec.node_name if pod.spec else None
+                return f"pod {name} on node {node}: {reason}: {waiting.message or cs.image}"
+    return None
+
+
+@functools.cache
+def _hook_class():
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    class WatchingHook(KubernetesHook):
+        """The provider's hook, whose Job wait also looks at the Job's pods on every poll.
+
+        The provider polls only the Job's status, and a pod that cannot pull its image leaves the Job neither
+        complete nor failed until its activeDeadlineSeconds: a wrong image reference hung the task for hours.
+        The pods listed when the Job finishes are kept: a pod deleted mid-run was replaced by the Job
+        controller, and its logs and result are read from the pod that finished, not the one first seen.
+        """
+
+        final_pods: list | None = None
+
+        def wait_until_job_complete(self, job_name: str, namespace: str, job_poll_interval: float = 10):
+            since: dict[str, float] = {}
+            while True:
+                job = self.get_job_status(job_name=job_name, namespace=namespace)
+                pods = self.core_v1_client.list_namespaced_pod(
+                    namespace=namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}"
+                ).items
+                if self.is_job_complete(job=job):
+                    done = [p for p in pods if p.status and p.status.phase in ("Succeeded", "Failed")]
+                    self.final_pods = done or None
+                    return job
+                why = unpullable(pods, since, time.monotonic())
+                if why:
+                    raise ImageUnavailable(f"the image cannot be pulled: {why}")
+                time.sleep(job_poll_interval)
+
+    return WatchingHook
 
 
 @functools.cache
@@ -37,13 +98,33 @@ def _queued_operator_class():
     from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 
     class QueuedJobOperator(KubernetesJobOperator):
-        """The provider's Job operator, patient while the cluster holds the Job's pod back.
+        """The provider's Job operator, patient while the cluster holds the Job's pod back, and reading the pod
+        that finished (see WatchingHook).
 
         The provider lists the Job's pods a few times back to back and fails when none is there yet. A Job whose
         pod the namespace's quota refuses for now (more chunks than the quota admits at once) gets it created by
         the Job controller as soon as another finishes: the lab rehearsal's chunks failed with "No pods running"
         while the quota was full. Here the task waits for the pod, as long as the Job itself may live.
         """
+
+        @functools.cached_property
+        def hook(self):
+            return _hook_class()(
+                conn_id=self.kubernetes_conn_id,
+                in_cluster=self.in_cluster,
+                config_file=self.config_file,
+                cluster_context=self.cluster_context,
+            )
+
+        # The provider sets `self.pods` to the pods it first found, then streams their logs once the Job is
+        # complete; after the wait these are the pods that finished (the first may be gone).
+        @property
+        def pods(self):
+            return self.hook.final_pods or getattr(self, "_first_pods", None)
+
+        @pods.setter
+        def pods(self, value):
+            self._first_pods = value
 
         def get_pods(self, pod_request_obj, context, *, exclude_checked: bool = True):
             # The provider's own selector for this task's pods (a private helper of the pinned provider).
@@ -172,9 +253,10 @@ class KubernetesBackend:
                 tail = f"; last output:\n{tail}" if tail else ""
                 raise JobFailed(f"job {spec.name}: the Kubernetes Job failed: {e}{tail}") from e
             pods = list(getattr(op, "pods", None) or [])
-            if not pods:
+            succeeded = [p for p in pods if p.status and p.status.phase == "Succeeded"] or pods
+            if not succeeded:
                 raise JobFailed(f"job {spec.name}: the provider found no pod to read the result from")
-            result = parse_result_line(spec.name, _pod_log(op, pods[0], 20).splitlines())
+            result = parse_result_line(spec.name, _pod_log(op, succeeded[0], 20).splitlines())
         finally:
             self._cleanup(op, log)
         seconds = round(time.monotonic() - start, 3)
