@@ -110,6 +110,17 @@ class Recorder:
             )
         self.followers[pod] = Follower(proc, out, err, (old.tries if old else 0) + 1)
 
+    def log_so_far(self, pod: str) -> str:
+        """What the pod's log follower has written yet ("" before it started)."""
+        with self.lock:
+            f = self.followers.get(pod)
+        return f.out.read_text(encoding="utf-8", errors="replace") if f else ""
+
+    def pods(self) -> dict[str, dict]:
+        """The latest state of every pod seen so far."""
+        with self.lock:
+            return dict(self.latest["pods"])
+
     def __exit__(self, *exc) -> None:
         for _, proc, _ in self.watches:
             proc.terminate()
