@@ -214,9 +214,15 @@ def test_a_job_whose_pod_the_quota_holds_back_waits_for_it(settings, provider, m
     assert provider.core.list_namespaced_pod.call_count == 6  # waited through five empty answers
 
 
-def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, provider):
+def _failed(job: k8s.V1Job) -> k8s.V1Job:
+    job.status = k8s.V1JobStatus(conditions=[k8s.V1JobCondition(type="Failed", status="True")])
+    return job
+
+
+def test_failed_job_raises_the_clusters_reason_and_is_kept_for_its_ttl(settings, provider):
     import logging
 
+    provider.wait.side_effect = lambda job_name, namespace, **kw: _failed(provider.created[-1])
     provider.failed.return_value = "BackoffLimitExceeded: Job has reached the specified backoff limit"
     provider.core.read_namespaced_pod_log.side_effect = _pod_log_like_the_client(
         "00:02.730  blend | Read blend\nrender: error: --blend x.blend does not exist\n"
@@ -225,7 +231,34 @@ def test_failed_job_raises_the_clusters_reason_and_still_cleans_up(settings, pro
         kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
     # The entrypoint's own message is surfaced, last.
     assert str(e.value).splitlines()[-1] == "render: error: --blend x.blend does not exist"
-    provider.batch.delete_namespaced_job.assert_called_once()
+    # Kept (its TTL removes it): its log stays readable and the next try knows where it failed.
+    provider.batch.delete_namespaced_job.assert_not_called()
+    assert provider.created[-1].spec.ttl_seconds_after_finished == 3600
+
+
+def test_a_retry_prefers_another_node_than_where_the_same_chunk_failed(settings, provider):
+    import logging
+
+    spec = JobSpec(name="render-main-1-2", image="blender", command=["python", "-m", "x"],
+                   labels={"renderlab/run": "r1", "renderlab/chunk": "main-1-2"})  # fmt: skip
+    failed_there = _pod("job-render-main-1-2-old", phase="Failed")  # on rl0-k8s-worker
+    this_try = _pod("job-render-main-1-2-new", phase="Running")
+    provider.core.list_namespaced_pod.side_effect = lambda namespace, label_selector: SimpleNamespace(
+        items=[failed_there] if label_selector == "renderlab/run=r1,renderlab/chunk=main-1-2" else [this_try]
+    )
+    kb.KubernetesBackend(settings).run(spec, logging.getLogger("t"), _context())
+    affinity = provider.created[-1].spec.template.spec.affinity
+    (term,) = affinity.node_affinity.preferred_during_scheduling_ignored_during_execution  # preferred only
+    (req,) = term.preference.match_expressions
+    assert (req.key, req.operator, req.values) == ("kubernetes.io/hostname", "NotIn", ["rl0-k8s-worker"])
+    strict_valid(as_dict(provider.created[-1]))
+
+
+def test_a_first_try_has_no_node_preference(settings, provider):
+    import logging
+
+    kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    assert not provider.created[-1].spec.template.spec.affinity
 
 
 def _pod(name: str, phase: str = "Pending", waiting: str | None = None, message: str = "") -> k8s.V1Pod:

@@ -3,7 +3,9 @@
 `operator(spec)` builds the provider's KubernetesJobOperator (share PVC mounted at the working directory,
 Secrets by reference, resources, backoffLimit, TTL); `run()` executes it inside the calling task: the provider
 creates the Job, waits, streams the pod's logs into the task log and deletes the Job on kill. We read the
-result line from the pod's log, then delete the Job (TTL is the backstop if the worker dies first).
+result line from the pod's log, then delete the Job (TTL is the backstop if the worker dies first). A failed Job
+is kept for its TTL: its pod's log stays readable, and the next try of the same chunk prefers another node than
+the ones its failed pods ran on (a bad node must not eat every retry).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def _resources(spec: JobSpec) -> k8s.V1ResourceRequirements:
 
 POD_POLL_S = 10
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the Job controller labels its pods with it
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+# The labels that say "the same piece of work" across tries (renderlab.pipeline.steps sets them).
+SAME_WORK = ("renderlab/run", "renderlab/chunk")
 # A container waiting for these never starts: the image cannot be had. ErrImagePull/ImagePullBackOff may be a
 # registry's passing failure, so those get PULL_GRACE_S of retries first; the other two are final at once.
 PULL_RETRIED = {"ErrImagePull", "ImagePullBackOff"}
@@ -218,6 +223,25 @@ def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
     )
 
 
+def _finished(job) -> bool:
+    conditions = (job.status.conditions if job is not None and job.status else None) or []
+    return any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
+
+
+def avoid_nodes(nodes: list[str]) -> k8s.V1Affinity:
+    """Prefer (not require) any node but these: with one node left, the work still runs there."""
+    term = k8s.V1NodeSelectorTerm(
+        match_expressions=[k8s.V1NodeSelectorRequirement(key=HOSTNAME_LABEL, operator="NotIn", values=nodes)]
+    )
+    return k8s.V1Affinity(
+        node_affinity=k8s.V1NodeAffinity(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.V1PreferredSchedulingTerm(weight=100, preference=term)
+            ]
+        )
+    )
+
+
 def build_job(spec: JobSpec, settings: Settings, context: dict | None = None) -> k8s.V1Job:
     """The exact batch/v1 Job the provider would submit for this spec."""
     return operator(spec, settings).build_job_request_obj(context)
@@ -243,7 +267,14 @@ class KubernetesBackend:
 
     def run(self, spec: JobSpec, log: logging.Logger, context: dict | None = None) -> JobResult:
         op = operator(spec, self.settings, task_id=(context or {}).get("task_id"))
+        avoid = self._failed_nodes(op, spec)
+        if avoid:
+            log.info(
+                "job %s: earlier tries failed on %s; another node is preferred", spec.name, ", ".join(avoid)
+            )
+            op.affinity = avoid_nodes(avoid)
         start = time.monotonic()
+        failed = True
         try:
             try:
                 op.execute(context or {})
@@ -257,8 +288,12 @@ class KubernetesBackend:
             if not succeeded:
                 raise JobFailed(f"job {spec.name}: the provider found no pod to read the result from")
             result = parse_result_line(spec.name, _pod_log(op, succeeded[0], 20).splitlines())
+            failed = False
         finally:
-            self._cleanup(op, log)
+            if failed and _finished(op.job):  # one still active (its image, its node lost) goes now
+                self._keep(op, log)
+            else:
+                self._cleanup(op, log)
         seconds = round(time.monotonic() - start, 3)
         return JobResult(name=spec.name, exit_code=0, result=result, seconds=seconds)
 
@@ -270,6 +305,31 @@ class KubernetesBackend:
             return [ln for ln in _pod_log(op, pod, tail).splitlines() if ln.strip()]
         except Exception:
             return []
+
+    def _failed_nodes(self, op, spec: JobSpec) -> list[str]:
+        """The nodes where earlier tries of the same work failed (their Jobs are kept for the TTL)."""
+        if not all(k in spec.labels for k in SAME_WORK):
+            return []
+        selector = ",".join(f"{k}={spec.labels[k]}" for k in SAME_WORK)
+        try:
+            pods = op.hook.core_v1_client.list_namespaced_pod(
+                namespace=self.settings.namespace, label_selector=selector
+            ).items
+        except Exception:  # a preference only: never fail a try for want of it
+            return []
+        return sorted(
+            {p.spec.node_name for p in pods if p.status and p.status.phase == "Failed" and p.spec.node_name}
+        )
+
+    @staticmethod
+    def _keep(op, log: logging.Logger) -> None:
+        job = op.job
+        if job is not None:
+            log.info(
+                "failed Job %s is kept for %s s (ttlSecondsAfterFinished) for its log: kubectl -n %s logs job/%s",
+                job.metadata.name, job.spec.ttl_seconds_after_finished if job.spec else "?",
+                job.metadata.namespace, job.metadata.name,
+            )  # fmt: skip
 
     @staticmethod
     def _cleanup(op, log: logging.Logger) -> None:
