@@ -90,6 +90,18 @@ def _http(url: str) -> str:
         return r.read().decode()
 
 
+def _answers_within(url: str, seconds: float) -> None:
+    deadline, last = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        try:
+            _http(url)
+            return
+        except OSError as e:
+            last = e
+            time.sleep(2)
+    raise AssertionError(f"{url} did not answer within {seconds:.0f} s: {last}")
+
+
 @pytest.fixture(scope="module")
 def web(built: Cluster, testbox_image: str) -> dict[str, dict]:
     """One web pod per node in the test namespace (no policy there) and a NodePort Service over them."""
@@ -372,6 +384,9 @@ def test_docs_deployment_serves_on_its_node_port_on_either_node(built: Cluster, 
     c.k("-n", manifests.DOCS_NS, "rollout", "status", "deployment/docs", "--timeout=240s", timeout=270)
     for m in c.nodes():
         url = f"http://{m.address}:{c.config.docs.node_port}/"
+        # Rolled out is not yet routed: until each kube-proxy has the new endpoints, a NodePort without any
+        # rejects (connection refused, met here once under load). Wait for an answer, then look in Chromium.
+        _answers_within(url, 60)
         page = browser_page.page
         page.goto(url, wait_until="networkidle")
         assert "renderlab" in page.title(), m.name
