@@ -1,5 +1,6 @@
-"""Faults during a lab render (`make lab-rehearsal`, after tests/rehearsal/test_rehearsal.py: the file name keeps that order): each injected while
-a real run goes on, then the run checked as `make demo` checks its own, and nothing rendered twice."""
+"""Faults during a lab render (`make lab-rehearsal`; after tests/rehearsal/test_rehearsal.py, as the file names
+sort): each injected while a real run goes on, then the run checked as `make demo` checks its own, and nothing
+rendered twice."""
 
 from __future__ import annotations
 
