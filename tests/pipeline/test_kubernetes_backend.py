@@ -315,6 +315,47 @@ def test_the_wait_fails_fast_when_the_pod_cannot_get_its_image(hook):
     )
 
 
+def test_a_pod_whose_node_is_gone_is_named_once_its_deletion_is_overdue():
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
+    evicted = _pod("p", phase="Running")
+    evicted.metadata.deletion_timestamp = now - timedelta(seconds=kb.STUCK_DELETING_S - 1)
+    evicted.status.conditions = [k8s.V1PodCondition(type="DisruptionTarget", status="True",
+                                                    reason="DeletionByTaintManager", message="Taint manager")]  # fmt: skip
+    assert kb.stuck_deleting([evicted], now) is None  # still within its grace: it may stop yet
+    later = now + timedelta(seconds=1)
+    assert kb.stuck_deleting([evicted], later) == (
+        f"pod p on node rl0-k8s-worker has not stopped {kb.STUCK_DELETING_S:.0f} s after its deletion "
+        "(DeletionByTaintManager: Taint manager)"
+    )
+    finished = _pod("q", phase="Failed")
+    finished.metadata.deletion_timestamp = now - timedelta(hours=1)
+    assert kb.stuck_deleting([finished, _pod("r", phase="Running")], later) is None
+
+
+def test_the_wait_gives_up_on_a_pod_lost_with_its_node(hook):
+    from datetime import UTC, datetime, timedelta
+
+    lost = _pod("p", phase="Running")
+    lost.metadata.deletion_timestamp = datetime.now(UTC) - timedelta(seconds=kb.STUCK_DELETING_S + 5)
+    hook.answers.jobs = [_job(False)]
+    hook.answers.pods = [[lost]]
+    with pytest.raises(kb.PodLost, match="its node is lost"):
+        hook.wait_until_job_complete("job-render-x", "render", job_poll_interval=0)
+
+
+def test_jobs_leave_a_lost_node_after_seconds_not_minutes(settings, no_cluster):
+    job = kb.build_job(_render_spec(), settings, _context())
+    tolerations = {(t.key, t.effect): t.toleration_seconds for t in job.spec.template.spec.tolerations}
+    assert tolerations == {
+        ("node.kubernetes.io/unreachable", "NoExecute"): kb.NODE_LOST_TOLERATION_S,
+        ("node.kubernetes.io/not-ready", "NoExecute"): kb.NODE_LOST_TOLERATION_S,
+    }
+    assert kb.NODE_LOST_TOLERATION_S < 300  # the cluster's default, which they replace
+    strict_valid(as_dict(job))
+
+
 def test_the_pods_that_finished_are_read_not_the_first_one_seen(settings, provider):
     import logging
 

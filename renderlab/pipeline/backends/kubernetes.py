@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from datetime import UTC, datetime
 
 from kubernetes.client import models as k8s
 
@@ -43,8 +44,48 @@ PULL_FINAL = {"InvalidImageName", "ErrImageNeverPull"}
 PULL_GRACE_S = 60.0
 
 
+# A pod on a node that stopped answering is evicted after this long (the cluster's default is 300 s), so the
+# task's retry can run the work elsewhere; every step resumes (a retry redoes nothing already valid).
+NODE_LOST_TOLERATION_S = 30
+# A pod being deleted that has not stopped after its grace period (30 s) plus this margin will not stop: its
+# node is gone, and the Job waits for it (no Failed condition, only FailureTarget) until the node returns.
+STUCK_DELETING_S = 60.0
+
+
 class ImageUnavailable(Exception):
     """The Job's pod cannot get its image: failing now beats waiting for the Job's deadline (hours)."""
+
+
+class PodLost(Exception):
+    """The Job's pod went with its node: the try has failed, though the Job will not say so while the node is
+    away."""
+
+
+def node_lost_tolerations() -> list[k8s.V1Toleration]:
+    return [
+        k8s.V1Toleration(key=f"node.kubernetes.io/{taint}", operator="Exists", effect="NoExecute",
+                         toleration_seconds=NODE_LOST_TOLERATION_S)
+        for taint in ("unreachable", "not-ready")
+    ]  # fmt: skip
+
+
+def stuck_deleting(pods: list, now) -> str | None:
+    """A pod whose deletion has not finished STUCK_DELETING_S after its grace period ran out, or None."""
+    for pod in pods:
+        meta = pod.metadata
+        if meta.deletion_timestamp is None or (pod.status and pod.status.phase in ("Succeeded", "Failed")):
+            continue
+        overdue = (now - meta.deletion_timestamp).total_seconds()
+        if overdue >= STUCK_DELETING_S:
+            why = next(
+                (f"{c.reason}: {c.message}" for c in (pod.status.conditions or []) if c.type == "DisruptionTarget"),
+                "deleted",
+            ) if pod.status else "deleted"  # fmt: skip
+            node = pod.spec.node_name if pod.spec else None
+            return (
+                f"pod {meta.name} on node {node} has not stopped {overdue:.0f} s after its deletion ({why})"
+            )
+    return None
 
 
 def unpullable(pods: list, since: dict[str, float], now: float) -> str | None:
@@ -93,6 +134,9 @@ def _hook_class():
                 why = unpullable(pods, since, time.monotonic())
                 if why:
                     raise ImageUnavailable(f"the image cannot be pulled: {why}")
+                lost = stuck_deleting(pods, datetime.now(UTC))
+                if lost:
+                    raise PodLost(f"{lost}: its node is lost; the try has failed")
                 time.sleep(job_poll_interval)
 
     return WatchingHook
@@ -206,6 +250,7 @@ def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
             capabilities=k8s.V1Capabilities(drop=["ALL"]),
             read_only_root_filesystem=True,
         ),
+        tolerations=node_lost_tolerations(),
         backoff_limit=spec.backoff_limit,
         ttl_seconds_after_finished=spec.ttl_seconds,
         active_deadline_seconds=spec.timeout_s,
