@@ -7,11 +7,14 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from benchmarks.lab_scaling import FRAME_LINE, JOB_NAME_LABELS
 from renderlab.workstation import run_outputs
+from renderlab.workstation.nspawn_lab import lifecycle as locallab
+from renderlab.workstation.nspawn_lab import machines
 from tests.rehearsal import runs
 from tests.rehearsal.conftest import Rehearsal
 from tests.rehearsal.recorder import Recorder
@@ -23,6 +26,13 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(3 * 3600)]
 SHORT = {**CONF, "frames": "1-36"}
 CHUNK = "renderlab/chunk"
 WAIT_S = 900
+
+
+SKIPPED_LINE = re.compile(r"^\S+ render: frame (\d+) \(\d+/\d+\) already done, skipped")
+
+
+def _skipped(log: str) -> list[int]:
+    return [int(m[1]) for m in map(SKIPPED_LINE.match, log.splitlines()) if m]
 
 
 def _rendered(log: str) -> list[int]:
@@ -78,3 +88,59 @@ def test_a_render_pod_deleted_mid_chunk_is_retried_and_renders_only_its_missing_
     )  # fmt: skip
     print(f"pod {victim['pod']} deleted after frames {victim['done']}; chunk {chunk} re-run by {again}, "
           f"finished {done_at}")  # fmt: skip
+
+
+def test_the_worker_stopped_mid_run_its_chunk_finishes_on_the_control_plane(rehearsal: Rehearsal):
+    r = rehearsal
+    (worker_name,) = r.config.hosts_by_role("worker")
+    (control_plane,) = r.config.hosts_by_role("control_plane")
+    worker = r.host_named(worker_name)
+    victim: dict = {}
+
+    def stop_the_worker_mid_chunk(rec: Recorder) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            for name, pod in rec.pods().items():
+                on_worker = pod.get("spec", {}).get("nodeName") == worker_name
+                if name.startswith("job-render-") and on_worker and _rendered(rec.log_so_far(name)):
+                    machines.stop(worker)  # the whole host, as a pulled power cord
+                    victim.update(pod=name, at=datetime.now(UTC), done=_rendered(rec.log_so_far(name)))
+                    return
+            time.sleep(1)
+        raise AssertionError(f"no render pod on {worker_name} rendered a frame within {WAIT_S} s")
+
+    try:
+        run = runs.recorded(r, SHORT, "fault-worker-stopped", during=stop_the_worker_mid_chunk)
+    finally:
+        if not machines.is_ours(worker):  # stopped: started again, and Ready, for whatever runs next
+            machines.boot(worker, r.lab.settings.bridge, r.lab.state / "logs", cluster_node=True)
+            locallab._save(r.lab.settings, r.lab.machines)
+            machines.wait_ssh(
+                worker, r.lab.ssh_base(), r.admin, locallab.SSH_BOOT_TIMEOUT_S, r.lab.state / "logs"
+            )
+            r.k("wait", "--for=condition=Ready", f"node/{worker_name}", "--timeout=300s", timeout=330)
+    assert run.fault_error is None, run.fault_error
+    assert run.rc == 0, f"the run failed: {run_outputs.failure(r.share, run.folder)}"
+    assert run_outputs.problems(r.share, run.folder) == []
+    records, logs = run.records, run.records["logs"]
+    pods = {p["metadata"]["name"]: p for p in records["pods"]["items"]}
+    chunk = _chunk_of(records, pods[victim["pod"]])
+    again = [
+        p for n, p in pods.items()
+        if n != victim["pod"] and _chunk_of(records, p) == chunk and p["status"].get("phase") == "Succeeded"
+    ]  # fmt: skip
+    assert [p["spec"]["nodeName"] for p in again] == [control_plane], f"chunk {chunk} finished on {again}"
+    # Nothing rendered twice; every frame either rendered or found done (a frame the stopped pod finished
+    # just before the stop may have lost its log line with the host).
+    rendered = Counter(f for n in pods for f in _rendered(logs.get(n, "")))
+    skipped = {f for n in pods for f in _skipped(logs.get(n, ""))}
+    assert max(rendered.values()) == 1, rendered
+    assert set(rendered) | skipped == set(range(1, 37)), (sorted(rendered), sorted(skipped))
+    done = max(
+        datetime.fromisoformat(j["status"]["completionTime"].replace("Z", "+00:00"))
+        for j in records["jobs"]["items"]
+        if (j["metadata"].get("labels") or {}).get(CHUNK) == chunk and j.get("status", {}).get("completionTime")
+    )  # fmt: skip
+    print(f"worker stopped at {victim['at']:%H:%M:%S} while {victim['pod']} rendered chunk {chunk} "
+          f"(frames {victim['done']} done); the chunk finished on {control_plane} "
+          f"{(done - victim['at']).total_seconds():.0f} s after the stop")  # fmt: skip
