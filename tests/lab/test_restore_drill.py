@@ -273,3 +273,7 @@ def test_restore_drill(drill_lab, say, tmp_path):
     # The drill's own data goes; the repositories keep the snapshots.
     api.call("DELETE", f"/api/v2/connections/{tag}-conn")
     api.call("DELETE", f"/api/v2/variables/{tag}-var")
+    # Its seeded run too: left queued on the paused DAG, the next trigger (which unpauses it) would start a
+    # full render of every frame beside the user's run (the lab rehearsal met it, sharing the nodes).
+    gone = api.call("DELETE", f"/api/v2/dags/render/dagRuns/{tag}")
+    assert gone.status_code == 204, gone.text[:300]
