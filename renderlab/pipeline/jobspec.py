@@ -87,3 +87,24 @@ def parse_result_line(name: str, lines: list[str]) -> dict:
         break
     tail = "\n".join(lines[-5:])
     raise JobFailed(f"job {name}: the last output line is not a JSON result object; last lines:\n{tail}")
+
+
+def parse_merged_result(name: str, lines: list[str]) -> dict:
+    """The result from a log that interleaves stdout and stderr (a pod's): the last line that is a JSON object.
+
+    The container runtime reads the two streams apart and stamps each line as it reads it, so a progress line
+    written to stderr just before the result can land after it (met on the lab: fetch's summary line after its
+    result, the task failed on a run that had succeeded). Progress lines are never JSON objects (contract 4)."""
+    for line in reversed(lines):
+        text = line.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            break
+        if isinstance(value, dict):
+            return value
+        break
+    tail = "\n".join(lines[-5:])
+    raise JobFailed(f"job {name}: no JSON result object among the last lines of its log:\n{tail}")

@@ -200,6 +200,26 @@ def test_operator_path_submits_waits_streams_logs_and_cleans_up(settings, provid
     )
 
 
+def test_the_result_is_read_from_a_log_whose_streams_interleave(settings, provider):
+    import logging
+
+    # As the lab's fetch pod logged it: its summary (stderr, written first) read by the runtime after the
+    # result (stdout).
+    provider.core.read_namespaced_pod_log.side_effect = _pod_log_like_the_client(
+        '{"changelist": 7, "files_total": 2}\nfetch: changelist 7: 0 of 2 files transferred\n'
+    )
+    res = kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+    assert res.result == {"changelist": 7, "files_total": 2}
+
+
+def test_a_log_without_a_result_object_fails_the_task(settings, provider):
+    import logging
+
+    provider.core.read_namespaced_pod_log.side_effect = _pod_log_like_the_client("render: frame 1\n[1, 2]\n")
+    with pytest.raises(JobFailed, match="no JSON result object"):
+        kb.KubernetesBackend(settings).run(_render_spec(), logging.getLogger("t"), _context())
+
+
 def test_a_job_whose_pod_the_quota_holds_back_waits_for_it(settings, provider, monkeypatch):
     import logging
 

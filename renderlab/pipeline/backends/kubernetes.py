@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from kubernetes.client import models as k8s
 
-from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec, parse_result_line
+from renderlab.pipeline.jobspec import JobFailed, JobResult, JobSpec, parse_merged_result
 from renderlab.pipeline.settings import Settings
 
 CONTAINER = "base"  # the provider's name for the main container
@@ -332,7 +332,7 @@ class KubernetesBackend:
             succeeded = [p for p in pods if p.status and p.status.phase == "Succeeded"] or pods
             if not succeeded:
                 raise JobFailed(f"job {spec.name}: the provider found no pod to read the result from")
-            result = parse_result_line(spec.name, _pod_log(op, succeeded[0], 20).splitlines())
+            result = parse_merged_result(spec.name, _pod_log(op, succeeded[0], 20).splitlines())
             failed = False
         finally:
             if failed and _finished(op.job):  # one still active (its image, its node lost) goes now
