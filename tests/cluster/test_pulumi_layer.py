@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from infra import manifests
-from infra.cluster import GROUP, resource_name
+from infra.cluster import group_name, resource_name, type_token
 from infra.issued_certificate import registry_values
 from infra.lab_stand_in import copy_names
 from renderlab.lab import lab_ca
@@ -202,22 +202,13 @@ def test_up_then_preview_expects_no_changes_then_destroy(cluster: Cluster, layer
     for value in layer["values"].values():
         assert base64.b64encode(value.encode()).decode() not in state
 
-    # Every object the group made is a child of it, and carries the URN it had before the ConfigGroup (the
-    # transform's alias): a stack made by the older layer keeps its objects in place.
-    resources = engine.resources()
-    children = [r for r in resources if f"kubernetes:yaml/v2:ConfigGroup::{GROUP}" in r.get("parent", "")]
-    assert len(children) == sum(1 for _ in _copy_objects(copy)) - 1  # all but the launcher token
-    layer_urn = next(r["urn"] for r in resources if r["type"] == "renderlab:index:ClusterLayer")
-    stack_prefix = layer_urn.rsplit("::", 1)[0]
-    for child in children:
-        expected = [
-            f"{stack_prefix}${child['type']}::{resource_name(o)}"
-            for o in _copy_objects(copy)
-            if f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}".lstrip("/")
-            == child["urn"].rsplit("::", 1)[1]
-            and child["type"].endswith(":" + o["kind"])
-        ]
-        assert child.get("aliases") == expected, child["urn"]
+    # A stack made by the layer before the ConfigGroup held each object as a child of the layer itself, named
+    # by resource_name(): the same state under those URNs previews empty (the transform's aliases), where
+    # without them Pulumi would delete each live object and create it again.
+    made_before = _as_made_before(engine, copy)
+    assert len(made_before) == sum(1 for _ in _copy_objects(copy)) - 1  # all but the launcher token
+    proc = engine.run("preview", "--expect-no-changes", "--json", check=False, timeout=900)
+    assert proc.returncode == 0 and ops(json.loads(proc.stdout)) == {}, engine.tail(proc)
 
     t0 = time.monotonic()
     engine.run("destroy", "--yes", "--skip-preview", timeout=900)
@@ -232,6 +223,41 @@ def test_up_then_preview_expects_no_changes_then_destroy(cluster: Cluster, layer
         assert c.k("get", what, "--ignore-not-found", "-o", "name").strip() == "", what
     # The lab's own layer: the same objects as before (none replaced, none removed).
     assert _lab_uids(c) == layer["before"]
+
+
+def _as_made_before(engine: Engine, copy) -> dict[str, str]:
+    """Rewrite the stack's state as the layer before the ConfigGroup left it: every child of the group a child
+    of the layer, under its old name (`pulumi stack export`, edited, `pulumi stack import`). New URN -> old."""
+    old_names = {(type_token(o), group_name(o)): resource_name(o) for o in _copy_objects(copy)}
+    exported = json.loads(engine.run("stack", "export").stdout)
+    resources = exported["deployment"]["resources"]
+    layer_urn = next(r["urn"] for r in resources if r["type"] == "renderlab:index:ClusterLayer")
+    group_urn = next(r["urn"] for r in resources if r["type"] == "kubernetes:yaml/v2:ConfigGroup")
+    head = layer_urn.rsplit("::", 1)[0]
+    renamed = {
+        r["urn"]: f"{head}${r['type']}::{old_names[(r['type'], r['urn'].rsplit('::', 1)[1])]}"
+        for r in resources
+        if r.get("parent") == group_urn
+    }
+
+    def swap(value):
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return renamed.get(value, value) if isinstance(value, str) else value
+
+    for r in resources:
+        was_child = r.get("parent") == group_urn
+        for key in ("urn", "dependencies", "propertyDependencies"):
+            if key in r:
+                r[key] = swap(r[key])
+        if was_child:
+            r["parent"] = layer_urn
+    path = engine.project / "made-before.json"
+    path.write_text(json.dumps(exported))
+    engine.run("stack", "import", "--file", str(path))
+    return renamed
 
 
 def _copy_objects(copy):
