@@ -202,6 +202,13 @@ def test_up_then_preview_expects_no_changes_then_destroy(cluster: Cluster, layer
     for value in layer["values"].values():
         assert base64.b64encode(value.encode()).decode() not in state
 
+    # Every object through the layer's own provider (the lab's kubeconfig), none through a default one.
+    resources = engine.resources()
+    (provider,) = [r["urn"] for r in resources if r["type"] == "pulumi:providers:kubernetes"]
+    objects = [r for r in resources if r["type"].startswith("kubernetes:") and r.get("custom")]
+    assert len(objects) == sum(1 for _ in _copy_objects(copy))
+    assert {r["provider"].rsplit("::", 1)[0] for r in objects} == {provider}
+
     # A stack made by the layer before the ConfigGroup held each object as a child of the layer itself, named
     # by resource_name(): the same state under those URNs previews empty (the transform's aliases), where
     # without them Pulumi would delete each live object and create it again.
