@@ -1,49 +1,61 @@
 """The cluster layer with pulumi-kubernetes: the objects of infra/manifests.py plus the SMB CSI Helm release.
 
 Applied once the kubeconfig exists (`pulumi config set --secret renderlab:kubeconfig < kubeconfig`).
+
+The objects go to the provider as they are, in one `kubernetes:yaml/v2:ConfigGroup`: the provider makes each a
+resource of its own kind (kubernetes:core/v1:Namespace, ...), orders them (namespaces before what is in them,
+by the dependency graph of kubectl's own cli-utils) and marks every Secret's data secret. So the objects stay
+one data structure, the same that renders k8s/ and that the kubectl lane applies, with no kind table, key
+conversion or hand-made order here. Typed `*Args` per kind were the other way: they would have meant either a
+second copy of every object or converting the dicts into them, which is the key conversion again.
+
+One object is a typed resource of its own, after the group: the launcher's token Secret, the one object whose
+live state the program reads (Kubernetes' token controller fills in `data.token`; the provider waits for it).
+After the group, its ServiceAccount exists first, or the controller would never fill it in.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import manifests
+from infra.lab_stand_in import LabStandIn
 from renderlab.lab.config import LabConfig
 from renderlab.lab.image_refs import push_registry
 
-KINDS = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "Secret"): k8s.core.v1.Secret,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("v1", "PersistentVolume"): k8s.core.v1.PersistentVolume,
-    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("v1", "ResourceQuota"): k8s.core.v1.ResourceQuota,
-    ("v1", "LimitRange"): k8s.core.v1.LimitRange,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-    ("storage.k8s.io/v1", "StorageClass"): k8s.storage.v1.StorageClass,
-    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
-}
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+GROUP = "objects"
 
 
 def resource_name(obj: dict[str, Any]) -> str:
+    """The name a resource had in stacks made before the ConfigGroup (a child of the layer itself)."""
     meta = obj["metadata"]
     parts = [obj["kind"].lower(), meta.get("namespace"), meta["name"]]
     return "-".join(p for p in parts if p)
 
 
+def group_name(obj: dict[str, Any]) -> str:
+    """The name the ConfigGroup gives an object's resource (no prefix): `<namespace>/<name>` or `<name>`."""
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+
+
+def type_token(obj: dict[str, Any]) -> str:
+    """kubernetes:<group>/<version>:<kind>, the provider's type for an object (core's group is `core`)."""
+    api = obj["apiVersion"] if "/" in obj["apiVersion"] else f"core/{obj['apiVersion']}"
+    return f"kubernetes:{api}:{obj['kind']}"
+
+
+def is_launcher_token(obj: dict[str, Any]) -> bool:
+    return obj["kind"] == "Secret" and obj["metadata"]["name"] == manifests.LAUNCHER_TOKEN
+
+
 class ClusterLayer(pulumi.ComponentResource):
+    """`lab`: the local lab's stand-ins (infra/lab_stand_in.py), for the cluster lane only; never in production."""
+
     def __init__(
         self,
         name: str,
@@ -52,6 +64,7 @@ class ClusterLayer(pulumi.ComponentResource):
         kubeconfig: pulumi.Input[str],
         secret_values: dict[str, pulumi.Input[str]],
         docs_image: str | None = None,
+        lab: LabStandIn | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("renderlab:index:ClusterLayer", name, None, opts)
@@ -62,32 +75,46 @@ class ClusterLayer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name="k3s")]),
         )
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        release = manifests.csi_smb_release(config)
-        self.csi_smb = k8s.helm.v3.Release(
-            "csi-driver-smb",
-            chart=release["chart"],
-            version=release["version"],
-            namespace=release["namespace"],
-            repository_opts={"repo": release["repository"]},
-            values=release["values"],
-            opts=child,
-        )
-        self.objects: dict[str, pulumi.CustomResource] = {}
+        after: list[pulumi.Resource] = []
+        self.csi_smb: k8s.helm.v3.Release | None = None
+        if lab is None:
+            release = manifests.csi_smb_release(config)
+            self.csi_smb = k8s.helm.v3.Release(
+                "csi-driver-smb",
+                chart=release["chart"],
+                version=release["version"],
+                namespace=release["namespace"],
+                repository_opts={"repo": release["repository"]},
+                values=release["values"],
+                opts=child,
+            )
+            after.append(self.csi_smb)  # the StorageClass and the PVs name its driver
         groups = manifests.all_objects(config, secret_values, docs_image=docs_image)
-        namespaces: list[pulumi.Resource] = []
-        for file, objs in groups.items():
-            # Within a file, objects go in order: the ServiceAccount before its token Secret (the provider
-            # waits for the token to be filled in), the PV before its claim, the claim before the registry.
-            earlier: list[pulumi.Resource] = []
-            for obj in objs:
-                deps = [*(namespaces if file != "namespace.yaml" else []), *earlier]
-                if obj["kind"] in ("StorageClass", "PersistentVolume"):
-                    deps.append(self.csi_smb)
-                res = self._apply(obj, child, deps)
-                earlier.append(res)
-                if obj["kind"] == "Namespace":
-                    namespaces.append(res)
-        token = self.objects[resource_name(_find(groups, "Secret", manifests.LAUNCHER_TOKEN))]
+        objs = [o for group in groups.values() for o in group]
+        if lab is not None:
+            objs = [lab.apply(o) for o in objs]
+        (token_obj,) = [o for o in objs if is_launcher_token(o)]
+        self.objs = [o for o in objs if o is not token_obj]
+        self.alias_old_names = self._alias_old_names(
+            {(type_token(o), group_name(o)): resource_name(o) for o in self.objs}
+        )
+        self.group = k8s.yaml.v2.ConfigGroup(
+            GROUP,
+            objs=self.objs,
+            resource_prefix="",  # names `<namespace>/<name>`, as kubectl names them
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                providers={"kubernetes": self.provider},
+                depends_on=after,
+                transforms=[self.alias_old_names],
+            ),
+        )
+        token = k8s.core.v1.Secret(
+            resource_name(token_obj),
+            metadata=token_obj["metadata"],
+            type=token_obj["type"],
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.group])),
+        )
         # The launcher's token (filled in by Kubernetes' token controller) for Airflow's k8s connection.
         self.launcher_token = pulumi.Output.secret(
             token.data.apply(lambda d: base64.b64decode((d or {}).get("token", "")).decode() if d else "")
@@ -95,25 +122,16 @@ class ClusterLayer(pulumi.ComponentResource):
         self.registry = push_registry(config)
         self.register_outputs({"registry": self.registry, "launcher_token": self.launcher_token})
 
-    def _apply(self, obj: dict[str, Any], opts: pulumi.ResourceOptions, deps: list) -> pulumi.CustomResource:
-        cls = KINDS[(obj["apiVersion"], obj["kind"])]
-        kwargs = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-        extra = {}
-        if obj["kind"] == "Secret":
-            extra["additional_secret_outputs"] = ["data", "stringData"]
-        name = resource_name(obj)
-        res = cls(
-            name,
-            **kwargs,
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=deps, **extra)),
-        )
-        self.objects[name] = res
-        return res
+    def _alias_old_names(self, old_names: dict[tuple[str, str], str]):
+        """Stacks made before the ConfigGroup hold each object as a child of this layer, named by
+        `resource_name`: an alias to that URN keeps it in place (no delete and create of a live object)."""
 
+        def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+            old = old_names.get((args.type_, args.name))
+            if old is None:
+                return None
+            alias = pulumi.Alias(name=old, parent=self)
+            opts = pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(aliases=[alias]))
+            return pulumi.ResourceTransformResult(props=args.props, opts=opts)
 
-def _find(groups: dict[str, list[dict]], kind: str, name: str) -> dict:
-    for objs in groups.values():
-        for obj in objs:
-            if obj["kind"] == kind and obj["metadata"]["name"] == name:
-                return obj
-    raise KeyError(f"{kind}/{name}")
+        return transform

@@ -5,7 +5,6 @@ Each check runs against the real API server from this machine; pods run the busy
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import time
@@ -17,6 +16,7 @@ import yaml
 
 from infra import manifests
 from infra.issued_certificate import registry_values
+from infra.lab_stand_in import LabStandIn
 from renderlab.lab import lab_ca
 from renderlab.lab.cluster_names import LAUNCHER, REGISTRY_USER
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
@@ -137,30 +137,11 @@ def layer(built: Cluster, docs_image: str) -> dict[str, list[dict]]:
         REGISTRY_USER,
     )
     objs = manifests.all_objects(c.config, values, docs_image)
-    applied = {f: [_host_folder_share(o, c.config.share.uid) for o in group] for f, group in objs.items()}
+    # The lab's stand-ins (infra/lab_stand_in.py), as the Pulumi program takes them (test_pulumi_layer.py).
+    stand_in = LabStandIn(HOST_SHARE, c.config.share.uid)
+    applied = {f: [stand_in.apply(o) for o in group] for f, group in objs.items()}
     c.apply([o for group in applied.values() for o in group])
     return applied
-
-
-def _host_folder_share(obj: dict, share_gid: int) -> dict:
-    """The stand-in: a PV that mounts the SMB share by CSI becomes a host folder on the node.
-
-    The SMB mount presents every file as the share's (uid/gid, dir_mode 0775, file_mode 0664 in its options)
-    to any pod that mounts it; the host folder shows the share's own modes (2770, the share's group). The docs
-    server (uid 2080) reads the gallery through such a mount, so here it gets the share's group to read it
-    (the lab rehearsal's gallery page was a 404: permission denied)."""
-    if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "docs":
-        obj = copy.deepcopy(obj)
-        pod = obj["spec"]["template"]["spec"].setdefault("securityContext", {})
-        pod["supplementalGroups"] = sorted({*pod.get("supplementalGroups", []), share_gid})
-        return obj
-    if obj["kind"] != "PersistentVolume":
-        return obj
-    obj = copy.deepcopy(obj)
-    obj["spec"].pop("csi")
-    obj["spec"].pop("mountOptions", None)
-    obj["spec"]["hostPath"] = {"path": HOST_SHARE, "type": "DirectoryOrCreate"}
-    return obj
 
 
 def test_site_yml_builds_the_cluster_and_a_second_run_changes_nothing(cluster: Cluster):

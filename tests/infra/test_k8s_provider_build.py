@@ -19,7 +19,8 @@ import pytest
 from google.protobuf import empty_pb2
 from pulumi.runtime import proto
 
-from infra import cluster
+from infra import cluster, manifests
+from renderlab.lab.config import load
 from tests.infra import plugin_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,10 +166,15 @@ def test_the_built_provider_reports_the_pinned_version_and_serves_its_schema(pro
     schema = json.loads(provider.GetSchema(proto.GetSchemaRequest(version=0)).schema)
     assert schema["name"] == "kubernetes" and schema["version"] == VERSION
     # The Python SDK (a newer release than this provider) names resources by type token over gRPC: every
-    # kind the cluster layer creates must be one this provider serves.
-    tokens = {cls.pulumi_type for cls in (*cluster.KINDS.values(), k8s.helm.v3.Release)}
-    assert len(tokens) == len(cluster.KINDS) + 1
+    # kind the cluster layer creates must be one this provider serves, and the ConfigGroup one it constructs.
+    config = load(ROOT / "Pulumi.example.yaml")
+    blank = dict.fromkeys(manifests.SECRET_INPUTS + manifests.REGISTRY_INPUTS, "")
+    objs = [o for group in manifests.all_objects(config, blank).values() for o in group]
+    tokens = {cluster.type_token(o) for o in objs}
+    assert len(tokens) == len({(o["apiVersion"], o["kind"]) for o in objs}) >= 12
+    tokens |= {k8s.helm.v3.Release.pulumi_type, k8s.yaml.v2.ConfigGroup.pulumi_type}
     assert tokens <= set(schema["resources"]), tokens - set(schema["resources"])
+    assert schema["resources"]["kubernetes:yaml/v2:ConfigGroup"]["isComponent"] is True
 
 
 @built

@@ -11,11 +11,16 @@ import pulumi
 import pytest
 import yaml
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import wait_for_rpcs
 
+from infra import manifests
+from infra.cluster import GROUP
+from infra.lab_stand_in import SKIP_AWAIT
 from renderlab.lab import ansible_unsafe, lab_ca
 from renderlab.lab import host_secrets as hosts_secrets
-from renderlab.lab.config import ConfigError
+from renderlab.lab.cluster_names import LAUNCHER_TOKEN
+from renderlab.lab.config import ConfigError, parse
 from tests.example_stack import own
 
 SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig
@@ -27,6 +32,8 @@ SECRET_VALUES = {
     "renderlab:kubeconfig": "apiVersion: v1\nkind: Config\n",
 }
 
+
+SECRET_INPUTS = manifests.SECRET_INPUTS + manifests.REGISTRY_INPUTS
 
 MOCK_CA = lab_ca.new_ca()  # the host secrets reader checks the CA bundle is one
 
@@ -211,6 +218,20 @@ def test_inventory_output_has_the_ansible_shape(stack_config):
     assert "generated-" not in json.dumps(inv)
 
 
+def group_objects(mocks: Mocks) -> tuple[dict[str, dict[str, dict]], bool]:
+    """The ConfigGroup's objects, kind -> `<namespace>/<name>` (or `<name>`) -> object, and whether the SDK sent
+    them as a secret: one input, secret as a whole when any value in it is (the provider then marks each
+    Secret's data secret in the state: the cluster lane's Pulumi test reads the state file)."""
+    (group,) = [i for _, i in mocks.of("kubernetes:yaml/v2:ConfigGroup")]
+    objs, secret = unsecret(group["objs"])
+    out: dict[str, dict[str, dict]] = {}
+    for obj in objs:
+        meta = obj["metadata"]
+        name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+        out.setdefault(obj["kind"], {})[name] = obj
+    return out, secret
+
+
 def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     from renderlab.lab import image_refs
 
@@ -219,65 +240,89 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     recorded_digest = "sha256:" + "d" * 64  # pushed: the nodes pull it by digest
     image_refs.record("Pulumi.test.yaml", "docs", recorded_docs_tag, recorded_digest)
     mocks, _, resolved = run(stack_config, SECRET_VALUES)
-    kinds = {}
-    for typ, name, inputs in mocks.resources:
-        if typ.startswith("kubernetes:"):
-            kinds.setdefault(typ, []).append((name, inputs))
-    (release,) = kinds["kubernetes:helm.sh/v3:Release"]
-    assert release[1]["chart"] == "csi-driver-smb" and release[1]["version"] == "v1.17.0"
-    pvs = {n: i for n, i in kinds["kubernetes:core/v1:PersistentVolume"]}
-    pv = ("persistentvolume-renderlab-share", pvs["persistentvolume-renderlab-share"])
-    assert pv[1]["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert pv[1]["spec"]["csi"]["volumeAttributes"]["source"] == "//10.20.0.13/render"
-    pvcs = {n: i for n, i in kinds["kubernetes:core/v1:PersistentVolumeClaim"]}
-    assert pvcs["persistentvolumeclaim-render-render-share"]["spec"]["volumeName"] == "renderlab-share"
-    secrets = {n: i for n, i in kinds["kubernetes:core/v1:Secret"]}
-    smb, smb_secret = unsecret(secrets["secret-render-smb-credentials"]["stringData"])
-    assert smb == {"username": "render", "password": "generated-share-password"} and smb_secret
-    p4, p4_secret = unsecret(secrets["secret-render-renderlab-p4"]["stringData"])
-    assert p4 == {
+    ((_, release),) = mocks.of("kubernetes:helm.sh/v3:Release")
+    assert release["chart"] == "csi-driver-smb" and release["version"] == "v1.17.0"
+    kinds, secret = group_objects(mocks)
+    assert secret
+    # The objects go as infra/manifests.py makes them (camelCase, nested as in k8s/), none left out.
+    assert sorted((k, n) for k, names in kinds.items() for n in names) == sorted(
+        (o["kind"], f"{o['metadata']['namespace']}/{o['metadata']['name']}" if o["metadata"].get("namespace")
+         else o["metadata"]["name"])
+        for group in manifests.all_objects(parse({"config": STACK}, source="test"), dict.fromkeys(SECRET_INPUTS, "")).values()
+        for o in group if o["metadata"]["name"] != LAUNCHER_TOKEN
+    )  # fmt: skip
+    pvs = {n: o for n, o in kinds["PersistentVolume"].items()}
+    assert pvs["renderlab-share"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvs["renderlab-share"]["spec"]["csi"]["volumeAttributes"]["source"] == "//10.20.0.13/render"
+    pvcs = {n: o for n, o in kinds["PersistentVolumeClaim"].items()}
+    assert pvcs["render/render-share"]["spec"]["volumeName"] == "renderlab-share"
+    secrets = kinds["Secret"]
+    smb = secrets["render/smb-credentials"]
+    assert smb["stringData"] == {"username": "render", "password": "generated-share-password"}
+    p4 = secrets["render/renderlab-p4"]
+    assert p4["stringData"] == {
         "port": "ssl:10.20.0.14:1666",
         "user": "renderlab",
         "password": "generated-p4-service-password",
         "fingerprint": "",
     }
-    assert p4_secret
-    (role,) = kinds["kubernetes:rbac.authorization.k8s.io/v1:Role"]
-    assert {r for rule in role[1]["rules"] for r in rule["resources"]} == {
+    role = kinds["Role"]["render/airflow-launcher"]
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {
         "jobs",
         "jobs/status",
         "pods",
         "pods/log",
         "events",
     }
-    assert role[1]["metadata"]["namespace"] == "render"
-    policies = {n: i for n, i in kinds["kubernetes:networking.k8s.io/v1:NetworkPolicy"]}
-    policy = ("render-egress", policies["networkpolicy-render-render-egress"])
-    cidrs = [
-        p["ipBlock"]["cidr"] for rule in policy[1]["spec"]["egress"] for p in rule["to"] if "ipBlock" in p
-    ]
+    policy = kinds["NetworkPolicy"]["render/render-egress"]
+    cidrs = [p["ipBlock"]["cidr"] for rule in policy["spec"]["egress"] for p in rule["to"] if "ipBlock" in p]
     assert cidrs == ["10.20.0.13/32", "10.20.0.14/32"]
-    deploys = {n: i for n, i in kinds["kubernetes:apps/v1:Deployment"]}
-    registry = deploys["deployment-renderlab-registry-registry"]
+    registry = kinds["Deployment"]["renderlab-registry/registry"]
     assert registry["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:2.8.3"
     # TLS and htpasswd from the resources made once (infra/issued_certificate.py); deletes off.
     env = {e["name"]: e["value"] for e in registry["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["REGISTRY_AUTH"] == "htpasswd" and env["REGISTRY_HTTP_TLS_CERTIFICATE"] == "/certs/tls.crt"
     assert "REGISTRY_STORAGE_DELETE_ENABLED" not in env
-    tls, tls_secret = unsecret(secrets["secret-renderlab-registry-registry-tls"]["stringData"])
-    assert tls == {"tls.crt": "CERT-PEM", "tls.key": "KEY-PEM"} and tls_secret
-    auth, auth_secret = unsecret(secrets["secret-renderlab-registry-registry-auth"]["stringData"])
-    assert auth == {"htpasswd": "renderlab:$2b$hash"} and auth_secret
+    tls = secrets["renderlab-registry/registry-tls"]
+    assert tls["stringData"] == {"tls.crt": "CERT-PEM", "tls.key": "KEY-PEM"}
+    auth = secrets["renderlab-registry/registry-auth"]
+    assert auth["stringData"] == {"htpasswd": "renderlab:$2b$hash"}
     (issued,) = [i for _, i in mocks.of("pulumi-python:dynamic/renderlab:IssuedCertificate")]
     assert issued["sans"] == ["127.0.0.1", "10.20.0.11", "registry.renderlab-registry.svc"]
-    services = {n: i for n, i in kinds["kubernetes:core/v1:Service"]}
-    assert services["service-renderlab-registry-registry"]["spec"]["ports"][0]["nodePort"] == 30500
+    services = {n: o for n, o in kinds["Service"].items()}
+    assert services["renderlab-registry/registry"]["spec"]["ports"][0]["nodePort"] == 30500
     assert resolved["registry"] == "10.20.0.11:30500"
     # The docs site: the image `make images` recorded for this stack, on its NodePort.
-    docs = deploys["deployment-renderlab-docs-docs"]["spec"]["template"]["spec"]["containers"][0]
-    assert docs["image"] == f"127.0.0.1:30500/renderlab-docs:{recorded_docs_tag}@{recorded_digest}"
-    assert services["service-renderlab-docs-docs"]["spec"]["ports"][0]["nodePort"] == 30080
-    assert pvs["persistentvolume-renderlab-share-gallery"]["spec"]["accessModes"] == ["ReadOnlyMany"]
+    docs = kinds["Deployment"]["renderlab-docs/docs"]
+    image = docs["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"127.0.0.1:30500/renderlab-docs:{recorded_docs_tag}@{recorded_digest}"
+    assert services["renderlab-docs/docs"]["spec"]["ports"][0]["nodePort"] == 30080
+    assert pvs["renderlab-share-gallery"]["spec"]["accessModes"] == ["ReadOnlyMany"]
+    # Production: no stand-in of the local lab (host folders, skipped waits).
+    assert "hostPath" not in json.dumps(kinds) and SKIP_AWAIT not in json.dumps(kinds)
+
+
+def test_the_launcher_token_secret_comes_after_the_group(stack_config, monkeypatch):
+    """Its ServiceAccount must exist before it (the token controller fills in only a known account's token)."""
+    registered = []
+    register = MockMonitor.RegisterResource
+
+    def recording(self, request):
+        registered.append((request.type, request.name, list(request.dependencies)))
+        return register(self, request)
+
+    monkeypatch.setattr(MockMonitor, "RegisterResource", recording)
+    mocks, _, resolved = run(stack_config, SECRET_VALUES)
+    ((name, token),) = [
+        (n, i) for n, i in mocks.of("kubernetes:core/v1:Secret") if i["metadata"]["name"] == LAUNCHER_TOKEN
+    ]
+    assert name == "secret-render-airflow-launcher-token"  # its name in stacks made before: kept in place
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "airflow-launcher"}
+    (deps,) = [d for t, n, d in registered if n == name]
+    assert [d.rsplit("::", 1)[-1] for d in deps if "kubernetes:yaml/v2:ConfigGroup" in d] == [GROUP]
+    assert "render/airflow-launcher" in group_objects(mocks)[0]["ServiceAccount"]
+    assert resolved["launcher_token"] == ("sa-token", True)
 
 
 def test_no_kubeconfig_no_cluster_layer(stack_config):

@@ -1,0 +1,67 @@
+"""Lab only: what the local lab changes in the cluster layer's objects, for what it cannot have.
+
+- CIFS: this kernel has none, so a PersistentVolume that mounts the SMB share by CSI becomes the folder the lab
+  binds on every node (the share's own files), and the SMB CSI driver's Helm chart is not installed (a host
+  folder needs no driver; its chart repository cannot be reached from the lab either).
+- The registry: its image cannot be pulled (no registry is reachable) and kubeadm installs no default
+  StorageClass for its claim, so its objects are applied and not awaited (the rehearsal imports images on the
+  nodes instead of pushing them).
+
+Production never applies any of it: `ClusterLayer` takes a `LabStandIn` only when a caller passes one (the
+cluster lane's tests), and the kubectl lane (tests/cluster/test_cluster.py) applies the same edits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra import manifests
+from renderlab.lab.cluster_names import REGISTRY_NS, SHARE_PV
+
+SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: apply the object, do not wait for it to be ready
+
+
+def copy_names(prefix: str) -> dict[str, str]:
+    """The names that must differ for a second copy of the layer in one cluster (besides the config's render
+    namespace and NodePorts): the fixed namespaces and the cluster-scoped objects."""
+    fixed = (REGISTRY_NS, manifests.DOCS_NS, SHARE_PV, manifests.GALLERY_PV, manifests.STORAGE_CLASS)
+    return {name: f"{prefix}{name}" for name in fixed}
+
+
+def _renamed(value: Any, names: Mapping[str, str]) -> Any:
+    """A copy of the object's dicts and lists (its values may be Outputs: shared, never copied), every string
+    equal to a name replaced (a namespace, a claimRef, a volumeName, a storageClassName)."""
+    if isinstance(value, dict):
+        return {k: _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    if isinstance(value, str):
+        return names.get(value, value)
+    return value
+
+
+@dataclass(frozen=True)
+class LabStandIn:
+    # Where the lab binds the share on every node (renderlab.workstation.nspawn_lab.share_folder).
+    share_folder: str
+    # The share's group: the host folder shows its own modes (2770), where SMB shows 0775 to every uid.
+    share_gid: int
+    # copy_names(): a second copy of the layer beside the lab's own (the cluster lane's Pulumi test).
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = _renamed(obj, self.names)
+        kind, meta = obj["kind"], obj["metadata"]
+        if kind == "PersistentVolume":
+            obj["spec"].pop("csi")
+            obj["spec"].pop("mountOptions", None)
+            obj["spec"]["hostPath"] = {"path": self.share_folder, "type": "DirectoryOrCreate"}
+        if kind == "Deployment" and meta["name"] == "docs":
+            # The docs server (uid 2080) reads the gallery through the mount: here it needs the share's group.
+            pod = obj["spec"]["template"]["spec"].setdefault("securityContext", {})
+            pod["supplementalGroups"] = sorted({*pod.get("supplementalGroups", []), self.share_gid})
+        if meta.get("namespace") == self.names.get(REGISTRY_NS, REGISTRY_NS):
+            meta["annotations"] = {**meta.get("annotations", {}), SKIP_AWAIT: "true"}
+        return obj
