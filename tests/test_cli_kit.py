@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +98,39 @@ def test_a_job_prints_its_result_last_and_nothing_on_failure(tmp_path):
         [sys.executable, "-c", script, "bad"], capture_output=True, text=True, env=env, check=False
     )
     assert (bad.returncode, bad.stdout, bad.stderr) == (1, "", "job: error: no\n")
+
+
+def test_a_job_that_is_a_containers_pid_1_stops_on_sigterm(tmp_path):
+    # PID 1 of a PID namespace (a container's entrypoint) gets no signal it has no handler for: the kernel drops
+    # it. unshare makes the job that PID 1 here, as the kubelet's runtime does.
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, check=False).returncode
+    ):
+        pytest.fail("unshare --pid cannot run here (util-linux, root): the check needs a PID namespace")
+    ready = tmp_path / "ready"
+    script = (
+        "import time; from pathlib import Path; from renderlab.base import cli\n"
+        "def main(argv):\n"
+        f"    Path({str(ready)!r}).write_text('x')\n"
+        "    while True: time.sleep(0.05)\n"
+        "cli.run_job('render', main)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", script], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    (job,) = children  # the job: PID 1 inside, this pid outside
+    os.kill(int(job), signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the job as PID 1 ignored SIGTERM") from None
+    assert (proc.returncode, out, err) == (cli.EXIT_INTERRUPTED, "", "render: interrupted\n")
 
 
 def _pids_alive(pids: list[int]) -> list[int]:

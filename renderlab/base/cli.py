@@ -18,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -135,7 +136,12 @@ def run_job(
     main: Callable[[list[str]], dict],
     on_oserror: Callable[[OSError], CommandError] | None = None,
 ) -> NoReturn:
-    """A Job's entry point: `main(argv)` returns the result, printed as one JSON line, the last on stdout."""
+    """A Job's entry point: `main(argv)` returns the result, printed as one JSON line, the last on stdout.
+
+    SIGTERM stops it as Ctrl-C does (exit 130, "interrupted"), at the next Python step (a frame Blender is
+    rendering is finished first). Without a handler, a container's PID 1 never sees SIGTERM at all: a render pod
+    deleted mid-chunk rendered on through its whole grace period and exited 0 (met on the lab)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     result: dict = {}
 
     def body() -> int:

@@ -74,6 +74,10 @@ def test_a_render_pod_deleted_mid_chunk_is_retried_and_renders_only_its_missing_
     chunk = _chunk_of(records, pods[victim["pod"]])
     again = [n for n, p in pods.items() if n != victim["pod"] and _chunk_of(records, p) == chunk]
     assert again, f"chunk {chunk}: no pod ran it again after {victim['pod']} was deleted"
+    # The deleted pod stopped (SIGTERM reached its entrypoint, PID 1 of the container), it did not render on
+    # through its grace period; the retry rendered what it had left.
+    assert pods[victim["pod"]]["status"].get("phase") == "Failed", pods[victim["pod"]]["status"]
+    assert any(_rendered(logs.get(n, "")) for n in again), "the retry found nothing left to render"
     # The frames the deleted pod had finished were not rendered again: its chunk's frames, each once.
     first, last = (int(x) for x in re.findall(r"\d+", chunk)[-2:])
     by_chunk = Counter(f for n in [victim["pod"], *again] for f in _rendered(logs.get(n, "")))
