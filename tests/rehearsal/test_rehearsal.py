@@ -70,3 +70,18 @@ def test_the_same_render_on_one_node(rehearsal: Rehearsal):
     (control_plane,) = r.config.hosts_by_role("control_plane")
     assert {c.node for c in lab_scaling.chunks(run.records)} == {control_plane}
     print(lab_scaling.report(lab_scaling.compare(run.records, json.loads(both.read_text()))))
+
+
+def test_pod_start_overhead_at_the_1080p60_preset(rehearsal: Rehearsal):
+    """The preset the overhead target names, at its full 1920x1080, with few samples and short chunks (4 frames)
+    so that it fits a rehearsal: a short chunk is the hard case for the overhead's share (the start costs the
+    same, the chunk is shorter than any a real 1080p60 render at its 128 samples would have)."""
+    r = rehearsal
+    conf = {**CONF, "preset": "1080p60", "frames": "1-8", "frames_per_chunk": 4, "samples": 4,
+            "resolution_percentage": 100}  # fmt: skip
+    run = runs.recorded(r, conf, "overhead-1080p60")
+    _checked(r, run)
+    chunks = lab_scaling.chunks(run.records)
+    print(f"1080p60 (1920x1080, 4 samples, 4-frame chunks): pod start overhead "
+          f"{lab_scaling.overhead_share(chunks):.1%} of chunk time; chunks "
+          + ", ".join(f"{c.node} {c.seconds:.0f} s (start {c.start_overhead:.1f} s)" for c in chunks))  # fmt: skip
