@@ -321,6 +321,8 @@ def render(args: list[str]) -> dict:
     key = provenance(ns.blend, preset=ns.preset, samples=scene.cycles.samples, resolution=expected)
     reporter = Reporter(ns, bpy)
     for i, frame in enumerate(range(ns.first, ns.last + 1), 1):
+        if cli.stopping():  # a SIGTERM Blender's render callback swallowed: stop between frames
+            raise KeyboardInterrupt
         final = out / frame_name(frame)
         if reusable(final, expected, key):
             skipped += 1

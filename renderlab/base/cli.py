@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -131,6 +132,19 @@ def command(
     return wrap
 
 
+_STOP = threading.Event()
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    _STOP.set()
+    raise KeyboardInterrupt
+
+
+def stopping() -> bool:
+    """A SIGTERM came (see run_job): stop before the next unit of work."""
+    return _STOP.is_set()
+
+
 def run_job(
     prog: str,
     main: Callable[[list[str]], dict],
@@ -138,10 +152,11 @@ def run_job(
 ) -> NoReturn:
     """A Job's entry point: `main(argv)` returns the result, printed as one JSON line, the last on stdout.
 
-    SIGTERM stops it as Ctrl-C does (exit 130, "interrupted"), at the next Python step (a frame Blender is
-    rendering is finished first). Without a handler, a container's PID 1 never sees SIGTERM at all: a render pod
-    deleted mid-chunk rendered on through its whole grace period and exited 0 (met on the lab)."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    SIGTERM stops it as Ctrl-C does (exit 130, "interrupted"), at the next Python step. Without a handler, a
+    container's PID 1 never sees SIGTERM at all: a render pod deleted mid-chunk rendered on through its whole
+    grace period and exited 0 (met on the lab). Blender swallows an exception raised inside its render callback,
+    so `stopping()` also says it: a loop over frames checks it between them."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     result: dict = {}
 
     def body() -> int:

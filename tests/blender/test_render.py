@@ -162,3 +162,47 @@ def test_look_check_tiles_frames_at_fixed_song_positions(built, tmp_path):
         "look", "--blend", built["ode_waltz"]["blend"], "--out", tmp_path / "x.png", "--positions", "2"
     )
     assert bad.returncode == 2 and "give fractions between 0 and 1" in bad.stderr
+
+
+def test_sigterm_stops_a_render_that_is_a_containers_pid_1_between_frames(built, tmp_path):
+    """As a render pod's entrypoint (PID 1 of its PID namespace, as the kubelet's runtime starts it): SIGTERM
+    (pod deleted, Job killed) stops it at the next frame with exit 130, leaving only whole frames. Blender swallows
+    the KeyboardInterrupt raised inside its render callback; the frame loop stops on its own check."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from renderlab.base import cli
+
+    from .helpers import ROOT
+
+    out = tmp_path / "frames"
+    blend = built["frere_groove"]["blend"]
+    cmd = [sys.executable, "-m", "blender_scripts.render", "--blend", str(blend), "--frames", "1-40", "--out",
+           str(out), "--resolution-percentage", "20", "--samples", "2", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    errors = tmp_path / "stderr"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(["unshare", "--pid", "--fork", *cmd], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=err, text=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while "render: frame 2 " not in errors.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, errors.read_text()[-2000:]
+            time.sleep(0.1)
+        (job,) = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        os.kill(int(job), signal.SIGTERM)
+        try:
+            stdout, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the render as PID 1 did not stop within 60 s of SIGTERM") from None
+    log = errors.read_text()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, log[-2000:]
+    # No result (Blender's own chatter goes to stdout too, never a JSON line), and the entrypoint's one line.
+    assert not [ln for ln in stdout.splitlines() if ln.startswith("{")], stdout[-2000:]
+    assert "render: interrupted" in log.splitlines(), log[-2000:]
+    done = [p for p in out.iterdir() if p.name.startswith("frame_")]
+    assert 2 <= len(done) < 40  # stopped early, and what it left is whole frames only
+    assert all(png_size(p) == (128, 72) for p in done)
