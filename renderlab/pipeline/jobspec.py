@@ -72,21 +72,27 @@ class JobFailed(RuntimeError):
     """A Job exited non-zero (or printed no result); the message carries the entrypoint's own error."""
 
 
-def parse_result_line(name: str, lines: list[str]) -> dict:
-    """The last non-empty output line must be one JSON object (contract 4)."""
+def _last_object(lines: list[str], skip) -> dict | None:
+    """The JSON object on the last line that `skip` does not pass over, or None."""
     for line in reversed(lines):
         text = line.strip()
-        if not text:
+        if skip(text):
             continue
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            break
-        if isinstance(value, dict):
-            return value
-        break
-    tail = "\n".join(lines[-5:])
-    raise JobFailed(f"job {name}: the last output line is not a JSON result object; last lines:\n{tail}")
+            return None
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def parse_result_line(name: str, lines: list[str]) -> dict:
+    """The last non-empty output line must be one JSON object (contract 4)."""
+    value = _last_object(lines, skip=lambda text: not text)
+    if value is None:
+        tail = "\n".join(lines[-5:])
+        raise JobFailed(f"job {name}: the last output line is not a JSON result object; last lines:\n{tail}")
+    return value
 
 
 def parse_merged_result(name: str, lines: list[str]) -> dict:
@@ -95,16 +101,8 @@ def parse_merged_result(name: str, lines: list[str]) -> dict:
     The container runtime reads the two streams apart and stamps each line as it reads it, so a progress line
     written to stderr just before the result can land after it (met on the lab: fetch's summary line after its
     result, the task failed on a run that had succeeded). Progress lines are never JSON objects (contract 4)."""
-    for line in reversed(lines):
-        text = line.strip()
-        if not text.startswith("{"):
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            break
-        if isinstance(value, dict):
-            return value
-        break
-    tail = "\n".join(lines[-5:])
-    raise JobFailed(f"job {name}: no JSON result object among the last lines of its log:\n{tail}")
+    value = _last_object(lines, skip=lambda text: not text.startswith("{"))
+    if value is None:
+        tail = "\n".join(lines[-5:])
+        raise JobFailed(f"job {name}: no JSON result object among the last lines of its log:\n{tail}")
+    return value
