@@ -47,7 +47,11 @@ def recorded(r: Rehearsal, conf: dict, name: str, during: Callable[[Recorder], N
             thread.start()
         rc = trigger.follow(r.api, run_id, sys.stdout, poll=5, timeout=FOLLOW_TIMEOUT_S)
         if thread is not None:
-            thread.join(timeout=600)
+            thread.join(timeout=30)  # a fault is injected mid-run: one still waiting now never will be
+            if thread.is_alive() and not errors:
+                errors.append(
+                    AssertionError("the run ended before its fault was injected; nothing was tested")
+                )
     path = r.records / f"{name}.json"
     records = recorder.save(path)
     return Run(rc, folder, records, path, errors[0] if errors else None)
