@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from renderlab.base import cli, errors, process_group
+from tests import pid_namespace
 
 
 class Refused(errors.CommandError):
@@ -102,12 +102,7 @@ def test_a_job_prints_its_result_last_and_nothing_on_failure(tmp_path):
 
 def test_a_job_that_is_a_containers_pid_1_stops_on_sigterm(tmp_path):
     # PID 1 of a PID namespace (a container's entrypoint) gets no signal it has no handler for: the kernel drops
-    # it. unshare makes the job that PID 1 here, as the kubelet's runtime does.
-    if (
-        shutil.which("unshare") is None
-        or subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, check=False).returncode
-    ):
-        pytest.fail("unshare --pid cannot run here (util-linux, root): the check needs a PID namespace")
+    # it. The job runs as that PID 1 here, as the kubelet's runtime starts it.
     ready = tmp_path / "ready"
     script = (
         "import time; from pathlib import Path; from renderlab.base import cli\n"
@@ -117,19 +112,12 @@ def test_a_job_that_is_a_containers_pid_1_stops_on_sigterm(tmp_path):
         "cli.run_job('render', main)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", script], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = pid_namespace.start([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 30
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    (job,) = children  # the job: PID 1 inside, this pid outside
-    os.kill(int(job), signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("the job as PID 1 ignored SIGTERM") from None
+    out, err = pid_namespace.terminate(proc, 10, "the job")
     assert (proc.returncode, out, err) == (cli.EXIT_INTERRUPTED, "", "render: interrupted\n")
 
 

@@ -169,12 +169,12 @@ def test_sigterm_stops_a_render_that_is_a_containers_pid_1_between_frames(built,
     (pod deleted, Job killed) stops it at the next frame with exit 130, leaving only whole frames. Blender swallows
     the KeyboardInterrupt raised inside its render callback; the frame loop stops on its own check."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
     from renderlab.base import cli
+    from tests import pid_namespace
 
     from .helpers import ROOT
 
@@ -185,19 +185,12 @@ def test_sigterm_stops_a_render_that_is_a_containers_pid_1_between_frames(built,
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     errors = tmp_path / "stderr"
     with errors.open("w") as err:
-        proc = subprocess.Popen(["unshare", "--pid", "--fork", *cmd], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=err, text=True)  # fmt: skip
+        proc = pid_namespace.start(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
         deadline = time.monotonic() + 120
         while "render: frame 2 " not in errors.read_text() and time.monotonic() < deadline:
             assert proc.poll() is None, errors.read_text()[-2000:]
             time.sleep(0.1)
-        (job,) = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        os.kill(int(job), signal.SIGTERM)
-        try:
-            stdout, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise AssertionError("the render as PID 1 did not stop within 60 s of SIGTERM") from None
+        stdout, _ = pid_namespace.terminate(proc, 60, "the render")
     log = errors.read_text()
     assert proc.returncode == cli.EXIT_INTERRUPTED, log[-2000:]
     # No result (Blender's own chatter goes to stdout too, never a JSON line), and the entrypoint's one line.
