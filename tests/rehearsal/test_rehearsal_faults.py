@@ -49,6 +49,16 @@ def _chunk_of(records: dict, pod: dict) -> str | None:
     return None
 
 
+def _chunk_done(records: dict, chunk: str) -> datetime:
+    """When the chunk's last completed Job completed (the retry's, after a fault)."""
+    return max(
+        datetime.fromisoformat(j["status"]["completionTime"].replace("Z", "+00:00"))
+        for j in records["jobs"]["items"]
+        if (j["metadata"].get("labels") or {}).get(CHUNK) == chunk
+        and j.get("status", {}).get("completionTime")
+    )
+
+
 def test_a_render_pod_deleted_mid_chunk_is_retried_and_renders_only_its_missing_frames(rehearsal: Rehearsal):
     r = rehearsal
     victim: dict = {}
@@ -86,10 +96,7 @@ def test_a_render_pod_deleted_mid_chunk_is_retried_and_renders_only_its_missing_
     # And the whole run rendered each frame once.
     everything = Counter(f for n in pods for f in _rendered(logs.get(n, "")))
     assert set(everything) == set(range(1, 37)) and max(everything.values()) == 1, everything
-    done_at = max(
-        j["status"]["completionTime"] for j in records["jobs"]["items"]
-        if (j["metadata"].get("labels") or {}).get(CHUNK) == chunk and j.get("status", {}).get("completionTime")
-    )  # fmt: skip
+    done_at = _chunk_done(records, chunk)
     print(f"pod {victim['pod']} deleted after frames {victim['done']}; chunk {chunk} re-run by {again}, "
           f"finished {done_at}")  # fmt: skip
 
@@ -140,11 +147,7 @@ def test_the_worker_stopped_mid_run_its_chunk_finishes_on_the_control_plane(rehe
     skipped = {f for n in pods for f in _skipped(logs.get(n, ""))}
     assert max(rendered.values()) == 1, rendered
     assert set(rendered) | skipped == set(range(1, 37)), (sorted(rendered), sorted(skipped))
-    done = max(
-        datetime.fromisoformat(j["status"]["completionTime"].replace("Z", "+00:00"))
-        for j in records["jobs"]["items"]
-        if (j["metadata"].get("labels") or {}).get(CHUNK) == chunk and j.get("status", {}).get("completionTime")
-    )  # fmt: skip
+    done = _chunk_done(records, chunk)
     print(f"worker stopped at {victim['at']:%H:%M:%S} while {victim['pod']} rendered chunk {chunk} "
           f"(frames {victim['done']} done); the chunk finished on {control_plane} "
           f"{(done - victim['at']).total_seconds():.0f} s after the stop")  # fmt: skip
