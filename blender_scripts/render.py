@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -123,6 +125,21 @@ def writable_out(out: Path) -> None:
         for folder in made:  # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def incomplete_frame(frame: int, final: Path, expected: tuple[int, int]) -> OutputError:
+    """Blender reports a failed write on its own console only; less room left than one uncompressed frame
+    (RGBA, 8 bits) says the folder is full, which the user can fix, as an OSError's errno would."""
+    try:
+        free = shutil.disk_usage(final.parent).free
+    except OSError:
+        free = None
+    if free is not None and free < expected[0] * expected[1] * 4:
+        return output_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), final, "write")
+    return OutputError(
+        f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG into {final.parent} "
+        "(is it read-only?)"
+    )
 
 
 def clean_leftovers(out: Path) -> list[str]:
@@ -337,10 +354,7 @@ def render(args: list[str]) -> dict:
                 scene.render.filepath = str(tmp)
                 bpy.ops.render.render(write_still=True)
                 if png_size(tmp) != expected:
-                    raise OutputError(
-                        f"frame {frame}: Blender wrote no complete {expected[0]}x{expected[1]} PNG into {out} "
-                        "(is it full or read-only?)"
-                    )
+                    raise incomplete_frame(frame, final, expected)
             record_provenance(final, key)  # after the frame: a kill in between only costs a re-render
         except OSError as e:
             raise output_error(e, final, "write") from None

@@ -199,3 +199,55 @@ def test_sigterm_stops_a_render_that_is_a_containers_pid_1_between_frames(built,
     done = [p for p in out.iterdir() if p.name.startswith("frame_")]
     assert 2 <= len(done) < 40  # stopped early, and what it left is whole frames only
     assert all(png_size(p) == (128, 72) for p in done)
+
+
+def _fill(folder: Path) -> Path:
+    """Take every byte left on the filesystem of `folder` (a filler file written until ENOSPC)."""
+    import errno
+    import os
+
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12, 1):  # big writes first, then the last scraps
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_share_stops_the_render_with_one_message_and_the_rerun_redoes_no_frame(built, tmp_path):
+    """The share filling up mid-chunk: Blender says its write failed only on its own console, so the entrypoint
+    names the full folder itself, in one line; once space is freed, a rerun renders only the missing frames."""
+    import subprocess
+
+    from blender_scripts.errors import OutputError
+
+    share = tmp_path / "share"
+    share.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(share)],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    if mount.returncode:
+        pytest.fail(f"a small tmpfs cannot be mounted here (the check needs root): {mount.stderr.strip()}")
+    try:
+        blend, out = built["frere_groove"]["blend"], share / "frames"
+        assert last_json(run_cli("render", "--blend", blend, "--frames", "120-120", "--out", out, *TINY))
+        done = (out / "frame_000120.png").stat().st_mtime_ns
+        filler = _fill(share)
+        full = run_cli("render", "--blend", blend, "--frames", "120-122", "--out", out, *TINY)
+        assert full.returncode == OutputError.exit_code, full.stderr[-2000:]
+        (last,) = [ln for ln in full.stderr.splitlines() if ln.startswith("render: error:")]
+        assert "frame_000121.png" in last and "is full; free space on it" in last, last
+        assert full.stderr.rstrip().endswith(last)  # the entrypoint's one message, last
+        assert not [ln for ln in full.stdout.splitlines() if ln.startswith("{")]  # no result
+        assert _frames(out) == ["frame_000120.png"]  # no partial frame left behind
+        filler.unlink()
+        again = last_json(run_cli("render", "--blend", blend, "--frames", "120-122", "--out", out, *TINY))
+        assert (again["rendered"], again["skipped"]) == (2, 1)
+        assert (out / "frame_000120.png").stat().st_mtime_ns == done
+    finally:
+        subprocess.run(["umount", "-l", str(share)], check=False)
