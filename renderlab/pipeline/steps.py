@@ -40,7 +40,12 @@ def _run_job(plan: RunPlan, spec_kwargs: dict, context: dict | None):
     from renderlab.pipeline import backends
     from renderlab.pipeline.jobspec import JobSpec
 
-    labels = {"renderlab/run": _label(plan.run_id), **spec_kwargs.pop("labels", {})}
+    # run + work name say "the same piece of work" across tries (the kubernetes backend's SAME_WORK).
+    labels = {
+        "renderlab/run": _label(plan.run_id),
+        "renderlab/work": _label(spec_kwargs["name"]),
+        **spec_kwargs.pop("labels", {}),
+    }
     spec = JobSpec(labels=labels, **spec_kwargs)
     return backends.get(plan.settings).run(spec, log, context)
 

@@ -162,14 +162,17 @@ def provider(no_cluster):
     core.read_namespaced_pod_log.side_effect = _pod_log_like_the_client(
         'render: frame 1\n{"rendered": 2, "skipped": 0}\n'
     )
+    core.list_namespaced_pod.return_value = SimpleNamespace(
+        items=[pod]
+    )  # the Job's pods, by its job-name label
     batch = mock.Mock()
+    batch.list_namespaced_job.return_value = SimpleNamespace(items=[])  # no Job of an earlier try
     with mock.patch(f"{HOOK}.create_job", side_effect=lambda job: created.append(job) or job), \
          mock.patch.object(kb._hook_class(), "wait_until_job_complete", side_effect=lambda job_name, namespace, **kw: created[-1]) as wait, \
          mock.patch(f"{HOOK}.is_job_failed", return_value=False) as failed, \
          mock.patch(f"{HOOK}.core_v1_client", new_callable=mock.PropertyMock, return_value=core), \
          mock.patch(f"{HOOK}.batch_v1_client", new_callable=mock.PropertyMock, return_value=batch), \
          mock.patch(f"{HOOK}.get_pod", return_value=pod), \
-         mock.patch(f"{OPERATOR}.get_pods", return_value=[pod]), \
          mock.patch("airflow.providers.cncf.kubernetes.utils.pod_manager.PodManager.fetch_requested_container_logs") as logs:  # fmt: skip
         yield SimpleNamespace(created=created, wait=wait, failed=failed, core=core, batch=batch, logs=logs)
 
@@ -256,16 +259,95 @@ def test_failed_job_raises_the_clusters_reason_and_is_kept_for_its_ttl(settings,
     assert provider.created[-1].spec.ttl_seconds_after_finished == 3600
 
 
+SAME_WORK_SELECTOR = "renderlab/run=r1,renderlab/work=render-main-1-2"
+
+
+def _same_work_spec() -> JobSpec:
+    return JobSpec(name="render-main-1-2", image="blender", command=["python", "-m", "x"],
+                   labels={"renderlab/run": "r1", "renderlab/work": "render-main-1-2"})  # fmt: skip
+
+
+def _earlier_job(suffix: str, minute: int = 0, deleting: bool = False) -> k8s.V1Job:
+    """A Job of the same work that an earlier try submitted (no condition yet: still running)."""
+    from datetime import UTC, datetime
+
+    return k8s.V1Job(
+        metadata=k8s.V1ObjectMeta(
+            name=f"job-render-main-1-2-{suffix}", namespace="render",
+            creation_timestamp=datetime(2026, 12, 7, 1, minute, tzinfo=UTC),
+            deletion_timestamp=datetime(2026, 12, 7, 2, 0, tzinfo=UTC) if deleting else None,
+        ),
+        status=k8s.V1JobStatus(active=1),
+    )  # fmt: skip
+
+
+def _complete(job: k8s.V1Job) -> k8s.V1Job:
+    job.status = k8s.V1JobStatus(conditions=[k8s.V1JobCondition(type="Complete", status="True")])
+    return job
+
+
+def test_a_try_after_the_scheduler_restarted_waits_on_the_job_it_left_instead_of_submitting_another(
+    settings, provider
+):
+    import logging
+
+    # Try 1's task process was SIGKILLed with the scheduler (no on_kill ran): its Job still renders the chunk.
+    left = _earlier_job("try1", minute=1)
+    provider.batch.list_namespaced_job.return_value = SimpleNamespace(items=[left])
+    provider.wait.side_effect = lambda job_name, namespace, **kw: _complete(left)
+    res = kb.KubernetesBackend(settings).run(_same_work_spec(), logging.getLogger("t"), _context())
+    assert provider.created == []  # no second Job for the same chunk
+    assert provider.batch.list_namespaced_job.call_args.kwargs["label_selector"] == SAME_WORK_SELECTOR
+    assert provider.wait.call_args.kwargs["job_name"] == "job-render-main-1-2-try1"
+    # Its own pods, by the Job controller's label, and the result read from them; then the Job is deleted.
+    assert provider.core.list_namespaced_pod.call_args.kwargs["label_selector"] == (
+        "batch.kubernetes.io/job-name=job-render-main-1-2-try1"
+    )
+    assert res.result == {"rendered": 2, "skipped": 0}
+    provider.batch.delete_namespaced_job.assert_called_once_with(
+        name="job-render-main-1-2-try1", namespace="render", propagation_policy="Foreground"
+    )
+
+
+def test_a_job_that_already_succeeded_is_read_before_a_running_one(settings, provider):
+    import logging
+
+    running, done = _earlier_job("b", minute=5), _complete(_earlier_job("a", minute=1))
+    provider.batch.list_namespaced_job.return_value = SimpleNamespace(items=[running, done])
+    provider.wait.side_effect = lambda job_name, namespace, **kw: done
+    kb.KubernetesBackend(settings).run(_same_work_spec(), logging.getLogger("t"), _context())
+    assert provider.created == []
+    assert provider.wait.call_args.kwargs["job_name"] == "job-render-main-1-2-a"
+
+
+def test_failed_or_deleted_jobs_of_the_same_work_are_not_adopted(settings, provider):
+    import logging
+
+    gone = [_failed(_earlier_job("failed")), _earlier_job("deleting", deleting=True)]
+    provider.batch.list_namespaced_job.return_value = SimpleNamespace(items=gone)
+    kb.KubernetesBackend(settings).run(_same_work_spec(), logging.getLogger("t"), _context())
+    (job,) = provider.created  # a new Job: those two will never give a result
+    assert job.metadata.name not in {"job-render-main-1-2-failed", "job-render-main-1-2-deleting"}
+
+
+def test_the_dag_labels_every_job_with_its_run_and_work(settings, no_cluster):
+    specs = dag_specs(settings)
+    for spec in specs:
+        assert all(spec.labels.get(k) for k in kb.SAME_WORK), spec.name
+    works = [(s.labels["renderlab/run"], s.labels["renderlab/work"]) for s in specs]
+    assert len(set(works)) == len(works)  # one piece of work, one label pair
+
+
 def test_a_retry_prefers_another_node_than_where_the_same_chunk_failed(settings, provider):
     import logging
 
-    spec = JobSpec(name="render-main-1-2", image="blender", command=["python", "-m", "x"],
-                   labels={"renderlab/run": "r1", "renderlab/chunk": "main-1-2"})  # fmt: skip
+    spec = _same_work_spec()
     failed_there = _pod("job-render-main-1-2-old", phase="Failed")  # on rl0-k8s-worker
     this_try = _pod("job-render-main-1-2-new", phase="Running")
     provider.core.list_namespaced_pod.side_effect = lambda namespace, label_selector: SimpleNamespace(
-        items=[failed_there] if label_selector == "renderlab/run=r1,renderlab/chunk=main-1-2" else [this_try]
+        items=[failed_there] if label_selector == SAME_WORK_SELECTOR else [this_try]
     )
+    provider.batch.list_namespaced_job.return_value = SimpleNamespace(items=[_failed(_earlier_job("old"))])
     kb.KubernetesBackend(settings).run(spec, logging.getLogger("t"), _context())
     affinity = provider.created[-1].spec.template.spec.affinity
     (term,) = affinity.node_affinity.preferred_during_scheduling_ignored_during_execution  # preferred only

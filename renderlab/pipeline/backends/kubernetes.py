@@ -4,8 +4,10 @@
 Secrets by reference, resources, backoffLimit, TTL); `run()` executes it inside the calling task: the provider
 creates the Job, waits, streams the pod's logs into the task log and deletes the Job on kill. We read the
 result line from the pod's log, then delete the Job (TTL is the backstop if the worker dies first). A failed Job
-is kept for its TTL: its pod's log stays readable, and the next try of the same chunk prefers another node than
-the ones its failed pods ran on (a bad node must not eat every retry).
+is kept for its TTL: its pod's log stays readable, and the next try of the same work prefers another node than
+the ones its failed pods ran on (a bad node must not eat every retry). A try whose task process died with the
+Airflow scheduler (a restart SIGKILLs the LocalExecutor's tasks, so no on_kill deletes their Job) left a Job that
+still runs or has succeeded: the next try waits on that Job instead of submitting a second one for the same work.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ POD_POLL_S = 10
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the Job controller labels its pods with it
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 # The labels that say "the same piece of work" across tries (renderlab.pipeline.steps sets them).
-SAME_WORK = ("renderlab/run", "renderlab/chunk")
+SAME_WORK = ("renderlab/run", "renderlab/work")
 # A container waiting for these never starts: the image cannot be had. ErrImagePull/ImagePullBackOff may be a
 # registry's passing failure, so those get PULL_GRACE_S of retries first; the other two are final at once.
 PULL_RETRIED = {"ErrImagePull", "ImagePullBackOff"}
@@ -156,6 +158,18 @@ def _queued_operator_class():
         while the quota was full. Here the task waits for the pod, as long as the Job itself may live.
         """
 
+        # A Job of the same work left by an earlier try (KubernetesBackend._adoptable): waited on, not doubled.
+        adopted: k8s.V1Job | None = None
+
+        def create_job(self, job_request_obj):
+            if self.adopted is None:
+                return super().create_job(job_request_obj)
+            self.log.info(
+                "Job %s of an earlier try of this work is %s: waiting on it instead of submitting another",
+                self.adopted.metadata.name, "complete" if _finished(self.adopted) else "still running",
+            )  # fmt: skip
+            return self.adopted
+
         @functools.cached_property
         def hook(self):
             return _hook_class()(
@@ -176,21 +190,28 @@ def _queued_operator_class():
             self._first_pods = value
 
         def get_pods(self, pod_request_obj, context, *, exclude_checked: bool = True):
-            # The provider's own selector for this task's pods (a private helper of the pinned provider).
-            selector = self._build_find_pod_label_selector(context, exclude_checked=exclude_checked)
-            namespace = pod_request_obj.metadata.namespace
+            # This Job's own pods, by the label the Job controller gives them: the provider's selector (the
+            # task's labels) also finds the pods of an earlier try's kept Job, and not an adopted Job's alone.
+            selector = f"{JOB_NAME_LABEL}={self.job.metadata.name}"
+            namespace = self.job.metadata.namespace
             deadline = time.monotonic() + (self.active_deadline_seconds or 3600)
             told = False
-            while not self.client.list_namespaced_pod(namespace=namespace, label_selector=selector).items:
+            while not (
+                pods := self.client.list_namespaced_pod(namespace=namespace, label_selector=selector).items
+            ):
                 if time.monotonic() > deadline:
-                    break  # the provider's own error follows
+                    raise RuntimeError(f"no pod of Job {self.job.metadata.name} appeared ({selector})")
                 if not told:
                     self.log.info(
                         "the Job's pod is not created yet (the namespace's quota is full?); waiting"
                     )
                     told = True
                 time.sleep(POD_POLL_S)
-            return super().get_pods(pod_request_obj, context, exclude_checked=exclude_checked)
+            for pod in pods:
+                labels = pod.metadata.labels or {}
+                self.log.info("pod %s of Job %s (try %s)", pod.metadata.name, self.job.metadata.name,
+                              labels.get("try_number", "?"))  # fmt: skip
+            return pods
 
     QueuedJobOperator.__qualname__ = "QueuedJobOperator"  # its logger's name
     return QueuedJobOperator
@@ -268,9 +289,17 @@ def operator(spec: JobSpec, settings: Settings, task_id: str | None = None):
     )
 
 
-def _finished(job) -> bool:
+def _conditions(job, *types: str) -> bool:
     conditions = (job.status.conditions if job is not None and job.status else None) or []
-    return any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
+    return any(c.type in types and c.status == "True" for c in conditions)
+
+
+def _finished(job) -> bool:
+    return _conditions(job, "Complete", "Failed")
+
+
+def _failed(job) -> bool:
+    return _conditions(job, "Failed")
 
 
 def avoid_nodes(nodes: list[str]) -> k8s.V1Affinity:
@@ -312,7 +341,8 @@ class KubernetesBackend:
 
     def run(self, spec: JobSpec, log: logging.Logger, context: dict | None = None) -> JobResult:
         op = operator(spec, self.settings, task_id=(context or {}).get("task_id"))
-        avoid = self._failed_nodes(op, spec)
+        op.adopted = self._adoptable(op, spec)
+        avoid = [] if op.adopted else self._failed_nodes(op, spec)
         if avoid:
             log.info(
                 "job %s: earlier tries failed on %s; another node is preferred", spec.name, ", ".join(avoid)
@@ -350,6 +380,23 @@ class KubernetesBackend:
             return [ln for ln in _pod_log(op, pod, tail).splitlines() if ln.strip()]
         except Exception:
             return []
+
+    def _adoptable(self, op, spec: JobSpec) -> k8s.V1Job | None:
+        """A Job of the same work that an earlier try submitted and that runs still or has succeeded: the one
+        that succeeded, else the newest. A listing error fails the try (better than a second Job)."""
+        if not all(k in spec.labels for k in SAME_WORK):
+            return None
+        selector = ",".join(f"{k}={spec.labels[k]}" for k in SAME_WORK)
+        jobs = op.job_client.list_namespaced_job(
+            namespace=self.settings.namespace, label_selector=selector
+        ).items
+        usable = [j for j in jobs if j.metadata.deletion_timestamp is None and not _failed(j)]
+        if not usable:
+            return None
+        return max(
+            usable,
+            key=lambda j: (_finished(j), j.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC)),
+        )
 
     def _failed_nodes(self, op, spec: JobSpec) -> list[str]:
         """The nodes where earlier tries of the same work failed (their Jobs are kept for the TTL)."""
