@@ -3,6 +3,7 @@ kernel), and the lab inventory tells the airflow role to bind it rather than mou
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -57,3 +58,51 @@ def test_a_machine_boots_and_reboots_with_its_binds(tmp_path, monkeypatch):
     again = machines.Machine(**{**m.as_state(), "directory": Path(m.as_state()["directory"])})
     machines.boot(again, "rlbr9", tmp_path, cluster_node=True)
     assert [bind in cmd for cmd in ran] == [True, True]
+
+
+def test_a_size_limited_share_fills_up_like_a_real_one_and_is_released(tmp_path):
+    import errno
+    import os
+
+    import pytest
+
+    options = LabOptions.from_env(
+        {
+            "RENDERLAB_LAB_PREFIX": "rl9",
+            "RENDERLAB_LAB_CACHE": str(tmp_path),
+            "RENDERLAB_LAB_SHARE_SIZE": "1G",
+        }
+    )
+    assert options.share_size == 1 << 30
+    folder = share_folder.host_folder(options.state)
+    folder.mkdir(parents=True)
+    share_folder.limit(options.state, options.share_size)
+    try:
+        assert os.path.ismount(folder) and os.listdir(folder) == []  # no lost+found in the share's root
+        usage = os.statvfs(folder)
+        assert 0.9 < usage.f_bavail * usage.f_frsize / (1 << 30) <= 1  # all of it, none held back for root
+        fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            with pytest.raises(OSError) as full:
+                os.posix_fallocate(fd, 0, 2 << 30)
+        finally:
+            os.close(fd)
+        assert full.value.errno == errno.ENOSPC
+        # Sparse: the image on this machine's disk holds what was written, not the share's size.
+        assert (options.state / "share.img").stat().st_blocks * 512 < 128 << 20
+    finally:
+        assert share_folder.release(options.state)
+    assert not os.path.ismount(folder)
+    assert share_folder.release(options.state) is False  # a plain folder: nothing to unmount
+
+
+def test_a_share_size_that_is_not_one_is_refused_by_name():
+    import pytest
+
+    from renderlab.workstation.nspawn_lab.options import LabError
+
+    for bad in ("8", "8T", "100M", "1.5G", "-1G"):
+        with pytest.raises(LabError, match=f"RENDERLAB_LAB_SHARE_SIZE='{re.escape(bad)}': give a size"):
+            LabOptions.from_env({"RENDERLAB_LAB_SHARE_SIZE": bad})
+    assert LabOptions.from_env({"RENDERLAB_LAB_SHARE_SIZE": "2048M"}).share_size == 2 << 30
+    assert LabOptions.from_env({}).share_size is None

@@ -191,6 +191,8 @@ def up(s: LabOptions) -> Lab:
         )
     t0 = time.monotonic()
     tree = rootfs.ensure(s.cache, log)
+    if s.state.exists():  # a crashed lab's size-limited share: unmounted before its folder is removed
+        share_folder.release(s.state)
     shutil.rmtree(s.state, ignore_errors=True)
     (s.state / "machines").mkdir(parents=True)
     s.state.chmod(0o700)  # holds the lab key and secrets
@@ -225,6 +227,9 @@ def up(s: LabOptions) -> Lab:
         log(f"network: bridge {s.bridge} {s.gateway}/{s.subnet.prefixlen} with NAT")
         network.up(s)
         share_folder.host_folder(s.state).mkdir(mode=0o755)
+        if s.share_size:
+            share_folder.limit(s.state, s.share_size)
+            log(f"share: {s.share_size >> 20} MiB filesystem at {share_folder.host_folder(s.state)}")
         for name, address in addresses.items():
             binds = share_folder.binds(s.state, config.hosts[name].role, config.share.path)
             m = Machine(
@@ -278,6 +283,8 @@ def down(s: LabOptions) -> None:
                 log(f"removed {removed}")
         except OSError as e:
             log(f"could not remove the cgroups of {m.machine}: {e}; remove them with rmdir once empty")
+    if s.state.exists() and share_folder.release(s.state):  # after the hosts that bound it are gone
+        log(f"unmounted the share at {share_folder.host_folder(s.state)}")
     if s.state.exists():
         # Keep the logs (console, playbook runs) for a post-mortem; everything else goes.
         kept = s.cache / f"{s.prefix}-last-logs"

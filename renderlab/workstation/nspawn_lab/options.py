@@ -25,6 +25,9 @@ class LabOptions:
     prefix: str
     cache: Path
     base_config: Path
+    # RENDERLAB_LAB_SHARE_SIZE: the share a filesystem of this many bytes (a real share fills up; the folder of
+    # this machine's disk would not), so the rehearsal can fill it mid-render. None: a plain folder.
+    share_size: int | None = None
 
     @property
     def state(self) -> Path:
@@ -56,4 +59,22 @@ class LabOptions:
             raise LabError(f"RENDERLAB_LAB_SUBNET={subnet}: use a private network of /26 or larger")
         cache = Path(env.get("RENDERLAB_LAB_CACHE", ROOT / ".cache" / "lab"))
         base = Path(env.get("RENDERLAB_LAB_BASE_CONFIG", ROOT / "Pulumi.example.yaml"))
-        return cls(bridge=bridge, subnet=subnet, prefix=prefix, cache=cache.resolve(), base_config=base)
+        share_size = _size(env.get("RENDERLAB_LAB_SHARE_SIZE", ""))
+        return cls(bridge=bridge, subnet=subnet, prefix=prefix, cache=cache.resolve(), base_config=base,
+                   share_size=share_size)  # fmt: skip
+
+
+SHARE_SIZE_MIN = 1 << 30  # the rehearsal's runs take a few hundred MB; below a GiB the lab itself stops
+
+
+def _size(text: str) -> int | None:
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d{1,5})([MG])", text)
+    size = int(m[1]) << (20 if m[2] == "M" else 30) if m else 0
+    if size < SHARE_SIZE_MIN:
+        raise LabError(
+            f"RENDERLAB_LAB_SHARE_SIZE={text!r}: give a size of at least 1G as a number and M or G, e.g. 8G "
+            "(or leave it unset for a plain folder)"
+        )
+    return size

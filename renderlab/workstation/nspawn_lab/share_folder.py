@@ -6,6 +6,8 @@ same files, as they would through the share."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path, PurePosixPath
 
 from renderlab.base.share import SHARE_MOUNT
@@ -19,6 +21,31 @@ ROLES = ("storage", "control_plane", "worker", "airflow")
 
 def host_folder(state: Path) -> Path:
     return state / "share"
+
+
+def limit(state: Path, size: int) -> None:
+    """The share folder becomes an ext4 filesystem of `size` bytes (a sparse image file mounted over a loop
+    device), made before the hosts bind it. No blocks reserved for root: the pods' user meets the same limit."""
+    image, folder = state / "share.img", host_folder(state)
+    with image.open("wb") as f:
+        f.truncate(size)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-o", "loop", str(image), str(folder)], check=True, capture_output=True, text=True
+    )
+    (folder / "lost+found").rmdir()  # the share's root holds only what the lab puts there
+    folder.chmod(0o755)
+
+
+def release(state: Path) -> bool:
+    """Unmount a size-limited share folder (`limit`); False when it is a plain folder."""
+    folder = host_folder(state)
+    if not os.path.ismount(folder):
+        return False
+    if subprocess.run(["umount", str(folder)], capture_output=True, check=False).returncode:
+        # Still busy (a shell's working directory): detached now, freed once nothing uses it.
+        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True, text=True)
+    return True
 
 
 def binds(state: Path, role: str, share_path: str) -> tuple[str, ...]:
