@@ -253,7 +253,8 @@ lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a s
 	$(VENV)/bin/pytest tests/lab/test_restore_drill.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: cluster-test lab-rehearsal
-# Opt-in: on the lab `RENDERLAB_LAB_KEEP=1 make cluster-test` left up (same RENDERLAB_LAB_* env), with the Jobs'
+# Opt-in: on the lab `RENDERLAB_LAB_KEEP=1 RENDERLAB_LAB_SHARE_SIZE=8G make cluster-test` left up (same
+# RENDERLAB_LAB_* env; the share-full fault needs the sized share), with the Jobs'
 # images built in this checkout (`.venv/bin/python -m renderlab.workstation.images build --only blender --only fetch --push never`:
 # imported on the nodes, no lab registry here). A missing prerequisite fails the target with the command that
 # provides it (RENDERLAB_REQUIRE_LANES=1), never a green skip.

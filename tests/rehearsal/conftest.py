@@ -42,8 +42,10 @@ from tests.rehearsal import lab_airflow, node_images
 LANE = "RENDERLAB_REHEARSAL_LANE"
 UNAVAILABLE = "local lab unavailable here"  # tests/conftest.py: under RENDERLAB_REQUIRE_LANES=1 a failure
 LAB_ENV = "RENDERLAB_LAB_BRIDGE, RENDERLAB_LAB_SUBNET and RENDERLAB_LAB_PREFIX"
+# The share a filesystem of its own size, as a real one is: the share-full fault fills it.
 KEEP_A_LAB = (
-    f"`RENDERLAB_LAB_KEEP=1 make cluster-test`, then `make lab-rehearsal` (both with the same {LAB_ENV})"
+    "`RENDERLAB_LAB_KEEP=1 RENDERLAB_LAB_SHARE_SIZE=8G make cluster-test`, then `make lab-rehearsal` (both "
+    f"with the same {LAB_ENV})"
 )
 
 

@@ -22,6 +22,7 @@ FOLLOW_TIMEOUT_S = 2 * 3600
 @dataclass
 class Run:
     rc: int
+    run_id: str
     folder: str
     records: dict[str, Any]
     path: Path
@@ -54,4 +55,4 @@ def recorded(r: Rehearsal, conf: dict, name: str, during: Callable[[Recorder], N
                 )
     path = r.records / f"{name}.json"
     records = recorder.save(path)
-    return Run(rc, folder, records, path, errors[0] if errors else None)
+    return Run(rc, run_id, folder, records, path, errors[0] if errors else None)

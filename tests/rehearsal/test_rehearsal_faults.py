@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import pytest
 
 from benchmarks.lab_scaling import FRAME_LINE, JOB_NAME_LABELS
-from renderlab.workstation import run_outputs
+from renderlab.workstation import run_outputs, trigger
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
-from tests.rehearsal import runs
+from tests.rehearsal import conftest, runs
 from tests.rehearsal.conftest import Rehearsal
 from tests.rehearsal.recorder import Recorder
 from tests.rehearsal.test_rehearsal import CONF
@@ -151,3 +151,150 @@ def test_the_worker_stopped_mid_run_its_chunk_finishes_on_the_control_plane(rehe
     print(f"worker stopped at {victim['at']:%H:%M:%S} while {victim['pod']} rendered chunk {chunk} "
           f"(frames {victim['done']} done); the chunk finished on {control_plane} "
           f"{(done - victim['at']).total_seconds():.0f} s after the stop")  # fmt: skip
+
+
+# One chunk of 36 frames: after its pod rendered two, more than a minute of work is left, longer than the
+# scheduler unit's TimeoutStopSec (60 s, during which a stopping LocalExecutor waits for its tasks), so the
+# restart does cut the chunk's task off.
+ONE_LONG_CHUNK = {**SHORT, "frames_per_chunk": 36}
+WORK = "renderlab/work"  # renderlab.pipeline.steps: the label that names one piece of work of a run
+
+
+def test_the_scheduler_restarted_mid_run_the_run_finishes_and_no_chunk_gets_a_second_job(
+    rehearsal: Rehearsal,
+):
+    r = rehearsal
+    airflow = r.host("airflow")
+    victim: dict = {}
+
+    def restart_the_scheduler_mid_chunk(rec: Recorder) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            for name, pod in rec.pods().items():
+                if name.startswith("job-render-") and len(_rendered(rec.log_so_far(name))) >= 2:
+                    victim.update(pod=name, at=datetime.now(UTC), labels=pod["metadata"].get("labels") or {})
+                    t0 = time.monotonic()
+                    out = r.ssh(airflow, "sudo systemctl restart airflow-scheduler", timeout=300)
+                    assert out.returncode == 0, f"systemctl restart airflow-scheduler: {out.stderr.strip()}"
+                    victim["restart_s"] = time.monotonic() - t0
+                    return
+            time.sleep(1)
+        raise AssertionError(f"no render pod rendered two frames within {WAIT_S} s")
+
+    run = runs.recorded(
+        r, ONE_LONG_CHUNK, "fault-scheduler-restarted", during=restart_the_scheduler_mid_chunk
+    )
+    assert run.fault_error is None, run.fault_error
+    assert run.rc == 0, f"the run failed: {run_outputs.failure(r.share, run.folder)}"
+    assert run_outputs.problems(r.share, run.folder) == []
+    records, logs = run.records, run.records["logs"]
+    # The restart cut the chunk's task off (a later try of it ran), and that try waited on the Job the first
+    # left instead of submitting a second: one Job for each piece of work of the run.
+    tis = [t for t in trigger.task_instances(r.api, run.run_id) if t["task_id"] == "render_chunk"]
+    (ti,) = [t for t in tis if str(t.get("map_index")) == victim["labels"].get("map_index")]
+    assert ti["state"] == "success" and ti["try_number"] >= 2, ti
+    works = Counter((j["metadata"].get("labels") or {}).get(WORK) for j in records["jobs"]["items"])
+    assert works and None not in works and max(works.values()) == 1, works
+    pods = {p["metadata"]["name"]: p for p in records["pods"]["items"]}
+    assert [n for n in pods if n.startswith("job-render-")] == [victim["pod"]]
+    rendered = Counter(f for n in pods for f in _rendered(logs.get(n, "")))
+    assert set(rendered) == set(range(1, 37)) and max(rendered.values()) == 1, rendered
+    chunk = _chunk_of(records, pods[victim["pod"]])
+    done = _chunk_done(records, chunk)
+    print(f"scheduler restarted at {victim['at']:%H:%M:%S} ({victim['restart_s']:.0f} s for systemctl) while "
+          f"{victim['pod']} rendered chunk {chunk}; try {ti['try_number']} of its task waited on that Job; "
+          f"the chunk finished {(done - victim['at']).total_seconds():.0f} s after the restart")  # fmt: skip
+
+
+def _fill(folder) -> int:
+    """Take every byte left on the share (a filler file written until ENOSPC): the bytes taken."""
+    import errno
+    import os
+
+    fd = os.open(folder / FILLER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    taken = 0
+    try:
+        for size in (1 << 24, 1 << 16, 1 << 10):  # big writes first, then the scraps
+            try:
+                while n := os.write(fd, b"\0" * size):
+                    taken += n
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+    return taken
+
+
+FILLER = ".rehearsal-filler"
+ERROR_LINE = re.compile(r"^\S+ render: error: (.*)$")
+
+
+def test_the_share_filled_mid_render_fails_with_one_message_then_a_retry_redoes_nothing(rehearsal: Rehearsal):
+    import os
+
+    r = rehearsal
+    if not os.path.ismount(r.share):
+        pytest.skip(
+            "local lab unavailable here for the share-full fault: the lab's share is a plain folder of this "
+            f"machine's disk; bring the lab up with RENDERLAB_LAB_SHARE_SIZE=8G ({conftest.KEEP_A_LAB})"
+        )
+    victim: dict = {}
+
+    def fill_the_share_mid_chunk(rec: Recorder) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and "pod" not in victim:
+            for name in rec.pods():
+                done = _rendered(rec.log_so_far(name))
+                if name.startswith("job-render-") and len(done) >= 2:
+                    victim.update(pod=name, done=done, taken=_fill(r.share), at=datetime.now(UTC))
+                    break
+            time.sleep(0.5)
+        if "pod" not in victim:
+            raise AssertionError(f"no render pod rendered two frames within {WAIT_S} s")
+        try:  # the pod meets the full share at its next frame, says so and fails; then space is freed
+            while time.monotonic() < deadline:
+                phase = (rec.pods().get(victim["pod"], {}).get("status") or {}).get("phase")
+                if phase in ("Failed", "Succeeded"):
+                    victim["phase"] = phase
+                    return
+                time.sleep(0.5)
+            raise AssertionError(f"{victim['pod']} went on for {WAIT_S} s on a full share")
+        finally:
+            (r.share / FILLER).unlink(missing_ok=True)
+            victim["freed"] = datetime.now(UTC)
+
+    try:
+        run = runs.recorded(r, SHORT, "fault-share-full", during=fill_the_share_mid_chunk)
+    finally:
+        (r.share / FILLER).unlink(missing_ok=True)
+    assert run.fault_error is None, run.fault_error
+    assert run.rc == 0, f"the run failed: {run_outputs.failure(r.share, run.folder)}"
+    assert run_outputs.problems(r.share, run.folder) == []
+    records, logs = run.records, run.records["logs"]
+    assert victim["phase"] == "Failed", victim
+    # The entrypoint's one message, last in the pod's log: the share is full, and what to do.
+    lines = [ln for ln in logs.get(victim["pod"], "").splitlines() if ln.strip()]
+    errors = [m[1] for m in map(ERROR_LINE.match, lines) if m]
+    assert len(errors) == 1 and ERROR_LINE.match(lines[-1]), lines[-5:]
+    assert "No space left on device" in errors[0] and "is full; free space on it" in errors[0], errors[0]
+    pods = {p["metadata"]["name"]: p for p in records["pods"]["items"]}
+    # That message failed the chunk's task (in its log), and a later try completed it.
+    map_index = (pods[victim["pod"]]["metadata"].get("labels") or {}).get("map_index")
+    (ti,) = [
+        t for t in trigger.task_instances(r.api, run.run_id)
+        if t["task_id"] == "render_chunk" and str(t.get("map_index")) == map_index
+    ]  # fmt: skip
+    assert ti["state"] == "success" and ti["try_number"] >= 2, ti
+    first_try = trigger.log_tail(r.api, run.run_id, {**ti, "try_number": 1}, lines=2000)
+    assert f"render: error: {errors[0]}" in first_try, first_try[-3000:]
+    chunk = _chunk_of(records, pods[victim["pod"]])
+    again = [n for n, p in pods.items() if n != victim["pod"] and _chunk_of(records, p) == chunk]
+    assert again, f"chunk {chunk}: nothing ran it again after the share was freed"
+    assert all(f not in _rendered(logs.get(n, "")) for n in again for f in victim["done"])
+    rendered = Counter(f for n in pods for f in _rendered(logs.get(n, "")))
+    assert set(rendered) == set(range(1, 37)) and max(rendered.values()) == 1, rendered
+    done = _chunk_done(records, chunk)
+    print(f"share filled ({victim['taken'] >> 20} MiB taken) at {victim['at']:%H:%M:%S} while {victim['pod']} "
+          f"rendered chunk {chunk} (frames {victim['done']} done); its error: {errors[0]}; freed "
+          f"{(victim['freed'] - victim['at']).total_seconds():.0f} s later; the chunk finished "
+          f"{(done - victim['freed']).total_seconds():.0f} s after space was freed")  # fmt: skip
