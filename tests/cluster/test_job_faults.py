@@ -5,6 +5,7 @@ it, through the provider's hook, against the lab's API server.
 - An image reference that does not exist: the Job fails within the backend's pull grace with the kubelet's pull
   error in the task's exception (what the task log shows), not at the Job's deadline, and its Job is deleted.
 - A Job that finished and that nobody deleted (the Airflow worker died first) is removed by its TTL.
+- A Job an earlier try left running (its task died with the scheduler) is waited on by the next try, not doubled.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ CONN = "renderlab_cluster_lane"
 MISSING = {"blender": {"tag": "no-such-tag-0000"}, "fetch": {"tag": "no-such-tag-0000"}}
 
 
-def _context(task: str) -> dict:
-    ti = SimpleNamespace(dag_id="render", task_id=task, run_id="manual__faults", try_number=1, map_index=-1,
-                         xcom_push=mock.Mock())  # fmt: skip
+def _context(task: str, try_number: int = 1) -> dict:
+    ti = SimpleNamespace(dag_id="render", task_id=task, run_id="manual__faults", try_number=try_number,
+                         map_index=-1, xcom_push=mock.Mock())  # fmt: skip
     return {"ti": ti, "run_id": "manual__faults", "dag": SimpleNamespace(), "task_id": task}
 
 
@@ -99,3 +100,34 @@ def test_a_finished_job_nobody_deleted_is_removed_by_its_ttl(built: Cluster, set
     assert name not in {j["metadata"]["name"] for j in built.kjson("-n", ns, "get", "jobs")["items"]}
     pods = built.kjson("-n", ns, "get", "pods", "-l", f"batch.kubernetes.io/job-name={name}")["items"]
     assert pods == [] or all(p["metadata"].get("deletionTimestamp") for p in pods)
+
+
+def test_a_later_try_waits_on_the_job_an_earlier_try_left_running(
+    built: Cluster, settings: Settings, testbox_image: str
+):
+    # Try 1 submitted its Job and died with the scheduler (SIGKILL: no on_kill deleted the Job). The Job exactly
+    # as the backend builds it, on the test image (busybox): it prints try 1's result after a while.
+    labels = {"renderlab/run": "faults-adopt", "renderlab/work": "render-main-1-2"}
+    spec = JobSpec(name="render-main-1-2", image="blender", command=["/bin/sh", "-c", "exit 3"], timeout_s=600,
+                   labels=labels)  # fmt: skip
+    job = ApiClient().sanitize_for_serialization(kb.build_job(spec, settings, _context("render_chunk")))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container.update(
+        image=testbox_image, command=["/bin/sh", "-c", 'sleep 10; echo \'{"by": "try 1"}\''], args=[]
+    )
+    built.apply([job])
+    ns, selector = settings.namespace, ",".join(f"{k}={v}" for k, v in labels.items())
+    try:
+        # Try 2 of the same work (its own command would fail): it waits on try 1's Job and reads its result.
+        # A second Job would fail (that command; an image that does not exist), never answer this.
+        res = kb.KubernetesBackend(settings).run(
+            spec, logging.getLogger("faults"), _context("render_chunk", 2)
+        )
+        assert res.result == {"by": "try 1"}
+        # The adopted Job is deleted once read, as the backend deletes its own.
+        deadline = time.monotonic() + 60
+        while _jobs(built, ns, selector) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert _jobs(built, ns, selector) == []
+    finally:
+        built.k("-n", ns, "delete", "jobs", "-l", selector, "--ignore-not-found", "--wait=false")
