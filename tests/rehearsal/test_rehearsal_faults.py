@@ -5,6 +5,7 @@ rendered twice."""
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -212,9 +213,12 @@ def _fill(folder) -> int:
     import os
 
     fd = os.open(folder / FILLER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    taken = 0
+    # The bulk allocated, not written (instant, and the share's image stays sparse), then the scraps written.
+    taken = max(shutil.disk_usage(folder).free - (4 << 20), 0)
     try:
-        for size in (1 << 24, 1 << 16, 1 << 10):  # big writes first, then the scraps
+        os.posix_fallocate(fd, 0, taken)
+        os.lseek(fd, taken, os.SEEK_SET)
+        for size in (1 << 16, 1 << 10, 1):
             try:
                 while n := os.write(fd, b"\0" * size):
                     taken += n
