@@ -9,7 +9,6 @@ interpolation reproduces the analytic flight (to float precision) and never dips
 
 from __future__ import annotations
 
-import colorsys
 import math
 from collections.abc import Iterable
 
@@ -21,9 +20,9 @@ import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Matrix, Vector
 
-from blender_scripts import camera_rig, reactions, render
+from blender_scripts import camera_rig, materials, reactions, render
 from blender_scripts.arrangement import Arrangement
-from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
+from blender_scripts.layout import CYMBALS, Layout, drum_sound
 from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
 
 FLASH_DECAY_S = 0.15
@@ -100,27 +99,6 @@ def _sphere_mesh(radius: float) -> bpy.types.Mesh:
     for poly in mesh.polygons:
         poly.use_smooth = True
     return mesh
-
-
-def _element_color(el: Element, layout: Layout) -> tuple[float, float, float]:
-    if el.is_pad:
-        return (0.78, 0.55, 0.22) if drum_sound(el.pitch) in CYMBALS else (0.85, 0.83, 0.78)
-    hue = {"marimba": 0.03, "vibraphone": 0.58, "glockenspiel": 0.12, "strings": 0.1}[el.instrument]
-    hue += 0.06 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
-    sat, val = {"marimba": (0.7, 0.42), "vibraphone": (0.12, 0.8), "glockenspiel": (0.08, 0.9)}.get(
-        el.instrument, (0.55, 0.85)
-    )
-    return colorsys.hsv_to_rgb(hue % 1.0, sat, val)
-
-
-def _element_finish(el: Element) -> tuple[float, float]:
-    """(metallic, roughness): rosewood marimba bars, brushed aluminium vibes, steel glockenspiel, brass
-    strings, matte drum heads, bronze cymbals."""
-    if el.is_pad:
-        return (1.0, 0.28) if drum_sound(el.pitch) in CYMBALS else (0.0, 0.55)
-    return {"marimba": (0.0, 0.38), "vibraphone": (0.9, 0.3), "glockenspiel": (0.9, 0.2)}.get(
-        el.instrument, (1.0, 0.22)
-    )
 
 
 SHUTTER = 0.5  # frames the shutter stays open: a 180-degree shutter, the film look, at any fps
@@ -219,8 +197,7 @@ class SceneBuilder:
                 mesh = _strings_mesh(el.name, el.lanes, el.length, el.top_z, self.plan.radius)
             else:
                 mesh = _box_mesh(el.name, el.width, el.length, 0.025, el.top_z)
-            metallic, rough = _element_finish(el)
-            mesh.materials.append(_material(el.name, _element_color(el, self.layout), metallic, rough))
+            mesh.materials.append(materials.material(el.name, materials.look_of(el)))
             obj = bpy.data.objects.new(el.name, mesh)
             obj.location = (el.x, el.y, 0.0)
             obj["instrument"], obj["pitch"] = el.instrument, el.pitch
