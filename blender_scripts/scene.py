@@ -20,7 +20,7 @@ import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Matrix, Vector
 
-from blender_scripts import camera_rig, materials, reactions, render
+from blender_scripts import camera_rig, environment, materials, reactions, render
 from blender_scripts.arrangement import Arrangement
 from blender_scripts.layout import CYMBALS, Layout, drum_sound
 from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
@@ -164,6 +164,7 @@ class SceneBuilder:
         items = self.plan.loop_instances() if variant == "loop" else [(m, 0.0) for m in self.plan.marbles]
         self._marbles(marbles, items, offset)
         self._stage(stage, scene, items, offset)
+        environment.build(_collection(scene, "Set"), self.layout)  # the boards and the backdrop around it
         self._camera(stage, scene, offset, frame_end, loop=variant == "loop")
         _motion_blur(scene, marbles)
         return scene
@@ -349,9 +350,6 @@ class SceneBuilder:
         trough.location = (centre, 0.05, FLOOR_Z - 0.02)
         trough.rotation_euler = (math.atan2(-0.2, 2.2), 0.0, 0.0)
         coll.objects.link(trough)
-        floor = bpy.data.objects.new("floor", _box_mesh("floor", 60.0, 60.0, 0.01, FLOOR_Z - 0.25))
-        floor.data.materials.append(_material("floor", (0.05, 0.05, 0.06), 0.0, 0.3))
-        coll.objects.link(floor)
         rail = bpy.data.objects.new("rail", _box_mesh("rail", width + 0.2, 0.04, 0.3, -0.025))
         rail.data.materials.append(_material("rail", (0.18, 0.1, 0.05), 0.0, 0.5))
         rail.location = (centre, 0.0, 0.0)
