@@ -41,8 +41,8 @@ def _lin(r: int, g: int, b: int) -> tuple[float, float, float]:
 # two looks closer than 25 ΔE*ab and none near white: a family reads by its colour alone.
 LOOKS = {
     "marimba": Look("rosewood", _lin(125, 48, 28), 0.35, 0.0, (0.35, 0.55), "grain", 0.15),
-    "vibraphone": Look("anodised aluminium", _lin(55, 100, 185), 0.2, 1.0, (0.22, 0.34), "brushed", 0.05),
-    "glockenspiel": Look("gold", _lin(222, 180, 70), 0.12, 1.0, (0.12, 0.2), "polished", 0.0),
+    "vibraphone": Look("anodised aluminium", _lin(55, 100, 185), 0.2, 0.6, (0.25, 0.38), "brushed", 0.05),
+    "glockenspiel": Look("gold", _lin(222, 180, 70), 0.12, 0.6, (0.2, 0.3), "polished", 0.0),
     "strings": Look("green wound strings", _lin(50, 150, 95), 0.3, 0.6, (0.25, 0.4), "wound", 0.3),
     "drums": Look("plum dyed skin", _lin(150, 40, 120), 0.25, 0.0, (0.5, 0.7), "skin", 0.08),
     "cymbal": Look("hammered bronze", _lin(176, 118, 52), 0.25, 1.0, (0.22, 0.36), "hammered", 0.25),
