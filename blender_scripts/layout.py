@@ -7,6 +7,8 @@ A busy element gets more lanes (and a wider slab): as many as the notes it must 
 the planner asks for when a dense passage does not fit; each lane has several strike points along y.
 A bar whose pitch repeats at a chainable gap gets a twin (same pitch, TWIN_Y behind, over its last lane),
 where a marble bouncing off the bar comes down: a chain. The marble radius follows the song's density.
+The row bends into an arc facing the camera (`arc_depth`): each column (its launchers, its bar, its twin)
+moves along y as one, so the flights are the straight row's, shifted, and the columns stay apart.
 """
 
 from __future__ import annotations
