@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -313,24 +314,34 @@ def _render_section(trees: list[tuple[str, Path]], ns: argparse.Namespace, tmp: 
     for song_name, _, _ in shots:
         for preset in [p for p in ns.presets.split(",") if p]:
             per_frame: dict[str, list[float]] = {name: [] for name, _ in trees}
+            cpu: dict[str, list[float]] = {name: [] for name, _ in trees}
             for rep in range(ns.repeat):
                 for name, tree in trees if rep % 2 == 0 else trees[::-1]:
                     blend, frame = blends[(song_name, name)]
+                    before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
                     result, wall, *_ = cli("render", "--blend", blend, "--frames", frame, "--out",
                                            tmp / f"r_{song_name}_{name.split()[0]}_{preset}_{rep}", "--preset",
                                            preset, "--samples", ns.samples, "--resolution-percentage",
                                            ns.resolution_percentage, root=tree)  # fmt: skip
+                    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    # CPU seconds of the render process (Blender's start included): steadier than wall
+                    # time on a machine other work is loading
+                    cpu[name].append(
+                        used.ru_utime + used.ru_stime - before_cpu.ru_utime - before_cpu.ru_stime
+                    )
                     per_frame[name].append(result["per_frame_s"])
                     print(
                         f"  {song_name:10} {name:16} {preset:8} frame {frame:5} {result['resolution'][0]}x"
                         f"{result['resolution'][1]}  {result['per_frame_s']:.2f} s/frame on {result['device']} "
-                        f"(process {wall:.1f} s, load {os.getloadavg()[0]:.1f})"
+                        f"(process {wall:.1f} s, {cpu[name][-1]:.1f} CPU s, load {os.getloadavg()[0]:.1f})"
                     )
             if len(per_frame) == 2:
                 now, before = (sum(v) / len(v) for v in per_frame.values())
+                now_cpu, before_cpu_s = (sum(v) / len(v) for v in cpu.values())
                 print(
                     f"  {song_name:10} {'':16} {preset:8} mean of {ns.repeat}: now {now:.2f} s, before "
-                    f"{before:.2f} s, now / before = {now / before:.2f}x"
+                    f"{before:.2f} s, now / before = {now / before:.2f}x; process CPU now {now_cpu:.1f} s, "
+                    f"before {before_cpu_s:.1f} s, {now_cpu / before_cpu_s:.2f}x"
                 )
 
 
