@@ -106,3 +106,26 @@ def test_a_share_size_that_is_not_one_is_refused_by_name():
             LabOptions.from_env({"RENDERLAB_LAB_SHARE_SIZE": bad})
     assert LabOptions.from_env({"RENDERLAB_LAB_SHARE_SIZE": "2048M"}).share_size == 2 << 30
     assert LabOptions.from_env({}).share_size is None
+
+
+def test_a_share_that_cannot_be_mounted_is_one_error_that_says_what_to_do(tmp_path, monkeypatch):
+    import pytest
+
+    from renderlab.workstation.nspawn_lab.options import LabError
+
+    real_run = subprocess.run
+
+    def no_loop_device(cmd, **kw):  # as mount answers where every loop device is taken
+        if cmd[0] == "mount":
+            return subprocess.CompletedProcess(
+                cmd, 32, "", "mount: /x: failed to setup loop device for /y.\n"
+            )
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(subprocess, "run", no_loop_device)
+    share_folder.host_folder(tmp_path).mkdir()
+    with pytest.raises(LabError) as e:
+        share_folder.limit(tmp_path, 1 << 30)
+    message = str(e.value)
+    assert "mount of the share's image" in message and "failed to setup loop device" in message
+    assert "free loop device" in message and "leave RENDERLAB_LAB_SHARE_SIZE unset" in message

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 from renderlab.base.share import SHARE_MOUNT
+from renderlab.workstation.nspawn_lab.options import LabError
 
 FOLDER = "/srv/renderlab-share"
 # No p4d can be had here: the lab's depot is a file:// folder on the same share folder, which the fetch Job
@@ -29,10 +30,17 @@ def limit(state: Path, size: int) -> None:
     image, folder = state / "share.img", host_folder(state)
     with image.open("wb") as f:
         f.truncate(size)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True)
-    subprocess.run(
-        ["mount", "-o", "loop", str(image), str(folder)], check=True, capture_output=True, text=True
-    )
+    for cmd in (
+        ["mkfs.ext4", "-q", "-F", "-m", "0", str(image)],
+        ["mount", "-o", "loop", str(image), str(folder)],
+    ):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise LabError(
+                f"RENDERLAB_LAB_SHARE_SIZE: {cmd[0]} of the share's image {image} failed: "
+                f"{(done.stderr or done.stdout).strip()}; it needs root and a free loop device "
+                "(`losetup -f`), or leave RENDERLAB_LAB_SHARE_SIZE unset for a plain folder"
+            )
     (folder / "lost+found").rmdir()  # the share's root holds only what the lab puts there
     folder.chmod(0o755)
 
