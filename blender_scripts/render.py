@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a file (blender --python): make the pack
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blender_scripts.errors import ContentError, OutputError, output_error, unwrapped_output_error
-from renderlab.base import atomic, cli, estimate, png, process_group
+from renderlab.base import atomic, cli, cpu_limit, estimate, png, process_group
 from renderlab.base import progress as chunk_progress
 from renderlab.base.presets import PRESETS
 from renderlab.base.share import FRAME_PATTERN, frame_name
@@ -327,6 +327,13 @@ def render(args: list[str]) -> dict:
     device = _device(bpy, scene, ns.device)
     expected = apply_settings(scene, ns.preset, ns.samples, ns.resolution_percentage)
     scene.render.use_persistent_data = True  # keep the BVH between frames of one run
+    limit = cpu_limit.threads()
+    if limit is not None and limit < (os.cpu_count() or limit + 1):
+        # Blender would start a thread per core of the node, all throttled to the container's quota.
+        scene.render.threads_mode, scene.render.threads = "FIXED", limit
+        cli.progress(
+            f"render: {limit} render threads (the container's CPU limit; the node has {os.cpu_count()})"
+        )
 
     out = ns.out
     out.mkdir(parents=True, exist_ok=True)

@@ -251,3 +251,38 @@ def test_a_full_share_stops_the_render_with_one_message_and_the_rerun_redoes_no_
         assert (out / "frame_000120.png").stat().st_mtime_ns == done
     finally:
         subprocess.run(["umount", "-l", str(share)], check=False)
+
+
+def test_a_render_under_a_cpu_quota_starts_as_many_threads_as_the_quota_allows(built, tmp_path):
+    """As in a Job's container, whose runtime mounts the container's own cgroup: a 1-CPU quota on a machine
+    of more cores; Blender alone would start a thread per core, all throttled to the quota."""
+    import os
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.fail("the check needs a machine of 2 or more cores (a quota below its core count)")
+    fake = tmp_path / "cgroup"
+    fake.mkdir()
+    (fake / "cpu.cfs_quota_us").write_text("100000\n")
+    (fake / "cpu.cfs_period_us").write_text("100000\n")
+    render = [sys.executable, "-m", "blender_scripts.render", "--blend", str(built["frere_groove"]["blend"]),
+              "--frames", "120-120", "--out", str(tmp_path / "frames"), *TINY]  # fmt: skip
+    if not os.path.isdir("/sys/fs/cgroup/cpu"):
+        pytest.fail(
+            "the check needs a cgroup v1 cpu controller at /sys/fs/cgroup/cpu to mount its stand-in over"
+        )
+    script = 'mount --bind "$0" /sys/fs/cgroup/cpu && exec "$@"'  # cpu,cpuacct too where cpu links to it
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c", script, str(fake), *render], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert last_json(proc)["rendered"] == 1
+    assert (
+        f"render: 1 render threads (the container's CPU limit; the node has {os.cpu_count()})" in proc.stderr
+    )
+    # Without a quota (this machine's own cgroup root): Blender's own choice, no line.
+    plain = run_cli("render", "--blend", built["frere_groove"]["blend"], "--frames", "121-121", "--out",
+                    tmp_path / "frames", *TINY)  # fmt: skip
+    assert last_json(plain)["rendered"] == 1 and "render threads" not in plain.stderr
