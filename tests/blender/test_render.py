@@ -201,31 +201,13 @@ def test_sigterm_stops_a_render_that_is_a_containers_pid_1_between_frames(built,
     assert all(png_size(p) == (128, 72) for p in done)
 
 
-def _fill(folder: Path) -> Path:
-    """Take every byte left on the filesystem of `folder` (a filler file written until ENOSPC)."""
-    import errno
-    import os
-
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1):  # big writes first, then the last scraps
-            try:
-                while os.write(fd, b"\0" * size):
-                    pass
-            except OSError as e:
-                assert e.errno == errno.ENOSPC, e
-    finally:
-        os.close(fd)
-    return filler
-
-
 def test_a_full_share_stops_the_render_with_one_message_and_the_rerun_redoes_no_frame(built, tmp_path):
     """The share filling up mid-chunk: Blender says its write failed only on its own console, so the entrypoint
     names the full folder itself, in one line; once space is freed, a rerun renders only the missing frames."""
     import subprocess
 
     from blender_scripts.errors import OutputError
+    from tests import fill_up
 
     share = tmp_path / "share"
     share.mkdir()
@@ -237,7 +219,8 @@ def test_a_full_share_stops_the_render_with_one_message_and_the_rerun_redoes_no_
         blend, out = built["frere_groove"]["blend"], share / "frames"
         assert last_json(run_cli("render", "--blend", blend, "--frames", "120-120", "--out", out, *TINY))
         done = (out / "frame_000120.png").stat().st_mtime_ns
-        filler = _fill(share)
+        filler = share / "filler"
+        fill_up.fill(filler)
         full = run_cli("render", "--blend", blend, "--frames", "120-122", "--out", out, *TINY)
         assert full.returncode == OutputError.exit_code, full.stderr[-2000:]
         (last,) = [ln for ln in full.stderr.splitlines() if ln.startswith("render: error:")]

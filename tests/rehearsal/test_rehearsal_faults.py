@@ -5,7 +5,6 @@ rendered twice."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from benchmarks.lab_scaling import FRAME_LINE, JOB_NAME_LABELS
 from renderlab.workstation import run_outputs, trigger
 from renderlab.workstation.nspawn_lab import lifecycle as locallab
 from renderlab.workstation.nspawn_lab import machines
+from tests import fill_up
 from tests.rehearsal import conftest, runs
 from tests.rehearsal.conftest import Rehearsal
 from tests.rehearsal.recorder import Recorder
@@ -207,28 +207,6 @@ def test_the_scheduler_restarted_mid_run_the_run_finishes_and_no_chunk_gets_a_se
           f"the chunk finished {(done - victim['at']).total_seconds():.0f} s after the restart")  # fmt: skip
 
 
-def _fill(folder) -> int:
-    """Take every byte left on the share (a filler file written until ENOSPC): the bytes taken."""
-    import errno
-    import os
-
-    fd = os.open(folder / FILLER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    # The bulk allocated, not written (instant, and the share's image stays sparse), then the scraps written.
-    taken = max(shutil.disk_usage(folder).free - (4 << 20), 0)
-    try:
-        os.posix_fallocate(fd, 0, taken)
-        os.lseek(fd, taken, os.SEEK_SET)
-        for size in (1 << 16, 1 << 10, 1):
-            try:
-                while n := os.write(fd, b"\0" * size):
-                    taken += n
-            except OSError as e:
-                assert e.errno == errno.ENOSPC, e
-    finally:
-        os.close(fd)
-    return taken
-
-
 FILLER = ".rehearsal-filler"
 ERROR_LINE = re.compile(r"^\S+ render: error: (.*)$")
 
@@ -250,7 +228,9 @@ def test_the_share_filled_mid_render_fails_with_one_message_then_a_retry_redoes_
             for name in rec.pods():
                 done = _rendered(rec.log_so_far(name))
                 if name.startswith("job-render-") and len(done) >= 2:
-                    victim.update(pod=name, done=done, taken=_fill(r.share), at=datetime.now(UTC))
+                    victim.update(
+                        pod=name, done=done, taken=fill_up.fill(r.share / FILLER), at=datetime.now(UTC)
+                    )
                     break
             time.sleep(0.5)
         if "pod" not in victim:
