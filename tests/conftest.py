@@ -1,7 +1,7 @@
 """Suite-wide rule: a lane that CI builds for itself may not skip there.
 
 A lane whose tools are missing skips on a workstation and names the command that builds them (`make tools`,
-`make k8s-artifacts`, the local lab's preflight). `.ci/run` builds those first and sets
+`make k8s-artifacts`, `make k8s-provider`, the local lab's preflight). `.ci/run` builds those first and sets
 RENDERLAB_REQUIRE_LANES=1, under which such a skip is a failure: CI cannot go green by skipping a lane.
 """
 
@@ -12,7 +12,12 @@ import os
 import pytest
 
 # The words a lane's skip reason carries when it could have run here after the named build.
-BUILDABLE_LANE_MARKS = ("`make tools`", "`make k8s-artifacts`", "local lab unavailable here")
+BUILDABLE_LANE_MARKS = (
+    "`make tools`",
+    "`make k8s-artifacts`",
+    "`make k8s-provider`",
+    "local lab unavailable here",
+)
 
 
 def lane_required() -> bool:
