@@ -344,9 +344,11 @@ def registry(config: LabConfig, values: dict[str, Any]) -> list[dict]:
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": _meta("registry-data", REGISTRY_NS),
-            # No storageClassName: the cluster's default StorageClass. kubeadm installs none, so on the lab's
-            # kubeadm cluster this claim stays Pending until one exists (the registry's volume is still open).
+            # On the share: the SMB CSI driver provisions a folder of its own under the share for the claim
+            # (the share's StorageClass). kubeadm installs no default StorageClass, so a claim naming none
+            # stayed Pending and `pulumi up` waited 5 minutes on it and failed.
             "spec": {
+                "storageClassName": STORAGE_CLASS,
                 "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": f"{reg.size_gib}Gi"}},
             },
