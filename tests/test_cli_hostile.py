@@ -114,6 +114,15 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
         "renderlab.lab.depot_seed": ({1, 2}, [[f["garbage"]], [f["proc"]], []]),
         "renderlab.workstation.prereqs": ({1, 2}, [[f["garbage"]], [f["bomb"]], [f["missing"]], []]),
         "renderlab.lab.stages": ({2}, [["run", "--from", "nosuch"], ["explode"], []]),
+        # The kubeconfig the hosts stage fetched: never handed on unless it is a private, sane kubeconfig.
+        "renderlab.lab.kubeconfig_secret": (
+            {1, 2},
+            [
+                ["--kubeconfig", f[name], "--pulumi", "/nonexistent/pulumi"]
+                for name in ("garbage", "missing", "bomb", "non-utf8", "folder", "fifo", "link", "proc")
+            ]
+            + [[]],
+        ),
         "renderlab.workstation.images": ({1, 2}, [["bogus"], ["tags", "--only", "nope"]]),
         "renderlab.workstation.nspawn_lab": ({1, 2}, [["sideways"], []]),
         "renderlab.jobs.validate": (
