@@ -123,7 +123,8 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
 	  && mv $(INVENTORY).tmp $(INVENTORY) || { rm -f $(INVENTORY).tmp; exit 1; }
 
 # --- make lab: every stage in order (renderlab/lab/stages.py), each one also a target of its own ---
-.PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-ca-cert lab-known-hosts lab-hosts lab-airflow-connection lab-depot
+.PHONY: lab lab-stages lab-prereqs lab-vms lab-secrets lab-ca-cert lab-known-hosts lab-hosts lab-cluster lab-images \
+  lab-rollout lab-airflow-connection lab-depot
 LAB_SECRETS ?= $(HOME)/.renderlab/$(STACK)-secrets.yml
 LAB_KNOWN_HOSTS ?= $(HOME)/.renderlab/known_hosts
 ANSIBLE_LAB = cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i $(abspath $(INVENTORY)) \
@@ -153,8 +154,21 @@ lab-known-hosts: venv ## record the VMs' SSH host keys in LAB_KNOWN_HOSTS on fir
 lab-hosts: venv ## site.yml on every VM of STACK (host keys checked against LAB_KNOWN_HOSTS)
 	$(ANSIBLE_LAB) site.yml
 
-lab-airflow-connection: venv ## Airflow's Kubernetes connection (after the cluster stage)
-	$(ANSIBLE_LAB) site.yml --tags k8s_connection
+LAB_KUBECONFIG ?= kubeconfig
+lab-cluster: venv ## the kubeconfig the hosts stage fetched as STACK's secret renderlab:kubeconfig (when it changed), then pulumi up: the cluster layer
+	$(PY) -m renderlab.lab.kubeconfig_secret --stack $(STACK) --kubeconfig $(LAB_KUBECONFIG) \
+	  --pulumi "$$(command -v pulumi || echo $(PULUMI_BIN)/pulumi)"
+	$(PULUMI_RUN) up --stack $(STACK)
+
+lab-images: ## make images for STACK's stack file: built, pushed to the lab registry, recorded
+	$(MAKE) --no-print-directory images CONFIG=Pulumi.$(STACK).yaml
+
+lab-rollout: venv ## the images lab-images recorded, rolled out: pulumi up (the docs Deployment), then the inventory again (the DAG's images)
+	$(PULUMI_RUN) up --stack $(STACK)
+	$(MAKE) --no-print-directory lab-inventory
+
+lab-airflow-connection: venv ## Airflow's settings (the recorded images) and its Kubernetes connection (after the cluster stage)
+	$(ANSIBLE_LAB) site.yml --tags airflow,k8s_connection
 
 lab-depot: venv ## the depot seeded with the bundled songs (perforce role: artist, workspace, one submit)
 	$(ANSIBLE_LAB) site.yml --tags perforce

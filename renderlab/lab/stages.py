@@ -13,15 +13,21 @@ lost costs a rerun, never a wrong lab.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from renderlab.base import cli
+from renderlab.lab.kubeconfig_secret import KEY as KUBECONFIG_KEY
 
 REPO = Path(__file__).resolve().parents[2]
+STACK_FILE = re.compile(r"Pulumi\.[^/]+\.yaml")
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,7 @@ class Stage:
     name: str
     target: str  # the make target that runs it alone
     what: str
-    inputs: tuple[str, ...]  # repo-relative files or folders ({stack} is the stack's name); ~ for home
-    pending: str = ""  # set while the target is not on main yet: the stage says so and stops the run
+    inputs: tuple[str, ...]  # repo-relative files or folders ({stack} is the stack's name)
 
 
 STAGES = (
@@ -47,18 +52,30 @@ STAGES = (
     Stage(
         "hosts", "lab-hosts", "site.yml on every VM", ("ansible", "Pulumi.{stack}.yaml", "dags", "renderlab")
     ),
-    # Issue 26 (upstream Kubernetes with kubeadm) brings the cluster stage's make target; until it is on
-    # main, `make lab` stops here and says so.
+    # The kubeconfig the hosts stage fetched, as the stack's secret; then `pulumi up` lays the cluster layer.
     Stage(
-        "cluster", "cluster", "Kubernetes and the cluster layer", ("infra", "Pulumi.{stack}.yaml"), "issue 26"
+        "cluster",
+        "lab-cluster",
+        "the kubeconfig as the stack's secret, the cluster layer (pulumi up)",
+        ("infra", "Pulumi.{stack}.yaml", "kubeconfig"),
     ),
     Stage(
-        "images", "images", "fetch, Blender and docs images, pushed", ("images", "blender_scripts", "docs")
+        "images",
+        "lab-images",
+        "fetch, Blender and docs images, pushed and recorded",
+        ("images", "blender_scripts", "docs", "Pulumi.{stack}.yaml"),
+    ),
+    # The recorded references reach the docs Deployment (pulumi up) and the DAG (the inventory, then Airflow).
+    Stage(
+        "rollout",
+        "lab-rollout",
+        "the pushed images into the docs Deployment and the inventory",
+        ("infra", "Pulumi.{stack}.yaml", ".cache/images/Pulumi.{stack}.json"),
     ),
     Stage(
-        "airflow-connection",
+        "airflow",
         "lab-airflow-connection",
-        "Airflow's cluster connection",
+        "Airflow's settings with the images, its cluster connection",
         ("Pulumi.{stack}.yaml",),
     ),
     Stage(
@@ -70,12 +87,41 @@ STAGES = (
 )
 
 
+def _stack_file_bytes(path: Path) -> bytes:
+    """The stack file less the kubeconfig secret: the cluster stage sets that key (an output of a later stage,
+    not an input of the earlier ones), and setting it must not make the next `make lab` redo the VMs."""
+    data = path.read_bytes()
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return data  # check_config, in the first stage, says what is wrong with it
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        return data
+    doc["config"] = {k: v for k, v in doc["config"].items() if k != KUBECONFIG_KEY}
+    return json.dumps(doc, sort_keys=True, default=str).encode()
+
+
+def _folder_files(path: Path) -> list[Path]:
+    """A folder input's files as git sees them (tracked or new, not ignored): what a stage writes into its own
+    inputs (the generated inventory under ansible/, caches) must not make the next run redo it. Outside a git
+    checkout, every file."""
+    got = subprocess.run(
+        ["git", "-C", str(path), "ls-files", "-z", "-co", "--exclude-standard", "--", "."],
+        capture_output=True,
+        check=False,
+    )
+    if got.returncode != 0:
+        return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return sorted(f for f in (path / name for name in got.stdout.decode().split("\0") if name) if f.is_file())
+
+
 def _hash_path(h: hashlib._Hash, path: Path) -> None:
     if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        for f in _folder_files(path):
             _hash_path(h, f)
     elif path.is_file():
-        h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        data = _stack_file_bytes(path) if STACK_FILE.fullmatch(path.name) else path.read_bytes()
+        h.update(str(path).encode() + b"\0" + data + b"\0")
     else:
         h.update(str(path).encode() + b"\0missing\0")
 
@@ -108,14 +154,6 @@ def run(stack: str, start: str | None, make: list[str], root: Path = REPO, out=s
         if not (start is not None and stage.name == start) and stamp.is_file() and stamp.read_text() == key:
             print(f"{where}: done (inputs unchanged)", file=out, flush=True)
             continue
-        if stage.pending and not _has_target(make, stage.target, root):
-            print(
-                f"{where}: `make {stage.target}` is not on this branch yet ({stage.pending}); the stages before "
-                "it are done: run it by hand, then `make lab` again",
-                file=out,
-                flush=True,
-            )
-            return 3
         print(f"{where}: make {stage.target}", file=out, flush=True)
         stamp.unlink(missing_ok=True)
         result = subprocess.run([*make, stage.target, f"STACK={stack}"], cwd=root, check=False)
@@ -130,12 +168,6 @@ def run(stack: str, start: str | None, make: list[str], root: Path = REPO, out=s
         stamp.write_text(key)
     print(f"lab: all {len(STAGES)} stages done for stack {stack}", file=out)
     return 0
-
-
-def _has_target(make: list[str], target: str, root: Path) -> bool:
-    """Whether `make` knows the target (make -q answers 2 for an unknown one, 0/1 otherwise)."""
-    probe = subprocess.run([*make, "-q", target], cwd=root, capture_output=True, text=True, check=False)
-    return "No rule to make target" not in probe.stderr
 
 
 @cli.command("lab")
