@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from renderlab.lab import kubeconfig_secret
+from tests.infra.engine import Engine, missing_tools
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -129,3 +130,27 @@ def test_a_link_a_missing_file_and_an_oversized_one_are_refused(fake: Path):
     with pytest.raises(kubeconfig_secret.KubeconfigError, match="over"):
         kubeconfig_secret.read(big)
     assert os.access(target, os.R_OK)
+
+
+def test_with_the_real_pulumi_cli_a_second_hand_over_leaves_the_stack_file_as_it_was(
+    tmp_path: Path, monkeypatch
+):
+    """The real CLI (make tools): the value lands encrypted, reads back equal, and the unchanged second run
+    rewrites nothing (a set would re-encrypt: new ciphertext, a changed stack file)."""
+    why = missing_tools()
+    if why:
+        pytest.skip(why)
+    engine = Engine(tmp_path / "engine")
+    engine.run("login", f"file://{engine.state}")
+    engine.run("stack", "init", engine.stack, "--secrets-provider", "passphrase")
+    for key, value in engine.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(engine.project)
+    path = kubeconfig(tmp_path)
+    assert kubeconfig_secret.hand_over(path, engine.stack, engine.pulumi) is True
+    stored = engine.stack_file.read_bytes()
+    assert b"SECRETKEYDATA" not in stored and b"secure:" in stored
+    got = engine.run("config", "get", kubeconfig_secret.KEY).stdout
+    assert got.rstrip("\n") == KUBECONFIG.rstrip("\n")
+    assert kubeconfig_secret.hand_over(path, engine.stack, engine.pulumi) is False
+    assert engine.stack_file.read_bytes() == stored
