@@ -91,10 +91,23 @@ def _strings_mesh(name: str, lanes, length: float, top: float, r: float) -> bpy.
     return mesh
 
 
+def _sort(seq, key) -> None:
+    """Reorder a BMesh sequence by `key` (BMElemSeq.sort wants a number: each element's rank)."""
+    rank = {elem: i for i, elem in enumerate(sorted(seq, key=key))}
+    seq.sort(key=lambda elem: rank[elem])
+    seq.index_update()
+
+
 def _sphere_mesh(radius: float) -> bpy.types.Mesh:
     mesh = bpy.data.meshes.new("marble")
     bm = bmesh.new()
     bmesh.ops.create_uvsphere(bm, u_segments=24, v_segments=12, radius=radius)
+    # create_uvsphere's face order follows memory addresses (it differs from one process to the next) and
+    # Cycles builds its BVH in the mesh's order: two builds of one song rendered reflections a little apart
+    # wherever a ray grazed an edge. Sorted, every build makes the same mesh.
+    _sort(bm.verts, lambda v: (round(v.co.z, 7), round(v.co.y, 7), round(v.co.x, 7)))
+    for seq in (bm.edges, bm.faces):
+        _sort(seq, lambda e: sorted(v.index for v in e.verts))
     bm.to_mesh(mesh)
     bm.free()
     for poly in mesh.polygons:
