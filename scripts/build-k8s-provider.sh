@@ -42,6 +42,15 @@ if [[ -z $REQUIRED ]]; then
 fi
 command -v go >/dev/null || { echo "build-k8s-provider: Go is not installed (Go >= 1.26 from go.dev; Debian 12's golang package is 1.19, too old)" >&2; exit 1; }
 
+# One build at a time: a second run (the cluster lane's check while CI's background build is on) waits for the
+# first, then finds its stamp and builds nothing.
+mkdir -p "$BIN"
+exec 9>"$BIN/.k8s-provider.lock"
+if ! flock -n 9; then
+  echo "k8s-provider: another build of it is running; waiting for that one to finish"
+  flock 9
+fi
+
 mapfile -t SOURCES < <(cd "$MOD" && find cmd -name '*.go' | sort)
 KEY=$(cd "$MOD" && cat go.mod go.sum "${SOURCES[@]}" "$ROOT/scripts/build-k8s-provider.sh" | sha256sum | cut -c1-16)
 STAMP="$BIN/.k8s-provider-$KEY"

@@ -46,10 +46,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 pytest_plugins = ["tests.lab_session"]
 
 
-def _lab_rank(item: pytest.Item) -> int:
-    """0: no lab; 1: a lab test; 2: the cluster lane (last: its final check stops and starts a node)."""
+def _lab_rank(item: pytest.Item) -> float:
+    """0: no lab; 1: a lab test; 1.5: a check of the built Pulumi Kubernetes provider (in CI its build runs
+    beside the suite until then: tests/provider_build.py); 2: the cluster lane (last: its final check stops and
+    starts a node)."""
     if "cluster" in getattr(item, "fixturenames", ()):
         return 2
+    if item.get_closest_marker("k8s_provider"):
+        return 1.5
     return 1 if item.get_closest_marker("lab") else 0
 
 

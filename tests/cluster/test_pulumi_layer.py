@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -31,20 +29,13 @@ from renderlab.lab import lab_ca
 from renderlab.lab.cluster_names import LAUNCHER, LAUNCHER_TOKEN, REGISTRY_NS, REGISTRY_USER, SHARE_PV
 from renderlab.lab.config import parse
 from renderlab.workstation.nspawn_lab import share_folder
+from tests import provider_build
 from tests.cluster.conftest import Cluster
 from tests.infra.engine import ROOT, Engine, missing_tools, ops
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.k8s_provider, pytest.mark.timeout(3600)]
 
 PREFIX = "pl-"
-PROVIDER = Path(
-    subprocess.run(
-        [str(ROOT / "scripts/build-k8s-provider.sh"), "--print-path"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-)
 
 
 def _free_node_ports(c: Cluster, count: int) -> list[int]:
@@ -95,8 +86,7 @@ def layer(cluster: Cluster, tmp_path_factory, request):
     why = missing_tools()
     if why:
         pytest.skip(why)
-    if not os.access(PROVIDER, os.X_OK):
-        pytest.skip(f"no Pulumi Kubernetes provider at {PROVIDER}: run `make k8s-provider`")
+    provider_build.ensure()  # skips naming `make k8s-provider`; in CI, built or waited for
     c = cluster
     stack = yaml.safe_load(c.lab.stack_file.read_text())["config"]
     config = {k: v for k, v in stack.items() if not (isinstance(v, dict) and "secure" in v)}
