@@ -33,8 +33,14 @@ def test_the_hosts_come_before_the_cluster_layer_and_the_images():
 
 
 def test_the_kubeconfig_is_read_from_where_the_hosts_stage_put_it():
-    assert "< kubeconfig" not in BUILDING  # site.yml runs in ansible/: the file is ansible/kubeconfig
-    assert "renderlab:kubeconfig < ansible/kubeconfig" in BUILDING
+    # The role writes it to {{ playbook_dir }}/../kubeconfig: site.yml lives in ansible/, so the repository's
+    # root, where `make lab-cluster` reads it (an earlier page sent users to ansible/kubeconfig: never there).
+    defaults = (REPO / "ansible/roles/kube_control_plane/defaults/main.yml").read_text()
+    assert 'kube_control_plane_kubeconfig_dest: "{{ playbook_dir }}/../kubeconfig"' in defaults
+    assert (REPO / "ansible" / "site.yml").is_file()
+    assert re.search(r"^LAB_KUBECONFIG \?= kubeconfig$", (REPO / "Makefile").read_text(), re.M)
+    assert "ansible/kubeconfig" not in BUILDING
+    assert "make lab-cluster" in checklist() and "(`./kubeconfig`, 0600)" in checklist()
 
 
 def test_the_fingerprint_command_works_on_a_fresh_workstation():
