@@ -1,7 +1,7 @@
 """Measures for the marble-music content, printed as figures (not a test).
 
     .venv/bin/python benchmarks/blender_bench.py [--midi FILE ...] [--presets demo,hd] [--samples N]
-        [--before REF] [--skip-big] [--skip-stress]
+        [--resolution-percentage P] [--repeat N] [--before REF] [--skip-big] [--skip-stress]
 
 1. impact timing error (|contact - note|, from the SAVED .blend F-curves at sub-frame resolution) and
    marble-marble minimum distance / marble diameter (8 samples per frame) on the demo songs, on generated
@@ -10,9 +10,10 @@
 2. scene build time and peak memory (RSS) for 1,000 / 5,000 / 10,000-note songs, against the targets
    (10 / 25 / 60 s, 2.5 GB on 2 cores);
 3. determinism: the same input built twice gives identical reports, audio and keyframes;
-4. render seconds per frame at each preset (Cycles on this machine's CPU unless a GPU is found); with
-   --before REF the same frame of the same song built and rendered by the code at git REF (a temporary
-   worktree), side by side: what the new look costs;
+4. render seconds per frame at each preset (Cycles on this machine's CPU) of frame 300 of ode_waltz and
+   the middle frame of the generated dense pop song (every instrument family); with --before REF the same
+   frames of the same songs built and rendered by the code at git REF (a temporary worktree), side by
+   side: what the new look costs;
 5. with --before REF and --sections build-before: each --midi song (else a 5,000-note one) built by the
    code now and at REF, alternating, twice each: the build-time ratio.
 """
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -182,6 +184,8 @@ def main() -> None:  # noqa: PLR0914
     ap.add_argument("--midi", nargs="*", type=Path, default=[], help="real-world MIDI files to measure too")
     ap.add_argument("--presets", default="demo,hd")
     ap.add_argument("--samples", type=int, default=8, help="Cycles samples for the render timings")
+    ap.add_argument("--resolution-percentage", type=int, default=100, help="shrinks each preset's frame")
+    ap.add_argument("--repeat", type=int, default=1, help="renders of each frame, now and before in turn")
     ap.add_argument("--skip-big", action="store_true", help="skip the 1,000 / 5,000 / 10,000-note builds")
     ap.add_argument("--skip-stress", action="store_true", help="skip measuring the 10,000-note stress song")
     ap.add_argument("--before", help="git ref whose build+render to time side by side (e.g. main)")
@@ -288,29 +292,57 @@ def _compare_builds(trees: list[tuple[str, Path]], midis: list[Path], tmp: Path)
 
 
 def _render_section(trees: list[tuple[str, Path]], ns: argparse.Namespace, tmp: Path) -> None:
-    print(f"\nrender, Cycles, {ns.samples} samples, frame 300 of ode_waltz (load {os.getloadavg()[0]:.1f}):")
-    blends = {}
-    for name, tree in trees:
-        blend, *_ = cli("build", "--midi", ROOT / "depot/songs/ode_waltz/song.mid", "--out",
-                        tmp / f"look_{name.split()[0]}", root=tree)  # fmt: skip
-        blends[name] = blend["blend"]
-    # Presets outer, trees inner: each before/after pair is rendered back to back, so a change of
-    # machine load between the pairs does not skew a ratio.
-    for preset in [p for p in ns.presets.split(",") if p]:
-        per_frame = {}
+    """Render seconds per frame of the code now and at --before, on the same frames: frame 300 of
+    ode_waltz (marimba only) and the middle of the generated dense pop song (every family, the drum kit)."""
+    from blender_scripts import demo_songs
+
+    pop = tmp / "dense_pop.mid"
+    demo_songs.dense_pop().save(str(pop))
+    shots = [("ode_waltz", ROOT / "depot/songs/ode_waltz/song.mid", 300), ("dense_pop", pop, None)]
+    print(f"\nrender, Cycles, {ns.samples} samples (load {os.getloadavg()[0]:.1f}):")
+    blends: dict[tuple[str, str], tuple[str, int]] = {}
+    for song_name, midi, frame in shots:
         for name, tree in trees:
-            result, wall, *_ = cli("render", "--blend", blends[name], "--frames", "300", "--out",
-                                   tmp / f"r_{name.split()[0]}_{preset}", "--preset", preset,
-                                   "--samples", ns.samples, root=tree)  # fmt: skip
-            per_frame[name] = result["per_frame_s"]
-            print(
-                f"  {name:16} {preset:8} {result['resolution'][0]}x{result['resolution'][1]}  "
-                f"{result['per_frame_s']:.2f} s/frame on {result['device']} (process {wall:.1f} s, "
-                f"load {os.getloadavg()[0]:.1f})"
+            built, *_ = cli("build", "--midi", midi, "--out", tmp / f"look_{song_name}_{name.split()[0]}",
+                            root=tree)  # fmt: skip
+            blends[(song_name, name)] = (
+                built["blend"],
+                frame or (built["frames"][0] + built["frames"][1]) // 2,
             )
-        if len(per_frame) == 2:
-            now, before = per_frame.values()
-            print(f"  {'':16} {preset:8} now / before = {now / before:.2f}x")
+    # Songs and presets outer, trees inner: each before/after pair is rendered back to back (in turn
+    # first, --repeat times), so a change of machine load between the pairs does not skew a ratio.
+    for song_name, _, _ in shots:
+        for preset in [p for p in ns.presets.split(",") if p]:
+            per_frame: dict[str, list[float]] = {name: [] for name, _ in trees}
+            cpu: dict[str, list[float]] = {name: [] for name, _ in trees}
+            for rep in range(ns.repeat):
+                for name, tree in trees if rep % 2 == 0 else trees[::-1]:
+                    blend, frame = blends[(song_name, name)]
+                    before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    result, wall, *_ = cli("render", "--blend", blend, "--frames", frame, "--out",
+                                           tmp / f"r_{song_name}_{name.split()[0]}_{preset}_{rep}", "--preset",
+                                           preset, "--samples", ns.samples, "--resolution-percentage",
+                                           ns.resolution_percentage, root=tree)  # fmt: skip
+                    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    # CPU seconds of the render process (Blender's start included): steadier than wall
+                    # time on a machine other work is loading
+                    cpu[name].append(
+                        used.ru_utime + used.ru_stime - before_cpu.ru_utime - before_cpu.ru_stime
+                    )
+                    per_frame[name].append(result["per_frame_s"])
+                    print(
+                        f"  {song_name:10} {name:16} {preset:8} frame {frame:5} {result['resolution'][0]}x"
+                        f"{result['resolution'][1]}  {result['per_frame_s']:.2f} s/frame on {result['device']} "
+                        f"(process {wall:.1f} s, {cpu[name][-1]:.1f} CPU s, load {os.getloadavg()[0]:.1f})"
+                    )
+            if len(per_frame) == 2:
+                now, before = (sum(v) / len(v) for v in per_frame.values())
+                now_cpu, before_cpu_s = (sum(v) / len(v) for v in cpu.values())
+                print(
+                    f"  {song_name:10} {'':16} {preset:8} mean of {ns.repeat}: now {now:.2f} s, before "
+                    f"{before:.2f} s, now / before = {now / before:.2f}x; process CPU now {now_cpu:.1f} s, "
+                    f"before {before_cpu_s:.1f} s, {now_cpu / before_cpu_s:.2f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
 
     phase("import_bpy")
 
-    from blender_scripts import measure, scene, visibility
+    from blender_scripts import background, measure, scene, visibility
 
     name = tune.name
     builder = scene.SceneBuilder(plan, stage, arr, name, fps)
@@ -274,6 +274,9 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
         f"build: {seen['fraction']:.1%} of strikes visible, median marble {seen['median_px']:.1f} px at 1080p"
     )
     phase("visibility_check")
+    empty = background.measure(sc)
+    cli.progress(f"build: {empty['fraction']:.1%} of the frame is empty background (mean of sampled frames)")
+    phase("background_check")
     song_audio.wait()  # the sound strips need the WAVs
     phase("audio_wait")
     builder.add_sound(sc, str(song_audio.wav), song_audio.wav.name)
@@ -284,6 +287,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
     loop = builder.build("loop", 0.0, loop_end)
     builder.add_sound(loop, str(song_audio.loop_wav), song_audio.loop_wav.name)
     loop_seen, _ = visibility.measure(loop)
+    loop_empty = background.measure(loop)
     _save(bpy, tmp / f"{name}_loop.blend")
     phase("loop_scene_and_save")
 
@@ -325,6 +329,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
         "duration_s": frame_end / fps,
         "strikes_visible": seen["fraction"],
         "median_marble_px": seen["median_px"],
+        "background_fraction": empty["fraction"],
     }
     report = {
         "song": name,
@@ -345,6 +350,8 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
         "separation_samples_per_frame": planner.STEPS_PER_FRAME,
         "strike_visibility": seen,  # blender_scripts/visibility.py: on screen, unoccluded, px at 1080p
         "loop_strike_visibility": loop_seen,
+        "background": empty,  # blender_scripts/background.py: share of the frame showing only backdrop/world
+        "loop_background": loop_empty,
         "build_time_s": time.perf_counter() - started,  # everything but writing this report
         "build_phases_s": {k: round(v, 4) for k, v in phases.items()},
         "notes": notes,

@@ -295,7 +295,8 @@ def path(plan: Plan, layout: Layout, lens_mm: float, *, start: float, end: float
         height = (1 - ease)[:, None] * rest + ease[:, None] * height
         frozen = times <= t1
     elif not loop:  # the machine fits: a static view of all of it and of its strikes, easing into the shots
-        corners = np.array([[layout.x_min, 0.0, 0.0], [layout.x_max, 0.0, 0.0]])
+        ends = layout.arc_depth  # the row's ends stand this much nearer the camera (its arc)
+        corners = np.array([[layout.x_min, ends, 0.0], [layout.x_max, ends, 0.0]])
         early = hit_p[hit_t <= establish_end + EASE_S]
         static_t, static_d = _frame_shot(np.vstack([corners, early]), lens_mm, plan.radius)
         static_d = max(

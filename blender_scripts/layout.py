@@ -7,6 +7,8 @@ A busy element gets more lanes (and a wider slab): as many as the notes it must 
 the planner asks for when a dense passage does not fit; each lane has several strike points along y.
 A bar whose pitch repeats at a chainable gap gets a twin (same pitch, TWIN_Y behind, over its last lane),
 where a marble bouncing off the bar comes down: a chain. The marble radius follows the song's density.
+The row bends into an arc facing the camera (`arc_depth`): each column (its launchers, its bar, its twin)
+moves along y as one, so the flights are the straight row's, shifted, and the columns stay apart.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import dataclasses
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from blender_scripts.arrangement import BARRED, Arrangement
 from blender_scripts.song import AT_ONCE_S, Song
@@ -49,8 +53,14 @@ class Element:
     lanes: tuple[float, ...]  # x offsets of the marble lanes over this element
     pan: float  # -1 left .. +1 right
     strikes: tuple[float, ...] = (0.0,)  # y offsets of the strike points along the surface, preferred first
-    y: float = 0.0  # centre along y: 0 for the front row, TWIN_Y for a twin bar
+    y: float = 0.0  # centre along y: the column's arc offset, plus TWIN_Y for a twin bar
     first_lane: int = 0  # a twin's lanes are its front element's lanes from this index on
+    column_y: float = 0.0  # the arc's offset of this column (launchers, bar, twin) along y
+
+    @property
+    def launch_y(self) -> float:
+        """y of the launchers of this element's column."""
+        return LAUNCH_Y + self.column_y
 
     @property
     def is_pad(self) -> bool:
@@ -78,17 +88,27 @@ class Layout:
     x_max: float
     radius: float = 0.02  # the marble radius everything here is sized for
     twins: dict[tuple[str, int], Element] = field(default_factory=dict)  # bars behind, for chains
+    arc_depth: float = 0.0  # how far the row's ends stand nearer the camera than its middle
 
     def all_elements(self) -> list[Element]:
         return [*self.elements.values(), *self.twins.values()]
 
+    def arc_y(self, x: float) -> float:
+        """The row's arc at `x`: 0 in the middle, arc_depth at either end (a parabola)."""
+        half = max((self.x_max - self.x_min) / 2, 1e-6)
+        return self.arc_depth * ((x - (self.x_max + self.x_min) / 2) / half) ** 2
 
+
+LAUNCH_Y = -1.0  # the launchers' row behind the elements (the arc moves each column's along with it)
 BAR_LANES = 1  # the fewest lanes a bar gets; the planner adds lanes where its notes do not fit
 FAMILY_GAP = 3.0  # marble radii between two instruments
 DRUM_LANES = 2  # the fewest lanes a drum head gets (one more than the notes it takes at once)
 HEAD_GAP = 0.6  # marble radii between two drum heads (a head's lanes are a radius inside its rim)
 TWIN_Y = 0.8  # where a bar's twin stands behind it: where a marble bouncing off the bar comes down
 CHAIN_LANES = 1  # the front bar's last lanes, which its twin covers
+ARC_PER_WIDTH = 0.15  # the row's arc: its ends this much of its width nearer the camera than its middle
+ARC_MAX = 0.8  # metres, however wide the row
+ARC_FRAME = 0.8  # the arc's ends stay within this of the view's half-width (the camera rig keeps 0.86)
 RADIUS_RANGE = (0.014, 0.03)  # automatic marble radius: dense songs get small marbles, sparse ones big
 RADIUS_AT_1_NPS = 0.06  # radius = this / sqrt(notes per second), clipped to RADIUS_RANGE
 
@@ -184,14 +204,18 @@ def build(
         x += FAMILY_GAP * r  # gap between instruments
     x_max = x - FAMILY_GAP * r
     center = x_max / 2
+    depth = arc_depth(x_max, r, arrangement.camera.lens)
     elements = {}
     for instrument, p, cx, size, slab, lanes in placed:
         label = drum_sound(p) if instrument == "drums" else note_name(p)
+        arc = round(depth * ((cx - center) / max(center, 1e-6)) ** 2, 9)  # Layout.arc_y of its x
         elements[(instrument, p)] = Element(
             name=f"{instrument}_{p:03d}_{label}",
             instrument=instrument,
             pitch=p,
             x=center - cx,  # the camera looks from +y, so low notes (placed first) end up on screen left
+            y=arc,
+            column_y=arc,
             top_z=0.0,
             length=size,
             # a bar is as wide as its slab less a gap, and always wide enough for a marble on every lane
@@ -212,9 +236,28 @@ def build(
             el,
             name=f"{el.name}_twin",
             x=x,
-            y=TWIN_Y,
+            y=el.column_y + TWIN_Y,
             lanes=tuple(round(el.x + off - x, 9) for off in lanes),
             width=lanes[-1] - lanes[0] + 1.6 * r,  # 0.8 r either side: a marble on the next lane clears it
             first_lane=first,
         )
-    return Layout(elements=elements, spacing=dx, x_min=center - x_max, x_max=center, radius=r, twins=twin_els)
+    return Layout(
+        elements=elements, spacing=dx, x_min=center - x_max, x_max=center, radius=r, twins=twin_els,
+        arc_depth=depth,
+    )  # fmt: skip
+
+
+def arc_depth(width: float, radius: float, lens_mm: float) -> float:
+    """How far the ends of a row `width` wide stand nearer the camera than its middle: the row bends
+    into an arc facing the audience, deeper the more elements the song needs (ARC_PER_WIDTH of its
+    width, within ARC_MAX), but never so deep that the ends, coming nearer, leave the view that holds
+    the whole flat row at the camera's farthest distance (camera_rig.max_distance); a row too wide for
+    that view (the camera sweeps along it) stays straight."""
+    from blender_scripts import camera_rig  # it plans views of layouts: imported here, not at the top
+
+    hw = camera_rig.half_width_per_metre(lens_mm) * ARC_FRAME
+    d_row = camera_rig.max_distance(radius, lens_mm) - float(
+        np.dot(camera_rig.VIEW_DIR, [0.0, -camera_rig.TARGET_Y, -camera_rig.TARGET_Z])
+    )  # the flat row's depth in the view at that distance
+    slack = (d_row - width / 2 / hw) / camera_rig.VIEW_DIR[1]  # how much nearer the ends may come
+    return round(max(0.0, min(ARC_MAX, ARC_PER_WIDTH * width, slack)), 6)

@@ -27,7 +27,7 @@ from blender_scripts.layout import Element, Layout
 from blender_scripts.song import Note, Song
 
 G = 9.81
-LAUNCH_Y = -1.0
+LAUNCH_Y = layout_mod.LAUNCH_Y  # the middle column's launchers (layout.py: the arc moves the others')
 LAUNCH_Z = 0.25
 FLOOR_Z = -0.45  # collector floor
 FLIGHT_TIMES = (0.5, 0.45, 0.56, 0.4, 0.62, 0.36, 0.68)  # tried in this order; low arcs stay in view
@@ -119,7 +119,7 @@ def _marble(
     if el.is_pad and math.hypot(el.lane_x(lane), strike) + r > el.length / 2:
         return None  # off the round head
     x = el.x + el.lane_x(lane)
-    launch = np.array([x, LAUNCH_Y, LAUNCH_Z])
+    launch = np.array([x, el.launch_y, LAUNCH_Z])
     impact = np.array([x, el.y + strike, el.top_z + r])
     v0 = (impact - launch) / T
     v0[2] += 0.5 * G * T
@@ -164,12 +164,13 @@ def _chain(
         return None
     k = gap / T  # y travelled between the contacts, per metre travelled from the launcher
     reach = el.length / 2 - 1.5 * r
-    y1 = min(max((twin.y + LAUNCH_Y * k) / (1 + k), el.y - reach), el.y + reach)
-    y2 = y1 + (y1 - LAUNCH_Y) * k
+    ly = el.launch_y
+    y1 = min(max((twin.y + ly * k) / (1 + k), el.y - reach), el.y + reach)
+    y2 = y1 + (y1 - ly) * k
     if abs(y2 - twin.y) > twin.length / 2 - 1.5 * r:
         return None
     x = el.x + el.lane_x(lane)
-    launch = np.array([x, LAUNCH_Y, LAUNCH_Z])
+    launch = np.array([x, ly, LAUNCH_Z])
     p1 = np.array([x, y1, el.top_z + r])
     v0 = (p1 - launch) / T
     v0[2] += 0.5 * G * T

@@ -9,7 +9,7 @@ interpolation reproduces the analytic flight (to float precision) and never dips
 
 from __future__ import annotations
 
-import colorsys
+import itertools
 import math
 from collections.abc import Iterable
 
@@ -21,7 +21,7 @@ import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Matrix, Vector
 
-from blender_scripts import camera_rig, reactions, render
+from blender_scripts import camera_rig, environment, materials, reactions, render
 from blender_scripts.arrangement import Arrangement
 from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
 from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
@@ -115,25 +115,12 @@ def _sphere_mesh(radius: float) -> bpy.types.Mesh:
     return mesh
 
 
-def _element_color(el: Element, layout: Layout) -> tuple[float, float, float]:
-    if el.is_pad:
-        return (0.78, 0.55, 0.22) if drum_sound(el.pitch) in CYMBALS else (0.85, 0.83, 0.78)
-    hue = {"marimba": 0.03, "vibraphone": 0.58, "glockenspiel": 0.12, "strings": 0.1}[el.instrument]
-    hue += 0.06 * (el.x - layout.x_min) / max(1e-6, layout.x_max - layout.x_min)
-    sat, val = {"marimba": (0.7, 0.42), "vibraphone": (0.12, 0.8), "glockenspiel": (0.08, 0.9)}.get(
-        el.instrument, (0.55, 0.85)
-    )
-    return colorsys.hsv_to_rgb(hue % 1.0, sat, val)
-
-
-def _element_finish(el: Element) -> tuple[float, float]:
-    """(metallic, roughness): rosewood marimba bars, brushed aluminium vibes, steel glockenspiel, brass
-    strings, matte drum heads, bronze cymbals."""
-    if el.is_pad:
-        return (1.0, 0.28) if drum_sound(el.pitch) in CYMBALS else (0.0, 0.55)
-    return {"marimba": (0.0, 0.38), "vibraphone": (0.9, 0.3), "glockenspiel": (0.9, 0.2)}.get(
-        el.instrument, (1.0, 0.22)
-    )
+def _spans(lay: Layout, pad: float) -> list[tuple[Element, float, float]]:
+    """(element, x_lo, x_hi) of the front row: each element's share of the row, from half-way to its
+    neighbours (the row's ends `pad` beyond the end elements), so segments under them meet."""
+    row = sorted(lay.elements.values(), key=lambda e: e.x)
+    cuts = [lay.x_min - pad, *((a.x + b.x) / 2 for a, b in itertools.pairwise(row)), lay.x_max + pad]
+    return [(el, cuts[i], cuts[i + 1]) for i, el in enumerate(row)]
 
 
 SHUTTER = 0.5  # frames the shutter stays open: a 180-degree shutter, the film look, at any fps
@@ -199,6 +186,7 @@ class SceneBuilder:
         items = self.plan.loop_instances() if variant == "loop" else [(m, 0.0) for m in self.plan.marbles]
         self._marbles(marbles, items, offset)
         self._stage(stage, scene, items, offset)
+        environment.build(_collection(scene, "Set"), self.layout)  # the boards and the backdrop around it
         self._camera(stage, scene, offset, frame_end, loop=variant == "loop")
         _motion_blur(scene, marbles)
         return scene
@@ -232,8 +220,7 @@ class SceneBuilder:
                 mesh = _strings_mesh(el.name, el.lanes, el.length, el.top_z, self.plan.radius)
             else:
                 mesh = _box_mesh(el.name, el.width, el.length, 0.025, el.top_z)
-            metallic, rough = _element_finish(el)
-            mesh.materials.append(_material(el.name, _element_color(el, self.layout), metallic, rough))
+            mesh.materials.append(materials.material(el.name, materials.look_of(el)))
             obj = bpy.data.objects.new(el.name, mesh)
             obj.location = (el.x, el.y, 0.0)
             obj["instrument"], obj["pitch"] = el.instrument, el.pitch
@@ -347,19 +334,30 @@ class SceneBuilder:
         launches: dict[float, list[float]] = {}
         for m, shift in items:
             launches.setdefault(round(float(m.launch[0]), 9), []).append(m.t_launch + shift)
-        for i, x in enumerate(
-            sorted({round(el.x + off, 9) for el in lay.elements.values() for off in el.lanes})
-        ):
+        columns = {round(el.x + off, 9): el.launch_y for el in lay.elements.values() for off in el.lanes}
+        for i, x in enumerate(sorted(columns)):
             obj = bpy.data.objects.new(f"launcher_{i:03d}", tube)
-            obj.location = (x, LAUNCH_Y, LAUNCH_Z)
+            obj.location = (x, columns[x], LAUNCH_Z)
             obj.rotation_euler = (-aim, 0.0, 0.0)
             coll.objects.link(obj)
             self._kicks(obj, sorted(launches.get(x, [])), offset)
-        body = _box_mesh("launch_rack", width + 0.3, 0.16, 0.3, LAUNCH_Z - 0.12)
-        body.materials.append(_material("launch_rack", (0.12, 0.12, 0.14), 0.6, 0.35))
-        rack = bpy.data.objects.new("launch_rack", body)
-        rack.location = (centre, LAUNCH_Y - 0.05, 0.0)
-        coll.objects.link(rack)
+        # the launch rack and the rail under the bars follow the row's arc, one segment per element
+        rack_mat = _material("launch_rack", (0.12, 0.12, 0.14), 0.6, 0.35)
+        rail_mat = _material("rail", (0.18, 0.1, 0.05), 0.0, 0.5)
+        for name, sy, sz, top, y_off, mat, pad in (
+            ("launch_rack", 0.16, 0.3, LAUNCH_Z - 0.12, LAUNCH_Y - 0.05, rack_mat, 0.15),
+            ("rail", 0.04, 0.3, -0.025, 0.0, rail_mat, 0.1),
+        ):
+            for el, lo, hi in _spans(lay, pad=pad):
+                # a chord of the arc from lo to hi: the segments meet end to end along the curve
+                y_lo, y_hi = lay.arc_y(lo), lay.arc_y(hi)
+                seg = bpy.data.objects.new(
+                    f"{name}_{el.name}", _box_mesh(name, math.hypot(hi - lo, y_hi - y_lo), sy, sz, top)
+                )
+                seg.data.materials.append(mat)
+                seg.location = ((lo + hi) / 2, (y_lo + y_hi) / 2 + y_off, 0.0)
+                seg.rotation_euler = (0.0, 0.0, math.atan2(y_hi - y_lo, hi - lo))
+                coll.objects.link(seg)
         # the catch tray spans every marble's landing (chains land farther, beyond the twin bars)
         landing = [float(m.positions([m.t_exit])[0][1]) for m, _ in items] or [1.15]
         near, far = min(0.35, min(landing) - 0.2), max(1.95, max(landing) + 0.2)
@@ -385,13 +383,6 @@ class SceneBuilder:
         trough.location = (centre, 0.05, FLOOR_Z - 0.02)
         trough.rotation_euler = (math.atan2(-0.2, 2.2), 0.0, 0.0)
         coll.objects.link(trough)
-        floor = bpy.data.objects.new("floor", _box_mesh("floor", 60.0, 60.0, 0.01, FLOOR_Z - 0.25))
-        floor.data.materials.append(_material("floor", (0.05, 0.05, 0.06), 0.0, 0.3))
-        coll.objects.link(floor)
-        rail = bpy.data.objects.new("rail", _box_mesh("rail", width + 0.2, 0.04, 0.3, -0.025))
-        rail.data.materials.append(_material("rail", (0.18, 0.1, 0.05), 0.0, 0.5))
-        rail.location = (centre, 0.0, 0.0)
-        coll.objects.link(rail)
         self._lights(coll, width, centre)
 
     def _kicks(self, obj, launches: list[float], offset: float) -> None:

@@ -20,3 +20,14 @@ def built(tmp_path_factory) -> dict[str, dict]:
         proc = run_cli("build", "--midi", DEPOT / name / "song.mid", *extra, "--out", folder)
         out[name] = last_json(proc) | {"stderr": proc.stderr, "stdout": proc.stdout}
     return out
+
+
+@pytest.fixture(scope="session")
+def dense_pop(tmp_path_factory) -> dict:
+    """The generated six-part pop song with drums (demo_songs.dense_pop: every instrument family, the
+    cymbals too), built by the real entrypoint."""
+    from blender_scripts import demo_songs
+
+    folder = tmp_path_factory.mktemp("dense")
+    demo_songs.dense_pop().save(str(folder / "dense_pop.mid"))
+    return last_json(run_cli("build", "--midi", folder / "dense_pop.mid", "--out", folder / "scene"))

@@ -11,7 +11,7 @@ import pytest
 
 from blender_scripts import arrangement, planner, song
 
-from .helpers import last_json, run_cli, write_midi
+from .helpers import write_midi
 
 pytestmark = [pytest.mark.slow, pytest.mark.bpy]
 
@@ -98,16 +98,6 @@ def test_the_worst_passages_are_the_time_ranges_with_the_strikes_missed():
     assert len(figures["worst_passages"]) == visibility.WORST
     assert all(p["fraction"] > 0.5 for p in figures["worst_passages"][1:])
     assert 8.0 <= figures["least_visible"]["time_s"] < 10.0
-
-
-@pytest.fixture(scope="module")
-def dense_pop(tmp_path_factory):
-    """The generated six-part pop song with drums (demo_songs.dense_pop), built by the real entrypoint."""
-    from blender_scripts import demo_songs
-
-    folder = tmp_path_factory.mktemp("dense")
-    demo_songs.dense_pop().save(str(folder / "dense_pop.mid"))
-    return last_json(run_cli("build", "--midi", folder / "dense_pop.mid", "--out", folder / "scene"))
 
 
 @pytest.mark.parametrize("name", ["ode_waltz", "frere_groove", "dense_pop"])
