@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import bpy
 
+from blender_scripts import visibility
+
 GRID = (48, 27)  # rays across and down the frame
 SAMPLES = 16  # frames sampled over the scene's range, first and last included
-REF_SIZE = (1920, 1080)  # the frame's shape the rays are aimed through (as visibility.py measures)
 TARGET = 0.25  # the showcase's bound on the mean (tests/blender/test_background.py)
 
 
@@ -62,21 +63,12 @@ def measure(scene: bpy.types.Scene, samples: int = SAMPLES, grid: tuple[int, int
     the worst frame, and the mean share of each class. Leaves the scene at its frame and size."""
     if scene.camera is None:
         raise ValueError(f"scene {scene.name!r} has no camera: nothing to measure the frame of")
-    r = scene.render
-    saved = (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y)
-    saved_frame = scene.frame_current
-    r.resolution_x, r.resolution_y = REF_SIZE
-    r.resolution_percentage = 100
-    r.pixel_aspect_x = r.pixel_aspect_y = 1.0
     per_frame = []
-    try:
+    with visibility.reference_frame(scene):
         for frame in sample_frames(scene.frame_start, scene.frame_end, samples):
             scene.frame_set(frame)
             shares = frame_shares(scene, bpy.context.evaluated_depsgraph_get(), grid)
             per_frame.append((frame, shares))
-    finally:
-        (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y) = saved
-        scene.frame_set(saved_frame)
     empty = [s["world"] + s["backdrop"] for _, s in per_frame]
     worst = max(range(len(per_frame)), key=lambda k: empty[k])
     mean = {k: round(sum(s[k] for _, s in per_frame) / len(per_frame), 4) for k in per_frame[0][1]}

@@ -16,6 +16,7 @@ moment (the frame where the most strikes are missed around it), which the look c
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 
 import bpy
@@ -70,18 +71,29 @@ def _hits(scene: bpy.types.Scene) -> dict[int, list[tuple[bpy.types.Object, int,
     return out
 
 
-def strikes(scene: bpy.types.Scene) -> list[dict]:
-    """One record per contact shown in the scene: note index and time, the frame that shows it, whether
-    it is in view / unoccluded / visible, and the marble's width in pixels at 1080p."""
+@contextlib.contextmanager
+def reference_frame(scene: bpy.types.Scene):
+    """The scene's render size set to REF_SIZE (square pixels) while measuring; its size and current frame
+    as they were afterwards."""
     r = scene.render
     saved = (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y)
     saved_frame = scene.frame_current
     r.resolution_x, r.resolution_y = REF_SIZE
     r.resolution_percentage = 100
     r.pixel_aspect_x = r.pixel_aspect_y = 1.0
+    try:
+        yield
+    finally:
+        (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y) = saved
+        scene.frame_set(saved_frame)
+
+
+def strikes(scene: bpy.types.Scene) -> list[dict]:
+    """One record per contact shown in the scene: note index and time, the frame that shows it, whether
+    it is in view / unoccluded / visible, and the marble's width in pixels at 1080p."""
     radius = float(scene["renderlab_marble_radius"])
     out = []
-    try:
+    with reference_frame(scene):
         for frame, hits in sorted(_hits(scene).items()):
             scene.frame_set(frame)
             depsgraph = bpy.context.evaluated_depsgraph_get()
@@ -114,9 +126,6 @@ def strikes(scene: bpy.types.Scene) -> list[dict]:
                         "px": 2 * radius * focal_px / co.z if co.z > 0 else 0.0,
                     }
                 )
-    finally:
-        (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y) = saved
-        scene.frame_set(saved_frame)
     out.sort(key=lambda s: (s["time"], s["note_index"]))
     return out
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import DEPOT, last_json, run_cli
+from blender_scripts import arrangement, planner, song
+
+from .helpers import DEPOT, last_json, run_cli, write_midi
 
 SONGS = {
     "ode_waltz": (),
@@ -31,3 +33,19 @@ def dense_pop(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("dense")
     demo_songs.dense_pop().save(str(folder / "dense_pop.mid"))
     return last_json(run_cli("build", "--midi", folder / "dense_pop.mid", "--out", folder / "scene"))
+
+
+@pytest.fixture
+def small_scene(tmp_path):
+    """A two-bar tune on marimba, built in this process: (the main scene, its note count)."""
+    from blender_scripts import scene
+
+    notes = [(i / 2, 60 + (i * 5) % 14, 0.4) for i in range(16)]
+    tune = song.load(write_midi(tmp_path / "small.mid", [notes], bpm=120))
+    arr = arrangement.Arrangement()
+    stage, plan = planner.place(tune, arr, 60, song.loop_length(tune))
+    lead_in = 1.0
+    frame_end = round((lead_in + tune.end_time + 1.5) * 60)
+    return scene.SceneBuilder(plan, stage, arr, "small", 60).build("main", lead_in, frame_end), len(
+        tune.notes
+    )

@@ -8,24 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from blender_scripts import arrangement, planner, song
-
-from .helpers import write_midi
-
 pytestmark = [pytest.mark.slow, pytest.mark.bpy]
 
 
 @pytest.fixture
-def small_scene(tmp_path):
-    """A two-bar tune on marimba, built in this process: the main scene."""
-    from blender_scripts import scene
-
-    notes = [(i / 2, 60 + (i * 5) % 14, 0.4) for i in range(16)]
-    tune = song.load(write_midi(tmp_path / "small.mid", [notes], bpm=120))
-    arr = arrangement.Arrangement()
-    stage, plan = planner.place(tune, arr, 60, song.loop_length(tune))
-    frame_end = round((1.0 + tune.end_time + 1.5) * 60)
-    return scene.SceneBuilder(plan, stage, arr, "small", 60).build("main", 1.0, frame_end)
+def main_scene(small_scene):
+    """The small machine's main scene (tests/blender/conftest.py)."""
+    return small_scene[0]
 
 
 def _aim(sc, at):
@@ -41,35 +30,35 @@ def _aim(sc, at):
     target.location = sc.camera.location + Vector(at)
 
 
-def test_a_machine_on_its_stage_leaves_little_of_the_frame_empty(small_scene):
+def test_a_machine_on_its_stage_leaves_little_of_the_frame_empty(main_scene):
     from blender_scripts import background
 
-    figures = background.measure(small_scene, samples=4)
+    figures = background.measure(main_scene, samples=4)
     shares = figures["shares"]
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
     assert figures["fraction"] == pytest.approx(shares["world"] + shares["backdrop"], abs=1e-3)
     assert shares["machine"] > 0.3 and figures["fraction"] <= background.TARGET
-    assert len(figures["frames"]) == 4 and figures["frames"][0] == small_scene.frame_start
-    assert small_scene.frame_current == 1 and small_scene.render.resolution_x == 640  # left as it was
+    assert len(figures["frames"]) == 4 and figures["frames"][0] == main_scene.frame_start
+    assert main_scene.frame_current == 1 and main_scene.render.resolution_x == 640  # left as it was
 
 
-def test_a_camera_looking_at_the_sky_sees_only_empty_background(small_scene):
+def test_a_camera_looking_at_the_sky_sees_only_empty_background(main_scene):
     from blender_scripts import background
 
-    _aim(small_scene, (0.0, 0.0, 10.0))  # straight up
-    figures = background.measure(small_scene, samples=2)
+    _aim(main_scene, (0.0, 0.0, 10.0))  # straight up
+    figures = background.measure(main_scene, samples=2)
     assert figures["fraction"] == 1.0 and figures["shares"]["world"] == 1.0
 
 
-def test_a_camera_looking_over_the_machine_sees_the_backdrop(small_scene):
+def test_a_camera_looking_over_the_machine_sees_the_backdrop(main_scene):
     from blender_scripts import background
 
-    _aim(small_scene, (0.0, -10.0, 0.8))  # over the machine, at the backdrop
-    figures = background.measure(small_scene, samples=2)
+    _aim(main_scene, (0.0, -10.0, 0.8))  # over the machine, at the backdrop
+    figures = background.measure(main_scene, samples=2)
     assert figures["shares"]["backdrop"] > 0.5 and figures["fraction"] > background.TARGET
 
 
-def test_a_wall_in_front_of_the_lens_fills_the_frame(small_scene):
+def test_a_wall_in_front_of_the_lens_fills_the_frame(main_scene):
     import bpy
 
     from blender_scripts import background
@@ -77,10 +66,10 @@ def test_a_wall_in_front_of_the_lens_fills_the_frame(small_scene):
     mesh = bpy.data.meshes.new("wall")
     mesh.from_pydata([(-5, -5, 0), (5, -5, 0), (5, 5, 0), (-5, 5, 0)], [], [(0, 1, 2, 3)])
     wall = bpy.data.objects.new("wall", mesh)
-    wall.parent = small_scene.camera
+    wall.parent = main_scene.camera
     wall.location = (0.0, 0.0, -0.3)
-    small_scene.collection.objects.link(wall)
-    figures = background.measure(small_scene, samples=2)
+    main_scene.collection.objects.link(wall)
+    figures = background.measure(main_scene, samples=2)
     assert figures["fraction"] == 0.0 and figures["shares"]["machine"] == 1.0
 
 

@@ -9,27 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from blender_scripts import arrangement, planner, song
-
-from .helpers import write_midi
-
 pytestmark = [pytest.mark.slow, pytest.mark.bpy]
-
-
-@pytest.fixture
-def small_scene(tmp_path):
-    """A two-bar tune on marimba, built in this process: the main scene."""
-    from blender_scripts import scene
-
-    notes = [(i / 2, 60 + (i * 5) % 14, 0.4) for i in range(16)]
-    tune = song.load(write_midi(tmp_path / "small.mid", [notes], bpm=120))
-    arr = arrangement.Arrangement()
-    stage, plan = planner.place(tune, arr, 60, song.loop_length(tune))
-    lead_in = 1.0
-    frame_end = round((lead_in + tune.end_time + 1.5) * 60)
-    return scene.SceneBuilder(plan, stage, arr, "small", 60).build("main", lead_in, frame_end), len(
-        tune.notes
-    )
 
 
 def test_every_strike_of_a_small_machine_is_seen_and_its_marble_measured(small_scene):
