@@ -29,6 +29,15 @@ CYC_HEIGHT = 9.0  # the wall's top above the boards
 PLANK_M = 0.18  # width of a board
 
 
+def _noise(mat: bpy.types.Material, vector, scale: float, detail: float) -> bpy.types.Node:
+    """A noise texture in `mat`'s tree, read at `vector` (a node output)."""
+    noise = mat.node_tree.nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = scale
+    noise.inputs["Detail"].default_value = detail
+    mat.node_tree.links.new(vector, noise.inputs["Vector"])
+    return noise
+
+
 def _plank_material() -> bpy.types.Material:
     """Dark stained boards: a brick texture lays the planks (staggered joints), noise stretched along them
     gives the grain."""
@@ -52,10 +61,7 @@ def _plank_material() -> bpy.types.Material:
     grain_map = nodes.new("ShaderNodeMapping")
     grain_map.inputs["Scale"].default_value = (40.0, 1.0, 40.0)
     links.new(coord.outputs["Object"], grain_map.inputs["Vector"])
-    grain = nodes.new("ShaderNodeTexNoise")
-    grain.inputs["Scale"].default_value = 3.0
-    grain.inputs["Detail"].default_value = 4.0
-    links.new(grain_map.outputs["Vector"], grain.inputs["Vector"])
+    grain = _noise(mat, grain_map.outputs["Vector"], scale=3.0, detail=4.0)
     mix = nodes.new("ShaderNodeMix")
     mix.data_type, mix.blend_type = "RGBA", "MULTIPLY"
     mix.inputs["Factor"].default_value = 0.5
@@ -84,10 +90,7 @@ def _backdrop_material() -> bpy.types.Material:
     span = nodes.new("ShaderNodeMapRange")  # 0 at the floor line, 1 at the wall's top
     span.inputs["From Min"].default_value, span.inputs["From Max"].default_value = 0.0, CYC_HEIGHT * 0.6
     links.new(height.outputs["Z"], span.inputs["Value"])
-    clouds = nodes.new("ShaderNodeTexNoise")
-    clouds.inputs["Scale"].default_value = 0.35
-    clouds.inputs["Detail"].default_value = 3.0
-    links.new(coord.outputs["Object"], clouds.inputs["Vector"])
+    clouds = _noise(mat, coord.outputs["Object"], scale=0.35, detail=3.0)
     wobble = nodes.new("ShaderNodeMath")
     wobble.operation = "MULTIPLY_ADD"  # height + (clouds - 0.5) * 0.25
     wobble.inputs[1].default_value = 0.25
