@@ -23,6 +23,7 @@ import yaml
 from renderlab.base import cli
 from renderlab.base.errors import CommandError
 from renderlab.lab import passphrase
+from renderlab.lab.config import parse_bounded_yaml
 
 KEY = "renderlab:kubeconfig"
 MAX_BYTES = 1 << 20
@@ -57,8 +58,8 @@ def read(path: Path) -> str:
         raise KubeconfigError(f"{path} is over {MAX_BYTES} bytes: not kubeadm's admin.conf; {fetched}")
     try:
         text = raw.decode()
-        doc = yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        doc = parse_bounded_yaml(text)  # no alias bomb expands here
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
         raise KubeconfigError(
             f"{path} is not a kubeconfig (not YAML: {cli.one_line(e)[:200]}); {fetched}"
         ) from None

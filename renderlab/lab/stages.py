@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from renderlab.base import cli
+from renderlab.lab.config import parse_bounded_yaml
 from renderlab.lab.kubeconfig_secret import KEY as KUBECONFIG_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,8 +93,8 @@ def _stack_file_bytes(path: Path) -> bytes:
     not an input of the earlier ones), and setting it must not make the next `make lab` redo the VMs."""
     data = path.read_bytes()
     try:
-        doc = yaml.safe_load(data)
-    except yaml.YAMLError:
+        doc = parse_bounded_yaml(data.decode())  # a stack file may be hostile: no alias bomb expands here
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError):
         return data  # check_config, in the first stage, says what is wrong with it
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         return data

@@ -154,3 +154,11 @@ def test_with_the_real_pulumi_cli_a_second_hand_over_leaves_the_stack_file_as_it
     assert got.rstrip("\n") == KUBECONFIG.rstrip("\n")
     assert kubeconfig_secret.hand_over(path, engine.stack, engine.pulumi) is False
     assert engine.stack_file.read_bytes() == stored
+
+
+def test_an_alias_bomb_is_refused_without_expanding(fake: Path):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = kubeconfig(fake, "\n".join(levels) + "\n")
+    with pytest.raises(kubeconfig_secret.KubeconfigError, match="not a kubeconfig"):
+        kubeconfig_secret.read(path)

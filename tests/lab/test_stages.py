@@ -131,3 +131,11 @@ def test_every_stage_is_a_target_of_the_makefile():
         if "No rule to make target" in probe.stderr:
             missing.append(stage.target)
     assert missing == []
+
+
+def test_a_stack_file_that_is_an_alias_bomb_is_hashed_as_bytes_not_expanded(lab: Path):
+    levels = ["config:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (lab / "Pulumi.lab.yaml").write_text("\n".join(levels) + "\n")
+    rc, ran, _ = run(lab)  # 10**9 nodes if expanded: this would not return
+    assert rc == 0 and ran == [s.name for s in stages.STAGES]
