@@ -89,6 +89,7 @@ def _pulumi(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedPro
         env = passphrase.pulumi_env()
     except passphrase.PassphraseError as e:
         raise KubeconfigError(str(e)) from None
+    env["PULUMI_SKIP_UPDATE_CHECK"] = "true"  # as the Makefile's Pulumi runs: no call out for a version check
     try:
         return subprocess.run(
             cmd,
