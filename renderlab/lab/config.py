@@ -975,7 +975,7 @@ class Limits:
     max_depth: int = 64  # nesting, also after expansion
 
 
-def _yaml_problem(e: yaml.YAMLError) -> str:
+def yaml_problem(e: yaml.YAMLError) -> str:
     """The parser's message without its snippet of the file: the offending line may hold a secret."""
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or type(e).__name__
@@ -1100,7 +1100,7 @@ def load(path: str | Path, limits: Limits | None = None) -> LabConfig:
     try:
         data = _parse_yaml(text, limits)
     except yaml.YAMLError as e:
-        raise ConfigError(str(path), [_yaml_problem(e)]) from None
+        raise ConfigError(str(path), [yaml_problem(e)]) from None
     except ValueError as e:
         raise ConfigError(str(path), [str(e)]) from None
     return parse(data, str(path), example=path.name == EXAMPLE_FILE)

@@ -23,7 +23,7 @@ import yaml
 from renderlab.base import cli
 from renderlab.base.errors import CommandError
 from renderlab.lab import passphrase
-from renderlab.lab.config import parse_bounded_yaml
+from renderlab.lab.config import parse_bounded_yaml, yaml_problem
 
 KEY = "renderlab:kubeconfig"
 MAX_BYTES = 1 << 20
@@ -59,10 +59,10 @@ def read(path: Path) -> str:
     try:
         text = raw.decode()
         doc = parse_bounded_yaml(text)  # no alias bomb expands here
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-        raise KubeconfigError(
-            f"{path} is not a kubeconfig (not YAML: {cli.one_line(e)[:200]}); {fetched}"
-        ) from None
+    except yaml.YAMLError as e:  # its line is not shown: it may hold the client key
+        raise KubeconfigError(f"{path} is not a kubeconfig ({yaml_problem(e)}); {fetched}") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise KubeconfigError(f"{path} is not a kubeconfig ({cli.one_line(e)[:200]}); {fetched}") from None
     _check(path, doc, fetched)
     return text
 

@@ -106,7 +106,7 @@ def test_a_failed_set_is_one_error_without_the_value(fake: Path, capsys):
         (KUBECONFIG.replace("https://", "http://"), 0o600, "without an https:// server"),
         ("kind: Config\nclusters: []\n", 0o600, "no clusters"),
         ("[1, 2]\n", 0o600, "no `kind: Config` mapping"),
-        ("a: [unclosed\n", 0o600, "not YAML"),
+        ("a: [unclosed\n", 0o600, "not valid YAML"),
         (KUBECONFIG.replace("current-context: kubernetes-admin@kubernetes", "current-context: ''"), 0o600,
          "no current-context"),
     ],
@@ -162,3 +162,12 @@ def test_an_alias_bomb_is_refused_without_expanding(fake: Path):
     path = kubeconfig(fake, "\n".join(levels) + "\n")
     with pytest.raises(kubeconfig_secret.KubeconfigError, match="not a kubeconfig"):
         kubeconfig_secret.read(path)
+
+
+def test_a_yaml_error_does_not_show_the_line_that_holds_the_key(fake: Path):
+    path = kubeconfig(
+        fake, KUBECONFIG.replace("client-key-data: SECRETKEYDATA}", "client-key-data: SECRETKEYDATA")
+    )
+    with pytest.raises(kubeconfig_secret.KubeconfigError, match="not valid YAML at line") as e:
+        kubeconfig_secret.read(path)
+    assert "SECRETKEYDATA" not in str(e.value)
