@@ -165,9 +165,9 @@ def test_an_alias_bomb_is_refused_without_expanding(fake: Path):
 
 
 def test_a_yaml_error_does_not_show_the_line_that_holds_the_key(fake: Path):
-    path = kubeconfig(
-        fake, KUBECONFIG.replace("client-key-data: SECRETKEYDATA}", "client-key-data: SECRETKEYDATA")
-    )
+    # PyYAML's own message quotes this line (checked): the old error showed the client key.
+    bad = KUBECONFIG.replace("client-key-data: SECRETKEYDATA}", "client-key-data: SECRETKEYDATA: x}")
+    path = kubeconfig(fake, bad)
     with pytest.raises(kubeconfig_secret.KubeconfigError, match="not valid YAML at line") as e:
         kubeconfig_secret.read(path)
     assert "SECRETKEYDATA" not in str(e.value)
