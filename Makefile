@@ -208,7 +208,7 @@ trigger-test: venv ## the browser test (Playwright + Debian's chromium) and the 
 	$(VENV)/bin/pytest tests/trigger $(PYTEST_ARGS)
 
 # --- content (blender_scripts) ---
-.PHONY: blender-pyc blender-songs blender-test blender-bench
+.PHONY: blender-pyc blender-songs blender-test blender-bench real-midi
 BPY_SCRIPTS := $(VENV)/lib/python3.11/site-packages/bpy/5.0/scripts
 
 blender-pyc: venv ## precompile bpy's own scripts (Blender never writes their .pyc; ~0.5 s saved per start)
@@ -222,6 +222,9 @@ blender-test: blender-pyc ## content tests with real bpy (build, measure the sav
 
 blender-bench: blender-pyc ## content measures: timing error, separation, build time, memory, s/frame
 	$(PY) benchmarks/blender_bench.py $(BENCH_ARGS)
+
+real-midi: venv ## fetch the real MIDI files of the visibility checks (pop, piano, strings) into ~/.cache/renderlab/real-midi, hash-checked
+	$(PY) -m renderlab.workstation.real_midi
 
 # --- hosts ---
 # The local lab's own files (not LAB_SECRETS: that is the Proxmox stack's, set above, and `?=` kept it here).

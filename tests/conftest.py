@@ -16,6 +16,7 @@ BUILDABLE_LANE_MARKS = (
     "`make tools`",
     "`make k8s-artifacts`",
     "`make k8s-provider`",
+    "`make real-midi`",
     "local lab unavailable here",
 )
 

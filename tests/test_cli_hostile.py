@@ -268,6 +268,10 @@ def _cases(f: dict[str, str]) -> dict[str, tuple[set[int], list[list[str]]]]:
             {1, 2},
             [["--config", f["garbage"]], ["--config", f["missing"]], ["--config", f["bomb"]], ["--bogus"]],
         ),
+        "renderlab.workstation.real_midi": (
+            {1, 2},
+            [["--only", "no_such_song"], ["--bogus"], ["--dest", f["garbage"]], ["--dest", f["link"]]],
+        ),
         "renderlab.workstation.k8s_vulncheck": (
             {1, 2},
             [["--config", f["garbage"]], ["--config", f["missing"]], ["--config", f["bomb"]], ["--bogus"]],
