@@ -340,6 +340,7 @@ def _scenes(tmp, out, song_audio, *, tune, arr, stage, plan, fps, lead_in, frame
         "loop_period_frames": plan.period * fps,  # the seam is exact when this is a whole number
         "loop_bars": len([t for t in tune.bar_times if 0 < t <= plan.period + 1e-9]),
         "marble_radius_m": plan.radius,
+        "tiers": stage.tiers,  # rows of elements, one behind and above the other (layout.py)
         "elements": sorted(e.name for e in stage.all_elements()),
         "lanes": {e.name: len(e.lanes) for e in stage.elements.values()},  # busy elements get more
         "marbles": len(plan.marbles),

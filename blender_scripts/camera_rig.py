@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blender_scripts.layout import Layout
+from blender_scripts.layout import TIER_DY, TIER_DZ, Layout
 from blender_scripts.planner import LAUNCH_Y, LAUNCH_Z, Plan
 
 SENSOR_MM = 36.0
@@ -39,7 +39,8 @@ SWEEP_HOLD_S = 1.0  # the sweep holds its first view this long (the first frame 
 SWEEP_RAMP_S = 1.0  # it speeds up and slows down over this long; constant speed in between
 MIN_DISTANCE = 1.4
 ASPECT = 9 / 16  # frame height / width (landscape presets)
-FRAME_LIMIT = 0.86  # the rig keeps strikes within this of the frame's half-width/height (the measure: 0.94)
+FRAME_LIMIT = 0.86  # the rig keeps strikes within this of the frame's half-width/height
+MEASURE_LIMIT = 0.94  # the visibility measure's: a 3 % margin each side (visibility.EDGE_MARGIN)
 AHEAD_S, BEHIND_S = 1.0, 0.6  # each key frames the strikes this far ahead of it and behind it
 COVER_ROUNDS, COVER_GROW, COVER_PULL, COVER_STEP = 40, 1.08, 0.5, 0.25
 
@@ -57,10 +58,10 @@ def half_width_per_metre(lens_mm: float) -> float:
     return SENSOR_MM / 2 / lens_mm
 
 
-def max_distance(radius: float, lens_mm: float) -> float:
+def max_distance(radius: float, lens_mm: float, tiers: int = 1) -> float:
     """Distance from the default target (TARGET_Y, TARGET_Z) at which a marble at the launchers is still
-    MIN_MARBLE_PX across and one striking the front row STRIKE_PX."""
-    return float(distance_cap(radius, lens_mm, np.array([0.0, TARGET_Y, TARGET_Z])))
+    MIN_MARBLE_PX across and one striking the front row STRIKE_PX (the back tier's, with tiers)."""
+    return float(distance_cap(radius, lens_mm, np.array([0.0, TARGET_Y, TARGET_Z]), tiers))
 
 
 def view_x_range(target_x, dist, lens_mm: float, *, row_y: float = 0.0, row_z: float = 0.0):
@@ -102,28 +103,46 @@ def project(location: np.ndarray, target: np.ndarray, points: np.ndarray, lens_m
     return np.column_stack([u, v, depth])
 
 
+def strikes_seen(plan: Plan, rig: CameraPath, lens_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(in view, marble px) of every strike of the plan (in `Plan.hits` order) seen by the keyed path as
+    Blender interpolates it, at the strike's exact time, with the visibility measure's margin (3 % each side)
+    and at 1080p: the build report's figures without Blender (not occlusion, nor the frame rounding)."""
+    hit_t, hit_p = _hits(plan)
+    dist = np.linalg.norm(rig.location - rig.target, axis=1)
+    tgt, loc = _evaluate(rig.times, rig.target, dist, rig.periodic, hit_t)
+    uvd = project(loc, tgt, hit_p, lens_mm)
+    seen = (uvd[:, 2] > 0) & (np.abs(uvd[:, 0]) <= MEASURE_LIMIT) & (np.abs(uvd[:, 1]) <= MEASURE_LIMIT)
+    return seen, marble_px(plan.radius, lens_mm, np.maximum(uvd[:, 2], 1e-9))
+
+
 def _inside(uvd: np.ndarray) -> np.ndarray:
     return (uvd[:, 2] > 0) & (np.abs(uvd[:, 0]) <= FRAME_LIMIT) & (np.abs(uvd[:, 1]) <= FRAME_LIMIT)
 
 
-def distance_cap(radius: float, lens_mm: float, target: np.ndarray) -> np.ndarray:
+def distance_cap(radius: float, lens_mm: float, target: np.ndarray, tiers: int = 1) -> np.ndarray:
     """The farthest the camera may be from `target` ((n, 3) or (3,)) along VIEW_DIR: a marble at the
     launchers stays MIN_MARBLE_PX across and one striking the front row (y = 0) STRIKE_PX, on a 1920-pixel
-    frame edge. `max_distance` is this cap for the default target."""
+    frame edge; with tiers, the back tier's launchers and row. `max_distance` is this cap for the default
+    target."""
     focal_px = lens_mm / SENSOR_MM * FRAME_EDGE_PX
     t = np.asarray(target, float)
-    behind = (t[..., 1] - LAUNCH_Y) * VIEW_DIR[1] + (t[..., 2] - LAUNCH_Z) * VIEW_DIR[2]  # launchers
-    row = (t[..., 1] - 0.0) * VIEW_DIR[1] + (t[..., 2] - radius) * VIEW_DIR[2]  # the front row's contacts
+    back_y, back_z = -(tiers - 1) * TIER_DY, (tiers - 1) * TIER_DZ
+    behind = (t[..., 1] - LAUNCH_Y - back_y) * VIEW_DIR[1] + (t[..., 2] - LAUNCH_Z - back_z) * VIEW_DIR[2]
+    row = (t[..., 1] - back_y) * VIEW_DIR[1] + (t[..., 2] - back_z - radius) * VIEW_DIR[
+        2
+    ]  # the row's contacts
     cap = np.minimum(2 * radius * focal_px / MIN_MARBLE_PX - behind, 2 * radius * focal_px / STRIKE_PX - row)
     return np.maximum(cap, MIN_DISTANCE)
 
 
-def _frame_shot(points: np.ndarray, lens_mm: float, radius: float) -> tuple[np.ndarray, float]:
+def _frame_shot(
+    points: np.ndarray, lens_mm: float, radius: float, tiers: int = 1
+) -> tuple[np.ndarray, float]:
     """(target, distance) of the closest shot along VIEW_DIR that has every point inside the frame (with
     the rig's margin), no farther than the distance cap: the target at the middle of their bounding box."""
     lo, hi = points.min(axis=0), points.max(axis=0)
     target = (lo + hi) / 2
-    a, b = MIN_DISTANCE, float(distance_cap(radius, lens_mm, target))
+    a, b = MIN_DISTANCE, float(distance_cap(radius, lens_mm, target, tiers))
     if _inside(project(target + b * VIEW_DIR, target, points, lens_mm)).all():
         for _ in range(24):  # bisection: the farther, the more of the points' spread fits
             m = (a + b) / 2
@@ -153,7 +172,7 @@ def _evaluate(times, target, dist, periodic, at):
     return tgt, loc
 
 
-def _framing(times, hit_t, hit_p, lens_mm, *, radius, period):
+def _framing(times, hit_t, hit_p, lens_mm, *, radius, period, tiers=1):
     """Per key: the shot of the strikes coming up (AHEAD_S, and BEHIND_S back so both keys around a
     strike frame it); a key with none keeps the previous key's shot."""
     target = np.empty((len(times), 3))
@@ -165,15 +184,15 @@ def _framing(times, hit_t, hit_p, lens_mm, *, radius, period):
             dt = (dt + period / 2) % period - period / 2
         near = (dt >= -BEHIND_S) & (dt <= AHEAD_S)
         if near.any():
-            last = _frame_shot(hit_p[near], lens_mm, radius)
+            last = _frame_shot(hit_p[near], lens_mm, radius, tiers)
         elif last is None:
             j = int(np.argmin(np.abs(dt)))
-            last = _frame_shot(hit_p[j : j + 1], lens_mm, radius)
+            last = _frame_shot(hit_p[j : j + 1], lens_mm, radius, tiers)
         target[i], dist[i] = last
     return target, dist
 
 
-def _cover(times, target, dist, hit_t, hit_p, lens_mm, *, radius, periodic, frozen, group, keep):  # noqa: PLR0913, PLR0917
+def _cover(times, target, dist, hit_t, hit_p, lens_mm, *, radius, periodic, frozen, group, keep, tiers=1):  # noqa: PLR0913, PLR0917
     """Widen (and re-aim) the keys around every strike the path (as Blender interpolates it) leaves out
     of the frame, until none is or the keys are at the distance cap. `frozen`: keys that keep their shot
     (a sweep); `group`: keys that change together (the static establishing view stays static);
@@ -204,7 +223,9 @@ def _cover(times, target, dist, hit_t, hit_p, lens_mm, *, radius, periodic, froz
         target = target + np.where(grow[:, None], np.clip(pull, -COVER_STEP, COVER_STEP), 0.0)
         if group.any():
             dist[group] = dist[group].max()
-        dist = np.where(grow, np.minimum(dist * COVER_GROW, distance_cap(radius, lens_mm, target)), dist)
+        dist = np.where(
+            grow, np.minimum(dist * COVER_GROW, distance_cap(radius, lens_mm, target, tiers)), dist
+        )
         target = keep(target, dist)
     return target, dist
 
@@ -236,7 +257,8 @@ def path(plan: Plan, layout: Layout, lens_mm: float, *, start: float, end: float
     part each key frames the strikes coming up (`_framing`, from the planned contact points), and
     `_cover` widens the keys around any strike the interpolated path would still leave out of the frame."""
     hw = half_width_per_metre(lens_mm)
-    d_max = max_distance(plan.radius, lens_mm)
+    tiers = layout.tiers
+    d_max = max_distance(plan.radius, lens_mm, tiers)
     width = layout.x_max - layout.x_min
     mid = (layout.x_min + layout.x_max) / 2
     hit_t, hit_p = _hits(plan)
@@ -263,7 +285,7 @@ def path(plan: Plan, layout: Layout, lens_mm: float, *, start: float, end: float
         establish_end = start if loop else start + ESTABLISH_S
     n = len(times)
     shot_t, shot_d = _framing(
-        times, hit_t, hit_p, lens_mm, radius=plan.radius, period=plan.period if loop else None
+        times, hit_t, hit_p, lens_mm, radius=plan.radius, period=plan.period if loop else None, tiers=tiers
     )
     centre, dist = shot_t[:, 0], shot_d
     height = shot_t[:, 1:]
@@ -296,11 +318,13 @@ def path(plan: Plan, layout: Layout, lens_mm: float, *, start: float, end: float
         frozen = times <= t1
     elif not loop:  # the machine fits: a static view of all of it and of its strikes, easing into the shots
         ends = layout.arc_depth  # the row's ends stand this much nearer the camera (its arc)
-        corners = np.array([[layout.x_min, ends, 0.0], [layout.x_max, ends, 0.0]])
+        corners = np.array(
+            [[x, ends - k * TIER_DY, k * TIER_DZ] for x in (layout.x_min, layout.x_max) for k in range(tiers)]
+        )
         early = hit_p[hit_t <= establish_end + EASE_S]
-        static_t, static_d = _frame_shot(np.vstack([corners, early]), lens_mm, plan.radius)
+        static_t, static_d = _frame_shot(np.vstack([corners, early]), lens_mm, plan.radius, tiers)
         static_d = max(
-            static_d, min((width / 2 + 0.5) / hw, float(distance_cap(plan.radius, lens_mm, static_t)))
+            static_d, min((width / 2 + 0.5) / hw, float(distance_cap(plan.radius, lens_mm, static_t, tiers)))
         )
         ease = _smooth((times - establish_end) / EASE_S)
         centre = (1 - ease) * static_t[0] + ease * centre
@@ -320,7 +344,7 @@ def path(plan: Plan, layout: Layout, lens_mm: float, *, start: float, end: float
     target = keep(np.column_stack([centre, height]), dist)
     target, dist = _cover(
         times, target, dist, hit_t, hit_p, lens_mm, radius=plan.radius, periodic=loop, frozen=frozen,
-        group=group, keep=keep,
+        group=group, keep=keep, tiers=tiers,
     )  # fmt: skip
     if loop:
         target[-1], dist[-1] = target[0], dist[0]

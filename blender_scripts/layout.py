@@ -55,12 +55,21 @@ class Element:
     strikes: tuple[float, ...] = (0.0,)  # y offsets of the strike points along the surface, preferred first
     y: float = 0.0  # centre along y: the column's arc offset, plus TWIN_Y for a twin bar
     first_lane: int = 0  # a twin's lanes are its front element's lanes from this index on
-    column_y: float = 0.0  # the arc's offset of this column (launchers, bar, twin) along y
+    column_y: float = 0.0  # the arc's (or the tier's) offset of this column (launchers, bar, twin) along y
+    tier: int = 0  # 0: the front row; a tier k stands TIER_DY further back and TIER_DZ higher per step
+    floor_z: float = -0.45  # FLOOR_Z: where its marbles drop into the collector and are hidden
+    ceiling_z: float = math.inf  # its marbles' centres stay below this (the tray of the tier above)
+    exit_y_max: float = math.inf  # its marbles are hidden before they pass this y (over the tier in front)
 
     @property
     def launch_y(self) -> float:
         """y of the launchers of this element's column."""
         return LAUNCH_Y + self.column_y
+
+    @property
+    def launch_z(self) -> float:
+        """z of the launchers of this element's column (LAUNCH_Z over its tier's surface)."""
+        return LAUNCH_Z + self.top_z
 
     @property
     def is_pad(self) -> bool:
@@ -89,6 +98,7 @@ class Layout:
     radius: float = 0.02  # the marble radius everything here is sized for
     twins: dict[tuple[str, int], Element] = field(default_factory=dict)  # bars behind, for chains
     arc_depth: float = 0.0  # how far the row's ends stand nearer the camera than its middle
+    tiers: int = 1  # rows of elements, one behind and above the other (a machine too wide for one view)
 
     def all_elements(self) -> list[Element]:
         return [*self.elements.values(), *self.twins.values()]
@@ -100,6 +110,8 @@ class Layout:
 
 
 LAUNCH_Y = -1.0  # the launchers' row behind the elements (the arc moves each column's along with it)
+LAUNCH_Z = 0.25  # the launchers' height over their elements' surface
+FLOOR_Z = -0.45  # the front row's collector floor: a marble reaching it is hidden
 BAR_LANES = 1  # the fewest lanes a bar gets; the planner adds lanes where its notes do not fit
 FAMILY_GAP = 3.0  # marble radii between two instruments
 DRUM_LANES = 2  # the fewest lanes a drum head gets (one more than the notes it takes at once)
@@ -109,6 +121,23 @@ CHAIN_LANES = 1  # the front bar's last lanes, which its twin covers
 ARC_PER_WIDTH = 0.15  # the row's arc: its ends this much of its width nearer the camera than its middle
 ARC_MAX = 0.8  # metres, however wide the row
 ARC_FRAME = 0.8  # the arc's ends stay within this of the view's half-width (the camera rig keeps 0.86)
+# Tiers: a row wider than one view (at the camera's distance cap a 1920-pixel frame holds about 200 marble
+# radii of row: lanes 2.2 radii apart, marbles >= 16.5 px) is cut into tiers, each TIER_DY behind and TIER_DZ
+# above the one in front, so the frame's height holds what its width cannot. Lanes of different tiers may
+# share x, so their marbles must never meet: a tier's marbles stay below the tray of the tier above
+# (ceiling_z), and an upper tier's marbles drop into their tray TIER_FLOOR under their surface before they
+# pass over the tier in front (exit_y_max). The planner holds every marble to both (planner._within).
+TIER_SPLIT_R = 215.0  # a row up to this many marble radii wide stays one row
+TIER_WIDTH_R = 160.0  # a wider one is cut into tiers about this wide, or MAX_TIERS
+MAX_TIERS = 3
+TIER_DY, TIER_DZ = 1.5, 0.95
+TIER_FLOOR = -0.15  # an upper tier's tray, under its surface
+TIER_TRAY = 0.03  # the tray's thickness
+TIER_EXIT_Y = 1.0  # an upper tier's marbles are in the tray before this far in front of its row
+# The smallest marble radius for n tiers: the tiers' strikes must fit the frame's height at the distance
+# at which their marbles are still >= 16.5 px (camera_rig.distance_cap); the rows' depth in the view is fixed
+# in metres (TIER_DY, TIER_DZ), the distance grows with the radius.
+TIER_RADIUS = {2: 0.028, 3: 0.04}
 RADIUS_RANGE = (0.014, 0.03)  # automatic marble radius: dense songs get small marbles, sparse ones big
 RADIUS_AT_1_NPS = 0.06  # radius = this / sqrt(notes per second), clipped to RADIUS_RANGE
 
@@ -174,15 +203,78 @@ def build(
 ) -> Layout:
     """The row of elements; `twins`: bars that get a twin behind them (the planner picks those with
     repeated notes a marble can chain across)."""
-    r = radius_for(song, arrangement)
-    dx = max(0.1, 5.0 * r)
-    lane_gap = 2.2 * r
     used: dict[str, set[int]] = {}
     for n in song.notes:
         used.setdefault(arrangement.instrument_of(song, n), set()).add(n.pitch)
     crowd = crowding(song, arrangement)
     extra = extra_lanes or {}
     order = _row_order([i for i in (*BARRED, "drums") if i in used], twins)
+    r = radius_for(song, arrangement)
+    placed, x_max = _place(order, used, crowd, extra, twins, r=r)
+    tiers = 1 if x_max / r <= TIER_SPLIT_R else min(MAX_TIERS, math.ceil(x_max / r / TIER_WIDTH_R))
+    if tiers > 1 and arrangement.marble_radius is None and r < TIER_RADIUS[tiers]:
+        r = TIER_RADIUS[tiers]
+        placed, x_max = _place(order, used, crowd, extra, twins, r=r)
+    dx = max(0.1, 5.0 * r)
+    center = x_max / 2
+    depth = arc_depth(x_max, r, arrangement.camera.lens) if tiers == 1 else 0.0
+    elements = {}
+    for k, row in enumerate(_cut(placed, tiers)):
+        lo, hi = row[0][2] - row[0][4] / 2, row[-1][2] + row[-1][4] / 2
+        mid = (lo + hi) / 2  # each tier centred on x = 0
+        top = k * TIER_DZ
+        above = k + 1 < tiers
+        for instrument, p, cx, size, slab, lanes in row:
+            label = drum_sound(p) if instrument == "drums" else note_name(p)
+            arc = round(depth * ((cx - center) / max(center, 1e-6)) ** 2, 9)  # Layout.arc_y of its x
+            y = round(arc - k * TIER_DY, 9)
+            elements[(instrument, p)] = Element(
+                name=f"{instrument}_{p:03d}_{label}",
+                instrument=instrument,
+                pitch=p,
+                x=mid - cx,  # the camera looks from +y, so low notes (placed first) end up on screen left
+                y=y,
+                column_y=y,
+                top_z=top,
+                length=size,
+                # a bar is as wide as its slab less a gap, and always wide enough for a marble on every lane
+                width=(size if instrument == "drums" else max(slab - 0.4 * r, lanes[-1] - lanes[0] + 2 * r)),
+                lanes=lanes,
+                pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),  # low left, high right
+                strikes=_strikes(size, r),
+                tier=k,
+                floor_z=top + (FLOOR_Z if k == 0 else TIER_FLOOR),
+                ceiling_z=(top + TIER_DZ + TIER_FLOOR - TIER_TRAY) if above else math.inf,
+                exit_y_max=(y + TIER_EXIT_Y) if k > 0 else math.inf,
+            )
+    half = max((abs(el.x) + el.width / 2 for el in elements.values()), default=0.0) if tiers > 1 else center
+    twin_els = {}
+    for key in sorted(twins):
+        el = elements.get(key)
+        if el is None or el.is_pad or len(el.lanes) < 2:
+            continue  # drum heads are round: their twins would cover every lane
+        first = len(el.lanes) - CHAIN_LANES
+        lanes = el.lanes[first:]
+        x = el.x + (lanes[0] + lanes[-1]) / 2
+        twin_els[key] = dataclasses.replace(
+            el,
+            name=f"{el.name}_twin",
+            x=x,
+            y=el.column_y + TWIN_Y,
+            lanes=tuple(round(el.x + off - x, 9) for off in lanes),
+            width=lanes[-1] - lanes[0] + 1.6 * r,  # 0.8 r either side: a marble on the next lane clears it
+            first_lane=first,
+        )
+    return Layout(
+        elements=elements, spacing=dx, x_min=-half, x_max=half, radius=r, twins=twin_els,
+        arc_depth=depth, tiers=tiers,
+    )  # fmt: skip
+
+
+def _place(order, used, crowd, extra, twins, *, r: float):
+    """The elements along one row from x = 0: (instrument, pitch, centre x, size, slab, lane offsets) each,
+    and the row's width."""
+    lane_gap = 2.2 * r
     x = 0.0
     placed: list[tuple[str, int, float, float, float, tuple[float, ...]]] = []
     for instrument in order:
@@ -202,49 +294,25 @@ def build(
             placed.append((instrument, p, x + slab / 2, size, slab, lanes))
             x += slab
         x += FAMILY_GAP * r  # gap between instruments
-    x_max = x - FAMILY_GAP * r
-    center = x_max / 2
-    depth = arc_depth(x_max, r, arrangement.camera.lens)
-    elements = {}
-    for instrument, p, cx, size, slab, lanes in placed:
-        label = drum_sound(p) if instrument == "drums" else note_name(p)
-        arc = round(depth * ((cx - center) / max(center, 1e-6)) ** 2, 9)  # Layout.arc_y of its x
-        elements[(instrument, p)] = Element(
-            name=f"{instrument}_{p:03d}_{label}",
-            instrument=instrument,
-            pitch=p,
-            x=center - cx,  # the camera looks from +y, so low notes (placed first) end up on screen left
-            y=arc,
-            column_y=arc,
-            top_z=0.0,
-            length=size,
-            # a bar is as wide as its slab less a gap, and always wide enough for a marble on every lane
-            width=(size if instrument == "drums" else max(slab - 0.4 * r, lanes[-1] - lanes[0] + 2 * r)),
-            lanes=lanes,
-            pan=max(-0.8, min(0.8, (cx - center) / max(center, 1e-6) * 0.8)),  # low left, high right
-            strikes=_strikes(size, r),
-        )
-    twin_els = {}
-    for key in sorted(twins):
-        el = elements.get(key)
-        if el is None or el.is_pad or len(el.lanes) < 2:
-            continue  # drum heads are round: their twins would cover every lane
-        first = len(el.lanes) - CHAIN_LANES
-        lanes = el.lanes[first:]
-        x = el.x + (lanes[0] + lanes[-1]) / 2
-        twin_els[key] = dataclasses.replace(
-            el,
-            name=f"{el.name}_twin",
-            x=x,
-            y=el.column_y + TWIN_Y,
-            lanes=tuple(round(el.x + off - x, 9) for off in lanes),
-            width=lanes[-1] - lanes[0] + 1.6 * r,  # 0.8 r either side: a marble on the next lane clears it
-            first_lane=first,
-        )
-    return Layout(
-        elements=elements, spacing=dx, x_min=center - x_max, x_max=center, radius=r, twins=twin_els,
-        arc_depth=depth,
-    )  # fmt: skip
+    return placed, x - FAMILY_GAP * r
+
+
+def _cut(placed: list, tiers: int) -> list[list]:
+    """The row cut into `tiers` runs of about equal width, each cut where one element ends (the one nearest
+    to an equal share); one tier: the row as it is."""
+    if tiers <= 1:
+        return [placed]
+    width = placed[-1][2] + placed[-1][4] / 2
+    ends = [cx + slab / 2 for _, _, cx, _, slab, _ in placed]
+    cuts, rows, start = [], [], 0
+    for k in range(1, tiers):
+        want = width * k / tiers
+        i = min(range(start, len(placed) - (tiers - k)), key=lambda j: abs(ends[j] - want))
+        cuts.append(i + 1)
+        start = i + 1
+    for a, b in zip([0, *cuts], [*cuts, len(placed)], strict=True):
+        rows.append(placed[a:b])
+    return rows
 
 
 def arc_depth(width: float, radius: float, lens_mm: float) -> float:

@@ -28,8 +28,8 @@ from blender_scripts.song import Note, Song
 
 G = 9.81
 LAUNCH_Y = layout_mod.LAUNCH_Y  # the middle column's launchers (layout.py: the arc moves the others')
-LAUNCH_Z = 0.25
-FLOOR_Z = -0.45  # collector floor
+LAUNCH_Z = layout_mod.LAUNCH_Z  # over the element's surface (its tier's)
+FLOOR_Z = layout_mod.FLOOR_Z  # the front row's collector floor
 FLIGHT_TIMES = (0.5, 0.45, 0.56, 0.4, 0.62, 0.36, 0.68)  # tried in this order; low arcs stay in view
 FLIGHT_TIMES_MAX = max(FLIGHT_TIMES)
 STEPS_PER_FRAME = 8
@@ -100,15 +100,17 @@ class Marble:
         return out
 
 
-def _exit_after(point: np.ndarray, v_out: np.ndarray, ahead: tuple[Element, ...], r: float) -> float | None:
+def _exit_after(
+    point: np.ndarray, v_out: np.ndarray, ahead: tuple[Element, ...], r: float, floor_z: float
+) -> float | None:
     """Seconds from the last bounce to the collector floor, or None when the marble would not fly clear
     over an element ahead of it in its column (a twin bar it is not meant to strike): coming down short
     of it, it would still run into its front face on the way to the floor."""
-    back = 2 * v_out[2] / G  # back at the height it bounced from (every surface is at z = 0)
+    back = 2 * v_out[2] / G  # back at the height it bounced from (a tier's surfaces share one height)
     y_down = point[1] + v_out[1] * back
     if any(y_down <= el.y_far + r for el in ahead):
         return None
-    drop = point[2] - FLOOR_Z - r
+    drop = point[2] - floor_z - r
     return (v_out[2] + math.sqrt(v_out[2] ** 2 + 2 * G * drop)) / G
 
 
@@ -119,7 +121,7 @@ def _marble(
     if el.is_pad and math.hypot(el.lane_x(lane), strike) + r > el.length / 2:
         return None  # off the round head
     x = el.x + el.lane_x(lane)
-    launch = np.array([x, el.launch_y, LAUNCH_Z])
+    launch = np.array([x, el.launch_y, el.launch_z])
     impact = np.array([x, el.y + strike, el.top_z + r])
     v0 = (impact - launch) / T
     v0[2] += 0.5 * G * T
@@ -129,11 +131,11 @@ def _marble(
     back = 2 * v_out[2] / G
     if impact[1] + v_out[1] * back < el.y_far + r:
         return None
-    s_exit = _exit_after(impact, v_out, ahead, r)
+    s_exit = _exit_after(impact, v_out, ahead, r, el.floor_z)
     if s_exit is None:
         return None
     hit = Hit(note, el, note.time, impact, v_in, v_out)
-    return Marble((hit,), lane, launch, v0, note.time - T, note.time + s_exit)
+    return _within(Marble((hit,), lane, launch, v0, note.time - T, note.time + s_exit), el, r)
 
 
 CHAIN_T = (0.3, 0.95)  # launch-to-first-contact flight times a chain may use (s)
@@ -143,7 +145,7 @@ def chain_flight(gap: float, *, r: float, e: float) -> float | None:
     """The launch flight time T after which a marble that strikes a front bar bounces onto its twin
     exactly `gap` seconds later (the lob of the two solutions), or None when no T in CHAIN_T does.
     The bounce's upward speed e*|v_in| must bring it back to the surface height after `gap`."""
-    h = LAUNCH_Z - r  # launch height above the contact centre (all surfaces at z = 0)
+    h = LAUNCH_Z - r  # launch height above the contact centre (launchers stand LAUNCH_Z over the surface)
     v_in = G * gap / (2 * e)
     disc = v_in * v_in - 2 * G * h
     if disc < 0:
@@ -170,7 +172,7 @@ def _chain(
     if abs(y2 - twin.y) > twin.length / 2 - 1.5 * r:
         return None
     x = el.x + el.lane_x(lane)
-    launch = np.array([x, ly, LAUNCH_Z])
+    launch = np.array([x, ly, el.launch_z])
     p1 = np.array([x, y1, el.top_z + r])
     v0 = (p1 - launch) / T
     v0[2] += 0.5 * G * T
@@ -181,9 +183,23 @@ def _chain(
     v_out2 = np.array([0.0, v0[1], e * v_out1[2]])
     if y2 + v_out2[1] * 2 * v_out2[2] / G < twin.y_far + r:
         return None  # would come down on the twin a third time
-    s_exit = _exit_after(p2, v_out2, (), r)
+    s_exit = _exit_after(p2, v_out2, (), r, twin.floor_z)
     hits = (Hit(first, el, first.time, p1, v_in1, v_out1), Hit(second, twin, second.time, p2, v_in2, v_out2))
-    return Marble(hits, lane, launch, v0, first.time - T, second.time + s_exit)
+    return _within(Marble(hits, lane, launch, v0, first.time - T, second.time + s_exit), el, r)
+
+
+def _within(m: Marble, el: Element, r: float) -> Marble | None:
+    """m, unless it leaves its tier's room (layout.py: tiers): its centre above `el.ceiling_z` less a radius
+    at the top of any arc, or not in the collector before `el.exit_y_max`. A one-tier machine has no bound."""
+    if el.ceiling_z == math.inf and el.exit_y_max == math.inf:
+        return m
+    _, points, vels = m.knots
+    tops = points[:, 2] + np.maximum(vels[:, 2], 0.0) ** 2 / (2 * G)  # each segment's highest point
+    if float(tops.max()) > el.ceiling_z - r:
+        return None
+    if float(m.positions(np.array([m.t_exit]))[0, 1]) > el.exit_y_max:
+        return None
+    return m
 
 
 def _grid(t0: float, t1: float, step: float) -> np.ndarray:

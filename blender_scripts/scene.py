@@ -23,8 +23,8 @@ from mathutils import Matrix, Vector
 
 from blender_scripts import camera_rig, environment, materials, reactions, render
 from blender_scripts.arrangement import Arrangement
-from blender_scripts.layout import CYMBALS, Element, Layout, drum_sound
-from blender_scripts.planner import FLIGHT_TIMES, FLOOR_Z, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
+from blender_scripts.layout import CYMBALS, FLOOR_Z, TIER_DY, TIER_DZ, TIER_TRAY, Element, Layout, drum_sound
+from blender_scripts.planner import FLIGHT_TIMES, LAUNCH_Y, LAUNCH_Z, G, Marble, Plan
 
 FLASH_DECAY_S = 0.15
 FLASH_FLOOR = 0.02  # emission strength below this does not show
@@ -115,14 +115,25 @@ def _sphere_mesh(radius: float) -> bpy.types.Mesh:
     return mesh
 
 
-def _spans(lay: Layout, pad: float) -> list[tuple[Element, float, float]]:
-    """(element, x_lo, x_hi) of the front row: each element's share of the row, from half-way to its
+def _spans(lay: Layout, pad: float, tier: int = 0) -> list[tuple[Element, float, float]]:
+    """(element, x_lo, x_hi) of one tier's row: each element's share of the row, from half-way to its
     neighbours (the row's ends `pad` beyond the end elements), so segments under them meet."""
-    row = sorted(lay.elements.values(), key=lambda e: e.x)
-    cuts = [lay.x_min - pad, *((a.x + b.x) / 2 for a, b in itertools.pairwise(row)), lay.x_max + pad]
+    row = sorted((e for e in lay.elements.values() if e.tier == tier), key=lambda e: e.x)
+    lo, hi = _row_ends(lay, tier)
+    cuts = [lo - pad, *((a.x + b.x) / 2 for a, b in itertools.pairwise(row)), hi + pad]
     return [(el, cuts[i], cuts[i + 1]) for i, el in enumerate(row)]
 
 
+def _row_ends(lay: Layout, tier: int) -> tuple[float, float]:
+    """x of a tier's row ends (one tier: the layout's)."""
+    if lay.tiers == 1:
+        return lay.x_min, lay.x_max
+    row = [e for e in lay.elements.values() if e.tier == tier]
+    return min(e.x - e.width / 2 for e in row), max(e.x + e.width / 2 for e in row)
+
+
+LIFT_H = 0.5  # the return lift's top over the back tier's launchers
+LIFT_BEHIND = 0.35  # and how far behind them it stands (behind their rack)
 SHUTTER = 0.5  # frames the shutter stays open: a 180-degree shutter, the film look, at any fps
 
 
@@ -331,49 +342,71 @@ class SceneBuilder:
         tube = _cylinder_mesh("launcher", r * 1.4, 0.35, -r * 1.2, 16)
         tube.materials.append(_material("launcher", (0.55, 0.57, 0.62), 1.0, 0.25))
         aim = math.atan2(1.0 / FLIGHT_TIMES[0], (-LAUNCH_Z / FLIGHT_TIMES[0] + 0.5 * G * FLIGHT_TIMES[0]))
-        launches: dict[float, list[float]] = {}
+        launches: dict[tuple[float, int], list[float]] = {}
         for m, shift in items:
-            launches.setdefault(round(float(m.launch[0]), 9), []).append(m.t_launch + shift)
-        columns = {round(el.x + off, 9): el.launch_y for el in lay.elements.values() for off in el.lanes}
-        for i, x in enumerate(sorted(columns)):
+            launches.setdefault((round(float(m.launch[0]), 9), m.element.tier), []).append(m.t_launch + shift)
+        columns = {
+            (round(el.x + off, 9), el.tier): (el.launch_y, el.launch_z)
+            for el in lay.elements.values()
+            for off in el.lanes
+        }
+        for i, key in enumerate(sorted(columns)):
             obj = bpy.data.objects.new(f"launcher_{i:03d}", tube)
-            obj.location = (x, columns[x], LAUNCH_Z)
+            obj.location = (key[0], *columns[key])
             obj.rotation_euler = (-aim, 0.0, 0.0)
             coll.objects.link(obj)
-            self._kicks(obj, sorted(launches.get(x, [])), offset)
+            self._kicks(obj, sorted(launches.get(key, [])), offset)
         # the launch rack and the rail under the bars follow the row's arc, one segment per element
         rack_mat = _material("launch_rack", (0.12, 0.12, 0.14), 0.6, 0.35)
         rail_mat = _material("rail", (0.18, 0.1, 0.05), 0.0, 0.5)
-        for name, sy, sz, top, y_off, mat, pad in (
-            ("launch_rack", 0.16, 0.3, LAUNCH_Z - 0.12, LAUNCH_Y - 0.05, rack_mat, 0.15),
-            ("rail", 0.04, 0.3, -0.025, 0.0, rail_mat, 0.1),
-        ):
-            for el, lo, hi in _spans(lay, pad=pad):
-                # a chord of the arc from lo to hi: the segments meet end to end along the curve
-                y_lo, y_hi = lay.arc_y(lo), lay.arc_y(hi)
-                seg = bpy.data.objects.new(
-                    f"{name}_{el.name}", _box_mesh(name, math.hypot(hi - lo, y_hi - y_lo), sy, sz, top)
+        for tier in range(lay.tiers):
+            ty, tz = -tier * TIER_DY, tier * TIER_DZ
+            for name, sy, sz, top, y_off, mat, pad in (
+                ("launch_rack", 0.16, 0.3, LAUNCH_Z - 0.12, LAUNCH_Y - 0.05, rack_mat, 0.15),
+                ("rail", 0.04, 0.3, -0.025, 0.0, rail_mat, 0.1),
+            ):
+                for el, lo, hi in _spans(lay, pad, tier):
+                    # a chord of the arc from lo to hi: the segments meet end to end along the curve
+                    y_lo, y_hi = lay.arc_y(lo) + ty, lay.arc_y(hi) + ty
+                    seg = bpy.data.objects.new(
+                        f"{name}_{el.name}", _box_mesh(name, math.hypot(hi - lo, y_hi - y_lo), sy, sz, top)
+                    )
+                    seg.data.materials.append(mat)
+                    seg.location = ((lo + hi) / 2, (y_lo + y_hi) / 2 + y_off, tz)
+                    seg.rotation_euler = (0.0, 0.0, math.atan2(y_hi - y_lo, hi - lo))
+                    coll.objects.link(seg)
+            if tier:
+                self._tier_legs(coll, tier, rack_mat)
+        tray_mat = _material("collector", (0.1, 0.08, 0.07), 0.0, 0.45)
+        for tier in range(lay.tiers):
+            # the catch tray spans every marble's landing (chains land farther, beyond the twin bars)
+            ty = -tier * TIER_DY
+            lo, hi = _row_ends(lay, tier)
+            floor = next(e.floor_z for e in lay.elements.values() if e.tier == tier)
+            landing = [float(m.positions([m.t_exit])[0][1]) for m, _ in items if m.element.tier == tier]
+            if tier == 0:
+                near, far = (
+                    min(0.35, min(landing, default=1.15) - 0.2),
+                    max(1.95, max(landing, default=1.15) + 0.2),
                 )
-                seg.data.materials.append(mat)
-                seg.location = ((lo + hi) / 2, (y_lo + y_hi) / 2 + y_off, 0.0)
-                seg.rotation_euler = (0.0, 0.0, math.atan2(y_hi - y_lo, hi - lo))
-                coll.objects.link(seg)
-        # the catch tray spans every marble's landing (chains land farther, beyond the twin bars)
-        landing = [float(m.positions([m.t_exit])[0][1]) for m, _ in items] or [1.15]
-        near, far = min(0.35, min(landing) - 0.2), max(1.95, max(landing) + 0.2)
-        tray = bpy.data.objects.new(
-            "collector", _box_mesh("collector", width + 0.3, far - near, 0.03, FLOOR_Z)
-        )
-        tray.data.materials.append(_material("collector", (0.1, 0.08, 0.07), 0.0, 0.45))
-        tray.location = (centre, (near + far) / 2, 0.0)
-        coll.objects.link(tray)
+            else:  # an upper tier's tray: only as deep as its landings, over the tier in front
+                near, far = min(landing, default=ty) - 0.1, max(landing, default=ty) + 0.1
+            tray = bpy.data.objects.new(
+                "collector" if tier == 0 else f"collector_{tier}",
+                _box_mesh("collector", hi - lo + 0.3, far - near, TIER_TRAY, floor),
+            )
+            tray.data.materials.append(tray_mat)
+            tray.location = ((lo + hi) / 2, (near + far) / 2, 0.0)
+            coll.objects.link(tray)
         for twin in lay.twins.values():  # each twin bar stands on a post, narrower than its lane spacing
             post = bpy.data.objects.new(
                 f"{twin.name}_post",
-                _box_mesh(f"{twin.name}_post", 0.5 * twin.width, 0.03, -FLOOR_Z - 0.03, -0.025),
+                _box_mesh(
+                    f"{twin.name}_post", 0.5 * twin.width, 0.03, twin.top_z - twin.floor_z - 0.03, -0.025
+                ),
             )
             post.data.materials.append(_material(f"{twin.name}_post", (0.18, 0.1, 0.05), 0.0, 0.5))
-            post.location = (twin.x, twin.y, 0.0)
+            post.location = (twin.x, twin.y, twin.top_z)
             coll.objects.link(post)
         # the return path: a trough under the stage carries caught marbles back to the launch rack
         trough = bpy.data.objects.new(
@@ -383,7 +416,40 @@ class SceneBuilder:
         trough.location = (centre, 0.05, FLOOR_Z - 0.02)
         trough.rotation_euler = (math.atan2(-0.2, 2.2), 0.0, 0.0)
         coll.objects.link(trough)
-        self._lights(coll, width, centre)
+        if lay.tiers > 1:
+            self._return_lift(coll, rack_mat)
+        self._lights(coll, width, centre, lay.tiers)
+
+    def _return_lift(self, coll, mat) -> None:
+        """Behind the back tier, the lift that carries caught marbles up to the upper tiers' launchers: a
+        wall LIFT_H over their mouths, as wide as the widest tier (it also stands where the frame above a
+        tiered machine would otherwise show only the backdrop)."""
+        lay = self.layout
+        back = lay.tiers - 1
+        lo = min(_row_ends(lay, t)[0] for t in range(lay.tiers)) - 0.3
+        hi = max(_row_ends(lay, t)[1] for t in range(lay.tiers)) + 0.3
+        top = back * TIER_DZ + LAUNCH_Z + LIFT_H
+        lift = bpy.data.objects.new(
+            "return_lift", _box_mesh("return_lift", hi - lo, 0.1, top - environment.STAGE_Z, top)
+        )
+        lift.data.materials.append(mat)
+        lift.location = ((lo + hi) / 2, LAUNCH_Y - back * TIER_DY - LIFT_BEHIND, 0.0)
+        coll.objects.link(lift)
+
+    def _tier_legs(self, coll, tier: int, mat) -> None:
+        """An upper tier stands on legs at its row's ends, under its rail and its launch rack, down to the
+        boards (behind the tier in front: nothing of it ever reaches that far back)."""
+        lo, hi = _row_ends(self.layout, tier)
+        ty, tz = -tier * TIER_DY, tier * TIER_DZ
+        for y, bottom in ((ty, tz - 0.325), (ty + LAUNCH_Y - 0.05, tz + LAUNCH_Z - 0.42)):
+            for side, x in (("l", lo - 0.1), ("r", hi + 0.1)):
+                leg = bpy.data.objects.new(
+                    f"tier_{tier}_leg_{side}_{'rail' if y == ty else 'rack'}",
+                    _box_mesh("tier_leg", 0.05, 0.05, bottom - environment.STAGE_Z, bottom),
+                )
+                leg.data.materials.append(mat)
+                leg.location = (x, y, 0.0)
+                coll.objects.link(leg)
 
     def _kicks(self, obj, launches: list[float], offset: float) -> None:
         """The launcher jolts forward along its bore on each launch (where launches are far enough apart)."""
@@ -438,21 +504,22 @@ class SceneBuilder:
         track.track_axis, track.up_axis = "TRACK_NEGATIVE_Z", "UP_Y"
         scene["renderlab_min_marble_px"] = camera_rig.MIN_MARBLE_PX
 
-    def _lights(self, coll, width: float, centre: float) -> None:
+    def _lights(self, coll, width: float, centre: float, tiers: int = 1) -> None:
+        back_y, back_z = -(tiers - 1) * TIER_DY, (tiers - 1) * TIER_DZ  # the back tier's row
         key = bpy.data.lights.new("key", "AREA")
         key.energy = 300.0 + 80.0 * width
         key.size = max(1.5, width)
         key.shape = "RECTANGLE"
         key.size_y = 1.5
         obj = bpy.data.objects.new("key", key)
-        obj.location = (centre + 0.5, 1.2, 2.6)
+        obj.location = (centre + 0.5, 1.2, 2.6 + back_z)
         obj.rotation_euler = (math.radians(30), 0.0, 0.0)
         coll.objects.link(obj)
         rim = bpy.data.lights.new("rim", "AREA")
         rim.energy = 150.0 + 50.0 * width
         rim.size = max(1.0, width)
         obj = bpy.data.objects.new("rim", rim)
-        obj.location = (centre, -2.2, 1.6)
+        obj.location = (centre, -2.2 + back_y, 1.6 + back_z)
         obj.rotation_euler = (math.radians(-55), 0.0, 0.0)
         coll.objects.link(obj)
         sun = bpy.data.lights.new("fill", "SUN")

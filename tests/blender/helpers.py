@@ -48,3 +48,48 @@ def write_midi(
         mid.tracks.append(track)
     mid.save(str(path))
     return path
+
+
+def excerpt(src: Path, dst: Path, seconds: float) -> Path:
+    """The first `seconds` of a MIDI file, every track kept: events from then on dropped, notes still sounding
+    ended at the cut (the tempo map read from every track, as players read it)."""
+    mid = mido.MidiFile(str(src))
+    tempos = sorted(
+        (tick, msg.tempo)
+        for track in mid.tracks
+        for tick, msg in zip(_ticks(track), track, strict=True)
+        if msg.type == "set_tempo"
+    )
+    cut, tick, now, tempo = None, 0, 0.0, 500_000
+    for t, new in [*tempos, (None, None)]:
+        span = (mido.tick2second(t - tick, mid.ticks_per_beat, tempo)) if t is not None else float("inf")
+        if now + span >= seconds:
+            cut = tick + round(mido.second2tick(seconds - now, mid.ticks_per_beat, tempo))
+            break
+        now, tick, tempo = now + span, t, new
+    out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
+    for track in mid.tracks:
+        kept, last, sounding = mido.MidiTrack(), 0, set()
+        for at, msg in zip(_ticks(track), track, strict=True):
+            if at >= cut or msg.type == "end_of_track":
+                continue
+            kept.append(msg.copy(time=at - last))
+            last = at
+            if msg.type == "note_on" and msg.velocity > 0:
+                sounding.add((msg.channel, msg.note))
+            elif msg.type in ("note_on", "note_off"):
+                sounding.discard((msg.channel, msg.note))
+        for channel, note in sorted(sounding):
+            kept.append(mido.Message("note_off", channel=channel, note=note, velocity=0, time=cut - last))
+            last = cut
+        out.tracks.append(kept)
+    out.save(str(dst))
+    return dst
+
+
+def _ticks(track) -> list[int]:
+    at, out = 0, []
+    for msg in track:
+        at += msg.time
+        out.append(at)
+    return out

@@ -21,11 +21,14 @@ def _plan(path, arr=None):
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory):
     """Six octaves of chromatic pitches on four instruments: a machine about 13 m wide (bars as narrow
-    as their lanes)."""
+    as their lanes), left on one row (the layout would cut it into tiers; a row wider than MAX_TIERS tiers
+    can hold is what the sweep is for)."""
     runs = [[(18 * k + i / 4, 36 + i, 0.25) for i in range(72)] for k in range(4)]
     path = write_midi(tmp_path_factory.mktemp("wide") / "wide.mid", runs, bpm=100)
     tracks = {"1": "marimba", "2": "vibraphone", "3": "glockenspiel", "4": "strings"}
-    return _plan(path, arrangement.Arrangement(tracks=tracks, marble_radius=0.02))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layout, "MAX_TIERS", 1)
+        return _plan(path, arrangement.Arrangement(tracks=tracks, marble_radius=0.02))
 
 
 def _bezier(rig, periodic):

@@ -55,14 +55,19 @@ def test_the_arc_deepens_with_the_elements_the_song_needs(tmp_path):
     assert many.arc_depth > few.arc_depth > 0.0
 
 
-def test_a_row_too_wide_for_one_view_stays_straight(tmp_path):
+def test_a_row_too_wide_for_one_view_stays_straight(tmp_path, monkeypatch):
+    """Cut into tiers (layout.py), each tier a straight row; left on one row (MAX_TIERS 1), straight too."""
     runs = [[(18 * k + i / 4, 36 + i, 0.25) for i in range(72)] for k in range(4)]
     tracks = {"1": "marimba", "2": "vibraphone", "3": "glockenspiel", "4": "strings"}
-    stage, _ = _place(
-        write_midi(tmp_path / "wide.mid", runs, bpm=100),
-        arrangement.Arrangement(tracks=tracks, marble_radius=0.02),
-    )
-    assert stage.x_max - stage.x_min > 9.0
+    path = write_midi(tmp_path / "wide.mid", runs, bpm=100)
+    arr = arrangement.Arrangement(tracks=tracks, marble_radius=0.02)
+    stage, _ = _place(path, arr)
+    assert stage.tiers == layout.MAX_TIERS and stage.arc_depth == 0.0
+    for e in stage.elements.values():
+        assert e.y == -e.tier * layout.TIER_DY and e.top_z == e.tier * layout.TIER_DZ
+    monkeypatch.setattr(layout, "MAX_TIERS", 1)
+    stage, _ = _place(path, arr)
+    assert stage.tiers == 1 and stage.x_max - stage.x_min > 9.0
     assert stage.arc_depth == 0.0 and all(e.y == 0.0 for e in stage.elements.values())
 
 

@@ -1,0 +1,75 @@
+"""Real multi-instrument MIDI (renderlab/workstation/real_midi.py: pop with drums, a recorded piano performance,
+a string ensemble), planned as the build plans it, framed as the camera rig frames it: at least 95 % of the
+strikes in view and the median marble at least 16 px wide at 1080p, in the main scene and in the loop.
+
+This is the build report's measure without Blender (camera_rig.strikes_seen: the same projection and margin,
+not the occlusion rays), so it runs over every song in seconds; one of them is built for real, occlusion and
+all, in test_real_song_build.py. A one-row machine for the widest song misses this bar, which is why the
+layout cuts wide rows into tiers (layout.py): the test that turns tiers off shows this check can fail."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from blender_scripts import arrangement, camera_rig, layout, planner, song
+from renderlab.workstation import real_midi
+
+pytestmark = [pytest.mark.slow]
+
+VISIBLE, MEDIAN_PX = 0.95, 16.0
+
+
+@pytest.fixture(scope="session")
+def real_songs() -> dict:
+    try:
+        return real_midi.fetch()
+    except real_midi.DownloadError as e:
+        pytest.skip(f"the real MIDI files could not be fetched ({e}): run `make real-midi`")
+
+
+def _framed(path, *, loop: bool) -> tuple[float, float, layout.Layout, planner.Plan]:
+    tune = song.load(path)
+    arr = arrangement.Arrangement()
+    stage, plan = planner.place(tune, arr, 60, song.loop_length(tune))
+    if loop:
+        start, end = 0.0, plan.period
+    else:  # as build.py sizes the main scene
+        start = -math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + 0.25) * 60) / 60
+        end = max([m.t_exit for m in plan.marbles] + [tune.end_time + 1.5])
+    rig = camera_rig.path(plan, stage, arr.camera.lens, start=start, end=end, loop=loop)
+    seen, px = camera_rig.strikes_seen(plan, rig, arr.camera.lens)
+    return float(seen.mean()), float(np.median(px)), stage, plan
+
+
+@pytest.mark.parametrize("name", sorted(real_midi.SONGS))
+def test_a_real_song_is_seen_as_it_plays(real_songs, name):
+    for loop in (False, True):
+        fraction, median, _, _ = _framed(real_songs[name], loop=loop)
+        assert fraction >= VISIBLE, (name, "loop" if loop else "main", fraction)
+        assert median >= MEDIAN_PX, (name, "loop" if loop else "main", median)
+
+
+def test_the_widest_song_needs_its_tiers(real_songs, monkeypatch):
+    fraction, _, stage, plan = _framed(real_songs["pop_blue_sky"], loop=False)
+    assert stage.tiers == 3 and fraction >= VISIBLE
+    # Every tier's marbles keep to their room: below the tray of the tier above, in their tray before they
+    # pass over the tier in front; and no two marbles of the whole machine ever come within two radii.
+    for m in plan.marbles:
+        el = m.element
+        _, points, vels = m.knots
+        assert float((points[:, 2] + np.maximum(vels[:, 2], 0) ** 2 / (2 * planner.G)).max()) <= el.ceiling_z
+        assert float(m.positions(np.array([m.t_exit]))[0, 1]) <= el.exit_y_max
+    assert plan.min_distance() >= 2 * plan.radius
+    monkeypatch.setattr(layout, "TIER_SPLIT_R", math.inf)  # the same song on one row
+    fraction, _, stage, _ = _framed(real_songs["pop_blue_sky"], loop=False)
+    assert stage.tiers == 1 and fraction < 0.6
+
+
+def test_a_row_is_cut_into_tiers_of_about_equal_width_at_element_ends():
+    placed = [("marimba", 60 + i, 0.05 + 0.1 * i, 0.3, 0.1, (0.0,)) for i in range(10)]  # 1 m of 0.1 m slabs
+    rows = layout._cut(placed, 3)
+    assert [len(r) for r in rows] == [3, 4, 3] and sum(rows, []) == placed
+    assert layout._cut(placed, 1) == [placed]
