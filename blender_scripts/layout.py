@@ -30,6 +30,7 @@ GM_DRUMS = {
     49: "crash", 50: "tom_high", 51: "ride", 52: "china", 53: "ride_bell", 54: "tambourine", 55: "splash",
     56: "cowbell", 57: "crash", 59: "ride",
 }  # fmt: skip
+FLOOR_Z = -0.45  # the front row's collector floor: a marble reaching it is hidden
 CYMBALS = {"crash", "ride", "china", "ride_bell", "splash", "hihat", "hihat_open", "hihat_pedal"}
 
 
@@ -57,7 +58,7 @@ class Element:
     first_lane: int = 0  # a twin's lanes are its front element's lanes from this index on
     column_y: float = 0.0  # the arc's (or the tier's) offset of this column (launchers, bar, twin) along y
     tier: int = 0  # 0: the front row; a tier k stands TIER_DY further back and TIER_DZ higher per step
-    floor_z: float = -0.45  # FLOOR_Z: where its marbles drop into the collector and are hidden
+    floor_z: float = FLOOR_Z  # where its marbles drop into the collector and are hidden
     ceiling_z: float = math.inf  # its marbles' centres stay below this (the tray of the tier above)
     exit_y_max: float = math.inf  # its marbles are hidden before they pass this y (over the tier in front)
 
@@ -111,7 +112,6 @@ class Layout:
 
 LAUNCH_Y = -1.0  # the launchers' row behind the elements (the arc moves each column's along with it)
 LAUNCH_Z = 0.25  # the launchers' height over their elements' surface
-FLOOR_Z = -0.45  # the front row's collector floor: a marble reaching it is hidden
 BAR_LANES = 1  # the fewest lanes a bar gets; the planner adds lanes where its notes do not fit
 FAMILY_GAP = 3.0  # marble radii between two instruments
 DRUM_LANES = 2  # the fewest lanes a drum head gets (one more than the notes it takes at once)
@@ -211,7 +211,9 @@ def build(
     order = _row_order([i for i in (*BARRED, "drums") if i in used], twins)
     r = radius_for(song, arrangement)
     placed, x_max = _place(order, used, crowd, extra, twins, r=r)
-    tiers = 1 if x_max / r <= TIER_SPLIT_R else min(MAX_TIERS, math.ceil(x_max / r / TIER_WIDTH_R))
+    tiers = (
+        1 if x_max / r <= TIER_SPLIT_R else min(MAX_TIERS, len(placed), math.ceil(x_max / r / TIER_WIDTH_R))
+    )
     if tiers > 1 and arrangement.marble_radius is None and r < TIER_RADIUS[tiers]:
         r = TIER_RADIUS[tiers]
         placed, x_max = _place(order, used, crowd, extra, twins, r=r)
