@@ -39,6 +39,7 @@ from renderlab.jobs.gallery_pages import PAGE, index_page, run_page
 RECORD = "run.json"
 MEDIA = "media"
 LIVE = "live"  # the live page's thumbnails while the run renders (renderlab.jobs.gallery_live)
+LIVE_RECORD = "live.json"  # the run's progress for the index while it renders (records.Rendering)
 MAX_RECORD_BYTES = 64 << 20  # a timing report of ~200,000 notes; bigger is not something the pipeline wrote
 M = TypeVar("M", bound=BaseModel)
 PUBLISHED_MODE = 0o644  # what the gallery writes is published: the docs server (another user) reads it
@@ -326,13 +327,13 @@ def publish(run: Path, out: Path, meta_doc: dict) -> dict:
     if remove_live(page_dir):
         written.append(str(page_dir / LIVE))
     with locked(out):
-        runs = index_records(out)
-        if write_text_if_changed(out / PAGE, index_page(runs)):
+        listed, changed = write_index(out)
+        if changed:
             written.append(str(out / PAGE))
     return {
         "page": str(page_dir / PAGE),
         "index": str(out / PAGE),
-        "runs": len(runs),
+        "runs": listed,
         "written": written,
         "up_to_date": not written,
         "seconds": round(time.monotonic() - start, 3),
@@ -340,13 +341,15 @@ def publish(run: Path, out: Path, meta_doc: dict) -> dict:
 
 
 def remove_live(page_dir: Path) -> bool:
-    """The finished page has no live view: the thumbnails the render wrote go (a link there is only
-    unlinked, never followed). False when there were none."""
+    """The finished page has no live view: the thumbnails the render wrote and its index record go (a link
+    there is only unlinked, never followed). False when there were none."""
     live = page_dir / LIVE
+    had_record = os.path.lexists(page_dir / LIVE_RECORD)
+    (page_dir / LIVE_RECORD).unlink(missing_ok=True)
     try:
         st = os.lstat(live)
     except OSError:
-        return False
+        return had_record
     if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(live, ignore_errors=True)
     else:
@@ -355,21 +358,45 @@ def remove_live(page_dir: Path) -> bool:
 
 
 def index_records(out: Path) -> list[dict]:
-    """Every published run (a page and its record), newest first. A record of the wrong shape (the share is
-    writable by others) hides that run from the index with a warning; its own page still stands."""
-    found = []
+    """Every run with a page: the ones still rendering first (their live record: frames done of total, the
+    ETA), then the published ones (a page and its record), each newest first. A record of the wrong shape (the
+    share is writable by others) hides that run from the index with a warning; its own page still stands."""
+    found, rendering = [], []
     runs = out / "runs"
     for name in sorted(os.listdir(runs)) if inside(out, "runs", folder=True) else []:
-        if not (inside(runs, f"{name}/{PAGE}") and inside(runs, f"{name}/{RECORD}")):
+        if not inside(runs, f"{name}/{PAGE}"):
             continue
-        record = read_record(runs / name, RECORD, records.Published, "gallery record")
+        if inside(runs, f"{name}/{RECORD}"):
+            record: Any = read_record(runs / name, RECORD, records.Published, "gallery record")
+        elif inside(runs, f"{name}/{LIVE_RECORD}"):
+            record = read_record(runs / name, LIVE_RECORD, records.Rendering, "live record")
+        else:
+            continue
         if record is None:
             continue
         if record.run_id != name:
-            _warn(f"{runs / name / RECORD}: names run {record.run_id!r}, not {name!r}; left out of the index")
+            _warn(
+                f"{runs / name}: its record names run {record.run_id!r}, not {name!r}; left out of the index"
+            )
             continue
-        found.append(record.model_dump())
-    return sorted(found, key=lambda r: (str(r["started"] or r["published"] or ""), r["run_id"]), reverse=True)
+        if isinstance(record, records.Rendering):
+            rendering.append({"run_id": name, "song": record.title, "started": record.updated, "ok": None,
+                              "rendering": {k: getattr(record, k) for k in ("done", "total", "eta")}})  # fmt: skip
+        else:
+            found.append(record.model_dump())
+
+    def newest_first(rs: list[dict]) -> list[dict]:
+        return sorted(
+            rs, key=lambda r: (str(r["started"] or r.get("published") or ""), r["run_id"]), reverse=True
+        )
+
+    return newest_first(rendering) + newest_first(found)
+
+
+def write_index(out: Path) -> tuple[int, bool]:
+    """The index page from every run's record (under `locked(out)`): (runs listed, whether it changed)."""
+    runs = index_records(out)
+    return len(runs), write_text_if_changed(out / PAGE, index_page(runs))
 
 
 # --- numbers ---------------------------------------------------------------------------------------------

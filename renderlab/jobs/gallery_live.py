@@ -5,14 +5,16 @@ The render entrypoint calls `publish_live` after each frame with its chunk's pro
 gallery folder (renderlab.base.share: runs/<id>/progress, gallery/runs/<id>). Every chunk's record is read
 back through its schema (renderlab.base.progress: the share is hostile) and the page goes through the
 gallery's one template engine (autoescape). The gallery Job replaces the page with the finished one when
-the run is published, and removes the thumbnails.
+the run is published, and removes the thumbnails. Meanwhile the gallery's index lists the run as rendering
+(frames done of total, the ETA) from its live.json, rewritten with the page.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from renderlab.base import estimate, progress
+from renderlab.base import atomic, estimate, progress
 from renderlab.jobs import gallery
 from renderlab.jobs.gallery_pages import PAGE, live_page
 
@@ -52,9 +54,18 @@ def publish_live(progress_dir: Path, page_dir: Path, title: str) -> Path:
         chunks=chunks,
         refresh_s=REFRESH_S,
     )
-    with gallery.locked(page_dir.parent.parent):
+    out = page_dir.parent.parent
+    with gallery.locked(out):
         # The published record says "this page is final"; while a render runs it is not (a re-rendered run is
         # published again by its gallery task).
         (page_dir / gallery.RECORD).unlink(missing_ok=True)
         gallery.write_text_if_changed(page_dir / PAGE, html)
+        # The index lists the run as rendering, with its progress, until the gallery task publishes it.
+        record = {
+            "run_id": page_dir.name, "title": title, "done": min(done, run_frames), "total": run_frames,
+            "eta": estimate.duration(estimate.run_eta(states, run_frames)),
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        }  # fmt: skip
+        atomic.write_json(page_dir / gallery.LIVE_RECORD, record, mode=gallery.PUBLISHED_MODE)
+        gallery.write_index(out)
     return page_dir / PAGE

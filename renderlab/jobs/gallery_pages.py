@@ -103,10 +103,12 @@ the run's page replaces it when the run is published.</p><progress max="{{ total
 <p>A strike is visible when its marble is inside the frame (3% margin) and not hidden, at the frame that \
 shows it; the gate is {{ gate }}.</p>{% endif %}""",
     "index.html": """{% extends "base.html" %}{% from "verdict.html" import verdict %}{% block main -%}
-<h1>Render gallery</h1><p>Every published run, newest first.</p>\
+<h1>Render gallery</h1><p>The runs still rendering, then every published run, newest first.</p>\
 {% if runs %}<table><tr><th>song / run</th><th>started</th><th>validation</th><th>length</th><th></th></tr>\
 {% for r in runs %}<tr class="run"><td><a href="runs/{{ r.run_id|urlencode }}/{{ page }}">{{ r.song }}</a><br>\
-<small>{{ r.run_id }}</small></td><td>{{ r.started }}</td><td>{{ verdict(r.ok) }}</td><td>{{ r.length }}</td>\
+<small>{{ r.run_id }}</small></td><td>{{ r.started }}</td><td>{% if r.rendering %}<span class="rendering">\
+rendering: {{ r.rendering.done }} of {{ r.rendering.total }} frames, about {{ r.rendering.eta }} to go</span>\
+{% else %}{{ verdict(r.ok) }}{% endif %}</td><td>{{ r.length }}</td>\
 <td>{% if r.thumb %}<img class="thumb" src="runs/{{ r.run_id|urlencode }}/{{ r.thumb|urlencode }}" alt="">\
 {% endif %}</td></tr>{% endfor %}</table>{% else %}<p>No run has been published yet.</p>{% endif %}
 {%- endblock %}""",
@@ -213,7 +215,8 @@ def _seen(visibility: dict[str, dict]) -> list[dict]:
 
 
 def index_page(runs: list[dict]) -> str:
-    """Every published run, newest first (the records were read and checked by the gallery)."""
+    """The runs still rendering, then every published run, newest first (the records were read and checked by
+    the gallery)."""
     shown = []
     for r in runs:
         main = (r.get("variants") or {}).get("main") or {}
@@ -226,6 +229,7 @@ def index_page(runs: list[dict]) -> str:
                 "ok": r.get("ok"),
                 "length": f"{float(dur):.2f} s" if _num(dur) else "-",
                 "thumb": main.get("contact_sheet"),
+                "rendering": r.get("rendering"),
             }
         )
     return _ENV.get_template("index.html").render(title="renderlab gallery", home="", runs=shown, page=PAGE)

@@ -167,6 +167,17 @@ class Published(_Record):
     variants: dict[str, PublishedVariant] = {}
 
 
+class Rendering(_Record):
+    """A run's live.json while it renders (renderlab.jobs.gallery_live, read back for the index)."""
+
+    run_id: RunId
+    title: Shown = None
+    done: Count
+    total: Count
+    eta: Annotated[str, Field(max_length=64)]
+    updated: Shown = None
+
+
 def why(e: ValidationError) -> str:
     """The first problem of a record, in one short phrase."""
     first = e.errors()[0]

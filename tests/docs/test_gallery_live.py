@@ -7,6 +7,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -65,6 +66,28 @@ def test_publishing_the_run_replaces_the_live_page(tmp_path):
     assert json.loads((page_dir / gallery.RECORD).read_text())["run_id"] == "r2"
 
 
+def test_the_index_lists_a_run_while_it_renders_then_as_published(tmp_path, capsys):
+    out = tmp_path / "gallery"
+    old, run = tmp_path / "runs/r0", tmp_path / "runs/r3"
+    old.mkdir(parents=True)
+    gallery.publish(old, out, {"run_id": "r0", "song": "earlier", "started": "2026-01-01T00:00:00Z"})
+    progress.write(run / "progress", _record(1, 10, 3, 30))
+    gallery_live.publish_live(run / "progress", out / "runs/r3", "<b>song</b>")
+    index = (out / "index.html").read_text()
+    assert "rendering: 3 of 30 frames, about" in index and "&lt;b&gt;song&lt;/b&gt;" in index
+    assert index.index("runs/r3/") < index.index("runs/r0/")  # the run rendering comes first
+    record = json.loads((out / "runs/r3" / gallery.LIVE_RECORD).read_text())
+    assert (record["run_id"], record["done"], record["total"]) == ("r3", 3, 30)
+    # A live record of the wrong shape (the share is writable by others) hides the run, with a warning.
+    (out / "runs/r3" / gallery.LIVE_RECORD).write_text('{"run_id": "r3", "done": -1}')
+    assert [r["run_id"] for r in gallery.index_records(out)] == ["r0"]
+    assert "live record" in capsys.readouterr().err
+    gallery.publish(run, out, {"run_id": "r3", "song": "song"})
+    index = (out / "index.html").read_text()
+    assert "rendering:" not in index and index.count('class="run"') == 2
+    assert not (out / "runs/r3" / gallery.LIVE_RECORD).exists()
+
+
 # --- the browser watches a real render ---------------------------------------------------------------------
 
 TINY = ["--resolution-percentage", "10", "--samples", "1", "--device", "cpu"]
@@ -112,8 +135,12 @@ def test_the_browser_sees_the_live_page_follow_the_render_then_the_final_page(
     page = browser_page.page
     try:
         _render(share, ode_blend, "1-2")  # the first render task of two
-        url = f"http://127.0.0.1:{server.server_port}/runs/live1/index.html"
-        page.goto(url)
+        page.goto(f"http://127.0.0.1:{server.server_port}/index.html")  # the gallery lists the run rendering
+        expect(page.locator("tr.run .rendering")).to_have_text(
+            re.compile(r"^rendering: 2 of 4 frames, about .+ to go$")
+        )
+        page.locator("tr.run a").click()
+        expect(page).to_have_url(f"http://127.0.0.1:{server.server_port}/runs/live1/index.html")
         expect(page.locator("#frames-done")).to_have_text("2")
         expect(page.locator("#frames-total")).to_have_text("4")
         thumb = page.locator("tr.chunk img.thumb")
