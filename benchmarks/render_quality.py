@@ -40,8 +40,10 @@ from renderlab.base.presets import PRESETS  # noqa: E402
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "renderlab" / "render-quality"
 DEPOT = ROOT / "depot" / "songs"
 # ode_waltz: frame 660 busy (many marbles in flight), 400 during a camera move, 30 quiet (the intro);
-# frere_groove: 900, a dense drum passage.
-DEFAULT_FRAMES = "ode_waltz@660,ode_waltz@400,ode_waltz@30,frere_groove@900"
+# frere_groove: 900, a dense drum passage; dense_pop (generated, not in the depot): 1200, six instruments with
+# drums, the most marbles and families in one frame.
+DEFAULT_FRAMES = "ode_waltz@660,ode_waltz@400,ode_waltz@30,frere_groove@900,dense_pop@1200"
+GENERATED = ("dense_pop",)  # blender_scripts.demo_songs writes these; written into the cache once
 
 # Fitted to these scenes: opaque wood and metal, chrome marbles, a few lights; no glass, so no caustics and
 # few transmission bounces.
@@ -81,10 +83,25 @@ def reference_settings(ref_samples: int) -> dict:
     return {"samples": ref_samples, "use_denoising": False, "use_adaptive_sampling": False}
 
 
+def song_dir(song: str) -> Path:
+    """The folder holding the song's song.mid (and arrangement.yaml): the depot's, or the cache's for a
+    generated song (written by blender_scripts.demo_songs the first time)."""
+    if song not in GENERATED:
+        return DEPOT / song
+    folder = CACHE / "songs" / song
+    if not (folder / "song.mid").is_file():
+        from blender_scripts import demo_songs
+        from renderlab.base import atomic
+
+        with atomic.target(folder / "song.mid", mode=0o644) as tmp:
+            getattr(demo_songs, song)().save(str(tmp))
+    return folder
+
+
 def song_key(song: str) -> str:
     """The song's inputs and the content code: a change to either renders the references again."""
     h = hashlib.sha256()
-    for path in sorted((DEPOT / song).rglob("*")) + sorted((ROOT / "blender_scripts").glob("*.py")):
+    for path in sorted(song_dir(song).rglob("*")) + sorted((ROOT / "blender_scripts").glob("*.py")):
         if path.is_file():
             h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
@@ -101,12 +118,12 @@ def build(song: str, fps: int) -> Path:
         "-m",
         "blender_scripts.build",
         "--midi",
-        str(DEPOT / song / "song.mid"),
+        str(song_dir(song) / "song.mid"),
         "--out",
         str(out),
     ]
-    if (DEPOT / song / "arrangement.yaml").is_file():
-        cmd += ["--arrangement", str(DEPOT / song / "arrangement.yaml")]
+    if (song_dir(song) / "arrangement.yaml").is_file():
+        cmd += ["--arrangement", str(song_dir(song) / "arrangement.yaml")]
     subprocess.run([*cmd, "--fps", str(fps)], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                    stdout=subprocess.DEVNULL)  # fmt: skip
     return blend
@@ -195,8 +212,8 @@ def main() -> int:
     frames = []
     for item in a.frames.split(","):
         song, _, number = item.partition("@")
-        if not (DEPOT / song / "song.mid").is_file() or not number.isdigit():
-            ap.error(f"--frames {item!r}: write song@frame with a song of {DEPOT}")
+        if not (song in GENERATED or (DEPOT / song / "song.mid").is_file()) or not number.isdigit():
+            ap.error(f"--frames {item!r}: write song@frame with a song of {DEPOT} or {', '.join(GENERATED)}")
         frames.append((song, int(number)))
     blends = {song: build(song, fps) for song in {s for s, _ in frames}}
     r = Renderer(a.preset, a.scale)
