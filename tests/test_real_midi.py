@@ -79,6 +79,16 @@ def test_a_member_that_is_not_the_pinned_file_is_refused_and_nothing_written(tmp
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
+def test_a_package_without_the_named_file_is_one_clear_error(tmp_path, monkeypatch):
+    _stand_in(tmp_path, monkeypatch, {"pkg/a.mid": MIDI})
+    song = real_midi.SONGS["song_0"]
+    monkeypatch.setitem(
+        real_midi.SONGS, "song_0", real_midi.Song("song_0", song.dist, "pkg/gone.mid", song.sha256, "")
+    )
+    with pytest.raises(real_midi.FetchError, match="has no pkg/gone.mid"):
+        real_midi.fetch(dest=tmp_path / "cache")
+
+
 def test_an_oversized_member_is_refused_before_it_is_read(tmp_path, monkeypatch):
     _stand_in(tmp_path, monkeypatch, {"pkg/a.mid": b"\x00" * (real_midi.MAX_MIDI_BYTES + 1)})
     with pytest.raises(real_midi.FetchError, match="at most"):

@@ -141,6 +141,15 @@ def _download(dist: Dist, into: Path) -> Path:
 
 def _member(archive: Path, dist: Dist, name: str) -> bytes:
     """One member's bytes, bounded, read from the archive without extracting anything else."""
+    try:
+        return _read_member(archive, dist, name)
+    except KeyError:
+        raise FetchError(
+            f"{archive.name} ({dist.requirement}) has no {name}; the pinned version should"
+        ) from None
+
+
+def _read_member(archive: Path, dist: Dist, name: str) -> bytes:
     if dist.sdist:
         with tarfile.open(archive, "r:gz") as tar:
             info = tar.getmember(name)
@@ -169,7 +178,12 @@ def fetch(names: list[str] | None = None, dest: Path | None = None) -> dict[str,
     missing = []
     for song in wanted:
         path = dest / f"{song.name}.mid"
-        if path.is_file() and not path.is_symlink() and _sha256(path.read_bytes()) == song.sha256:
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and path.stat().st_size <= MAX_MIDI_BYTES
+            and _sha256(path.read_bytes()) == song.sha256
+        ):
             out[song.name] = path
         else:
             missing.append(song)
