@@ -30,31 +30,37 @@ def real_songs() -> dict:
         pytest.skip(f"the real MIDI files could not be fetched ({e}): run `make real-midi`")
 
 
-def _framed(path, *, loop: bool) -> tuple[float, float, layout.Layout, planner.Plan]:
+def _planned(path) -> tuple[song.Song, layout.Layout, planner.Plan]:
     tune = song.load(path)
-    arr = arrangement.Arrangement()
-    stage, plan = planner.place(tune, arr, 60, song.loop_length(tune))
+    stage, plan = planner.place(tune, arrangement.Arrangement(), 60, song.loop_length(tune))
+    return tune, stage, plan
+
+
+def _framed(tune, stage, plan, *, loop: bool) -> tuple[float, float]:
+    """(fraction of strikes in view, median marble px) through the camera path of the main scene or the loop."""
+    lens = arrangement.Arrangement().camera.lens
     if loop:
         start, end = 0.0, plan.period
     else:  # as build.py sizes the main scene
         start = -math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + 0.25) * 60) / 60
         end = max([m.t_exit for m in plan.marbles] + [tune.end_time + 1.5])
-    rig = camera_rig.path(plan, stage, arr.camera.lens, start=start, end=end, loop=loop)
-    seen, px = camera_rig.strikes_seen(plan, rig, arr.camera.lens)
-    return float(seen.mean()), float(np.median(px)), stage, plan
+    rig = camera_rig.path(plan, stage, lens, start=start, end=end, loop=loop)
+    seen, px = camera_rig.strikes_seen(plan, rig, lens)
+    return float(seen.mean()), float(np.median(px))
 
 
 @pytest.mark.parametrize("name", sorted(real_midi.SONGS))
 def test_a_real_song_is_seen_as_it_plays(real_songs, name):
+    planned = _planned(real_songs[name])
     for loop in (False, True):
-        fraction, median, _, _ = _framed(real_songs[name], loop=loop)
+        fraction, median = _framed(*planned, loop=loop)
         assert fraction >= VISIBLE, (name, "loop" if loop else "main", fraction)
         assert median >= MEDIAN_PX, (name, "loop" if loop else "main", median)
 
 
 def test_the_widest_song_needs_its_tiers(real_songs, monkeypatch):
-    fraction, _, stage, plan = _framed(real_songs["pop_blue_sky"], loop=False)
-    assert stage.tiers == 3 and fraction >= VISIBLE
+    tune, stage, plan = _planned(real_songs["pop_blue_sky"])
+    assert stage.tiers == 3 and _framed(tune, stage, plan, loop=False)[0] >= VISIBLE
     # Every tier's marbles keep to their room: below the tray of the tier above, in their tray before they
     # pass over the tier in front; and no two marbles of the whole machine ever come within two radii.
     for m in plan.marbles:
@@ -64,8 +70,8 @@ def test_the_widest_song_needs_its_tiers(real_songs, monkeypatch):
         assert float(m.positions(np.array([m.t_exit]))[0, 1]) <= el.exit_y_max
     assert plan.min_distance() >= 2 * plan.radius
     monkeypatch.setattr(layout, "TIER_SPLIT_R", math.inf)  # the same song on one row
-    fraction, _, stage, _ = _framed(real_songs["pop_blue_sky"], loop=False)
-    assert stage.tiers == 1 and fraction < 0.6
+    tune, stage, plan = _planned(real_songs["pop_blue_sky"])
+    assert stage.tiers == 1 and _framed(tune, stage, plan, loop=False)[0] < 0.6
 
 
 def test_a_row_is_cut_into_tiers_of_about_equal_width_at_element_ends():
