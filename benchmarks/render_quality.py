@@ -2,7 +2,7 @@
 setting, side by side in one run (not a test).
 
     .venv/bin/python benchmarks/render_quality.py [--preset 1080p60] [--scale 10] [--frames ode_waltz@660,...]
-        [--ref-samples 2048] [--eta-frames 6]
+        [--ref-samples 2048] [--eta-frames 6] [--candidates "samples/2,samples/4,..."]
 
 For each frame (song@frame; a busy frame, a camera move and a quiet one of the demo songs by default) the
 reference is rendered once with many samples and no denoiser, then cached outside git in
@@ -204,6 +204,10 @@ def main() -> int:
     ap.add_argument("--frames", default=DEFAULT_FRAMES, help="song@frame, comma separated")
     ap.add_argument("--ref-samples", type=int, default=2048)
     ap.add_argument("--eta-frames", type=int, default=6, help="frames of the ETA check (0: none)")
+    ap.add_argument(
+        "--candidates",
+        help="only these candidates, comma separated (today's always runs: it is the baseline); default all",
+    )
     a = ap.parse_args()
     if not 1 <= a.scale <= 100:
         ap.error("--scale is a percentage, 1..100")
@@ -232,8 +236,16 @@ def main() -> int:
             r.render(blends[song], number, reference_settings(a.ref_samples), tmp)
             tmp.replace(path)
         refs[(song, number)] = path
+    chosen_names = None if not a.candidates else {"today", *(n.strip() for n in a.candidates.split(","))}
+    everyone = candidates(preset.samples)
+    if chosen_names and not chosen_names <= set(everyone):
+        ap.error(
+            f"--candidates: unknown {sorted(chosen_names - set(everyone))}; known: {', '.join(everyone)}"
+        )
     rows = []
-    for name, settings in candidates(preset.samples).items():
+    for name, settings in everyone.items():
+        if chosen_names and name not in chosen_names:
+            continue
         times, flips, ssims = [], [], []
         for song, number in frames:
             out = work / f"{name.replace('/', '_').replace(' ', '_')}-{song}-{number}.png"
