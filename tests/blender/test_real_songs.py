@@ -79,3 +79,15 @@ def test_a_row_is_cut_into_tiers_of_about_equal_width_at_element_ends():
     rows = layout._cut(placed, 3)
     assert [len(r) for r in rows] == [3, 4, 3] and sum(rows, []) == placed
     assert layout._cut(placed, 1) == [placed]
+
+
+def test_never_more_tiers_than_elements(tmp_path, monkeypatch):
+    """Two elements wider than any tier (a guard, not a layout anyone gets from the default bounds): two tiers,
+    one element each, not a failed cut."""
+    from .helpers import write_midi
+
+    monkeypatch.setattr(layout, "TIER_SPLIT_R", 1.0)
+    monkeypatch.setattr(layout, "TIER_WIDTH_R", 1.0)
+    tune = song.load(write_midi(tmp_path / "two.mid", [[(0, 60, 1), (1, 67, 1)]]))
+    stage = layout.build(tune, arrangement.Arrangement())
+    assert stage.tiers == 2 and sorted(e.tier for e in stage.elements.values()) == [0, 1]
