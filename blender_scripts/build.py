@@ -47,6 +47,13 @@ AUDIO_TAIL_S = 1.5
 MAX_PAD_S = 60.0  # what lead-in, marble flights and the audio tail may add to the song's length
 
 
+def main_span(tune: song.Song, plan: planner.Plan, fps: int) -> tuple[float, float]:
+    """(lead-in, end) of the main scene in song seconds: it starts `lead_in` before the song (the first launch,
+    padded, on a whole frame) and ends with the last marble in the collector or the audio's tail."""
+    lead_in = math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + LEAD_PAD_S) * fps) / fps
+    return lead_in, max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
+
+
 def _parser() -> cli.Parser:
     p = cli.Parser(prog="blender_scripts.build", description="MIDI -> marble-music .blend files")
     p.add_argument("--midi", required=True, type=Path, help="standard MIDI file (type 0 or 1)")
@@ -176,8 +183,7 @@ def build(args: list[str]) -> dict:
     lanes = sum(len(e.lanes) for e in stage.elements.values())
     cli.progress(f"build: {tune.name}: {len(stage.elements)} elements, {lanes} lanes, every note placed")
     phases = {"parse_and_plan": time.perf_counter() - started}
-    lead_in = math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + LEAD_PAD_S) * fps) / fps
-    end = max([m.t_exit for m in plan.marbles] + [tune.end_time + AUDIO_TAIL_S])
+    lead_in, end = main_span(tune, plan, fps)
     frame_end = math.ceil((lead_in + end) * fps) + 1
     loop_end = round(period * fps)
     # Every length the scenes, the audio and the frames are sized from stays within the bound (the song's

@@ -40,7 +40,7 @@ SWEEP_RAMP_S = 1.0  # it speeds up and slows down over this long; constant speed
 MIN_DISTANCE = 1.4
 ASPECT = 9 / 16  # frame height / width (landscape presets)
 FRAME_LIMIT = 0.86  # the rig keeps strikes within this of the frame's half-width/height
-MEASURE_LIMIT = 0.94  # the visibility measure's: a 3 % margin each side (visibility.EDGE_MARGIN)
+MEASURE_LIMIT = 0.94  # the visibility measure's bound: a 3 % margin each side (visibility.EDGE_MARGIN)
 AHEAD_S, BEHIND_S = 1.0, 0.6  # each key frames the strikes this far ahead of it and behind it
 COVER_ROUNDS, COVER_GROW, COVER_PULL, COVER_STEP = 40, 1.08, 0.5, 0.25
 

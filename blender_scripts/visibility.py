@@ -23,8 +23,12 @@ import bpy
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
+from blender_scripts import camera_rig
+
 REF_SIZE = (1920, 1080)  # 1080p: the size the pixel widths and the margin are measured at
-EDGE_MARGIN = 0.03  # of the frame's width/height, each side: a strike at the very edge is not "seen"
+# of the frame's width/height, each side: a strike at the very edge is not "seen" (0.03; the camera rig's
+# strikes_seen uses the same bound without Blender)
+EDGE_MARGIN = round((1 - camera_rig.MEASURE_LIMIT) / 2, 6)
 RING = 0.6  # ring rays aim this many radii off the centre, across the view direction
 PASSAGE_S = 4.0  # the worst passages are windows of this length
 WORST = 3  # how many worst passages the report names

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from blender_scripts import arrangement, camera_rig, layout, planner, song
+from blender_scripts import arrangement, build, camera_rig, layout, planner, song
 from renderlab.workstation import real_midi
 
 pytestmark = [pytest.mark.slow]
@@ -41,9 +41,9 @@ def _framed(tune, stage, plan, *, loop: bool) -> tuple[float, float]:
     lens = arrangement.Arrangement().camera.lens
     if loop:
         start, end = 0.0, plan.period
-    else:  # as build.py sizes the main scene
-        start = -math.ceil((max(0.0, -min(m.t_launch for m in plan.marbles)) + 0.25) * 60) / 60
-        end = max([m.t_exit for m in plan.marbles] + [tune.end_time + 1.5])
+    else:  # as the build sizes the main scene
+        lead_in, end = build.main_span(tune, plan, 60)
+        start = -lead_in
     rig = camera_rig.path(plan, stage, lens, start=start, end=end, loop=loop)
     seen, px = camera_rig.strikes_seen(plan, rig, lens)
     return float(seen.mean()), float(np.median(px))
