@@ -171,11 +171,11 @@ class Rendering(_Record):
     """A run's live.json while it renders (renderlab.jobs.gallery_live, read back for the index)."""
 
     run_id: RunId
-    title: Shown = None
+    title: Annotated[str, Field(max_length=500)] | None = None  # the song's name: the index shows it
     done: Count
     total: Count
     eta: Annotated[str, Field(max_length=64)]
-    updated: Shown = None
+    updated: Annotated[str, Field(max_length=64)] | None = None
 
 
 def why(e: ValidationError) -> str:

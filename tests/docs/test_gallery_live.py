@@ -82,6 +82,9 @@ def test_the_index_lists_a_run_while_it_renders_then_as_published(tmp_path, caps
     (out / "runs/r3" / gallery.LIVE_RECORD).write_text('{"run_id": "r3", "done": -1}')
     assert [r["run_id"] for r in gallery.index_records(out)] == ["r0"]
     assert "live record" in capsys.readouterr().err
+    huge = {**record, "title": "x" * 100_000}  # nothing the render wrote: not shown on the index
+    (out / "runs/r3" / gallery.LIVE_RECORD).write_text(json.dumps(huge))
+    assert [r["run_id"] for r in gallery.index_records(out)] == ["r0"]
     gallery.publish(run, out, {"run_id": "r3", "song": "song"})
     index = (out / "index.html").read_text()
     assert "rendering:" not in index and index.count('class="run"') == 2
