@@ -99,6 +99,9 @@ infra-bench: venv ## benchmark: creating the five VMs sequentially vs in paralle
 # The Pulumi CLI: the one on PATH, else the one `make tools` built (PULUMI_BIN). Plugins are never downloaded.
 # The stack's passphrase: PULUMI_CONFIG_PASSPHRASE if set, else a file (PULUMI_CONFIG_PASSPHRASE_FILE, or
 # ~/.renderlab/pulumi-passphrase created 0600 on the first run: renderlab/lab/passphrase.py). Never a prompt.
+# `make lab` runs unattended: its stages pass YES=1, so `pulumi up` shows its preview and applies it without
+# asking (review first with `make lab-preview`). A stage run alone asks, as `pulumi up` does.
+PULUMI_UP_ARGS = $(if $(filter 1,$(YES)),--yes)
 PULUMI_RUN = cli=$$(command -v pulumi || echo "$(PULUMI_BIN)/pulumi"); \
   [ -x "$$cli" ] || { echo "no Pulumi CLI on PATH and none built: run \`make tools\` (docs/building.md: Build the lab)" >&2; exit 1; }; \
   pass=$$($(PY) -m renderlab.lab.passphrase ensure) || exit 1; \
@@ -112,7 +115,7 @@ lab-preview: venv ## pulumi preview of STACK (default lab)
 
 lab-up: venv ## pulumi up of STACK: template, five VMs, secrets; the cluster layer once kubeconfig is set
 	$(PY) -m renderlab.lab.check_config Pulumi.$(STACK).yaml
-	$(PULUMI_RUN) up --stack $(STACK)
+	$(PULUMI_RUN) up $(PULUMI_UP_ARGS) --stack $(STACK)
 
 lab-destroy: venv ## pulumi destroy of STACK (removes the VMs and the template it built)
 	$(PULUMI_RUN) destroy --stack $(STACK)
@@ -127,11 +130,14 @@ lab-inventory: ## write STACK's Ansible inventory output to INVENTORY (default a
   lab-rollout lab-airflow-connection lab-depot
 LAB_SECRETS ?= $(HOME)/.renderlab/$(STACK)-secrets.yml
 LAB_KNOWN_HOSTS ?= $(HOME)/.renderlab/known_hosts
+# LAB_EXTRA_INVENTORY: an inventory merged over the generated one (host and group vars only): the local lab's
+# connection and node-in-a-container settings (tests/lab/test_make_lab.py). A real lab leaves it empty.
+LAB_EXTRA_INVENTORY ?=
 ANSIBLE_LAB = cd ansible && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook -i $(abspath $(INVENTORY)) \
-  -e @$(LAB_SECRETS) --ssh-common-args "-o UserKnownHostsFile=$(LAB_KNOWN_HOSTS) -o StrictHostKeyChecking=yes"
+  $(if $(LAB_EXTRA_INVENTORY),-i $(abspath $(LAB_EXTRA_INVENTORY))) -e @$(LAB_SECRETS) --ssh-common-args "-o UserKnownHostsFile=$(LAB_KNOWN_HOSTS) -o StrictHostKeyChecking=yes"
 
-lab: venv ## build the whole lab for STACK, stage by stage; skips the stages done, resumes where one failed
-	$(PY) -m renderlab.lab.stages run --stack $(STACK) $(if $(FROM),--from $(FROM))
+lab: venv ## build the whole lab for STACK, stage by stage; skips the stages done, resumes where one failed (FROM=, TO= a stage)
+	$(PY) -m renderlab.lab.stages run --stack $(STACK) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 lab-stages: venv ## list make lab's stages in order
 	@$(PY) -m renderlab.lab.stages list
@@ -158,13 +164,13 @@ LAB_KUBECONFIG ?= kubeconfig
 lab-cluster: venv ## the kubeconfig the hosts stage fetched as STACK's secret renderlab:kubeconfig (when it changed), then pulumi up: the cluster layer
 	$(PY) -m renderlab.lab.kubeconfig_secret --stack $(STACK) --kubeconfig $(LAB_KUBECONFIG) \
 	  --pulumi "$$(command -v pulumi || echo $(PULUMI_BIN)/pulumi)"
-	$(PULUMI_RUN) up --stack $(STACK)
+	$(PULUMI_RUN) up $(PULUMI_UP_ARGS) --stack $(STACK)
 
 lab-images: ## make images for STACK's stack file: built, pushed to the lab registry, recorded
 	$(MAKE) --no-print-directory images CONFIG=Pulumi.$(STACK).yaml
 
 lab-rollout: venv ## the images lab-images recorded, rolled out: pulumi up (the docs Deployment), then the inventory again (the DAG's images)
-	$(PULUMI_RUN) up --stack $(STACK)
+	$(PULUMI_RUN) up $(PULUMI_UP_ARGS) --stack $(STACK)
 	$(MAKE) --no-print-directory lab-inventory
 
 lab-airflow-connection: venv ## Airflow's settings (the recorded images) and its Kubernetes connection (after the cluster stage)

@@ -6,7 +6,7 @@ failure resumes at the stage that failed, and a changed input reruns its stage a
 Each stage is itself idempotent (pulumi up of an unchanged stack, site.yml with changed=0), so a stamp
 lost costs a rerun, never a wrong lab.
 
-    python -m renderlab.lab.stages run [--stack lab] [--from STAGE]   # what `make lab` runs
+    python -m renderlab.lab.stages run [--stack lab] [--from STAGE] [--to STAGE]   # what `make lab` runs
     python -m renderlab.lab.stages list                               # the stages, in order
 """
 
@@ -138,16 +138,33 @@ def stamp_dir(stack: str, root: Path = REPO) -> Path:
     return root / ".cache" / "lab-stages" / stack
 
 
-def run(stack: str, start: str | None, make: list[str], root: Path = REPO, out=sys.stdout) -> int:
+def run(
+    stack: str,
+    start: str | None,
+    make: list[str],
+    root: Path = REPO,
+    out=sys.stdout,
+    *,
+    stop: str | None = None,
+) -> int:
+    """The stages in order, from the first not done (or `start`) through `stop` (default: the last)."""
     names = [s.name for s in STAGES]
-    if start is not None and start not in names:
-        print(f"lab: error: no stage {start!r}; the stages are {', '.join(names)}", file=sys.stderr)
+    for option, name in (("--from", start), ("--to", stop)):
+        if name is not None and name not in names:
+            print(
+                f"lab: error: {option} {name!r}: no such stage; the stages are {', '.join(names)}",
+                file=sys.stderr,
+            )
+            return 2
+    if start is not None and stop is not None and names.index(stop) < names.index(start):
+        print(f"lab: error: --to {stop} comes before --from {start}", file=sys.stderr)
         return 2
+    last = names.index(stop) + 1 if stop is not None else len(STAGES)
     stamps = stamp_dir(stack, root)
     stamps.mkdir(parents=True, exist_ok=True)
     key = ""
     forced = start is None
-    for i, stage in enumerate(STAGES, 1):
+    for i, stage in enumerate(STAGES[:last], 1):
         key = stage_key(stage, stack, key, root)
         forced = forced or stage.name == start
         where = f"lab [{i}/{len(STAGES)}] {stage.name} ({stage.what})"
@@ -157,7 +174,8 @@ def run(stack: str, start: str | None, make: list[str], root: Path = REPO, out=s
             continue
         print(f"{where}: make {stage.target}", file=out, flush=True)
         stamp.unlink(missing_ok=True)
-        result = subprocess.run([*make, stage.target, f"STACK={stack}"], cwd=root, check=False)
+        # YES=1: unattended, `pulumi up` applies its preview without asking (the Makefile's PULUMI_UP_ARGS).
+        result = subprocess.run([*make, stage.target, f"STACK={stack}", "YES=1"], cwd=root, check=False)
         if result.returncode != 0:
             print(
                 f"{where}: failed (exit {result.returncode}); fix it and run `make lab` again: it resumes "
@@ -167,7 +185,10 @@ def run(stack: str, start: str | None, make: list[str], root: Path = REPO, out=s
             )
             return 1
         stamp.write_text(key)
-    print(f"lab: all {len(STAGES)} stages done for stack {stack}", file=out)
+    if last < len(STAGES):
+        print(f"lab: stages 1-{last} of {len(STAGES)} done for stack {stack} (through {stop})", file=out)
+    else:
+        print(f"lab: all {len(STAGES)} stages done for stack {stack}", file=out)
     return 0
 
 
@@ -178,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the stages in order, skipping those done")
     r.add_argument("--stack", default=os.environ.get("STACK", "lab"))
     r.add_argument("--from", dest="start", help="rerun from this stage on, even if done")
+    r.add_argument("--to", dest="stop", help="stop after this stage")
     r.add_argument("--make", default=os.environ.get("MAKE", "make"), help="the make program")
     r.add_argument("--makefile", help="another Makefile (tests)")
     sub.add_parser("list", help="the stages, in order")
@@ -187,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{i:2}. {s.name:<19} make {s.target:<24} {s.what}")
         return 0
     make = [args.make, "--no-print-directory"] + (["-f", args.makefile] if args.makefile else [])
-    return run(args.stack, args.start, make)
+    return run(args.stack, args.start, make, stop=args.stop)
 
 
 if __name__ == "__main__":

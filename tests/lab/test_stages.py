@@ -139,3 +139,45 @@ def test_a_stack_file_that_is_an_alias_bomb_is_hashed_as_bytes_not_expanded(lab:
     (lab / "Pulumi.lab.yaml").write_text("\n".join(levels) + "\n")
     rc, ran, _ = run(lab)  # 10**9 nodes if expanded: this would not return
     assert rc == 0 and ran == [s.name for s in stages.STAGES]
+
+
+def test_to_stops_after_that_stage_and_the_next_run_goes_on(lab: Path):
+    out = io.StringIO()
+    make = ["make", "--no-print-directory", "-s"]
+    assert stages.run("lab", None, make, root=lab, out=out, stop="known-hosts") == 0
+    names = [s.name for s in stages.STAGES]
+    assert (lab / "ran.log").read_text().split()[::2] == names[: names.index("known-hosts") + 1]
+    assert "lab: stages 1-5 of 11 done for stack lab (through known-hosts)" in out.getvalue()
+    rc, ran, _ = run(lab)
+    assert rc == 0 and ran == names[names.index("known-hosts") + 1 :]
+
+
+@pytest.mark.parametrize(("start", "stop"), [(None, "nope"), ("nope", None), ("cluster", "hosts")])
+def test_a_wrong_from_or_to_is_one_error(lab: Path, capsys, start, stop):
+    assert stages.run("lab", start, ["make", "-s"], root=lab, out=io.StringIO(), stop=stop) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("no such stage" in err or "comes before" in err)
+    assert not (lab / "ran.log").exists()
+
+
+def test_make_lab_applies_unattended_and_a_stage_alone_asks():
+    """`make lab` passes YES=1 to its stages (a `pulumi up` inside a chain of stages cannot stop at a prompt:
+    without a terminal it fails with "--yes or --skip-preview ... must be passed"); a target run alone asks."""
+
+    def up_line(*args: str) -> str:
+        dry = subprocess.run(
+            ["make", "-n", "lab-up", "STACK=lab", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        (line,) = [part for part in dry.split(";") if '" up ' in part]
+        return line
+
+    assert " up --yes --stack lab" in up_line("YES=1")
+    assert "--yes" not in up_line()
+
+
+def test_the_stages_run_with_yes(lab: Path):
+    (lab / "Makefile").write_text(
+        "".join(f"{s.target}:\n\t@echo {s.name} $(YES) >> ran.log\n" for s in stages.STAGES)
+    )
+    assert stages.run("lab", None, ["make", "-s"], root=lab, out=io.StringIO()) == 0
+    assert {line.split()[1] for line in (lab / "ran.log").read_text().splitlines()} == {"1"}
