@@ -49,12 +49,21 @@ def type_token(obj: dict[str, Any]) -> str:
     return f"kubernetes:{api}:{obj['kind']}"
 
 
+def is_docs_deployment(obj: dict[str, Any]) -> bool:
+    meta = obj["metadata"]
+    return (
+        obj["kind"] == "Deployment" and meta["name"] == "docs" and meta.get("namespace") == manifests.DOCS_NS
+    )
+
+
 def is_launcher_token(obj: dict[str, Any]) -> bool:
     return obj["kind"] == "Secret" and obj["metadata"]["name"] == manifests.LAUNCHER_TOKEN
 
 
 class ClusterLayer(pulumi.ComponentResource):
-    """`lab`: the local lab's stand-ins (infra/lab_stand_in.py), for the cluster lane only; never in production."""
+    """The cluster layer's objects through pulumi-kubernetes. `docs_image` None: no docs Deployment yet (its image is
+    built and pushed after this layer). `lab`: the local lab's stand-ins (infra/lab_stand_in.py), for the local
+    lab only; never in production."""
 
     def __init__(
         self,
@@ -91,6 +100,11 @@ class ClusterLayer(pulumi.ComponentResource):
             after.append(self.csi_smb)  # the StorageClass and the PVs name its driver
         groups = manifests.all_objects(config, secret_values, docs_image=docs_image)
         objs = [o for group in groups.values() for o in group]
+        if docs_image is None:
+            # No docs image pushed yet (`make lab` builds the images after this layer, then rolls them out):
+            # a Deployment of an image the registry does not hold would never be ready, and `pulumi up` would
+            # wait on it and fail. Its Service and namespace stay; the rollout's `pulumi up` adds it.
+            objs = [o for o in objs if not is_docs_deployment(o)]
         if lab is not None:
             objs = [lab.apply(o) for o in objs]
         (token_obj,) = [o for o in objs if is_launcher_token(o)]

@@ -7,19 +7,27 @@
   StorageClass for its claim, so its objects are applied and not awaited (the rehearsal imports images on the
   nodes instead of pushing them).
 
-Production never applies any of it: `ClusterLayer` takes a `LabStandIn` only when a caller passes one (the
-cluster lane's tests), and the kubectl lane (tests/cluster/test_cluster.py) applies the same edits.
+Production never applies any of it: `ClusterLayer` takes a `LabStandIn` only when a caller passes one: the
+cluster lane's tests, and the whole program (infra/program.py) when `make lab` runs against the local lab
+(`from_environment`: RENDERLAB_LAB_STAND_IN, honoured only for a Proxmox endpoint on this machine, i.e. the
+fake PVE; a real PVE is another machine, so a production stack fails loudly if the variable is left set).
+The kubectl lane (tests/cluster/test_cluster.py) applies the same edits.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra import manifests
 from renderlab.lab.cluster_names import REGISTRY_NS, SHARE_PV
 
+ENV = "RENDERLAB_LAB_STAND_IN"  # the share's folder on the local lab's nodes
 SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: apply the object, do not wait for it to be ready
 
 
@@ -65,3 +73,37 @@ class LabStandIn:
         if meta.get("namespace") == self.names.get(REGISTRY_NS, REGISTRY_NS):
             meta["annotations"] = {**meta.get("annotations", {}), SKIP_AWAIT: "true"}
         return obj
+
+
+class StandInError(ValueError):
+    """RENDERLAB_LAB_STAND_IN set where it must not be, or to something that is not a folder."""
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def from_environment(config, env: Mapping[str, str] = os.environ) -> LabStandIn | None:
+    """The local lab's stand-ins for the whole program, when `make lab` runs against the local lab: None unless
+    RENDERLAB_LAB_STAND_IN names the share's folder on the nodes (an absolute path); refused for a Proxmox
+    endpoint that is not this machine."""
+    value = env.get(ENV, "")
+    if not value:
+        return None
+    endpoint = str(config.proxmox.endpoint)
+    if not _loopback(urlsplit(endpoint).hostname):
+        raise StandInError(
+            f"{ENV} is set but renderlab:proxmox.endpoint is {endpoint}, not this machine: the local lab's "
+            f"stand-ins (no SMB driver, the share as a node folder) are for the fake PVE only; unset {ENV}"
+        )
+    path = PurePosixPath(value)
+    if len(value) > 200 or not path.is_absolute() or ".." in path.parts or any(c.isspace() for c in value):
+        raise StandInError(
+            f"{ENV}={value[:80]!r}: give the share's folder on the lab's nodes, an absolute path"
+        )
+    return LabStandIn(share_folder=str(path), share_gid=config.share.uid)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 
-from infra import manifests, stack
+from infra import lab_stand_in, manifests, stack
 from infra.cluster import ClusterLayer
 from infra.issued_certificate import Htpasswd, IssuedCertificate
 from infra.vms import Lab
@@ -54,7 +54,13 @@ def main() -> dict[str, Any]:
         docs_image = image_refs.pull_ref(config, stack_file, "docs")
         if docs_image is None:
             pulumi.log.warn(
-                f"no docs image recorded for {stack_file}: run `make images CONFIG={stack_file}` first"
+                f"no docs image recorded for {stack_file}: the docs Deployment waits for it (`make lab` builds "
+                f"and pushes the images after this layer, then rolls them out; alone: `make lab-images lab-rollout`)"
+            )
+        stand_in = lab_stand_in.from_environment(config)
+        if stand_in is not None:
+            pulumi.log.warn(
+                f"the local lab's stand-ins apply ({lab_stand_in.ENV}): this is not a production lab"
             )
         cluster = ClusterLayer(
             "cluster",
@@ -65,6 +71,7 @@ def main() -> dict[str, Any]:
                 **registry_credentials(config, lab.secrets),
             },
             docs_image=docs_image,
+            lab=stand_in,
             opts=pulumi.ResourceOptions(depends_on=list(lab.vms.values())),
         )
         outputs["launcher_token"] = cluster.launcher_token

@@ -28,13 +28,18 @@ def objects(config=CONFIG) -> list[dict]:
     return [o for group in manifests.all_objects(config, BLANK).values() for o in group]
 
 
-def layer(lab: LabStandIn | None) -> tuple[Mocks, ClusterLayer]:
+DOCS_IMAGE = manifests.docs_image(CONFIG, "0123abcd")  # a docs image `make images` pushed and recorded
+
+
+def layer(lab: LabStandIn | None, docs_image: str | None = DOCS_IMAGE) -> tuple[Mocks, ClusterLayer]:
     mocks = Mocks()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project="renderlab", stack="test", preview=False)
     values = {k: pulumi.Output.secret(f"value-of-{k}") for k in BLANK}
-    made = ClusterLayer("cluster", CONFIG, kubeconfig="kubeconfig", secret_values=values, lab=lab)
+    made = ClusterLayer(
+        "cluster", CONFIG, kubeconfig="kubeconfig", secret_values=values, docs_image=docs_image, lab=lab
+    )
     loop.run_until_complete(made.launcher_token.future())
     loop.run_until_complete(wait_for_rpcs())
     return mocks, made
@@ -46,6 +51,22 @@ def test_production_applies_the_chart_and_no_stand_in():
     kinds, _ = group_objects(mocks)
     assert all("csi" in pv["spec"] for pv in kinds["PersistentVolume"].values())
     assert "hostPath" not in json.dumps(kinds) and SKIP_AWAIT not in json.dumps(kinds)
+
+
+def test_before_the_docs_image_is_pushed_there_is_no_docs_deployment_to_wait_on():
+    """`make lab` lays the cluster layer before it builds the images: a Deployment of an image the registry does
+    not hold yet never becomes ready, and `pulumi up` waited on it and failed (tests/lab/test_make_lab.py found
+    it). Without a recorded image the Deployment waits for the rollout; its Service is there from the start."""
+    mocks, _ = layer(None, docs_image=None)
+    kinds, _ = group_objects(mocks)
+    assert f"{manifests.DOCS_NS}/docs" not in kinds["Deployment"]
+    assert f"{manifests.DOCS_NS}/docs" in kinds["Service"]
+    mocks, _ = layer(None)
+    kinds, _ = group_objects(mocks)
+    image = kinds["Deployment"][f"{manifests.DOCS_NS}/docs"]["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
+    assert image == DOCS_IMAGE
 
 
 def test_the_lab_stand_in_leaves_out_the_chart_and_mounts_the_host_folder():
