@@ -163,13 +163,13 @@ def run(
     stamps = stamp_dir(stack, root)
     stamps.mkdir(parents=True, exist_ok=True)
     key = ""
-    forced = start is None
+    forced = False  # from --from's stage on, every stage runs, done or not
     for i, stage in enumerate(STAGES[:last], 1):
         key = stage_key(stage, stack, key, root)
         forced = forced or stage.name == start
         where = f"lab [{i}/{len(STAGES)}] {stage.name} ({stage.what})"
         stamp = stamps / f"{stage.name}.stamp"
-        if not (start is not None and stage.name == start) and stamp.is_file() and stamp.read_text() == key:
+        if not forced and stamp.is_file() and stamp.read_text() == key:
             print(f"{where}: done (inputs unchanged)", file=out, flush=True)
             continue
         print(f"{where}: make {stage.target}", file=out, flush=True)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the stages in order, skipping those done")
     r.add_argument("--stack", default=os.environ.get("STACK", "lab"))
-    r.add_argument("--from", dest="start", help="rerun from this stage on, even if done")
+    r.add_argument("--from", dest="start", help="rerun this stage and every one after it, even if done")
     r.add_argument("--to", dest="stop", help="stop after this stage")
     r.add_argument("--make", default=os.environ.get("MAKE", "make"), help="the make program")
     r.add_argument("--makefile", help="another Makefile (tests)")
