@@ -48,10 +48,13 @@ pytest_plugins = ["tests.lab_session"]
 
 
 def _lab_rank(item: pytest.Item) -> float:
-    """0: no lab; 1: a lab test; 1.5: a check of the built Pulumi Kubernetes provider (in CI its build runs
-    beside the suite until then: tests/provider_build.py); 2: the cluster lane (last: its final check stops and
-    starts a node)."""
-    if "cluster" in getattr(item, "fixturenames", ()):
+    """0: no lab; 0.5: `make lab`'s own lab (booted and torn down before the session's); 1: a lab test; 1.5: a
+    check of the built Pulumi Kubernetes provider (in CI its build runs beside the suite until then:
+    tests/provider_build.py); 2: the cluster lane (last: its final check stops and starts a node)."""
+    names = getattr(item, "fixturenames", ())
+    if "make_lab" in names:
+        return 0.5  # a lab of its own (tests/lab/test_make_lab.py): up and down before the session's boots
+    if "cluster" in names:
         return 2
     if item.get_closest_marker("k8s_provider"):
         return 1.5

@@ -172,6 +172,35 @@ def lab_inventory(config, s: LabOptions) -> dict:
     return inventory(config, extra_host_vars=host_vars, extra_vars=extra, images=images)
 
 
+# Set only by extra_inventory: the vendor software the local lab cannot have (p4d, whose package repository is
+# not reachable from it) is reported by site.yml's last play instead of failing the host, so `make lab` goes on
+# past the hosts stage here. Pulumi's inventory for a real lab never holds it (tests/lab/test_make_lab_inputs.py).
+WITHOUT_VENDOR = "renderlab_lab_without_vendor"
+# Kept out of extra_inventory: the production path's known_hosts checking and kubeconfig destination stay.
+PRODUCTION_KEPT = ("ansible_ssh_common_args", "kube_control_plane_kubeconfig_dest")
+
+
+def extra_inventory(config, s: LabOptions) -> dict:
+    """What `make lab` against the local lab merges over the inventory Pulumi outputs (LAB_EXTRA_INVENTORY):
+    the lab's SSH key, the Kubernetes air-gap folder, the node-in-a-container and share settings, and
+    WITHOUT_VENDOR; only host and group vars, so the hosts and groups are Pulumi's."""
+    local = lab_inventory(config, s)
+    group_vars = {
+        k: v for k, v in local["all"]["vars"].items() if k in LOCAL_ONLY_VARS and k not in PRODUCTION_KEPT
+    }
+    host_vars = {
+        name: {k: v for k, v in hvars.items() if k in LOCAL_ONLY_HOST_VARS}
+        for group in local["all"]["children"].values()
+        for name, hvars in group["hosts"].items()
+    }
+    return {
+        "all": {
+            "vars": {**group_vars, WITHOUT_VENDOR: True},
+            "hosts": {name: hv for name, hv in sorted(host_vars.items()) if hv},
+        }
+    }
+
+
 def status(s: LabOptions) -> dict:
     path = s.state / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -182,7 +211,30 @@ def _save(s: LabOptions, ms: list[Machine]) -> None:
     atomic.write_json(s.state / "state.json", data)
 
 
-def up(s: LabOptions) -> Lab:
+def boot_machine(lab: Lab, m: Machine) -> None:
+    """Boot one prepared host (again, after a stop: its tree, keys and installed packages are kept, as a
+    VM's disk is); recorded in the state so `down` stops it."""
+    role = load(lab.stack_file).hosts[m.name].role
+    machines.boot(
+        m, lab.settings.bridge, lab.state / "logs", cluster_node=cluster_node_settings.is_cluster_node(role)
+    )
+    _save(lab.settings, lab.machines)
+    log(f"booting {m.machine} at {m.address}")
+
+
+def stop_machine(lab: Lab, m: Machine) -> None:
+    """Stop one host as a VM is shut down (its tree stays for the next boot)."""
+    if machines.is_ours(m):
+        log(f"stopping {m.machine}")
+        machines.stop(m)
+    m.pid = None
+    _save(lab.settings, lab.machines)
+
+
+def up(s: LabOptions, *, boot: bool = True) -> Lab:
+    """Prepare every host and, with boot (the default), boot them and wait for their SSH. Without boot the hosts
+    stay prepared and down, for something else to boot them as it starts their VMs (boot_machine: the
+    `make lab` lane's fake Proxmox)."""
     preflight()
     host_limits.ensure_inotify_instances(log)
     if status(s) or network.bridge_exists(s):
@@ -246,13 +298,14 @@ def up(s: LabOptions) -> Lab:
                 admin=config.ssh.admin_user,
                 pubkey=pubkey,
             )
-            cluster_node = cluster_node_settings.is_cluster_node(config.hosts[name].role)
-            if cluster_node:
+            if cluster_node_settings.is_cluster_node(config.hosts[name].role):
                 cluster_node_settings.prepare(m.directory, m.machine)
-            machines.boot(m, s.bridge, s.state / "logs", cluster_node=cluster_node)
-            _save(s, ms)
-            log(f"booting {m.machine} at {address}")
         lab = Lab(s, ms)
+        if not boot:
+            log(f"lab prepared in {time.monotonic() - t0:.0f} s: {len(ms)} hosts, not booted")
+            return lab
+        for m in ms:
+            boot_machine(lab, m)
         for m in ms:
             machines.wait_ssh(m, lab.ssh_base(), config.ssh.admin_user, SSH_BOOT_TIMEOUT_S, s.state / "logs")
             log(f"{m.machine} answers SSH")

@@ -92,7 +92,7 @@ def boot(m: Machine, bridge: str, log_dir: Path, *, cluster_node: bool = False) 
         *(cluster_node_settings.ARGS if cluster_node else []),
         *m.binds,
     ]
-    with open(log_dir / f"{m.machine}.console.log", "wb") as out:
+    with open(log_dir / f"{m.machine}.console.log", "ab") as out:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
