@@ -275,7 +275,7 @@ lab-restore-workstation: venv ## restore the workstation's backup from BACKUP_RE
 lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a secrets file), restore, prove; boots a lab unless one is up
 	$(VENV)/bin/pytest tests/lab/test_restore_drill.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
-.PHONY: cluster-test lab-rehearsal
+.PHONY: cluster-test lab-rehearsal lab-make-test
 # Opt-in: on the lab `RENDERLAB_LAB_KEEP=1 RENDERLAB_LAB_SHARE_SIZE=8G make cluster-test` left up (same
 # RENDERLAB_LAB_* env; the share-full fault needs the sized share), with the Jobs'
 # images built in this checkout (`.venv/bin/python -m renderlab.workstation.images build --only blender --only fetch --push never`:
@@ -283,6 +283,9 @@ lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a s
 # provides it (RENDERLAB_REQUIRE_LANES=1), never a green skip.
 lab-rehearsal: venv ## one render through the local lab: the DAG on its Airflow host via the REST API, Jobs on both nodes, outputs checked like make demo; records for benchmarks/lab_scaling.py
 	RENDERLAB_REHEARSAL_LANE=1 RENDERLAB_REQUIRE_LANES=1 $(VENV)/bin/pytest tests/rehearsal -m lab -p no:cacheprovider -s $(PYTEST_ARGS)
+
+lab-make-test: venv ## `make lab` itself, stages 1-7, against a fake Proxmox whose VMs are local lab hosts: a host-stage failure, the resume, a second run (needs make tools, k8s-artifacts, k8s-provider)
+	$(VENV)/bin/pytest tests/lab/test_make_lab.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
 cluster-test: venv ## the two-node kubeadm cluster in the local lab: site.yml twice, then nodes, pods, Services, DNS, RBAC, NetworkPolicy, docs, restart (needs make k8s-artifacts; `make test` runs it on the lab lane's lab)
 	$(VENV)/bin/pytest tests/cluster -m lab $(PYTEST_ARGS)
