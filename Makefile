@@ -166,8 +166,10 @@ lab-cluster: venv ## the kubeconfig the hosts stage fetched as STACK's secret re
 	  --pulumi "$$(command -v pulumi || echo $(PULUMI_BIN)/pulumi)"
 	$(PULUMI_RUN) up $(PULUMI_UP_ARGS) --stack $(STACK)
 
-lab-images: ## make images for STACK's stack file: built, pushed to the lab registry, recorded
-	$(MAKE) --no-print-directory images CONFIG=Pulumi.$(STACK).yaml
+# Always pushed: an image built but not pushed (the registry did not answer) would leave the rollout waiting on
+# a pull that never succeeds; here the stage fails with the push's own error instead.
+lab-images: ## make images for STACK's stack file: built, pushed to the lab registry (or the stage fails), recorded
+	$(MAKE) --no-print-directory images CONFIG=Pulumi.$(STACK).yaml IMAGES_PUSH=always
 
 lab-rollout: venv ## the images lab-images recorded, rolled out: pulumi up (the docs Deployment), then the inventory again (the DAG's images)
 	$(PULUMI_RUN) up $(PULUMI_UP_ARGS) --stack $(STACK)
@@ -182,8 +184,10 @@ lab-depot: venv ## the depot seeded with the bundled songs (perforce role: artis
 # --- pipeline ---
 .PHONY: images images-test pipeline-test pipeline-bench
 
+# IMAGES_PUSH: auto pushes when the lab registry answers; always fails when it does not (make lab-images).
+IMAGES_PUSH ?= auto
 images: venv ## build the fetch, Blender and docs images (the docs site built first, strict; podman or docker), push over TLS with LAB_SECRETS' login if the lab registry answers, record the refs
-	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG) \
+	nice -n 19 $(PY) -m renderlab.workstation.images build --config $(CONFIG) --push $(IMAGES_PUSH) \
 	  $(if $(wildcard $(LAB_SECRETS)),--secrets $(LAB_SECRETS))
 
 images-test: venv ## container tests: make images (cached), entrypoints and the DAG's Job pods run by podman (tests/containers)

@@ -185,3 +185,17 @@ def test_the_stages_run_with_yes(lab: Path):
     )
     assert stages.run("lab", None, ["make", "-s"], root=lab, out=io.StringIO()) == 0
     assert {line.split()[1] for line in (lab / "ran.log").read_text().splitlines()} == {"1"}
+
+
+def test_the_images_stage_always_pushes():
+    """`make images` pushes only when the lab registry answers; inside `make lab` an image left unpushed would
+    make the rollout wait on a pull that never succeeds, so the stage pushes always (and fails if it cannot)."""
+
+    def dry(target: str) -> str:
+        return subprocess.run(
+            ["make", "-n", target, "STACK=lab", "LAB_SECRETS=/nonexistent"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    assert "--push always" in dry("lab-images")
+    assert "--push auto" in dry("images")
