@@ -77,13 +77,18 @@ def _go_version(run: Callable[..., subprocess.CompletedProcess]) -> tuple[int, i
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-def check_pulumi(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Check:
-    built = run(
+def pulumi_cli(run: Callable[..., subprocess.CompletedProcess] | None = None) -> str:
+    """The Pulumi CLI the Makefile runs: the one on PATH, else the one `make tools` built; "" if neither."""
+    built = (run or subprocess.run)(
         [str(REPO / "scripts" / "build-tools.sh"), "--print-bin"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    cli_path = shutil.which("pulumi") or (
+    return shutil.which("pulumi") or (
         f"{built}/pulumi" if built and os.access(f"{built}/pulumi", os.X_OK) else ""
     )
+
+
+def check_pulumi(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Check:
+    cli_path = pulumi_cli(run)
     if cli_path:
         return True, f"pulumi: {cli_path}"
     go = _go_version(run)
@@ -134,8 +139,13 @@ def proxmox_token(stack: str) -> str:
         env = passphrase.pulumi_env()
     except passphrase.PassphraseError:
         return ""
+    cli_path = (
+        pulumi_cli()
+    )  # not only PATH: `make tools` leaves it in its cache (it crashed without one on PATH)
+    if not cli_path:
+        return ""
     out = subprocess.run(
-        ["pulumi", "config", "get", "renderlab:proxmox_api_token", "--stack", stack],
+        [cli_path, "config", "get", "renderlab:proxmox_api_token", "--stack", stack],
         capture_output=True,
         text=True,
         env=env,

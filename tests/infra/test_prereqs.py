@@ -84,3 +84,30 @@ def test_the_stage_prints_one_line_each(pve, fakepve_cafile, tmp_path: Path, cap
     kinds = [line.split()[1].rstrip(":") for line in lines]
     assert kinds == ["config", "proxmox", "proxmox", "python", "pulumi", "ssh", "pulumi"]
     assert all(line[:4] in ("ok  ", "FAIL") for line in lines)
+
+
+def _fake_build_tools(bin_dir: Path):
+    def run(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 0, stdout=f"{bin_dir}\n", stderr="")
+
+    return run
+
+
+def test_the_token_is_read_with_the_built_cli_when_none_is_on_path(tmp_path: Path, monkeypatch):
+    """`make tools` leaves the CLI in its cache, not on PATH: reading the stack's token ran `pulumi` by name
+    and crashed with FileNotFoundError there; now it uses the CLI the Makefile uses, and without one says
+    nothing (the stage then names what is missing)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("PROXMOX_API_TOKEN", raising=False)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "x")
+    real_run = subprocess.run
+    monkeypatch.setattr(prereqs.subprocess, "run", lambda cmd, **kw: (
+        _fake_build_tools(bin_dir)(cmd) if str(cmd[0]).endswith("build-tools.sh") else real_run(cmd, **kw)
+    ))  # fmt: skip
+    assert prereqs.proxmox_token("lab") == ""  # no CLI anywhere: no crash
+    cli = bin_dir / "pulumi"
+    cli.write_text("#!/bin/sh\necho token-from-the-stack\n")
+    cli.chmod(0o755)
+    assert prereqs.proxmox_token("lab") == "token-from-the-stack"
