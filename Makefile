@@ -148,7 +148,7 @@ lab-prereqs: venv ## one line each: Proxmox version and token privileges, Python
 lab-vms: lab-up ## = lab-up
 
 lab-secrets: venv ## the generated service secrets from Pulumi into LAB_SECRETS (0600)
-	$(PY) -m renderlab.lab.host_secrets from-pulumi --stack $(STACK) -o $(LAB_SECRETS)
+	PATH="$$PATH:$(PULUMI_BIN)" $(PY) -m renderlab.lab.host_secrets from-pulumi --stack $(STACK) -o $(LAB_SECRETS)
 
 LAB_CA_CERT ?= $(HOME)/.renderlab/$(STACK)-ca.crt
 lab-ca-cert: venv ## the lab CA's certificate (public) from LAB_SECRETS into LAB_CA_CERT: AIRFLOW_CA_FILE for make render

@@ -199,3 +199,15 @@ def test_the_images_stage_always_pushes():
 
     assert "--push always" in dry("lab-images")
     assert "--push auto" in dry("images")
+
+
+def test_the_secrets_stage_finds_the_pulumi_cli_the_other_stages_use():
+    """The VMs stage runs the CLI on PATH, else the one `make tools` built; the secrets stage ran `pulumi` by
+    name only and stopped with "not on PATH" right after a VMs stage that had worked."""
+    built = subprocess.run(
+        ["make", "-s", "print-PULUMI_BIN"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    dry = subprocess.run(
+        ["make", "-n", "lab-secrets", "STACK=lab"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert f'PATH="$PATH:{built.strip()}"' in dry
