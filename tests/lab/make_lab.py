@@ -42,6 +42,8 @@ class ServedPve:
     """One FakePve on 127.0.0.1, on its own event loop (as fakepve's pytest plugin serves it)."""
 
     def __init__(self, certfile: str, keyfile: str):
+        # fakepve's own placeholder root login (its pytest plugin's default); nothing here uses it: the
+        # program and the test speak to this fake with the API token only.
         self.pve = FakePve(user="root@pam", password="secret", host="127.0.0.1", port=0)
         self.pve.time_scale = 0
         self.loop = asyncio.new_event_loop()
