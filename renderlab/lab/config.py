@@ -205,7 +205,8 @@ class Versions(_Model):
     p4d: str
     # The cluster layer (infra/cluster.py): the SMB CSI driver's Helm chart and the lab registry's image.
     csi_driver_smb: str = "v1.17.0"
-    registry: str = "2.8.3"
+    # registry 3 (CNCF Distribution): `make k8s-artifacts` builds its image for an air-gapped lab from this pin.
+    registry: str = "3.1.1"
 
     @field_validator("debian")
     @classmethod
@@ -217,10 +218,20 @@ class Versions(_Model):
     def _semver(cls, v: str) -> str:
         return _pinned(v, r"\d+\.\d+\.\d+", "3.1.0")
 
-    @field_validator("csi_driver_smb", "registry")
+    @field_validator("csi_driver_smb")
     @classmethod
     def _chart(cls, v: str) -> str:
         return _pinned(v, r"v?\d+\.\d+\.\d+", "v1.17.0")
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, v: str) -> str:
+        v = _pinned(v, r"\d+\.\d+\.\d+", "3.1.1")
+        if not v.startswith("3."):
+            # 2.x cannot be built from its Go module (a dependency of it is no longer served), and its image
+            # reads its config from another path than the one the lab's air-gap image keeps.
+            raise ValueError(f"registry {v} is not a 3.x release; pin registry 3, such as 3.1.1")
+        return v
 
     @field_validator("p4d")
     @classmethod

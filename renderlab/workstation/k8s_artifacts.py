@@ -10,7 +10,9 @@ The folder (the contract the roles and the cluster tests code against; keep it):
                   kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy -> registry.k8s.io/<name>:v<version>
                   etcd -> registry.k8s.io/etcd:<etcd>-0, coredns -> registry.k8s.io/coredns/coredns:v<coredns>,
                   pause -> registry.k8s.io/pause:<pause> (also containerd's sandbox image: manifest "sandbox_image"),
-                  kube-router -> renderlab.local/kube-router:v<kube_router> (manifest "kube_router_image")
+                  kube-router -> renderlab.local/kube-router:v<kube_router> (manifest "kube_router_image"),
+                  registry -> docker.io/library/registry:<versions.registry> (manifest "registry_image"): the
+                  lab registry the cluster layer runs, which an air-gapped node cannot pull either
       manifest.json   every file (sha256, size, the version it reports), every image (ref, manifest digest,
                   config digest), the pinned versions, the Debian packages in the iptables layer
       .ready      touched last: the folder is complete (poll for it)
@@ -73,8 +75,9 @@ def default_cache(version: str, env: dict[str, str] | None = None) -> Path:
     return cache_root(env) / f"v{version}"
 
 
-def expected_versions(k) -> dict[str, tuple[list[str], str]]:
-    """binary -> (arguments that make it print its version, what that output must contain)."""
+def expected_versions(k, registry: str) -> dict[str, tuple[list[str], str]]:
+    """binary -> (arguments that make it print its version, what that output must contain). `registry`: the
+    lab registry's version (versions.registry)."""
     kube = f"v{k.version}"
     kubernetes = {
         "kubeadm": (["version", "-o", "short"], kube),
@@ -97,6 +100,7 @@ def expected_versions(k) -> dict[str, tuple[list[str], str]]:
         "coredns": (["-version"], f"CoreDNS-{k.coredns}"),
         "kube-router": (["--version"], f"version v{k.kube_router},"),
         "pause": (["-v"], f"v{k.pause}"),
+        "registry": (["--version"], f"github.com/distribution/distribution/v3 {registry}"),
         **{name: ([], f"CNI {name} plugin v{k.cni_plugins}") for name in CNI_PLUGINS},
     }
 
@@ -170,12 +174,13 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):.2f} GiB"
 
 
-def build(k, cache: Path, log=print, env: dict[str, str] | None = None) -> dict:
-    """Build (or find) everything, then write the folder if anything in it would change. The result line."""
+def build(k, registry: str, cache: Path, log=print, env: dict[str, str] | None = None) -> dict:
+    """Build (or find) everything for a kubernetes section and a lab registry version, then write the folder if
+    anything in it would change. The result line."""
     t0 = time.monotonic()
     parts = cache.with_name(cache.name + ".parts")
     bins = parts / "bin"
-    mods = k8s_go.modules(k)
+    mods = k8s_go.modules(k, registry)
     usage = k8s_go.build(mods, bins, log, env)
 
     kube_module = k8s_go.go_env(env)["GOMODCACHE"] + f"/k8s.io/kubernetes@v{k.version}"
@@ -185,11 +190,11 @@ def build(k, cache: Path, log=print, env: dict[str, str] | None = None) -> dict:
     k8s_images.pause_binary(pause_c, k.pause, bins, log)
     rootfs, rootfs_shell, debs = k8s_images.debian_layers(parts / "debs", log)
 
-    versions = expected_versions(k)
+    versions = expected_versions(k, registry)
     inputs = hashlib.sha256()
     for name in sorted(versions):
         inputs.update(f"{name}:{sha256(bins / name)}\n".encode())
-    inputs.update(json.dumps([LAYOUT, debs, k8s_images.all_refs(k)], sort_keys=True).encode())
+    inputs.update(json.dumps([LAYOUT, debs, k8s_images.all_refs(k, registry)], sort_keys=True).encode())
     key = inputs.hexdigest()
 
     manifest_path = cache / MANIFEST
@@ -214,7 +219,7 @@ def build(k, cache: Path, log=print, env: dict[str, str] | None = None) -> dict:
             files[f"{sub}/{name}"] = {"sha256": sha256(bins / name), "reports": reports[name]}
     images: dict[str, dict] = {}
     inputs_ = ImageInputs(bins=bins, rootfs=rootfs, rootfs_shell=rootfs_shell)
-    for name, image in k8s_images.images(k, inputs_):
+    for name, image in k8s_images.images(k, registry, inputs_):
         rel = f"images/{name}.tar"
         atomic.write_bytes(cache / rel, image.archive, mode=0o644)
         # Each image is named after the binary it runs, whose version it reports.
@@ -227,15 +232,17 @@ def build(k, cache: Path, log=print, env: dict[str, str] | None = None) -> dict:
         log(f"{rel}: {image.ref} {image.digest[:19]} ({len(image.archive) >> 20} MiB)")
     for rel, info in files.items():
         info["size"] = (cache / rel).stat().st_size
-    refs = k8s_images.all_refs(k)
+    refs = k8s_images.all_refs(k, registry)
     manifest = {
         "kubernetes_version": f"v{k.version}",
         "versions": {
-            name: str(getattr(k, name)) for name in type(k).model_fields if not name.endswith("_cidr")
+            **{name: str(getattr(k, name)) for name in type(k).model_fields if not name.endswith("_cidr")},
+            "registry": registry,
         },
         "kubeadm_images": names,
         "sandbox_image": refs["pause"],
         "kube_router_image": refs["kube-router"],
+        "registry_image": refs["registry"],
         "files": files,
         "images": images,
         "debian_packages": debs,
@@ -268,15 +275,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m renderlab.workstation.k8s_artifacts", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--config", default="Pulumi.example.yaml", help="the stack file whose kubernetes section is built"
+        "--config",
+        default="Pulumi.example.yaml",
+        help="the stack file whose kubernetes section (and versions.registry) is built",
     )
     parser.add_argument(
         "--cache", type=Path, help="the artifacts folder (default ~/.cache/renderlab/k8s/v<version>)"
     )
     args = parser.parse_args(argv)
     try:
-        k = load(args.config).kubernetes
-        out = build(k, args.cache or default_cache(k.version))
+        config = load(args.config)
+        k = config.kubernetes
+        out = build(k, config.versions.registry, args.cache or default_cache(k.version))
     except (ConfigError, ArtifactsError, GoBuildError, ImageBuildError) as e:
         print(f"k8s-artifacts: error: {cli.one_line(e)}", file=sys.stderr)
         return 1

@@ -75,8 +75,9 @@ def _x(pkg: str, **values: str) -> list[str]:
     return [f"-X {pkg}.{k}={v}" for k, v in values.items()]
 
 
-def modules(k) -> list[GoModule]:
-    """The wrappers for a lab config's `kubernetes` section (renderlab.lab.config.Kubernetes)."""
+def modules(k, registry: str) -> list[GoModule]:
+    """The wrappers for a lab config's `kubernetes` section (renderlab.lab.config.Kubernetes) and its lab
+    registry's version (versions.registry)."""
     major, minor, _ = k.version.split(".")
     kube = f"v{k.version}"
 
@@ -186,6 +187,19 @@ def modules(k) -> list[GoModule]:
                 "github.com/cloudnativelabs/kube-router/v2/pkg/version",
                 Version=f"v{k.kube_router}",
                 BuildDate=date,
+            ),
+        ),
+        GoModule(
+            "registry",
+            "github.com/distribution/distribution/v3",
+            f"v{registry}",
+            {"registry": "github.com/distribution/distribution/v3/cmd/registry"},
+            # its release Dockerfile's: the version without its v
+            lambda commit, _d: _x(
+                "github.com/distribution/distribution/v3/version",
+                version=registry,
+                revision=commit,
+                mainpkg="github.com/distribution/distribution/v3",
             ),
         ),
     ]

@@ -7,6 +7,9 @@ the binaries and, where a tool shells out to iptables/ipset, a layer of Debian p
   binary alone, at the path upstream's image has it (kubeadm's static pods and Deployment call them by name).
 - pause: upstream's own pause.c (Kubernetes module, build/pause/linux), compiled static with gcc, as upstream
   builds it; run as 65535 like upstream's image.
+- the lab registry (CNCF Distribution, the cluster layer's `registry:<versions.registry>`): its static binary and
+  a config file of ours at the path upstream's image reads (filesystem storage under /var/lib/registry, :5000;
+  the Deployment's environment adds TLS and htpasswd), so an air-gapped lab has the store it pushes to.
 - kube-proxy and kube-router: Debian 12's iptables, ipset and conntrack with their libraries (`apt-get
   download`, unpacked with `dpkg-deb -x`; maintainer scripts are not run, so the iptables alternatives are set
   here: the nf_tables backend, Debian 12's default, the one the nodes' own iptables uses). kube-router's image
@@ -29,6 +32,25 @@ REGISTRY = "registry.k8s.io"
 # kube-router's own image is not one kubeadm names; this local name never resolves to a registry, so a node
 # can only have it from the archive (record: manifest.json "kube_router_image").
 KUBE_ROUTER_REPO = "renderlab.local/kube-router"
+# The cluster layer names `registry:<version>` (infra/manifests.py); this is how containerd spells that name.
+REGISTRY_REPO = "docker.io/library/registry"
+REGISTRY_CONFIG = "etc/distribution/config.yml"  # where registry 3's own image keeps it
+# Deletes stay off (the default, said here too): a pushed digest never vanishes.
+REGISTRY_CONFIG_TEXT = b"""\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: false
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+"""
 # Debian packages of the iptables layer (their dependencies are added from apt's own metadata).
 NETFILTER_PACKAGES = ("iptables", "ipset", "conntrack")
 SHELL_PACKAGES = ("busybox-static",)
@@ -76,8 +98,13 @@ def kubeadm_refs(k) -> dict[str, str]:
     }
 
 
-def all_refs(k) -> dict[str, str]:
-    return {**kubeadm_refs(k), "kube-router": f"{KUBE_ROUTER_REPO}:v{k.kube_router}"}
+def all_refs(k, registry: str) -> dict[str, str]:
+    """Every image of the folder: kubeadm's, kube-router's, and the lab registry's (`registry`: its version)."""
+    return {
+        **kubeadm_refs(k),
+        "kube-router": f"{KUBE_ROUTER_REPO}:v{k.kube_router}",
+        "registry": f"{REGISTRY_REPO}:{registry}",
+    }
 
 
 # --- Debian packages ---------------------------------------------------------------------------------------
@@ -219,9 +246,10 @@ def _bin(inputs: ImageInputs, name: str) -> bytes:
     return (inputs.bins / name).read_bytes()
 
 
-def images(k, inputs: ImageInputs) -> Iterator[tuple[str, Image]]:
-    """(archive name, image) for every reference of all_refs(k), one at a time (each holds its binaries)."""
-    refs = all_refs(k)
+def images(k, registry: str, inputs: ImageInputs) -> Iterator[tuple[str, Image]]:
+    """(archive name, image) for every reference of all_refs(k, registry), one at a time (each holds its
+    binaries)."""
+    refs = all_refs(k, registry)
     env = [PATH_ENV]
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         layer = Layer().file(f"usr/local/bin/{name}", _bin(inputs, name)).dir("tmp", 0o1777)
@@ -263,6 +291,27 @@ def images(k, inputs: ImageInputs) -> Iterator[tuple[str, Image]]:
             refs["kube-router"],
             [inputs.rootfs_shell, router],
             {"Entrypoint": ["/usr/local/bin/kube-router"], "Env": env},
+        ),
+    )
+    store = (
+        Layer()
+        .file("bin/registry", _bin(inputs, "registry"))
+        .file(REGISTRY_CONFIG, REGISTRY_CONFIG_TEXT, 0o644)
+        .dir("var/lib/registry")
+        .dir("tmp", 0o1777)
+    )
+    yield (
+        "registry",
+        image_archive(
+            refs["registry"],
+            [store],
+            {
+                "Entrypoint": ["/bin/registry"],
+                "Cmd": ["serve", f"/{REGISTRY_CONFIG}"],
+                "Env": env,
+                "ExposedPorts": {"5000/tcp": {}},
+                "Volumes": {"/var/lib/registry": {}},
+            },
         ),
     )
 

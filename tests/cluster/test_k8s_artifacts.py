@@ -14,17 +14,20 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+from infra import manifests
 from renderlab.lab.config import load
 from renderlab.workstation import k8s_artifacts as ka
 from renderlab.workstation import k8s_go, k8s_images
 from renderlab.workstation.oci_archive import read_index
 
 REPO = Path(__file__).resolve().parents[2]
-K = load(REPO / "Pulumi.example.yaml").kubernetes
+CONFIG = load(REPO / "Pulumi.example.yaml")
+K, REG = CONFIG.kubernetes, CONFIG.versions.registry
 CACHE = ka.default_cache(K.version)
 CONTAINERS_CONF = REPO / "images" / "containers.conf"
 
@@ -33,15 +36,27 @@ CONTAINERS_CONF = REPO / "images" / "containers.conf"
 
 
 def test_every_wrapper_module_requires_what_the_lab_config_pins():
-    mods = k8s_go.modules(K)
+    mods = k8s_go.modules(K, REG)
     k8s_go.check_pins(mods)  # raises with the `go get` that aligns them
     assert {m.name for m in mods} == {p.name for p in k8s_go.WRAPPERS.iterdir() if p.name != "vuln"}
+
+
+def test_the_registry_wrapper_is_built_at_versions_registry_with_its_release_ldflags():
+    mods = {m.name: m for m in k8s_go.modules(K, "3.1.1")}
+    reg = mods["registry"]
+    assert reg.module == "github.com/distribution/distribution/v3" and reg.version == "v3.1.1"
+    args = k8s_go.build_args(reg, "abc123", "d")
+    ldflags = args[args.index("-ldflags") + 1]
+    assert "-X github.com/distribution/distribution/v3/version.version=3.1.1" in ldflags
+    assert "-X github.com/distribution/distribution/v3/version.revision=abc123" in ldflags
+    with pytest.raises(k8s_go.GoBuildError, match="pins github.com/distribution/distribution/v3 v3.0.0 but"):
+        k8s_go.check_pins(k8s_go.modules(K, "3.0.0"))
 
 
 def test_a_pin_the_wrapper_does_not_hold_is_one_clear_error():
     other = K.model_copy(update={"coredns": "1.12.0"})
     with pytest.raises(k8s_go.GoBuildError) as e:
-        k8s_go.check_pins(k8s_go.modules(other))
+        k8s_go.check_pins(k8s_go.modules(other, REG))
     msg = str(e.value)
     assert (
         "pins github.com/coredns/coredns v1.12.0 but tools/kubernetes/coredns/go.mod requires v1.13.1" in msg
@@ -57,7 +72,7 @@ def test_required_version_reads_block_and_single_requires():
 
 
 def test_version_ldflags_are_upstreams():
-    mods = {m.name: m for m in k8s_go.modules(K)}
+    mods = {m.name: m for m in k8s_go.modules(K, REG)}
     args = k8s_go.build_args(mods["kubernetes"], "abc123", "2026-08-20T15:16:14Z")
     ldflags = args[args.index("-ldflags") + 1]
     for setting in (
@@ -95,6 +110,13 @@ def test_a_binary_at_another_version_is_refused(tmp_path: Path):
         ka.reported_version(fake, ["--version"], "Kubernetes v1.35.8")
 
 
+def _layer_registry_image() -> str:
+    """The registry image the cluster layer runs (infra/manifests.py)."""
+    values = {"registry_tls_crt": "", "registry_tls_key": "", "registry_htpasswd": ""}
+    (deploy,) = [o for o in manifests.registry(CONFIG, values) if o["kind"] == "Deployment"]
+    return deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
 # --- the built folder --------------------------------------------------------------------------------------
 
 built = pytest.mark.skipif(
@@ -112,7 +134,7 @@ def test_manifest_lists_every_file_of_the_contract_with_its_digest():
     expected = (
         {f"bin/{b}" for b in ka.NODE_BINARIES}
         | {f"cni/bin/{p}" for p in ka.CNI_PLUGINS}
-        | {f"images/{n}.tar" for n in k8s_images.all_refs(K)}
+        | {f"images/{n}.tar" for n in k8s_images.all_refs(K, REG)}
     )
     assert set(m["files"]) == expected
     for rel, info in m["files"].items():
@@ -123,13 +145,20 @@ def test_manifest_lists_every_file_of_the_contract_with_its_digest():
     assert m["versions"]["containerd"] == "2.2.10" and m["versions"]["kube_router"] == "2.1.0"
     assert m["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
     assert m["kube_router_image"] == "renderlab.local/kube-router:v2.1.0"
+    # The cluster layer's `registry:<versions.registry>`, as containerd names it.
+    assert (
+        m["registry_image"]
+        == "docker.io/library/registry:3.1.1"
+        == f"docker.io/library/{_layer_registry_image()}"
+    )
+    assert m["versions"]["registry"] == "3.1.1"
 
 
 @built
 def test_the_built_kubeadm_names_exactly_the_images_in_the_folder():
     names = ka.kubeadm_images(CACHE / "bin" / "kubeadm", K.version)
     images = _manifest()["images"]
-    assert sorted(set(images) - {_manifest()["kube_router_image"]}) == names
+    assert sorted(set(images) - {_manifest()["kube_router_image"], _manifest()["registry_image"]}) == names
     assert _manifest()["sandbox_image"] in names
 
 
@@ -152,7 +181,7 @@ def test_every_archive_names_its_image_and_its_blobs_hold():
 
 @built
 def test_every_binary_reports_the_pinned_version():
-    versions = ka.expected_versions(K)
+    versions = ka.expected_versions(K, REG)
     for sub, names in (("bin", ka.NODE_BINARIES), ("cni/bin", ka.CNI_PLUGINS)):
         for name in names:
             args, want = versions[name]
@@ -175,9 +204,9 @@ def test_archives_load_into_podman_and_the_iptables_image_runs(tmp_path: Path):
         return proc.stdout + proc.stderr
 
     for name in ("pause", "kube-proxy"):
-        ref = k8s_images.all_refs(K)[name]
+        ref = k8s_images.all_refs(K, REG)[name]
         assert f"Loaded image: {ref}" in podman("load", "-i", str(CACHE / "images" / f"{name}.tar"))
-    proxy = k8s_images.all_refs(K)["kube-proxy"]
+    proxy = k8s_images.all_refs(K, REG)["kube-proxy"]
     out = podman("run", "--rm", "--network", "none", "--entrypoint", "/usr/sbin/iptables", proxy, "--version")
     assert "iptables v1.8.9 (nf_tables)" in out
     out = podman("run", "--rm", "--network", "none", proxy, "--version")
@@ -187,7 +216,40 @@ def test_archives_load_into_podman_and_the_iptables_image_runs(tmp_path: Path):
 @built
 def test_a_second_run_builds_nothing():
     before = (CACHE / ka.MANIFEST).stat().st_mtime_ns
-    result = ka.build(K, CACHE, log=lambda _m: None)
+    result = ka.build(K, REG, CACHE, log=lambda _m: None)
     assert result["built"] == [] and result["assembled"] is False
     assert (CACHE / ka.MANIFEST).stat().st_mtime_ns == before
     assert (CACHE / ka.READY).exists()
+
+
+@built
+@pytest.mark.skipif(not shutil.which("podman"), reason="needs podman (make setup)")
+def test_the_registry_image_serves_from_its_own_config(tmp_path: Path):
+    """The lab registry's air-gap image starts as the cluster layer runs it (no command given): its config file
+    is read and it listens on :5000 (pushes to it: the make lab run, tests/lab/test_make_lab.py)."""
+    run = Path(tempfile.mkdtemp(prefix="rl-podman-", dir="/tmp"))
+    store = ["--root", str(tmp_path / "root"), "--runroot", str(run), "--storage-driver", "vfs"]
+    env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+    def podman(*args: str, check: bool = True) -> str:
+        proc = subprocess.run(
+            ["podman", *store, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+        )
+        assert proc.returncode == 0 or not check, proc.stderr[-800:]
+        return proc.stdout + proc.stderr
+
+    ref = _manifest()["registry_image"]
+    assert f"Loaded image: {ref}" in podman("load", "-i", str(CACHE / "images" / "registry.tar"))
+    name = "rl-registry-probe"
+    podman("run", "-d", "--name", name, "--network", "none", ref)
+    try:
+        logs = ""
+        for _ in range(60):
+            logs = podman("logs", name)
+            if "listening on" in logs:
+                break
+            time.sleep(0.5)
+        assert "listening on [::]:5000" in logs, logs[-800:]
+        assert "version=3.1.1" in logs, logs[-800:]
+    finally:
+        podman("rm", "-f", name, check=False)

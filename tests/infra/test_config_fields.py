@@ -23,7 +23,7 @@ def with_config(**changes):
 
 def test_example_pins_the_cluster_versions():
     config = parse(EXAMPLE)
-    assert config.versions.csi_driver_smb == "v1.17.0" and config.versions.registry == "2.8.3"
+    assert config.versions.csi_driver_smb == "v1.17.0" and config.versions.registry == "3.1.1"
     assert config.kubeconfig is None
 
 

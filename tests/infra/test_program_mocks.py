@@ -16,7 +16,6 @@ from pulumi.runtime.stack import wait_for_rpcs
 
 from infra import manifests
 from infra.cluster import GROUP
-from infra.lab_stand_in import SKIP_AWAIT
 from renderlab.lab import ansible_unsafe, lab_ca
 from renderlab.lab import host_secrets as hosts_secrets
 from renderlab.lab.cluster_names import LAUNCHER_TOKEN
@@ -278,7 +277,7 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     cidrs = [p["ipBlock"]["cidr"] for rule in policy["spec"]["egress"] for p in rule["to"] if "ipBlock" in p]
     assert cidrs == ["10.20.0.13/32", "10.20.0.14/32"]
     registry = kinds["Deployment"]["renderlab-registry/registry"]
-    assert registry["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:2.8.3"
+    assert registry["spec"]["template"]["spec"]["containers"][0]["image"] == "registry:3.1.1"
     # TLS and htpasswd from the resources made once (infra/issued_certificate.py); deletes off.
     env = {e["name"]: e["value"] for e in registry["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["REGISTRY_AUTH"] == "htpasswd" and env["REGISTRY_HTTP_TLS_CERTIFICATE"] == "/certs/tls.crt"
@@ -299,7 +298,7 @@ def test_cluster_layer_resources(stack_config, tmp_path, monkeypatch):
     assert services["renderlab-docs/docs"]["spec"]["ports"][0]["nodePort"] == 30080
     assert pvs["renderlab-share-gallery"]["spec"]["accessModes"] == ["ReadOnlyMany"]
     # Production: no stand-in of the local lab (host folders, skipped waits).
-    assert "hostPath" not in json.dumps(kinds) and SKIP_AWAIT not in json.dumps(kinds)
+    assert "hostPath" not in json.dumps(kinds) and "skipAwait" not in json.dumps(kinds)
 
 
 def test_the_launcher_token_secret_comes_after_the_group(stack_config, monkeypatch):
