@@ -106,7 +106,7 @@ class ClusterLayer(pulumi.ComponentResource):
             # wait on it and fail. Its Service and namespace stay; the rollout's `pulumi up` adds it.
             objs = [o for o in objs if not is_docs_deployment(o)]
         if lab is not None:
-            objs = [lab.apply(o) for o in objs]
+            objs = [lab.apply(o) for o in objs] + lab.objects(config)
         (token_obj,) = [o for o in objs if is_launcher_token(o)]
         self.objs = [o for o in objs if o is not token_obj]
         self.alias_old_names = self._alias_old_names(

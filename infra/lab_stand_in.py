@@ -3,9 +3,10 @@
 - CIFS: this kernel has none, so a PersistentVolume that mounts the SMB share by CSI becomes the folder the lab
   binds on every node (the share's own files), and the SMB CSI driver's Helm chart is not installed (a host
   folder needs no driver; its chart repository cannot be reached from the lab either).
-- The registry: its image cannot be pulled (no registry is reachable) and kubeadm installs no default
-  StorageClass for its claim, so its objects are applied and not awaited (the rehearsal imports images on the
-  nodes instead of pushing them).
+- The registry's claim: production's SMB CSI driver provisions it a folder under the share; here a static
+  PersistentVolume bound to that claim is a folder under the same host folder (`objects`). Its image is the
+  air-gap one `make k8s-artifacts` builds and the nodes import, so the registry runs and is awaited as in
+  production (and `make lab`'s images stage pushes to it).
 
 Production never applies any of it: `ClusterLayer` takes a `LabStandIn` only when a caller passes one: the
 cluster lane's tests, and the whole program (infra/program.py) when `make lab` runs against the local lab
@@ -28,7 +29,6 @@ from infra import manifests
 from renderlab.lab.cluster_names import REGISTRY_NS, SHARE_PV
 
 ENV = "RENDERLAB_LAB_STAND_IN"  # the share's folder on the local lab's nodes
-SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: apply the object, do not wait for it to be ready
 
 
 def copy_names(prefix: str) -> dict[str, str]:
@@ -70,9 +70,28 @@ class LabStandIn:
             # The docs server (uid 2080) reads the gallery through the mount: here it needs the share's group.
             pod = obj["spec"]["template"]["spec"].setdefault("securityContext", {})
             pod["supplementalGroups"] = sorted({*pod.get("supplementalGroups", []), self.share_gid})
-        if meta.get("namespace") == self.names.get(REGISTRY_NS, REGISTRY_NS):
-            meta["annotations"] = {**meta.get("annotations", {}), SKIP_AWAIT: "true"}
         return obj
+
+    def objects(self, config) -> list[dict[str, Any]]:
+        """What the lab adds to the layer: the registry claim's volume, a folder under the share's host folder
+        (named after the volume, as the CSI driver names the folder it provisions), bound to that claim only."""
+        namespace = self.names.get(REGISTRY_NS, REGISTRY_NS)
+        name = f"{namespace}-data"
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": name, "labels": dict(manifests.PART_OF)},
+                "spec": {
+                    "capacity": {"storage": f"{config.pipeline.registry.size_gib}Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": self.names.get(manifests.STORAGE_CLASS, manifests.STORAGE_CLASS),
+                    "claimRef": {"namespace": namespace, "name": manifests.REGISTRY_PVC},
+                    "hostPath": {"path": f"{self.share_folder}/{name}", "type": "DirectoryOrCreate"},
+                },
+            }
+        ]
 
 
 class StandInError(ValueError):

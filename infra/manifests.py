@@ -36,6 +36,7 @@ STORAGE_CLASS = "renderlab-smb"
 SMB_SECRET = "smb-credentials"
 
 REGISTRY_PORT = 5000
+REGISTRY_PVC = "registry-data"
 DOCS_NS = "renderlab-docs"
 DOCS_PORT = 8080  # nginx's port in images/docs (non-root: above 1024)
 DOCS_UID = 2080  # the image's user (images/docs/Dockerfile DOCS_UID)
@@ -343,7 +344,7 @@ def registry(config: LabConfig, values: dict[str, Any]) -> list[dict]:
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": _meta("registry-data", REGISTRY_NS),
+            "metadata": _meta(REGISTRY_PVC, REGISTRY_NS),
             # On the share: the SMB CSI driver provisions a folder of its own under the share for the claim
             # (the share's StorageClass). kubeadm installs no default StorageClass, so a claim naming none
             # stayed Pending and `pulumi up` waited 5 minutes on it and failed.
@@ -391,7 +392,7 @@ def registry(config: LabConfig, values: dict[str, Any]) -> list[dict]:
                             }
                         ],
                         "volumes": [
-                            {"name": "data", "persistentVolumeClaim": {"claimName": "registry-data"}},
+                            {"name": "data", "persistentVolumeClaim": {"claimName": REGISTRY_PVC}},
                             {"name": "tls", "secret": {"secretName": "registry-tls"}},
                             {"name": "auth", "secret": {"secretName": "registry-auth"}},
                         ],

@@ -140,6 +140,7 @@ def layer(built: Cluster, docs_image: str) -> dict[str, list[dict]]:
     # The lab's stand-ins (infra/lab_stand_in.py), as the Pulumi program takes them (test_pulumi_layer.py).
     stand_in = LabStandIn(HOST_SHARE, c.config.share.uid)
     applied = {f: [stand_in.apply(o) for o in group] for f, group in objs.items()}
+    applied["lab-stand-in"] = stand_in.objects(c.config)
     c.apply([o for group in applied.values() for o in group])
     return applied
 

@@ -265,3 +265,4 @@ def _copy_objects(copy):
     blank = dict.fromkeys(manifests.SECRET_INPUTS + manifests.REGISTRY_INPUTS, "")
     for group in manifests.all_objects(copy, blank).values():
         yield from (stand_in.apply(o) for o in group)
+    yield from stand_in.objects(copy)

@@ -13,7 +13,7 @@ from pulumi.runtime.stack import wait_for_rpcs
 
 from infra import manifests
 from infra.cluster import ClusterLayer, group_name, resource_name, type_token
-from infra.lab_stand_in import SKIP_AWAIT, LabStandIn, copy_names
+from infra.lab_stand_in import LabStandIn, copy_names
 from renderlab.lab.cluster_names import LAUNCHER_TOKEN, REGISTRY_NS
 from renderlab.lab.config import load
 from tests.infra.test_program_mocks import Mocks, group_objects
@@ -50,7 +50,7 @@ def test_production_applies_the_chart_and_no_stand_in():
     assert [n for n, _ in mocks.of("kubernetes:helm.sh/v3:Release")] == ["csi-driver-smb"]
     kinds, _ = group_objects(mocks)
     assert all("csi" in pv["spec"] for pv in kinds["PersistentVolume"].values())
-    assert "hostPath" not in json.dumps(kinds) and SKIP_AWAIT not in json.dumps(kinds)
+    assert "hostPath" not in json.dumps(kinds) and "skipAwait" not in json.dumps(kinds)
 
 
 def test_before_the_docs_image_is_pushed_there_is_no_docs_deployment_to_wait_on():
@@ -74,21 +74,22 @@ def test_the_lab_stand_in_leaves_out_the_chart_and_mounts_the_host_folder():
     assert mocks.of("kubernetes:helm.sh/v3:Release") == [] and made.csi_smb is None
     kinds, secret = group_objects(mocks)
     assert secret
+    registry_pv = f"{REGISTRY_NS}-data"
     for name, pv in kinds["PersistentVolume"].items():
         assert "csi" not in pv["spec"] and "mountOptions" not in pv["spec"], name
-        assert pv["spec"]["hostPath"] == {"path": FOLDER, "type": "DirectoryOrCreate"}
+        path = f"{FOLDER}/{registry_pv}" if name == registry_pv else FOLDER
+        assert pv["spec"]["hostPath"] == {"path": path, "type": "DirectoryOrCreate"}, name
+    # The registry's claim (the CSI driver provisions it in production) is bound to a folder under the share's.
+    pv = kinds["PersistentVolume"][registry_pv]["spec"]
+    claim = kinds["PersistentVolumeClaim"][f"{REGISTRY_NS}/{manifests.REGISTRY_PVC}"]["spec"]
+    assert pv["claimRef"] == {"namespace": REGISTRY_NS, "name": manifests.REGISTRY_PVC}
+    assert pv["storageClassName"] == claim["storageClassName"] and pv["accessModes"] == claim["accessModes"]
+    assert pv["capacity"]["storage"] == claim["resources"]["requests"]["storage"]
     docs = kinds["Deployment"][f"{manifests.DOCS_NS}/docs"]["spec"]["template"]["spec"]
     assert docs["securityContext"]["supplementalGroups"] == [CONFIG.share.uid]
-    # The registry cannot run in the lab (no image, no default StorageClass): applied, not awaited.
-    waited = {
-        (k, n)
-        for k, names in kinds.items()
-        for n, o in names.items()
-        if SKIP_AWAIT not in o["metadata"].get("annotations", {})
-    }
-    assert {n.split("/")[0] for _, n in waited if "/" in n} == {CONFIG.pipeline.namespace, manifests.DOCS_NS}
-    assert ("Deployment", f"{REGISTRY_NS}/registry") not in waited
-    assert ("Deployment", f"{manifests.DOCS_NS}/docs") in waited  # the docs server is awaited: it must run
+    # Everything is awaited as in production, the registry too: its image is on the nodes (make k8s-artifacts).
+    assert "skipAwait" not in json.dumps(kinds)
+    assert f"{REGISTRY_NS}/registry" in kinds["Deployment"]
 
 
 def test_the_copys_names_leave_nothing_of_the_lab_layer_by_name():
@@ -98,7 +99,7 @@ def test_the_copys_names_leave_nothing_of_the_lab_layer_by_name():
         update={"pipeline": CONFIG.pipeline.model_copy(update={"namespace": "pl-render"})}
     )
     stand_in = LabStandIn(FOLDER, copy.share.uid, copy_names("pl-"))
-    for obj in (stand_in.apply(o) for o in objects(copy)):
+    for obj in [stand_in.apply(o) for o in objects(copy)] + stand_in.objects(copy):
         meta = obj["metadata"]
         assert (meta.get("namespace") or meta["name"]).startswith("pl-"), (obj["kind"], meta["name"])
         if obj["kind"] == "PersistentVolume":
