@@ -31,6 +31,8 @@ def test_prepare_writes_the_kmsg_link_and_an_enabled_cgroup_unit(tmp_path: Path)
     unit = configparser.ConfigParser(interpolation=None, strict=False)
     unit.read_string((tmp_path / "etc/systemd/system" / name).read_text())
     assert "containerd.service" in unit["Unit"]["Before"] and "kubelet.service" in unit["Unit"]["Before"]
+    # Before every ordinary service (their cgroups are set up after sysinit.target), and after local mounts only.
+    assert "sysinit.target" in unit["Unit"]["Before"].split() and unit["Unit"]["DefaultDependencies"] == "no"
     text = (tmp_path / "etc/systemd/system" / name).read_text()
     # systemd expands $d itself; the shell's variable must be written $$d.
     assert '"$$d"' in text and '"$d"' not in text

@@ -28,7 +28,9 @@ CGROUPS_RW_UNIT = """[Unit]
 Description=renderlab lab: cgroup controllers writable for the container runtime
 DefaultDependencies=no
 After=local-fs.target
-Before=containerd.service kubelet.service
+# Done before any ordinary service starts: a cgroup hierarchy remounted while systemd sets up a service's cgroup
+# failed that service once (systemd-user-sessions: /run/nologin stayed, and the node refused every login).
+Before=sysinit.target containerd.service kubelet.service
 
 [Service]
 Type=oneshot
@@ -66,7 +68,9 @@ SYSCTLS_UNIT = (
 Description=renderlab lab: the kubelet's kernel values as node-local stand-ins (the machine's stay unchanged)
 DefaultDependencies=no
 After=local-fs.target
-Before=containerd.service kubelet.service
+# Done before any ordinary service starts: a cgroup hierarchy remounted while systemd sets up a service's cgroup
+# failed that service once (systemd-user-sessions: /run/nologin stayed, and the node refused every login).
+Before=sysinit.target containerd.service kubelet.service
 
 [Service]
 Type=oneshot
@@ -91,7 +95,9 @@ NET_SYSCTLS_UNIT = """[Unit]
 Description=renderlab lab: the node's own network sysctls (systemd-sysctl skips a container)
 DefaultDependencies=no
 After=local-fs.target
-Before=containerd.service kubelet.service
+# Done before any ordinary service starts: a cgroup hierarchy remounted while systemd sets up a service's cgroup
+# failed that service once (systemd-user-sessions: /run/nologin stayed, and the node refused every login).
+Before=sysinit.target containerd.service kubelet.service
 
 [Service]
 Type=oneshot
