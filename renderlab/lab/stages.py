@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,16 +176,19 @@ def run(
         print(f"{where}: make {stage.target}", file=out, flush=True)
         stamp.unlink(missing_ok=True)
         # YES=1: unattended, `pulumi up` applies its preview without asking (the Makefile's PULUMI_UP_ARGS).
+        t0 = time.monotonic()
         result = subprocess.run([*make, stage.target, f"STACK={stack}", "YES=1"], cwd=root, check=False)
+        took = f"{time.monotonic() - t0:.0f} s"
         if result.returncode != 0:
             print(
-                f"{where}: failed (exit {result.returncode}); fix it and run `make lab` again: it resumes "
-                f"here (or alone: `make {stage.target} STACK={stack}`)",
+                f"{where}: failed (exit {result.returncode}) after {took}; fix it and run `make lab` again: it "
+                f"resumes here (or alone: `make {stage.target} STACK={stack}`)",
                 file=out,
                 flush=True,
             )
             return 1
         stamp.write_text(key)
+        print(f"{where}: done in {took}", file=out, flush=True)
     if last < len(STAGES):
         print(f"lab: stages 1-{last} of {len(STAGES)} done for stack {stack} (through {stop})", file=out)
     else:
