@@ -288,7 +288,7 @@ lab-restore-drill: venv ## back up the local lab, destroy (Airflow DB, runs, a s
 lab-rehearsal: venv ## one render through the local lab: the DAG on its Airflow host via the REST API, Jobs on both nodes, outputs checked like make demo; records for benchmarks/lab_scaling.py
 	RENDERLAB_REHEARSAL_LANE=1 RENDERLAB_REQUIRE_LANES=1 $(VENV)/bin/pytest tests/rehearsal -m lab -p no:cacheprovider -s $(PYTEST_ARGS)
 
-lab-make-test: venv ## `make lab` itself, stages 1-7, against a fake Proxmox whose VMs are local lab hosts: a host-stage failure, the resume, a second run (needs make tools, k8s-artifacts, k8s-provider)
+lab-make-test: venv ## `make lab` itself, all 11 stages, against a fake Proxmox whose VMs are local lab hosts: a host-stage failure, the resume, a second run (needs make tools, k8s-artifacts, k8s-provider)
 	$(VENV)/bin/pytest tests/lab/test_make_lab.py -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
 cluster-test: venv ## the two-node kubeadm cluster in the local lab: site.yml twice, then nodes, pods, Services, DNS, RBAC, NetworkPolicy, docs, restart (needs make k8s-artifacts; `make test` runs it on the lab lane's lab)

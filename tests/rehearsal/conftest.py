@@ -7,7 +7,7 @@ Jobs on both Kubernetes nodes, the outputs on the one share folder every lab hos
 (renderlab/workstation/nspawn_lab/share_folder.py), the gallery page served by the cluster's docs site.
 
 What it puts in place itself, as a user of such a lab would: the Jobs' images in every node's containerd
-(tests/rehearsal/node_images.py: imported, not pulled, since the lab registry's image cannot be had here), and on
+(tests/rehearsal/node_images.py: imported, not pulled; the registry's push and pull are tests/lab/test_make_lab.py's), and on
 the Airflow host the Variable naming those images and the Kubernetes connection (site.yml's `airflow` and
 `k8s_connection` steps, run only when missing).
 

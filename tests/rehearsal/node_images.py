@@ -1,4 +1,5 @@
-"""The Jobs' images on the lab's nodes without the lab registry (its image cannot be had on this machine): each
+"""The Jobs' images on the lab's nodes without the lab registry (the rehearsal predates its air-gap image; the push
+and a node's pull are checked by tests/lab/test_make_lab.py): each
 image `make images` built here is saved from the local engine once and imported into every Kubernetes node's
 containerd (`k8s.io`, the namespace the kubelet's CRI reads) under exactly the reference the Jobs run, as the
 cluster lane imports its test and docs images.
