@@ -285,9 +285,9 @@ def test_make_lab_again_resumes_at_the_hosts_and_lays_the_cluster(step: Story):
 
 
 def _stage_output(out: str, stage: str) -> str:
-    """What `make lab` printed for one stage: from its heading to the next stage's."""
+    """What `make lab` printed while one stage ran: from its `: make <target>` line to its `done in` line."""
     parts = re.split(r"^(?=lab \[\d+/\d+\] )", out, flags=re.M)
-    (part,) = [p for p in parts if re.match(rf"lab \[\d+/\d+\] {re.escape(stage)} \(", p)]
+    (part,) = [p for p in parts if re.match(rf"lab \[\d+/\d+\] {re.escape(stage)} \(.*\): make ", p)]
     return part
 
 
