@@ -188,20 +188,27 @@ def test_every_binary_reports_the_pinned_version():
             assert want in ka.reported_version(CACHE / sub / name, args, want)
 
 
-@built
-@pytest.mark.skipif(not shutil.which("podman"), reason="needs podman (make setup)")
-def test_archives_load_into_podman_and_the_iptables_image_runs(tmp_path: Path):
-    """podman reads the archives as any OCI archive; kube-proxy's image runs its binary and Debian's iptables."""
+def _podman(tmp_path: Path):
+    """podman on a store of its own under tmp_path: podman(*args, check=True) -> its output."""
     run = Path(tempfile.mkdtemp(prefix="rl-podman-", dir="/tmp"))  # podman refuses a runroot over 50 chars
     store = ["--root", str(tmp_path / "root"), "--runroot", str(run), "--storage-driver", "vfs"]
     env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
-    def podman(*args: str) -> str:
+    def podman(*args: str, check: bool = True) -> str:
         proc = subprocess.run(
             ["podman", *store, *args], capture_output=True, text=True, env=env, timeout=300, check=False
         )
-        assert proc.returncode == 0, proc.stderr[-800:]
+        assert proc.returncode == 0 or not check, proc.stderr[-800:]
         return proc.stdout + proc.stderr
+
+    return podman
+
+
+@built
+@pytest.mark.skipif(not shutil.which("podman"), reason="needs podman (make setup)")
+def test_archives_load_into_podman_and_the_iptables_image_runs(tmp_path: Path):
+    """podman reads the archives as any OCI archive; kube-proxy's image runs its binary and Debian's iptables."""
+    podman = _podman(tmp_path)
 
     for name in ("pause", "kube-proxy"):
         ref = k8s_images.all_refs(K, REG)[name]
@@ -227,16 +234,7 @@ def test_a_second_run_builds_nothing():
 def test_the_registry_image_serves_from_its_own_config(tmp_path: Path):
     """The lab registry's air-gap image starts as the cluster layer runs it (no command given): its config file
     is read and it listens on :5000 (pushes to it: the make lab run, tests/lab/test_make_lab.py)."""
-    run = Path(tempfile.mkdtemp(prefix="rl-podman-", dir="/tmp"))
-    store = ["--root", str(tmp_path / "root"), "--runroot", str(run), "--storage-driver", "vfs"]
-    env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
-
-    def podman(*args: str, check: bool = True) -> str:
-        proc = subprocess.run(
-            ["podman", *store, *args], capture_output=True, text=True, env=env, timeout=300, check=False
-        )
-        assert proc.returncode == 0 or not check, proc.stderr[-800:]
-        return proc.stdout + proc.stderr
+    podman = _podman(tmp_path)
 
     ref = _manifest()["registry_image"]
     assert f"Loaded image: {ref}" in podman("load", "-i", str(CACHE / "images" / "registry.tar"))
