@@ -39,6 +39,7 @@ def main() -> int:
         print(
             f"first run failed on {sorted(first.real_failures)}; see {first.log} (kept in {lab.settings.prefix}-last-logs)"
         )
+        print(first.why())
         return 1
     print(
         f"site.yml second run: {second.seconds:7.1f} s  changed={second.changed:3d}  rc={second.rc}  (budget {SECOND_BUDGET_S} s)"

@@ -53,7 +53,5 @@ def first_run(lab) -> lifecycle.PlaybookRun:
 def second_run(lab, first_run) -> lifecycle.PlaybookRun:
     """The second site.yml run, once the first has succeeded (judged by the tests that use it)."""
     if first_run.real_failures:
-        pytest.fail(
-            f"site.yml's first run failed ({first_run.real_failures}); see {first_run.log}", pytrace=False
-        )
+        pytest.fail(f"site.yml's first run failed; see {first_run.log}:\n{first_run.why()}", pytrace=False)
     return lifecycle.run_site(lab, "site-2.log")

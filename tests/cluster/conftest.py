@@ -166,7 +166,7 @@ def built(cluster: Cluster) -> Cluster:
         return cluster
     first = cluster.runs[0]
     if first.real_failures:  # a host stopped at the p4d vendor download is not a cluster failure
-        pytest.fail(f"site.yml failed ({first.real_failures}); see {first.log}", pytrace=False)
+        pytest.fail(f"site.yml failed; see {first.log}:\n{first.why()}", pytrace=False)
     return cluster
 
 

@@ -150,11 +150,13 @@ def test_site_yml_builds_the_cluster_and_a_second_run_changes_nothing(cluster: C
     # lab lane; any other failure, or a stop on another host, fails here.
     first = cluster.runs[0]
     assert not first.real_failures and set(first.vendor_blocked) <= {"perforce"}, (
-        f"{first.real_failures}; see {first.log}"
+        f"see {first.log}:\n{first.why()}"
     )
     assert len(cluster.runs) == 2
     second = cluster.runs[1]
-    assert not second.real_failures and second.vendor_blocked == first.vendor_blocked, f"see {second.log}"
+    assert not second.real_failures and second.vendor_blocked == first.vendor_blocked, (
+        f"see {second.log}:\n{second.why()}"
+    )
     changed = {h: r["changed"] for h, r in second.recap.items() if r["changed"]}
     assert changed == {}, f"second run changed something; see {second.log}"
 

@@ -127,7 +127,9 @@ def test_playbook_log_tells_vendor_stops_from_real_failures(tmp_path, monkeypatc
         h: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
         for h, ok, ch, un, fa in lifecycle.RECAP.findall(text)
     }
-    run = lifecycle.PlaybookRun(2, 1.0, recap, tmp_path / "x.log", lifecycle._failures(text))
+    run = lifecycle.PlaybookRun(
+        2, 1.0, recap, tmp_path / "x.log", lifecycle._failures(text), lifecycle._fatal_messages(text)
+    )
     assert run.failures == {
         # the rescued download failure, then site.yml's report that ends the host
         "k": ["perforce : Download Perforce's signing key", "Fail where a vendor download was missing"],
@@ -135,6 +137,8 @@ def test_playbook_log_tells_vendor_stops_from_real_failures(tmp_path, monkeypatc
     }
     assert run.vendor_blocked == ["k"]
     assert run.real_failures == {"s": ["samba : Samba running"]}
+    assert run.messages["k"] == ["Request failed", "p4d could not be downloaded"]
+    assert run.why() == "s: samba : Samba running: boom"  # the reason, where only the test's message is seen
     assert run.changed == 1
 
 

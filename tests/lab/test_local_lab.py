@@ -40,7 +40,7 @@ def _report(say, label: str, run: lifecycle.PlaybookRun) -> None:
 def test_site_first_run_configures_every_host(lab, first_run, say):
     _report(say, "first run", first_run)
     # Every host is either fully configured or stopped only at its role's vendor-download step.
-    assert first_run.real_failures == {}, f"see {first_run.log}"
+    assert first_run.real_failures == {}, f"see {first_run.log}:\n{first_run.why()}"
     assert first_run.rc in (0, 2)
     assert set(first_run.recap) == {m.name for m in lab.machines}
     assert first_run.changed > 0
@@ -52,7 +52,7 @@ def test_site_second_run_changes_nothing(lab, first_run, second_run, say):
     second = second_run
     changed = {h: r["changed"] for h, r in second.recap.items() if r["changed"]}
     _report(say, "second run", second)
-    assert second.real_failures == {}, f"see {second.log}"
+    assert second.real_failures == {}, f"see {second.log}:\n{second.why()}"
     assert second.vendor_blocked == first_run.vendor_blocked
     assert changed == {}, f"not idempotent: {changed}; see {second.log}"
 
@@ -69,7 +69,7 @@ def _inventory_groups(lab) -> dict[str, list[str]]:
 def test_testinfra_suite_passes_against_the_lab(lab, first_run, say):
     """Judged per role and per host (tests/lab/host_checks.py): every check unit ran and passed on every host
     of its group; a skip only where named there (p4d on a host stopped at its vendor download)."""
-    assert first_run.real_failures == {}
+    assert first_run.real_failures == {}, first_run.why()
     report = lab.state / "logs" / "testinfra-report.json"
     env = {
         **os.environ,
@@ -113,7 +113,7 @@ def test_firewall_lets_each_rule_in_and_drops_the_rest(lab, first_run, say):
     """Every TCP rule of every host, from every lab host, the workstation (the bridge's address) and an outsider
     (an address on the bridge outside the lab network and the workstation): allowed pairs get through (connect
     or a reset: the host's stack answered), the others are dropped (no answer at all)."""
-    assert first_run.real_failures == {}
+    assert first_run.real_failures == {}, first_run.why()
     config = load(lab.stack_file)
     subnet = lab.settings.subnet
     # The benchmarking range (never a real host), one address per lab subnet so that two labs never share it.
@@ -159,7 +159,7 @@ def test_no_generated_secret_reaches_a_log(lab, first_run, say):
     """After both playbook runs, the testinfra suite and the probes: no generated secret in the playbook output,
     the test logs, the hosts' consoles, their journals (every field: command lines too) or files under their
     /var/log and Airflow's task logs."""
-    assert first_run.real_failures == {}
+    assert first_run.real_failures == {}, first_run.why()
     needles = _secret_needles(lab)
     assert {name for name, _ in needles} == set(yaml.safe_load(lab.secrets.read_text()))
     secrets = [text for _, text in needles]

@@ -56,10 +56,10 @@ def drill_lab(request, lab_preflight, booted):
             .returncode
         ):
             run = lifecycle.run_site(lab, "site-drill.log")
-            assert run.real_failures == {}, f"see {run.log}"
+            assert run.real_failures == {}, f"see {run.log}:\n{run.why()}"
         return lab
     run = request.getfixturevalue("first_run")
-    assert run.real_failures == {}, f"see {run.log}"
+    assert run.real_failures == {}, f"see {run.log}:\n{run.why()}"
     return request.getfixturevalue("lab")
 
 

@@ -130,9 +130,7 @@ def _airflow_ready(c: Cluster, refs: dict[str, str]) -> None:
         return
     run = locallab.run_site(c.lab, "rehearsal-site.log", ["--tags", ",".join(tags)])
     if run.real_failures or run.rc != 0:
-        pytest.fail(
-            f"site.yml --tags {','.join(tags)} failed ({run.real_failures}); see {run.log}", pytrace=False
-        )
+        pytest.fail(f"site.yml --tags {','.join(tags)} failed; see {run.log}:\n{run.why()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

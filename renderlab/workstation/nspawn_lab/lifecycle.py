@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -387,6 +389,7 @@ class PlaybookRun:
     recap: dict[str, dict[str, int]]
     log: Path
     failures: dict[str, list[str]]  # host -> names of the tasks that failed on it
+    messages: dict[str, list[str]] = field(default_factory=dict)  # host -> each failure's message, in order
 
     @property
     def changed(self) -> int:
@@ -413,10 +416,18 @@ class PlaybookRun:
         }
         return {h: tasks for h, tasks in failed.items() if h not in blocked}
 
+    def why(self, limit: int = 1500) -> str:
+        """Each really failed host's last failed task and its message: the reason, where the log is out of
+        reach (a CI machine's)."""
+        lines = []
+        for host, tasks in self.real_failures.items():
+            said = self.messages.get(host) or [""]
+            lines.append(f"{host}: {tasks[-1]}: {said[-1][:limit]}".rstrip(": "))
+        return "\n".join(lines)
 
-def _failures(text: str) -> dict[str, list[str]]:
-    """Pair each `fatal: [host]` with the task it happened in; errors a task ignores do not count."""
-    failures: dict[str, list[str]] = {}
+
+def _fatal_blocks(text: str) -> Iterator[tuple[str, str, str]]:
+    """(host, task, the result's text) for each `fatal: [host]` a task did not ignore."""
     headers = list(TASK.finditer(text))
     for n, header in enumerate(headers):
         end = headers[n + 1].start() if n + 1 < len(headers) else len(text)
@@ -424,8 +435,44 @@ def _failures(text: str) -> dict[str, list[str]]:
         for fatal in FATAL.finditer(block):
             rest = block[fatal.end() :].split("\nfatal: ", 1)[0]
             if "...ignoring" not in rest:
-                failures.setdefault(fatal.group(1), []).append(header.group(1))
+                yield fatal.group(1), header.group(1), rest
+
+
+def _message(result: str) -> str:
+    """A failed result's `msg`: a JSON object on the fatal line, or an indented YAML mapping under it (the
+    yaml result format ansible.cfg sets); the raw text where it is neither."""
+    head, _, body = result.partition("\n")
+    head = head.split("=> ", 1)[-1].strip()
+    try:
+        parsed = (
+            json.loads(head)
+            if head
+            else yaml.safe_load(
+                textwrap.dedent(
+                    "\n".join(itertools.takewhile(lambda line: line.startswith(" "), body.splitlines()))
+                )
+            )
+        )
+    except (ValueError, yaml.YAMLError):
+        parsed = None
+    if isinstance(parsed, dict) and "msg" in parsed:
+        return " ".join(str(parsed["msg"]).split())
+    return " ".join((head or body).split())
+
+
+def _failures(text: str) -> dict[str, list[str]]:
+    """Pair each `fatal: [host]` with the task it happened in; errors a task ignores do not count."""
+    failures: dict[str, list[str]] = {}
+    for host, task, _ in _fatal_blocks(text):
+        failures.setdefault(host, []).append(task)
     return failures
+
+
+def _fatal_messages(text: str) -> dict[str, list[str]]:
+    messages: dict[str, list[str]] = {}
+    for host, _, result in _fatal_blocks(text):
+        messages.setdefault(host, []).append(_message(result))
+    return messages
 
 
 def run_site(lab: Lab, log_name: str, extra_args: list[str] | None = None) -> PlaybookRun:
@@ -445,4 +492,4 @@ def run_site(lab: Lab, log_name: str, extra_args: list[str] | None = None) -> Pl
         h: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
         for h, ok, ch, un, fa in RECAP.findall(text)
     }
-    return PlaybookRun(rc, seconds, recap, out, _failures(text))
+    return PlaybookRun(rc, seconds, recap, out, _failures(text), _fatal_messages(text))
